@@ -1,0 +1,3 @@
+from dcmnet_cli.cli.main import main
+
+main()

@@ -1,0 +1,61 @@
+"""``dcmnet echo``: C-ECHO one node, once or ping-style."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ...dimse.status import describe
+from ...errors import DcmnetError
+from ..app import App
+from ..exitcodes import ExitCode, combine, for_error, for_status
+from ..options import network_options, parse_peer, timeouts_from
+
+
+@click.command("echo")
+@click.argument("peer", nargs=-1, required=True)
+@network_options
+@click.option("-c", "--count", type=click.IntRange(min=1), default=1, show_default=True, help="Echoes to send over one association.")
+@click.option("-i", "--interval", type=click.FloatRange(min=0), default=0.0, help="Seconds between echoes with --count.")
+@click.option("--abort", "abort", is_flag=True, help="End with A-ABORT instead of a release.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object with statuses and timings.")
+@click.pass_obj
+def command(app: App, peer: tuple[str, ...], count: int, interval: float, abort: bool, as_json: bool, **options: Any) -> int:
+    """Check that a DICOM node answers (C-ECHO).
+
+    PEER is HOST PORT, [AET@]HOST:PORT or the name of a node in ~/.config/dcmnet/config.toml.
+    """
+    from ...services.echo import echo
+
+    target = parse_peer(peer, options["called_aet"])
+    label = f"echo {target} ({target.called_ae})"
+
+    def on_reply(index: int, status: int, rtt: float) -> None:
+        if count > 1 and not as_json:
+            app.result(f"{label}: seq={index} {describe(status, 'echo').meaning.capitalize()} in {rtt:.2f} ms")
+
+    try:
+        result = echo(target, options["calling_aet"], timeouts_from(options), count=count, interval=interval,
+                      max_pdu=options["max_pdu"], abort=abort, on_reply=on_reply)
+    except DcmnetError as error:
+        code = for_error(error)
+        if as_json:
+            app.json({"peer": str(target), "called_ae": target.called_ae, "error": str(error), "exit_code": int(code)})
+        app.error(str(error))
+        return code
+    code = combine([for_status(s) for s in result.statuses])
+    rtts = result.rtt_ms
+    if as_json:
+        app.json({"peer": str(target), "called_ae": target.called_ae,
+                  "statuses": [f"0x{s:04X}" for s in result.statuses], "rtt_ms": [round(r, 3) for r in rtts],
+                  "setup_ms": round(result.setup_ms, 3), "release_ms": round(result.release_ms, 3), "exit_code": int(code)})
+    elif count == 1:
+        app.result(f"{label}: {describe(result.statuses[0], 'echo').meaning.capitalize()} in {rtts[0]:.1f} ms")
+    else:
+        app.result(f"--- {target} echo statistics ---")
+        app.result(f"{count} echoes, association set-up {result.setup_ms:.2f} ms, "
+                   f"rtt min/avg/max = {min(rtts):.3f}/{sum(rtts) / len(rtts):.3f}/{max(rtts):.3f} ms")
+    if code is not ExitCode.SUCCESS and not as_json:
+        app.error(f"the peer answered status 0x{result.statuses[-1]:04X}")
+    return code

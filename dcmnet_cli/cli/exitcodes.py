@@ -1,0 +1,104 @@
+"""The exit-code contract (DESIGN.md), once: the table, the mapping from errors, the precedence."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from ..errors import (
+    AssociationAborted,
+    AssociationRejected,
+    ConnectError,
+    DIMSEError,
+    DIMSEStatusError,
+    InputError,
+    NoAcceptedContext,
+    ProtocolError,
+    TimeoutExpired,
+)
+
+
+class ExitCode(IntEnum):
+    SUCCESS = 0
+    WARNING = 1
+    USAGE = 2
+    INPUT = 3
+    CONNECT = 4
+    REJECTED = 5
+    ABORTED = 6
+    FAILURE = 7
+    CANCELLED = 8
+    INTERNAL = 70
+    INTERRUPTED = 130
+
+
+MEANINGS: dict[ExitCode, str] = {
+    ExitCode.SUCCESS: "every operation succeeded (for find, zero matches is still 0)",
+    ExitCode.WARNING: "completed, at least one Warning status, no failure",
+    ExitCode.USAGE: "usage error: bad flag, argument or config",
+    ExitCode.INPUT: "local input problem: a file unreadable, not DICOM, or without SOP Class/Instance",
+    ExitCode.CONNECT: "cannot connect: refused, unreachable, name not resolved, TCP/TLS handshake failed or timed out",
+    ExitCode.REJECTED: "association rejected, or no presentation context accepted for what must be sent",
+    ExitCode.ABORTED: "association aborted, protocol error, or ACSE/DIMSE/network timeout mid-operation",
+    ExitCode.FAILURE: "at least one operation answered a Failure status, or retrieve sub-operations failed",
+    ExitCode.CANCELLED: "cancelled: the peer answered Cancel (0xFE00)",
+    ExitCode.INTERNAL: "internal error (a bug): please report it; --debug shows the traceback",
+    ExitCode.INTERRUPTED: "interrupted by the user (Ctrl-C)",
+}
+
+# When several apply in one run, the first in this list wins (DESIGN.md).
+PRECEDENCE = (
+    ExitCode.INTERNAL,
+    ExitCode.INTERRUPTED,
+    ExitCode.USAGE,
+    ExitCode.ABORTED,
+    ExitCode.REJECTED,
+    ExitCode.CONNECT,
+    ExitCode.FAILURE,
+    ExitCode.CANCELLED,
+    ExitCode.INPUT,
+    ExitCode.WARNING,
+    ExitCode.SUCCESS,
+)
+
+
+def combine(codes: list[ExitCode] | set[ExitCode], warnings_ok: bool = False) -> ExitCode:
+    """The one code for a run of many operations: the highest severity wins."""
+    present = {ExitCode.SUCCESS if (warnings_ok and c is ExitCode.WARNING) else c for c in codes}
+    for code in PRECEDENCE:
+        if code in present:
+            return code
+    return ExitCode.SUCCESS
+
+
+def for_status(status: int) -> ExitCode:
+    """Exit code of one DIMSE status, by the category of PS3.7 Annex C."""
+    from ..dimse.status import Category, category_of
+
+    return {
+        Category.SUCCESS: ExitCode.SUCCESS,
+        Category.WARNING: ExitCode.WARNING,
+        Category.CANCEL: ExitCode.CANCELLED,
+        Category.PENDING: ExitCode.SUCCESS,
+    }.get(category_of(status), ExitCode.FAILURE)
+
+
+def for_error(error: BaseException) -> ExitCode:
+    """Exit code for an exception reaching the CLI."""
+    if isinstance(error, KeyboardInterrupt):
+        return ExitCode.INTERRUPTED
+    if isinstance(error, ConnectError):
+        return ExitCode.CONNECT
+    if isinstance(error, (AssociationRejected, NoAcceptedContext)):
+        return ExitCode.REJECTED
+    if isinstance(error, (AssociationAborted, TimeoutExpired, ProtocolError, DIMSEError)):
+        return ExitCode.ABORTED
+    if isinstance(error, DIMSEStatusError):
+        return for_status(error.status)
+    if isinstance(error, InputError):
+        return ExitCode.INPUT
+    return ExitCode.INTERNAL
+
+
+def table_text() -> str:
+    """The table as shown in ``dcmnet --help`` and the man pages."""
+    return "\n".join(f"{int(code):>4}  {MEANINGS[code]}" for code in ExitCode)

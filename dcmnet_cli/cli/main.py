@@ -1,0 +1,79 @@
+"""The ``dcmnet`` group: global options, lazy command loading, and the one place errors become exit codes."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import traceback
+
+import click
+
+from .. import __version__
+from ..errors import DcmnetError
+from .app import App
+from .exitcodes import ExitCode, for_error, table_text
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "echo": ("dcmnet_cli.cli.commands.echo", "Check that a DICOM node answers (C-ECHO)."),
+    "listen": ("dcmnet_cli.cli.commands.listen", "Run a DICOM node: Verification and Storage SCP."),
+}
+
+
+class LazyGroup(click.Group):
+    """Imports a command's module only when that command runs, so ``--help`` and ``echo`` stay fast."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        return importlib.import_module(COMMANDS[name][0]).command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, COMMANDS[name][1]) for name in sorted(COMMANDS)])
+
+
+EPILOG = "\b\nExit codes:\n" + table_text()
+
+
+@click.group(cls=LazyGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="dcmnet")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@click.option("-v", "--verbose", count=True, help="Association and DIMSE detail on stderr.")
+@click.option("--debug", is_flag=True, help="PDU summaries and tracebacks.")
+@click.option("--no-color", is_flag=True, help="No colours (NO_COLOR is honoured too).")
+@click.pass_context
+def cli(ctx: click.Context, quiet: bool, verbose: int, debug: bool, no_color: bool) -> None:
+    """dcmnet: DICOM networking from the shell — echo, store, listen."""
+    command = f"dcmnet {ctx.invoked_subcommand}" if ctx.invoked_subcommand else "dcmnet"
+    ctx.obj = App(quiet=quiet, verbose=verbose + (2 if debug else 0), debug=debug, color=not no_color, command=command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the group and turn whatever happened into the exit-code contract."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        result = cli.main(args=argv, prog_name="dcmnet", standalone_mode=False)
+        code = int(result) if isinstance(result, int) else 0
+    except click.exceptions.Exit as done:
+        code = done.exit_code
+    except click.ClickException as problem:
+        problem.show()
+        code = problem.exit_code
+    except (KeyboardInterrupt, click.Abort):
+        print("dcmnet: interrupted", file=sys.stderr)
+        code = ExitCode.INTERRUPTED
+    except DcmnetError as error:
+        print(f"dcmnet: error: {error}", file=sys.stderr)
+        code = for_error(error)
+    except BrokenPipeError:
+        code = ExitCode.SUCCESS
+    except Exception as error:  # a bug: one line unless --debug
+        if debug:
+            traceback.print_exc()
+        print(f"dcmnet: internal error: {type(error).__name__}: {error} (please report this; --debug shows the traceback)",
+              file=sys.stderr)
+        code = ExitCode.INTERNAL
+    sys.exit(int(code))

@@ -1,0 +1,201 @@
+"""Reassemble incoming PDVs into DIMSE events, streaming data sets (PS3.8 §9.3.5, Annex E; PS3.7 §6.3).
+
+Every hostile sequence from scenarios E/F (28–36) ends in :class:`RemoteProtocolError` carrying the
+A-ABORT reason, never in another exception. Data set fragments are handed out as memoryviews of the
+received PDU without copying: consume (write out) each :class:`DatasetFragment` before feeding the
+next PDU, because the buffer behind it may be reused by the transport.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Container
+from dataclasses import dataclass
+from enum import Enum
+from typing import Final, Union
+
+from ..errors import AbortReason, RemoteProtocolError
+from .commandset import CommandSetError, Message, decode
+from .fragment import CONTROL_COMMAND, CONTROL_LAST
+
+MAX_COMMAND_BYTES: Final = 64 * 1024  # real command sets are < 1 KiB; bound memory (scenario 31)
+_INVALID = AbortReason.INVALID_PDU_PARAMETER_VALUE
+_UNEXPECTED = AbortReason.UNEXPECTED_PDU_PARAMETER
+_PDV_LEN = struct.Struct(">I")
+
+
+@dataclass(frozen=True, slots=True)
+class CommandReceived:
+    """A whole, valid command set arrived; ``has_dataset`` says whether fragments follow."""
+
+    context_id: int
+    message: Message
+    has_dataset: bool
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidCommand:
+    """A command set was malformed but its Message ID is known (PS3.7 scenario 34): answer a failure
+    status. Any announced data set is silently discarded by the assembler."""
+
+    context_id: int
+    error: CommandSetError
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetFragment:
+    """A slice of the data set; valid only until the next PDU is fed in (zero-copy)."""
+
+    context_id: int
+    data: memoryview
+    last: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MessageComplete:
+    """The message (command and any data set) is complete."""
+
+    context_id: int
+    message: Message
+
+
+Event = Union[CommandReceived, InvalidCommand, DatasetFragment, MessageComplete]
+ContextCheck = Union[Container[int], Callable[[int], bool], None]
+
+
+def parse_pdata_body(body: memoryview) -> list[tuple[int, int, memoryview]]:
+    """Split a P-DATA-TF variable field into ``(context_id, control, fragment)`` (PS3.8 §9.3.5.1).
+
+    Validates the whole body before returning anything, so a bad last PDV never leaves earlier ones
+    half-processed: no PDVs, item length < 2, past the end or not adding up → abort (scenario 28).
+    """
+    view = body if isinstance(body, memoryview) else memoryview(body)
+    end = len(view)
+    if end == 0:
+        raise RemoteProtocolError("P-DATA-TF PDU carries no PDV items", reason=_INVALID)
+    out: list[tuple[int, int, memoryview]] = []
+    off = 0
+    while off < end:
+        if end - off < 6:
+            raise RemoteProtocolError(f"truncated PDV item at offset {off}", reason=_INVALID)
+        length = _PDV_LEN.unpack_from(view, off)[0]
+        if length < 2:
+            raise RemoteProtocolError(f"PDV item length {length} < 2", reason=_INVALID)
+        if length > end - off - 4:
+            raise RemoteProtocolError(f"PDV item length {length} runs past the PDU end", reason=_INVALID)
+        out.append((view[off + 4], view[off + 5], view[off + 6:off + 4 + length]))
+        off += 4 + length
+    return out
+
+
+class _State(Enum):
+    IDLE = 0  # expecting a command fragment
+    COMMAND = 1  # command fragments are accumulating
+    DATASET = 2  # data set fragments expected
+    DISCARD = 3  # swallowing the data set of an invalid command
+    MAYBE_DATASET = 4  # invalid command without Command Data Set Type: a data set may or may not follow
+
+
+class Assembler:
+    """Sans-IO PDV → event state machine for one association (PS3.8 Annex E, PS3.7 §6.3)."""
+
+    def __init__(self, valid_context_ids: ContextCheck = None, max_dataset_bytes: int | None = None,
+                 max_command_bytes: int = MAX_COMMAND_BYTES, allow_odd_fragments: bool = False) -> None:
+        self._valid = valid_context_ids
+        self._max_dataset = max_dataset_bytes
+        self._max_command = max_command_bytes
+        self._allow_odd = allow_odd_fragments
+        self._state = _State.IDLE
+        self._ctx = 0
+        self._parts: list[bytes] = []
+        self._cmd_len = 0
+        self._ds_len = 0
+        self._message: Message | None = None
+
+    @property
+    def idle(self) -> bool:
+        """True between messages (nothing half-received)."""
+        return self._state is _State.IDLE
+
+    def receive_pdata(self, body: memoryview) -> list[Event]:
+        """Feed a whole P-DATA-TF variable field; return the events of all its PDVs in order."""
+        events: list[Event] = []
+        for context_id, control, data in parse_pdata_body(body):
+            events.extend(self.receive_pdv(context_id, control, data))
+        return events
+
+    def receive_pdv(self, context_id: int, control: int, data: memoryview) -> list[Event]:
+        """Feed one PDV (bits 2–7 of ``control`` are reserved and not tested, PS3.8 E.2)."""
+        self._check_context(context_id)
+        last = bool(control & CONTROL_LAST)
+        if not last and len(data) & 1 and not self._allow_odd:
+            raise RemoteProtocolError(f"odd-length ({len(data)}) non-final PDV fragment", reason=_INVALID)
+        if self._state is _State.MAYBE_DATASET and control & CONTROL_COMMAND:
+            self._state = _State.IDLE  # the invalid command had no data set after all
+        if self._state is not _State.IDLE and context_id != self._ctx:
+            raise RemoteProtocolError(f"PDV on context {context_id} inside a message on context {self._ctx}",
+                                      reason=_UNEXPECTED)
+        if control & CONTROL_COMMAND:
+            return self._command(context_id, data, last)
+        return self._dataset(context_id, data, last)
+
+    def _check_context(self, context_id: int) -> None:
+        valid = self._valid
+        ok = context_id & 1 == 1 and (
+            valid is None or (valid(context_id) if callable(valid) else context_id in valid))
+        if not ok:
+            raise RemoteProtocolError(f"PDV on presentation context {context_id}, which is not accepted",
+                                      reason=_INVALID)
+
+    def _command(self, context_id: int, data: memoryview, last: bool) -> list[Event]:
+        if self._state is _State.DATASET or self._state is _State.DISCARD:
+            raise RemoteProtocolError("command fragment while a data set is outstanding", reason=_UNEXPECTED)
+        if self._state is not _State.COMMAND:
+            self._state, self._ctx, self._parts, self._cmd_len = _State.COMMAND, context_id, [], 0
+        self._cmd_len += len(data)
+        if self._cmd_len > self._max_command:
+            raise RemoteProtocolError(f"command set exceeds {self._max_command} bytes", reason=_INVALID)
+        self._parts.append(bytes(data))
+        if not last:
+            return []
+        raw = b"".join(self._parts)
+        self._parts = []
+        return self._command_complete(context_id, raw)
+
+    def _command_complete(self, context_id: int, raw: bytes) -> list[Event]:
+        try:
+            message = decode(raw)
+        except CommandSetError as exc:
+            if exc.message_id is None:
+                raise RemoteProtocolError(f"undecodable command set: {exc}", reason=_INVALID) from exc
+            self._ds_len = 0
+            self._state = {True: _State.DISCARD, False: _State.IDLE,
+                           None: _State.MAYBE_DATASET}[exc.has_dataset]
+            return [InvalidCommand(context_id, exc)]
+        if not message.has_dataset:
+            self._state = _State.IDLE
+            return [CommandReceived(context_id, message, False), MessageComplete(context_id, message)]
+        self._state, self._message, self._ds_len = _State.DATASET, message, 0
+        return [CommandReceived(context_id, message, True)]
+
+    def _dataset(self, context_id: int, data: memoryview, last: bool) -> list[Event]:
+        state = self._state
+        if state is _State.COMMAND:
+            raise RemoteProtocolError("data set fragment before the command set is complete",
+                                      reason=_UNEXPECTED)
+        if state is _State.IDLE:
+            raise RemoteProtocolError("data set fragment with no command announcing one", reason=_UNEXPECTED)
+        self._ds_len += len(data)
+        if self._max_dataset is not None and self._ds_len > self._max_dataset:
+            raise RemoteProtocolError(f"data set exceeds the {self._max_dataset}-byte quota", reason=_INVALID)
+        if state is not _State.DATASET:  # DISCARD / MAYBE_DATASET: drop the bytes
+            if last:
+                self._state, self._ds_len = _State.IDLE, 0
+            elif state is _State.MAYBE_DATASET:
+                self._state = _State.DISCARD
+            return []
+        fragment = DatasetFragment(context_id, data, last)
+        if not last:
+            return [fragment]
+        message, self._message, self._state = self._message, None, _State.IDLE
+        return [fragment, MessageComplete(context_id, message)]  # type: ignore[arg-type]

@@ -1,0 +1,371 @@
+"""DIMSE command sets: group-0000 elements in implicit VR little endian (PS3.7 §6.3, §9.3, Annex E).
+
+Our own tiny codec instead of pydicom: a command set is a handful of fixed elements, it sits on the hot
+path of every message, and ``dcmnet echo`` must start without importing pydicom. The element table is
+data (PS3.7 Table E.1-1 plus the retired E.2-1 ones, which are only named, never produced).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from ..errors import DIMSEError
+
+VERIFICATION_SOP_CLASS: Final = "1.2.840.10008.1.1"
+
+# Command Field values (PS3.7 §9.3, §10.3, Annex E).
+C_STORE_RQ: Final = 0x0001
+C_STORE_RSP: Final = 0x8001
+C_GET_RQ: Final = 0x0010
+C_GET_RSP: Final = 0x8010
+C_FIND_RQ: Final = 0x0020
+C_FIND_RSP: Final = 0x8020
+C_MOVE_RQ: Final = 0x0021
+C_MOVE_RSP: Final = 0x8021
+C_ECHO_RQ: Final = 0x0030
+C_ECHO_RSP: Final = 0x8030
+C_CANCEL_RQ: Final = 0x0FFF
+
+COMMAND_NAMES: Final[dict[int, str]] = {
+    C_STORE_RQ: "C-STORE-RQ", C_STORE_RSP: "C-STORE-RSP", C_GET_RQ: "C-GET-RQ", C_GET_RSP: "C-GET-RSP",
+    C_FIND_RQ: "C-FIND-RQ", C_FIND_RSP: "C-FIND-RSP", C_MOVE_RQ: "C-MOVE-RQ", C_MOVE_RSP: "C-MOVE-RSP",
+    C_ECHO_RQ: "C-ECHO-RQ", C_ECHO_RSP: "C-ECHO-RSP", C_CANCEL_RQ: "C-CANCEL-RQ",
+    0x0100: "N-EVENT-REPORT-RQ", 0x8100: "N-EVENT-REPORT-RSP", 0x0110: "N-GET-RQ", 0x8110: "N-GET-RSP",
+    0x0120: "N-SET-RQ", 0x8120: "N-SET-RSP", 0x0130: "N-ACTION-RQ", 0x8130: "N-ACTION-RSP",
+    0x0140: "N-CREATE-RQ", 0x8140: "N-CREATE-RSP", 0x0150: "N-DELETE-RQ", 0x8150: "N-DELETE-RSP",
+}
+
+# Command Data Set Type (0000,0800): 0x0101 means "no data set"; any other value means one follows.
+NO_DATASET: Final = 0x0101
+DATASET_PRESENT: Final = 0x0001
+
+PRIORITY_MEDIUM: Final = 0x0000
+PRIORITY_HIGH: Final = 0x0001
+PRIORITY_LOW: Final = 0x0002
+
+# (element number in group 0000, keyword, VR, Message field or None for retired/unused elements).
+ELEMENTS: Final[tuple[tuple[int, str, str, str | None], ...]] = (
+    (0x0000, "CommandGroupLength", "UL", None),
+    (0x0001, "CommandLengthToEnd", "UL", None),
+    (0x0002, "AffectedSOPClassUID", "UI", "affected_sop_class_uid"),
+    (0x0003, "RequestedSOPClassUID", "UI", "requested_sop_class_uid"),
+    (0x0010, "CommandRecognitionCode", "SH", None),
+    (0x0100, "CommandField", "US", "command_field"),
+    (0x0110, "MessageID", "US", "message_id"),
+    (0x0120, "MessageIDBeingRespondedTo", "US", "message_id_being_responded_to"),
+    (0x0200, "Initiator", "AE", None),
+    (0x0300, "Receiver", "AE", None),
+    (0x0400, "FindLocation", "AE", None),
+    (0x0600, "MoveDestination", "AE", "move_destination"),
+    (0x0700, "Priority", "US", "priority"),
+    (0x0800, "CommandDataSetType", "US", "command_data_set_type"),
+    (0x0850, "NumberOfMatches", "US", None),
+    (0x0860, "ResponseSequenceNumber", "US", None),
+    (0x0900, "Status", "US", "status"),
+    (0x0901, "OffendingElement", "AT", "offending_element"),
+    (0x0902, "ErrorComment", "LO", "error_comment"),
+    (0x0903, "ErrorID", "US", "error_id"),
+    (0x1000, "AffectedSOPInstanceUID", "UI", "affected_sop_instance_uid"),
+    (0x1001, "RequestedSOPInstanceUID", "UI", "requested_sop_instance_uid"),
+    (0x1002, "EventTypeID", "US", "event_type_id"),
+    (0x1005, "AttributeIdentifierList", "AT", "attribute_identifier_list"),
+    (0x1008, "ActionTypeID", "US", "action_type_id"),
+    (0x1020, "NumberOfRemainingSuboperations", "US", "remaining"),
+    (0x1021, "NumberOfCompletedSuboperations", "US", "completed"),
+    (0x1022, "NumberOfFailedSuboperations", "US", "failed"),
+    (0x1023, "NumberOfWarningSuboperations", "US", "warning"),
+    (0x1030, "MoveOriginatorApplicationEntityTitle", "AE", "move_originator_aet"),
+    (0x1031, "MoveOriginatorMessageID", "US", "move_originator_message_id"),
+)
+KEYWORDS: Final[dict[int, str]] = {elem: kw for elem, kw, _vr, _f in ELEMENTS}
+
+_RQ_COMMON = ("affected_sop_class_uid", "message_id", "command_data_set_type")
+_RSP_COMMON = ("message_id_being_responded_to", "command_data_set_type", "status")
+_QUERY_RQ = (*_RQ_COMMON, "priority")
+# Mandatory elements per message (PS3.7 Tables 9.3-1 .. 9.3-13; "M" columns only).
+REQUIRED: Final[dict[int, tuple[str, ...]]] = {
+    C_STORE_RQ: (*_QUERY_RQ, "affected_sop_instance_uid"),
+    C_STORE_RSP: _RSP_COMMON,
+    C_FIND_RQ: _QUERY_RQ,
+    C_FIND_RSP: _RSP_COMMON,
+    C_GET_RQ: _QUERY_RQ,
+    C_GET_RSP: _RSP_COMMON,
+    C_MOVE_RQ: (*_QUERY_RQ, "move_destination"),
+    C_MOVE_RSP: _RSP_COMMON,
+    C_ECHO_RQ: _RQ_COMMON,
+    C_ECHO_RSP: _RSP_COMMON,
+    C_CANCEL_RQ: ("message_id_being_responded_to", "command_data_set_type"),
+}
+
+
+class CommandSetError(DIMSEError):
+    """A command set could not be decoded or lacks a mandatory element (PS3.7 §9.3, scenario 34).
+
+    Carries whatever was learnt before the failure so the caller can answer a failure status
+    (if ``message_id`` is known) instead of aborting. ``message_id`` is the Message ID, or for a
+    response lacking one, its Message ID Being Responded To.
+    """
+
+    def __init__(self, message: str, *, message_id: int | None = None, command_field: int | None = None,
+                 has_dataset: bool | None = None) -> None:
+        super().__init__(message)
+        self.message_id = message_id
+        self.command_field = command_field
+        self.has_dataset = has_dataset
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One decoded DIMSE command set. ``None`` means the element is absent; ``extra`` keeps unknown
+    group-0000 elements as raw ``(element, value)`` pairs so they survive a round trip."""
+
+    command_field: int
+    message_id: int | None = None
+    message_id_being_responded_to: int | None = None
+    affected_sop_class_uid: str | None = None
+    requested_sop_class_uid: str | None = None
+    affected_sop_instance_uid: str | None = None
+    requested_sop_instance_uid: str | None = None
+    move_destination: str | None = None
+    priority: int | None = None
+    command_data_set_type: int = NO_DATASET
+    status: int | None = None
+    offending_element: tuple[int, ...] | None = None
+    error_comment: str | None = None
+    error_id: int | None = None
+    event_type_id: int | None = None
+    attribute_identifier_list: tuple[int, ...] | None = None
+    action_type_id: int | None = None
+    remaining: int | None = None
+    completed: int | None = None
+    failed: int | None = None
+    warning: int | None = None
+    move_originator_aet: str | None = None
+    move_originator_message_id: int | None = None
+    extra: tuple[tuple[int, bytes], ...] = field(default=())
+
+    @property
+    def has_dataset(self) -> bool:
+        """PS3.7 §9.3: any Command Data Set Type other than 0x0101 announces a data set."""
+        return self.command_data_set_type != NO_DATASET
+
+    @property
+    def is_response(self) -> bool:
+        return bool(self.command_field & 0x8000)
+
+    @property
+    def name(self) -> str:
+        return COMMAND_NAMES.get(self.command_field, f"command 0x{self.command_field:04X}")
+
+    def encode(self) -> bytes:
+        return encode(self)
+
+
+# --- codec -----------------------------------------------------------------------------------------
+
+_HDR = struct.Struct("<HHI")  # group, element, value length (implicit VR LE, PS3.5 §7.1.3)
+_US = struct.Struct("<H")
+_UL = struct.Struct("<I")
+_GROUP_LENGTH_ELEM = struct.Struct("<HHII")
+_FIELDS = tuple((elem, vr, f) for elem, _kw, vr, f in ELEMENTS if f is not None)
+_BY_ELEM = {elem: (vr, f) for elem, vr, f in _FIELDS}
+_STR_PAD = {"UI": b"\0", "AE": b" ", "LO": b" ", "SH": b" "}
+
+
+def _encode_value(vr: str, value: Any) -> bytes:
+    """Encode one value; UI pads with NUL, text VRs with space, to even length (PS3.5 §6.2)."""
+    if vr == "US":
+        return _US.pack(value)
+    if vr == "AT":
+        return b"".join(struct.pack("<HH", t >> 16, t & 0xFFFF) for t in value)
+    raw = value.encode("latin-1")
+    return raw + _STR_PAD[vr] if len(raw) & 1 else raw
+
+
+def encode(msg: Message) -> bytes:
+    """Encode ``msg`` as a command set: ascending tags, group length first (PS3.7 §6.3.1, E.1)."""
+    parts: list[bytes] = []
+    try:
+        for elem, vr, name in _FIELDS:
+            value = getattr(msg, name)
+            if value is not None:
+                raw = _encode_value(vr, value)
+                parts.append(_HDR.pack(0, elem, len(raw)) + raw)
+    except (struct.error, UnicodeEncodeError, TypeError) as exc:
+        raise ValueError(f"cannot encode {msg.name}: {exc}") from exc
+    if msg.extra:
+        parts.extend(_HDR.pack(0, elem, len(raw)) + raw for elem, raw in msg.extra)
+        parts.sort(key=lambda p: p[2:4][::-1])
+    body = b"".join(parts)
+    return _GROUP_LENGTH_ELEM.pack(0, 0, 4, len(body)) + body
+
+
+def _decode_value(vr: str, raw: bytes, elem: int) -> Any:
+    if vr == "US":
+        if len(raw) != 2:
+            raise CommandSetError(f"(0000,{elem:04X}) US value has length {len(raw)}, expected 2")
+        return _US.unpack(raw)[0]
+    if vr == "AT":
+        if len(raw) & 3:
+            raise CommandSetError(f"(0000,{elem:04X}) AT value length {len(raw)} is not a multiple of 4")
+        return tuple((g << 16) | e for g, e in struct.iter_unpack("<HH", raw))
+    text = raw.decode("latin-1").rstrip("\0 ")
+    return text.lstrip(" ") if vr == "AE" else text  # AE leading spaces are insignificant (PS3.5 6.2)
+
+
+def _split(buf: bytes) -> dict[int, bytes]:
+    """Split a command set into ``{element: raw value}``, checking every bound (PS3.7 §6.3.1)."""
+    items: dict[int, bytes] = {}
+    off, end = 0, len(buf)
+    unpack = _HDR.unpack_from
+    while off < end:
+        if end - off < 8:
+            raise CommandSetError(f"truncated element header at offset {off}")
+        group, elem, length = unpack(buf, off)
+        off += 8
+        if group != 0:
+            raise CommandSetError(f"element ({group:04X},{elem:04X}) outside group 0000 in a command set")
+        if length >= 0x80000000 or length > end - off:
+            raise CommandSetError(f"(0000,{elem:04X}) length {length} runs past the command set end")
+        if elem in items:
+            raise CommandSetError(f"duplicate element (0000,{elem:04X})")
+        items[elem] = buf[off:off + length]
+        off += length
+    return items
+
+
+def _check_group_length(items: dict[int, bytes], total: int) -> None:
+    raw = items.pop(0x0000, None)
+    if raw is None:
+        return
+    if len(raw) != 4:
+        raise CommandSetError(f"CommandGroupLength has length {len(raw)}, expected 4")
+    if _UL.unpack(raw)[0] != total - 12:
+        raise CommandSetError(f"CommandGroupLength {_UL.unpack(raw)[0]} does not match {total - 12} bytes")
+
+
+def decode(data: bytes | bytearray | memoryview) -> Message:
+    """Decode a whole command set; raise :class:`CommandSetError` on any defect (scenarios 34–36).
+
+    Unknown group-0000 elements are kept in ``Message.extra``; retired ones likewise.
+    """
+    buf = bytes(data)
+    items = _split(buf)
+    _check_group_length(items, len(buf))
+    kw: dict[str, Any] = {}
+    extra: list[tuple[int, bytes]] = []
+    for elem, raw in items.items():
+        spec = _BY_ELEM.get(elem)
+        if spec is None:
+            extra.append((elem, raw))
+        else:
+            kw[spec[1]] = _decode_value(spec[0], raw, elem)
+    return _build(kw, tuple(sorted(extra)))
+
+
+def _build(kw: dict[str, Any], extra: tuple[tuple[int, bytes], ...]) -> Message:
+    """Check mandatory elements for the Command Field and construct the Message."""
+    field_value = kw.get("command_field")
+    message_id = kw.get("message_id", kw.get("message_id_being_responded_to"))
+    dst = kw.get("command_data_set_type")
+    has_ds = None if dst is None else dst != NO_DATASET
+    if field_value is None:
+        raise CommandSetError("command set has no CommandField (0000,0100)", message_id=message_id,
+                              has_dataset=has_ds)
+    missing = [n for n in REQUIRED.get(field_value, ()) if kw.get(n) is None]
+    if missing:
+        name = COMMAND_NAMES.get(field_value, f"0x{field_value:04X}")
+        raise CommandSetError(f"{name} lacks mandatory {', '.join(missing)}", message_id=message_id,
+                              command_field=field_value, has_dataset=has_ds)
+    if dst is None:
+        kw["command_data_set_type"] = NO_DATASET
+    return Message(extra=extra, **kw)
+
+
+# --- convenience constructors (PS3.7 §9.3) -------------------------------------------------------
+
+def _ds(flag: bool) -> int:
+    return DATASET_PRESENT if flag else NO_DATASET
+
+
+def c_echo_rq(message_id: int, sop_class_uid: str = VERIFICATION_SOP_CLASS) -> Message:
+    return Message(C_ECHO_RQ, message_id=message_id, affected_sop_class_uid=sop_class_uid)
+
+
+def c_echo_rsp(message_id_being_responded_to: int, status: int = 0,
+               sop_class_uid: str = VERIFICATION_SOP_CLASS) -> Message:
+    return Message(C_ECHO_RSP, message_id_being_responded_to=message_id_being_responded_to,
+                   affected_sop_class_uid=sop_class_uid, status=status)
+
+
+def c_store_rq(message_id: int, sop_class: str, sop_instance: str, priority: int = PRIORITY_MEDIUM,
+               move_originator_aet: str | None = None, move_originator_id: int | None = None) -> Message:
+    return Message(C_STORE_RQ, message_id=message_id, affected_sop_class_uid=sop_class,
+                   affected_sop_instance_uid=sop_instance, priority=priority,
+                   command_data_set_type=DATASET_PRESENT, move_originator_aet=move_originator_aet,
+                   move_originator_message_id=move_originator_id)
+
+
+def c_store_rsp(message_id_being_responded_to: int, status: int, sop_class: str | None = None,
+                sop_instance: str | None = None, error_comment: str | None = None,
+                offending_element: tuple[int, ...] | None = None) -> Message:
+    return Message(C_STORE_RSP, message_id_being_responded_to=message_id_being_responded_to,
+                   affected_sop_class_uid=sop_class, affected_sop_instance_uid=sop_instance, status=status,
+                   error_comment=error_comment, offending_element=offending_element)
+
+
+def c_find_rq(message_id: int, sop_class: str, priority: int = PRIORITY_MEDIUM) -> Message:
+    return Message(C_FIND_RQ, message_id=message_id, affected_sop_class_uid=sop_class, priority=priority,
+                   command_data_set_type=DATASET_PRESENT)
+
+
+def c_find_rsp(message_id_being_responded_to: int, status: int, sop_class: str | None = None,
+               has_dataset: bool = False, error_comment: str | None = None) -> Message:
+    return Message(C_FIND_RSP, message_id_being_responded_to=message_id_being_responded_to,
+                   affected_sop_class_uid=sop_class, status=status, command_data_set_type=_ds(has_dataset),
+                   error_comment=error_comment)
+
+
+def c_move_rq(message_id: int, sop_class: str, move_destination: str,
+              priority: int = PRIORITY_MEDIUM) -> Message:
+    return Message(C_MOVE_RQ, message_id=message_id, affected_sop_class_uid=sop_class, priority=priority,
+                   move_destination=move_destination, command_data_set_type=DATASET_PRESENT)
+
+
+def c_get_rq(message_id: int, sop_class: str, priority: int = PRIORITY_MEDIUM) -> Message:
+    return Message(C_GET_RQ, message_id=message_id, affected_sop_class_uid=sop_class, priority=priority,
+                   command_data_set_type=DATASET_PRESENT)
+
+
+def _retrieve_rsp(command_field: int, message_id_being_responded_to: int, status: int, sop_class: str | None,
+                  counts: tuple[int | None, ...], has_dataset: bool, error_comment: str | None) -> Message:
+    remaining, completed, failed, warning = counts
+    return Message(command_field, message_id_being_responded_to=message_id_being_responded_to,
+                   affected_sop_class_uid=sop_class, status=status, command_data_set_type=_ds(has_dataset),
+                   remaining=remaining, completed=completed, failed=failed, warning=warning,
+                   error_comment=error_comment)
+
+
+def c_move_rsp(message_id_being_responded_to: int, status: int, sop_class: str | None = None, *,
+               remaining: int | None = None, completed: int | None = None, failed: int | None = None,
+               warning: int | None = None, has_dataset: bool = False,
+               error_comment: str | None = None) -> Message:
+    """C-MOVE-RSP with sub-operation counts (PS3.7 §9.3.4.2); failed-UID lists go in the data set."""
+    return _retrieve_rsp(C_MOVE_RSP, message_id_being_responded_to, status, sop_class,
+                         (remaining, completed, failed, warning), has_dataset, error_comment)
+
+
+def c_get_rsp(message_id_being_responded_to: int, status: int, sop_class: str | None = None, *,
+              remaining: int | None = None, completed: int | None = None, failed: int | None = None,
+              warning: int | None = None, has_dataset: bool = False,
+              error_comment: str | None = None) -> Message:
+    """C-GET-RSP with sub-operation counts (PS3.7 §9.3.3.2)."""
+    return _retrieve_rsp(C_GET_RSP, message_id_being_responded_to, status, sop_class,
+                         (remaining, completed, failed, warning), has_dataset, error_comment)
+
+
+def c_cancel_rq(message_id_being_responded_to: int) -> Message:
+    """C-CANCEL-RQ (PS3.7 §9.3.2.3): only the ID of the operation being cancelled."""
+    return Message(C_CANCEL_RQ, message_id_being_responded_to=message_id_being_responded_to)

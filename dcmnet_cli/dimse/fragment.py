@@ -1,0 +1,128 @@
+"""Split a DIMSE message into P-DATA-TF PDUs (PS3.8 §9.3.5, Annex D.1, Annex E).
+
+Output is, per PDU, a list of buffers for ``socket.sendmsg``: small header ``bytes`` plus memoryview
+slices of the caller's data, so a 1 GiB data set is never copied. The peer's Maximum Length (D.1)
+bounds the P-DATA-TF *variable field*: the sum of the PDV items, each 4 (length) + 2 (context ID,
+message control header) + fragment bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Iterator
+from typing import Final, Union
+
+# Maximum Length 0 means "no limit" (PS3.8 D.1); we still bound PDUs so a receiver can stream them.
+UNLIMITED_PDU_CAP: Final = 1 << 20
+MIN_MAX_PDU: Final = 8  # one PDV header (6) plus a 2-byte fragment
+_MAX_PDU_FIELD: Final = 0xFFFFFFFF
+PDV_HEADER_LEN: Final = 6
+
+CONTROL_COMMAND: Final = 0x01  # message control header bit 0 (PS3.8 E.2)
+CONTROL_LAST: Final = 0x02  # bit 1
+
+_PDU_AND_PDV = struct.Struct(">BBIIBB")  # P-DATA-TF header + first PDV header in one buffer
+_PDV = struct.Struct(">IBB")
+
+Buffer = Union[bytes, bytearray, memoryview]
+Dataset = Union[Buffer, Iterable[Buffer], None]
+
+
+def effective_max_pdu(max_pdu: int) -> int:
+    """The P-DATA-TF variable-field bound to use for a peer's advertised Maximum Length."""
+    if max_pdu == 0:
+        return UNLIMITED_PDU_CAP
+    if max_pdu < MIN_MAX_PDU:
+        raise ValueError(f"maximum PDU length {max_pdu} is too small (minimum {MIN_MAX_PDU})")
+    return min(max_pdu, _MAX_PDU_FIELD)
+
+
+class _Stream:
+    """Pulls exact-size runs from an iterable of chunks with at most one chunk of look-ahead."""
+
+    __slots__ = ("_it", "_cur", "_pos", "_done")
+
+    def __init__(self, chunks: Iterable[Buffer]) -> None:
+        self._it = iter(chunks)
+        self._cur = memoryview(b"")
+        self._pos = 0
+        self._done = False
+
+    def _fill(self) -> bool:
+        """Make the current chunk non-empty; False once the source is exhausted."""
+        while self._pos >= len(self._cur):
+            if self._done:
+                return False
+            nxt = next(self._it, None)
+            if nxt is None:
+                self._done = True
+                self._cur = memoryview(b"")
+                return False
+            view = nxt if isinstance(nxt, memoryview) else memoryview(nxt)
+            self._cur = view if view.format == "B" and view.ndim == 1 else view.cast("B")
+            self._pos = 0
+        return True
+
+    def take(self, n: int, pieces: list[Buffer]) -> tuple[int, bool]:
+        """Append up to ``n`` bytes as slices to ``pieces``; return (bytes taken, source exhausted)."""
+        got = 0
+        while got < n and self._fill():
+            cur, pos = self._cur, self._pos
+            k = min(len(cur) - pos, n - got)
+            pieces.append(cur[pos:pos + k] if k != len(cur) else cur)
+            self._pos = pos + k
+            got += k
+        return got, not self._fill()
+
+
+def _as_chunks(dataset: Dataset) -> Iterable[Buffer]:
+    if isinstance(dataset, (bytes, bytearray, memoryview)):
+        return (dataset,)
+    return dataset  # type: ignore[return-value]
+
+
+def fragment_message(context_id: int, command: bytes, dataset: Dataset, max_pdu: int
+                     ) -> Iterator[list[Buffer]]:
+    """Yield one buffer list per P-DATA-TF PDU carrying ``command`` then ``dataset`` (PS3.8 §9.3.5).
+
+    PDVs of the command and the start of the data set share a PDU when they fit. Non-final fragments
+    have even length (PS3.8 scenario 10: never a zero or odd size from an odd Maximum Length). A
+    chunked data set is consumed lazily; chunks must not be mutated or reused after being handed over,
+    and each yielded list must be sent before the next is requested (it references the chunks).
+    ``dataset=None`` sends the command alone; an empty data set sends one empty last fragment.
+    """
+    if not (1 <= context_id <= 255 and context_id & 1):
+        raise ValueError(f"presentation context ID {context_id} must be odd, 1-255 (PS3.8 §9.3.2.2)")
+    cap = effective_max_pdu(max_pdu)
+    parts: list[tuple[int, _Stream]] = [(CONTROL_COMMAND, _Stream((command,)))]
+    if dataset is not None:
+        parts.append((0, _Stream(_as_chunks(dataset))))
+    index = 0
+    while index < len(parts):
+        out: list[Buffer] = []
+        room = cap
+        first_header = -1
+        while index < len(parts) and room >= MIN_MAX_PDU:
+            control, stream = parts[index]
+            pieces: list[Buffer] = []
+            got, done = stream.take((room - PDV_HEADER_LEN) & ~1, pieces)
+            if done:
+                control |= CONTROL_LAST
+                index += 1
+            length = got + 2
+            if first_header < 0:
+                first_header = len(out)
+                out.append(b"")  # placeholder: the PDU header needs the total length
+                header_args = (length, context_id, control)
+            else:
+                out.append(_PDV.pack(length, context_id, control))
+            out.extend(pieces)
+            room -= length + 4
+        out[first_header] = _PDU_AND_PDV.pack(0x04, 0, cap - room, *header_args)
+        yield out
+
+
+
+def pdu_bytes(buffers: Iterable[Buffer]) -> bytes:
+    """Join one yielded buffer list into the PDU's bytes (for tests and non-sendmsg transports)."""
+    return b"".join(buffers)

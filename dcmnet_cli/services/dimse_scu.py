@@ -1,0 +1,74 @@
+"""Request/response plumbing shared by every SCU: open an association, await a response, release."""
+
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+from ..dimse.assembler import CommandReceived, DatasetFragment, InvalidCommand, MessageComplete
+from ..dimse.commandset import Message
+from ..errors import AssociationAborted, DIMSEError, NoAcceptedContext, TimeoutExpired
+from ..transport.channel import Channel
+from ..transport.client import Timeouts, open_association
+from ..ul.association import Aborted, ReleaseRequested
+from ..ul.items import PresentationContextRQ, RoleSelection, UserIdentityRQ
+from ..ul.negotiation import DEFAULT_MAX_PDU, AcceptedContext, build_request
+from .peer import Peer
+
+
+def associate(
+    peer: Peer,
+    calling_ae: str,
+    contexts: Sequence[PresentationContextRQ],
+    timeouts: Timeouts,
+    max_pdu: int = DEFAULT_MAX_PDU,
+    roles: Sequence[RoleSelection] = (),
+    user_identity: UserIdentityRQ | None = None,
+) -> Channel:
+    request = build_request(peer.called_ae, calling_ae, contexts, max_pdu, roles, user_identity)
+    return open_association(peer.host, peer.port, request, timeouts)
+
+
+def context_for(channel: Channel, abstract_syntax: str, transfer_syntax: str | None = None) -> AcceptedContext:
+    """The accepted context for an abstract syntax (and syntax, if given), or NoAcceptedContext (exit 5)."""
+    for context in channel.assoc.contexts.values():
+        if context.abstract_syntax == abstract_syntax and transfer_syntax in (None, context.transfer_syntax):
+            return context
+    raise NoAcceptedContext(f"the peer accepted no presentation context for {abstract_syntax}")
+
+
+def await_response(channel: Channel, message_id: int, timeout: float | None) -> tuple[Message, bytes | None]:
+    """Wait for the response to ``message_id``; returns its command and data set (if any) as bytes.
+
+    The timeout is per response (the DIMSE timeout): pending responses each restart it.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    dataset: list[bytes] | None = None
+    response: Message | None = None
+    while True:
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            event = channel.next_event(remaining)
+        except TimeoutExpired:
+            channel.abort()
+            raise TimeoutExpired(f"no DIMSE response within {timeout:g} s (DIMSE timeout)") from None
+        if event is None:
+            raise AssociationAborted("the peer closed the connection while we waited for a response")
+        if isinstance(event, Aborted):
+            raise AssociationAborted(event.message, event.source, event.reason)
+        if isinstance(event, ReleaseRequested):
+            channel.abort()
+            raise AssociationAborted("the peer asked to release while a response was outstanding")
+        if isinstance(event, InvalidCommand):
+            channel.abort()
+            raise DIMSEError(f"malformed response from the peer: {event.error}")
+        if isinstance(event, CommandReceived):
+            response = event.message
+            if response.message_id_being_responded_to != message_id or not response.is_response:
+                channel.abort()
+                raise DIMSEError(f"unexpected {response.name} from the peer (expected a response to message {message_id})")
+            dataset = [] if event.has_dataset else None
+        elif isinstance(event, DatasetFragment) and dataset is not None:
+            dataset.append(bytes(event.data))
+        elif isinstance(event, MessageComplete) and response is not None:
+            return response, (b"".join(dataset) if dataset is not None else None)

@@ -1,0 +1,66 @@
+"""C-ECHO SCU (PS3.4 Annex A): one association, ``count`` echoes, timings for a ping-style report."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..dimse.commandset import VERIFICATION_SOP_CLASS, c_echo_rq
+from ..transport.client import Timeouts, release
+from ..ul.negotiation import DEFAULT_MAX_PDU, build_contexts
+from .dimse_scu import associate, await_response, context_for
+from .peer import Peer
+
+IMPLICIT_LE = "1.2.840.10008.1.2"
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
+
+
+@dataclass
+class EchoResult:
+    peer: Peer
+    statuses: list[int] = field(default_factory=list)
+    rtt_ms: list[float] = field(default_factory=list)
+    setup_ms: float = 0.0
+    release_ms: float = 0.0
+
+
+def echo(
+    peer: Peer,
+    calling_ae: str = "DCMNET",
+    timeouts: Timeouts = Timeouts(),
+    count: int = 1,
+    interval: float = 0.0,
+    max_pdu: int = DEFAULT_MAX_PDU,
+    abort: bool = False,
+    on_reply: Callable[[int, int, float], None] | None = None,
+) -> EchoResult:
+    """Echo ``count`` times over one association. Raises the package errors on failure."""
+    result = EchoResult(peer)
+    start = time.perf_counter()
+    channel = associate(peer, calling_ae, build_contexts([(VERIFICATION_SOP_CLASS, (EXPLICIT_LE, IMPLICIT_LE))]), timeouts, max_pdu)
+    result.setup_ms = (time.perf_counter() - start) * 1000
+    try:
+        context = context_for(channel, VERIFICATION_SOP_CLASS)
+        for index in range(count):
+            if index and interval:
+                time.sleep(interval)
+            sent = time.perf_counter()
+            message_id = channel.next_message_id()
+            channel.send_message(context.context_id, c_echo_rq(message_id))
+            response, _ = await_response(channel, message_id, timeouts.dimse)
+            rtt = (time.perf_counter() - sent) * 1000
+            status = response.status if response.status is not None else 0xFFFF
+            result.statuses.append(status)
+            result.rtt_ms.append(rtt)
+            if on_reply:
+                on_reply(index + 1, status, rtt)
+        ended = time.perf_counter()
+        if abort:
+            channel.abort()
+        else:
+            release(channel, timeouts.acse)
+        result.release_ms = (time.perf_counter() - ended) * 1000
+    finally:
+        channel.abort() if not channel.closed else None
+    return result

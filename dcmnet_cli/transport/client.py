@@ -1,0 +1,97 @@
+"""Open an association as requestor: TCP connect, A-ASSOCIATE-RQ, wait for the answer.
+
+Every failure becomes one of the package's errors with the exit code it implies: ConnectError (4) for
+anything before the TCP connection exists, AssociationRejected (5), AssociationAborted or
+TimeoutExpired (6) afterwards. No thread is started; the caller's thread drives the association.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from dataclasses import dataclass
+
+from ..errors import AssociationAborted, AssociationRejected, ConnectError, TimeoutExpired
+from ..ul.association import Aborted, Association, AssociationAccepted, AssociationRejected as RejectedEvent
+from ..ul.negotiation import describe_rejection
+from ..ul.pdu import AssociateRQ
+from ..ul.statemachine import Role
+from .channel import Channel
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds; None waits forever. ACSE bounds association set-up and release, DIMSE each response."""
+
+    connect: float | None = 10.0
+    acse: float | None = 30.0
+    dimse: float | None = None
+    network: float | None = None
+
+
+def connect_socket(host: str, port: int, timeout: float | None) -> socket.socket:
+    """TCP connect with a deadline; every failure becomes ConnectError with the cause in words."""
+    try:
+        return socket.create_connection((host, port), timeout=timeout)
+    except socket.gaierror as error:
+        raise ConnectError(f"cannot resolve host {host!r}: {error.strerror}") from None
+    except ConnectionRefusedError:
+        raise ConnectError(f"connection refused by {host}:{port}: is the peer listening on that port?") from None
+    except (socket.timeout, TimeoutError):
+        raise ConnectError(f"connection to {host}:{port} timed out after {timeout:g} s") from None
+    except OSError as error:
+        raise ConnectError(f"cannot connect to {host}:{port}: {error.strerror or error}") from None
+
+
+def open_association(
+    host: str, port: int, request: AssociateRQ, timeouts: Timeouts = Timeouts(), max_receive: int | None = None
+) -> Channel:
+    """Return a Channel whose association is established, or raise."""
+    sock = connect_socket(host, port, timeouts.connect)
+    assoc = Association(Role.REQUESTOR, max_receive or request.user_info.max_length or 0)
+    assoc.request(request)
+    assoc.connection_made()
+    channel = Channel(sock, assoc, network_timeout=timeouts.network)
+    try:
+        event = channel.next_event(timeouts.acse)
+    except TimeoutExpired:
+        channel.abort()
+        raise TimeoutExpired(f"no answer to A-ASSOCIATE-RQ within {timeouts.acse:g} s (ACSE timeout)") from None
+    except BaseException:
+        channel.abort()
+        raise
+    if isinstance(event, AssociationAccepted):
+        return channel
+    channel.close()
+    if isinstance(event, RejectedEvent):
+        rj = event.reject
+        words, hint = describe_rejection(rj)
+        raise AssociationRejected(rj.result, rj.source, rj.reason, f"association rejected: {words} (hint: {hint})")
+    if isinstance(event, Aborted):
+        raise AssociationAborted(f"{event.message} during association set-up", event.source, event.reason)
+    raise AssociationAborted("the peer closed the connection during association set-up")
+
+
+def release(channel: Channel, timeout: float | None) -> None:
+    """A-RELEASE and wait for the RP (bounded by the ACSE timeout); abort if the peer never answers."""
+    from ..ul.association import ReleaseConfirmed, ReleaseRequested
+
+    if channel.closed:
+        return
+    channel.assoc.release()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            event = channel.next_event(remaining)
+            if event is None or isinstance(event, ReleaseConfirmed):
+                break
+            if isinstance(event, ReleaseRequested):
+                channel.assoc.release_response()  # release collision (Sta9 → Sta11)
+            elif isinstance(event, Aborted):
+                raise AssociationAborted(f"{event.message} during release", event.source, event.reason)
+    except TimeoutExpired:
+        channel.abort()
+        raise TimeoutExpired(f"no A-RELEASE-RP within {timeout:g} s (ACSE timeout)") from None
+    finally:
+        channel.close()

@@ -1,0 +1,180 @@
+"""The accept loop: one worker thread per association, bounded, stoppable without polling.
+
+The loop blocks in ``accept()``; :meth:`Server.stop` wakes it by shutting the listening socket down.
+Each worker runs ARTIM until a whole A-ASSOCIATE-RQ is in, asks the handler to negotiate, then hands
+the established :class:`Channel` to the handler. Beyond ``max_associations`` a request is answered with
+A-ASSOCIATE-RJ (transient, presentation provider, local limit exceeded); beyond that plus a small margin of
+half-open connections, new connections are closed at once so threads stay bounded.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+from ..errors import DcmnetError
+from ..ul.association import Aborted, Association, AssociationRequested
+from ..ul.pdu import AssociateAC, AssociateRJ, AssociateRQ
+from ..ul.statemachine import Role
+from .channel import Channel
+
+LOCAL_LIMIT_EXCEEDED = AssociateRJ(2, 3, 2)
+
+
+class Handler(Protocol):
+    def negotiate(self, request: AssociateRQ, peer: str) -> AssociateAC | AssociateRJ: ...
+
+    def serve(self, channel: Channel) -> None: ...
+
+
+@dataclass
+class ServerStats:
+    connections: int = 0
+    associations: int = 0
+    rejected: int = 0
+    active: int = 0
+    errors: int = 0
+
+
+@dataclass
+class Server:
+    handler: Handler
+    host: str = "0.0.0.0"
+    port: int = 11112
+    max_associations: int = 64
+    artim_timeout: float = 30.0
+    network_timeout: float | None = None
+    max_receive: int = 0
+    reuse_port: bool = False
+    log: Callable[[dict], None] = lambda event: None
+    stats: ServerStats = field(default_factory=ServerStats)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._workers: set[threading.Thread] = set()
+        self._sock: socket.socket | None = None
+        self._stopping = threading.Event()
+        self._channels: set[Channel] = set()
+
+    @property
+    def max_connections(self) -> int:
+        """Threads allowed at once: the associations plus a margin for half-open or over-limit peers."""
+        return self.max_associations + max(8, self.max_associations // 4)
+
+    def bind(self) -> int:
+        """Bind and listen; returns the port (useful with port 0)."""
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((self.host, self.port))
+        sock.listen(128)
+        self._sock = sock
+        self.port = sock.getsockname()[1]
+        return self.port
+
+    def serve_forever(self) -> None:
+        """Accept until stop(); KeyboardInterrupt and SystemExit propagate to the caller."""
+        if self._sock is None:
+            self.bind()
+        assert self._sock is not None
+        while not self._stopping.is_set():
+            try:
+                conn, addr = self._sock.accept()
+            except OSError:
+                if self._stopping.is_set():
+                    return
+                continue
+            self.stats.connections += 1
+            with self._lock:
+                crowded = len(self._workers) >= self.max_connections
+            if crowded:
+                self.log({"event": "connection-refused", "peer": f"{addr[0]}:{addr[1]}", "reason": "too many connections"})
+                conn.close()
+                continue
+            worker = threading.Thread(target=self._run, args=(conn,), name=f"assoc-{addr[0]}:{addr[1]}", daemon=True)
+            with self._lock:
+                self._workers.add(worker)
+            worker.start()
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Stop accepting, let in-flight associations finish within ``grace`` seconds, then abort them."""
+        self._stopping.set()
+        if self._sock is not None:
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self._sock.close()
+        deadline = time.monotonic() + grace
+        for worker in list(self._workers):
+            worker.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            leftovers = list(self._channels)
+        for channel in leftovers:
+            channel.abort()
+        for worker in list(self._workers):
+            worker.join(1.0)
+
+    @property
+    def active_threads(self) -> int:
+        with self._lock:
+            return len(self._workers)
+
+    def _run(self, conn: socket.socket) -> None:
+        assoc = Association(Role.ACCEPTOR, self.max_receive)
+        assoc.connection_made()
+        channel = Channel(conn, assoc, artim_timeout=self.artim_timeout, network_timeout=self.network_timeout)
+        counted = False
+        try:
+            with self._lock:
+                self._channels.add(channel)
+            event = channel.next_event(None)  # ARTIM bounds this wait
+            if not isinstance(event, AssociationRequested):
+                if isinstance(event, Aborted):
+                    self.log({"event": "protocol-error", "peer": channel.peer, "detail": event.message})
+                return
+            with self._lock:
+                counted = self.stats.active < self.max_associations
+                if counted:
+                    self.stats.active += 1
+            if not counted:
+                self.stats.rejected += 1
+                self.log({"event": "rejected", "peer": channel.peer, "reason": "local limit exceeded"})
+                self._answer_and_drain(channel, LOCAL_LIMIT_EXCEEDED)
+                return
+            answer = self.handler.negotiate(event.request, channel.peer)
+            if isinstance(answer, AssociateRJ):
+                self.stats.rejected += 1
+                self._answer_and_drain(channel, answer)
+                return
+            assoc.accept(answer)
+            channel.flush()
+            self.stats.associations += 1
+            self.handler.serve(channel)
+        except DcmnetError as error:
+            self.stats.errors += 1
+            self.log({"event": "error", "peer": channel.peer, "detail": str(error)})
+            channel.abort()
+        except Exception as error:  # a bug in a handler must not kill the server
+            self.stats.errors += 1
+            self.log({"event": "internal-error", "peer": channel.peer, "detail": f"{type(error).__name__}: {error}"})
+            channel.abort()
+        finally:
+            channel.close()
+            with self._lock:
+                if counted:
+                    self.stats.active -= 1
+                self._channels.discard(channel)
+                self._workers.discard(threading.current_thread())
+
+    @staticmethod
+    def _answer_and_drain(channel: Channel, rj: AssociateRJ) -> None:
+        """Send the RJ, then wait (ARTIM-bounded, Sta13) for the peer to close."""
+        channel.assoc.reject(rj)
+        channel.flush()
+        while channel.next_event(None) is not None:
+            pass

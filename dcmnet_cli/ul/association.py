@@ -1,0 +1,364 @@
+"""One DICOM Upper Layer association, sans-IO (the h11 shape).
+
+Rules:
+
+* The driver feeds what happened: :meth:`connection_made`, :meth:`receive_data`, :meth:`connection_lost`,
+  :meth:`artim_expired`. The user asks for things: :meth:`request`, :meth:`accept`, :meth:`reject`,
+  :meth:`send_pdata`, :meth:`release`, :meth:`release_response`, :meth:`abort`.
+* Every input becomes a PS3.8 event and goes through :func:`~.statemachine.transition`; the effects it
+  returns are carried out here as bytes queued for :meth:`data_to_send`, events queued for
+  :meth:`next_event`, and flags the driver reads (:attr:`close_requested`, :attr:`artim_running`).
+* A local request in the wrong state raises :class:`LocalProtocolError` and queues nothing.
+* A bad PDU from the peer never raises out of :meth:`receive_data`: it becomes Evt19, an A-ABORT with the
+  most specific reason is queued, and an :class:`Aborted` event tells the user why.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Sequence
+
+from ..errors import AbortReason, LocalProtocolError, PDUDecodeError, RemoteProtocolError
+from .framing import PDUReader
+from .negotiation import (
+    DEFAULT_MAX_PDU,
+    AcceptedContext,
+    acceptor_contexts,
+    check_request_structure,
+    requestor_contexts,
+    send_limit,
+)
+from .pdu import (
+    PDU,
+    Abort,
+    AssociateAC,
+    AssociateRJ,
+    AssociateRQ,
+    PDataTF,
+    PDUType,
+    ReleaseRP,
+    ReleaseRQ,
+    decode_pdu,
+)
+from .statemachine import Effect, Event, Role, State, transition
+
+# --------------------------------------------------------------------------- events for the user
+
+
+@dataclass(frozen=True, slots=True)
+class AssociationRequested:
+    """Acceptor: a well-formed A-ASSOCIATE-RQ arrived; answer with accept() or reject()."""
+
+    request: AssociateRQ
+
+
+@dataclass(frozen=True, slots=True)
+class AssociationAccepted:
+    accept: AssociateAC
+
+
+@dataclass(frozen=True, slots=True)
+class AssociationRejected:
+    reject: AssociateRJ
+
+
+@dataclass(frozen=True, slots=True)
+class DataReceived:
+    """One P-DATA-TF; its PDVs' data are memoryviews valid until the next receive_data()."""
+
+    pdata: PDataTF
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseRequested:
+    """The peer asked to release; answer with release_response() (collisions included)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseConfirmed:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Aborted:
+    """The association ended abnormally.
+
+    ``initiator`` is ``"peer"`` (A-ABORT received), ``"local"`` (we aborted on a protocol error) or
+    ``"transport"`` (the connection closed under us). source/reason are PS3.8 Table 9-26 values.
+    """
+
+    initiator: str
+    source: int | None
+    reason: int | None
+    message: str
+
+
+AssociationEvent = (
+    AssociationRequested
+    | AssociationAccepted
+    | AssociationRejected
+    | DataReceived
+    | ReleaseRequested
+    | ReleaseConfirmed
+    | Aborted
+)
+
+_PDU_EVENTS = {
+    PDUType.ASSOCIATE_RQ: Event.EVT6,
+    PDUType.ASSOCIATE_AC: Event.EVT3,
+    PDUType.ASSOCIATE_RJ: Event.EVT4,
+    PDUType.P_DATA_TF: Event.EVT10,
+    PDUType.RELEASE_RQ: Event.EVT12,
+    PDUType.RELEASE_RP: Event.EVT13,
+    PDUType.ABORT: Event.EVT16,
+}
+
+PROVIDER = 2
+
+
+class Association:
+    """The state of one association and everything waiting to go out or up."""
+
+    def __init__(self, role: Role, max_receive: int = DEFAULT_MAX_PDU) -> None:
+        self.role = role
+        self.state = State.STA1
+        self.max_receive = max_receive
+        self._reader = PDUReader(max_receive)
+        self._out: list[bytes | memoryview] = []
+        self._events: deque[AssociationEvent] = deque()
+        self.artim_running = False
+        self.artim_starts = 0
+        """Incremented on every (re)start so a driver can tell a restart from a running timer."""
+        self.close_requested = False
+        self.request_pdu: AssociateRQ | None = None
+        self.accept_pdu: AssociateAC | None = None
+        self.contexts: dict[int, AcceptedContext] = {}
+        self.peer_max_pdu = send_limit(None)
+        # The PDU that the next SEND_* effect puts on the wire, set just before stepping.
+        self._pending: PDU | None = None
+        self._pending_pdata: Sequence[bytes | memoryview] = ()
+        self._indication: AssociationEvent | None = None
+
+    # ------------------------------------------------------------------ driver side
+
+    def connection_made(self) -> None:
+        """Evt2 for a requestor (connect confirmed), Evt5 for an acceptor (connection indication)."""
+        self._step(Event.EVT2 if self.role is Role.REQUESTOR else Event.EVT5)
+
+    def connection_lost(self) -> None:
+        """Evt17; after a local close (already Sta1) it is a no-op."""
+        if self.state is State.STA1:
+            return
+        self._indication = Aborted("transport", None, None, "the peer closed the connection")
+        self._step(Event.EVT17)
+
+    def artim_expired(self) -> None:
+        """Evt18; meaningful only in Sta2 and Sta13, ignored elsewhere (a late timer)."""
+        if self.state in (State.STA2, State.STA13):
+            self._step(Event.EVT18)
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Feed received bytes; whole PDUs are decoded and stepped through the state machine."""
+        if self.state in (State.STA1,):
+            return
+        reader = self._reader
+        reader.feed(data)
+        while self.state is not State.STA1:
+            try:
+                framed = reader.next_pdu()
+                if framed is None:
+                    return
+                pdu = decode_pdu(framed[0], memoryview(framed[1]))
+            except PDUDecodeError as error:
+                self._protocol_error(error)
+                return
+            self._receive_pdu(pdu)
+
+    def data_to_send(self) -> list[bytes | memoryview]:
+        out, self._out = self._out, []
+        return out
+
+    def next_event(self) -> AssociationEvent | None:
+        return self._events.popleft() if self._events else None
+
+    @property
+    def is_established(self) -> bool:
+        return self.state is State.STA6
+
+    # ------------------------------------------------------------------ user side
+
+    def request(self, rq: AssociateRQ) -> None:
+        """Evt1: remember the request; it is sent when the driver reports the connection made."""
+        self._step(Event.EVT1)
+        self.request_pdu = rq
+        self._reader.max_pdata = rq.user_info.max_length or self._reader.max_pdata
+
+    def accept(self, ac: AssociateAC) -> None:
+        """Evt7: send the A-ASSOCIATE-AC and fix the negotiated contexts."""
+        if self.request_pdu is None:
+            raise LocalProtocolError("accept() before any A-ASSOCIATE-RQ")
+        self._pending = ac
+        self._step(Event.EVT7)
+        self.accept_pdu = ac
+        self.contexts = acceptor_contexts(self.request_pdu, ac)
+        self.peer_max_pdu = send_limit(self.request_pdu.user_info.max_length)
+        self._reader.max_pdata = ac.user_info.max_length or self._reader.max_pdata
+
+    def reject(self, rj: AssociateRJ) -> None:
+        self._pending = rj
+        self._step(Event.EVT8)
+
+    def send_pdata(self, buffers: Sequence[bytes | memoryview]) -> None:
+        """Evt9: ``buffers`` are whole P-DATA-TF PDUs (possibly split for scatter-gather writes)."""
+        self._pending_pdata = buffers
+        self._step(Event.EVT9)
+
+    def release(self) -> None:
+        self._step(Event.EVT11)
+
+    def release_response(self) -> None:
+        self._step(Event.EVT14)
+
+    def abort(self, source: int = 0, reason: int = 0) -> None:
+        """Evt15: A-ABORT. Source 0 is the user's own abort; 2 with a reason for protocol errors."""
+        if self.state in (State.STA1, State.STA13):
+            return  # already closed or closing: nothing left to abort
+        if self.state is State.STA2:
+            # No A-ABORT is defined before the request arrived (Table 9-10): just close.
+            self.close_requested, self.artim_running, self.state = True, False, State.STA1
+            return
+        self._pending = Abort(source, reason)
+        self._step(Event.EVT15, abort_from_user=True)
+
+    def abort_for(self, error: RemoteProtocolError) -> None:
+        """Abort because the peer broke the protocol above the UL (DIMSE); the user is told."""
+        self._events.append(Aborted("local", PROVIDER, int(error.reason), str(error)))
+        self.abort(PROVIDER, int(error.reason))
+
+    # ------------------------------------------------------------------ internals
+
+    def _protocol_error(self, error: PDUDecodeError) -> None:
+        """Evt19 for an undecodable PDU: abort with the error's reason, stop reading."""
+        self._pending = Abort(PROVIDER, int(error.reason))
+        self._reader = PDUReader(self.max_receive)
+        if self.state is State.STA13:
+            self._step(Event.EVT19)
+            return
+        self._events.append(Aborted("local", PROVIDER, int(error.reason), str(error)))
+        self._step(Event.EVT19)
+
+    def _receive_pdu(self, pdu: PDU) -> None:
+        event = _PDU_EVENTS[_TYPE_OF[type(pdu)]]
+        acceptable = True
+        abort_from_user = False
+        # Sent only if the table answers this PDU with an abort (AA-1, AA-7, AA-8): it was unexpected.
+        self._pending = Abort(PROVIDER, AbortReason.UNEXPECTED_PDU)
+        if isinstance(pdu, AssociateRQ):
+            if self.state is State.STA2:
+                try:
+                    check_request_structure(pdu)
+                except PDUDecodeError as error:
+                    self._protocol_error(error)
+                    return
+                self.request_pdu = pdu
+                acceptable = bool(pdu.protocol_version & 1)
+                if not acceptable:
+                    self._pending = AssociateRJ(1, 2, 2)  # permanent, ACSE, protocol version not supported
+                self._indication = AssociationRequested(pdu)
+        elif isinstance(pdu, AssociateAC):
+            self._accepted(pdu)
+        elif isinstance(pdu, AssociateRJ):
+            self._indication = AssociationRejected(pdu)
+        elif isinstance(pdu, PDataTF):
+            bad = self._check_contexts(pdu)
+            if bad is not None:
+                self.abort_for(bad)
+                return
+            self._indication = DataReceived(pdu)
+        elif isinstance(pdu, ReleaseRQ):
+            self._indication = ReleaseRequested()
+        elif isinstance(pdu, ReleaseRP):
+            self._indication = ReleaseConfirmed()
+        elif isinstance(pdu, Abort):
+            abort_from_user = pdu.source == 0
+            who = "the peer" if abort_from_user else "the peer's service provider"
+            self._indication = Aborted("peer", pdu.source, pdu.reason, f"association aborted by {who}")
+        self._step(event, acceptable=acceptable, abort_from_user=abort_from_user, from_peer=pdu)
+
+    def _accepted(self, ac: AssociateAC) -> None:
+        self._indication = AssociationAccepted(ac)
+        if self.state is State.STA5 and self.request_pdu is not None:
+            self.accept_pdu = ac
+            self.contexts = requestor_contexts(self.request_pdu, ac)
+            self.peer_max_pdu = send_limit(ac.user_info.max_length)
+
+    def _check_contexts(self, pdata: PDataTF) -> RemoteProtocolError | None:
+        if self.state is not State.STA6 and self.state is not State.STA7:
+            return None  # the table decides what a P-DATA-TF means here
+        for pdv in pdata.pdvs:
+            if pdv.context_id not in self.contexts:
+                return RemoteProtocolError(
+                    f"PDV on presentation context {pdv.context_id}, which was not accepted",
+                    AbortReason.INVALID_PDU_PARAMETER_VALUE,
+                )
+        return None
+
+    def _step(
+        self, event: Event, *, acceptable: bool = True, abort_from_user: bool = False, from_peer: PDU | None = None
+    ) -> None:
+        try:
+            result = transition(self.state, event, self.role, acceptable=acceptable, abort_from_user=abort_from_user)
+        except RemoteProtocolError:
+            self._indication = None  # a PDU in Sta1/Sta4 cannot come from a real transport: drop it
+            return
+        indication, self._indication = self._indication, None
+        if from_peer is not None and Effect.SEND_ABORT in result.effects and self.state is not State.STA13:
+            # The table aborts on this PDU (AA-1/AA-8): tell the user why, once.
+            name = PDUType.NAMES[_TYPE_OF[type(from_peer)]]
+            indication = Aborted("local", PROVIDER, AbortReason.UNEXPECTED_PDU, f"unexpected {name} from the peer")
+            self._events.append(indication)
+            indication = None
+        for effect in result.effects:
+            self._apply(effect, indication)
+        self.state = result.next_state
+
+    def _apply(self, effect: Effect, indication: AssociationEvent | None) -> None:
+        out = self._out
+        if effect is Effect.SEND_PDATA:
+            out.extend(self._pending_pdata)
+            self._pending_pdata = ()
+        elif effect is Effect.SEND_ASSOCIATE_RQ:
+            assert self.request_pdu is not None
+            out.append(self.request_pdu.encode())
+        elif effect in _SEND_PENDING:
+            assert self._pending is not None
+            out.append(self._pending.encode())
+        elif effect is Effect.SEND_RELEASE_RQ:
+            out.append(_RELEASE_RQ)
+        elif effect is Effect.SEND_RELEASE_RP:
+            out.append(_RELEASE_RP)
+        elif effect is Effect.START_ARTIM:
+            self.artim_running = True
+            self.artim_starts += 1
+        elif effect is Effect.STOP_ARTIM:
+            self.artim_running = False
+        elif effect is Effect.CLOSE_TRANSPORT:
+            self.close_requested = True
+        elif effect in _INDICATIONS and indication is not None:
+            self._events.append(indication)
+
+
+_SEND_PENDING = frozenset((Effect.SEND_ASSOCIATE_AC, Effect.SEND_ASSOCIATE_RJ, Effect.SEND_ABORT))
+_INDICATIONS = frozenset(e for e in Effect if e.name.startswith("INDICATE_"))
+_RELEASE_RQ = ReleaseRQ().encode()
+_RELEASE_RP = ReleaseRP().encode()
+_TYPE_OF = {
+    AssociateRQ: PDUType.ASSOCIATE_RQ,
+    AssociateAC: PDUType.ASSOCIATE_AC,
+    AssociateRJ: PDUType.ASSOCIATE_RJ,
+    PDataTF: PDUType.P_DATA_TF,
+    ReleaseRQ: PDUType.RELEASE_RQ,
+    ReleaseRP: PDUType.RELEASE_RP,
+    Abort: PDUType.ABORT,
+}

@@ -1,0 +1,275 @@
+"""Association negotiation as pure functions (PS3.8 §7.1.1, PS3.7 Annex D.3.3).
+
+The acceptor side turns an A-ASSOCIATE-RQ and a local :class:`AcceptorPolicy` into either an
+A-ASSOCIATE-AC or an A-ASSOCIATE-RJ; the requestor side turns the AC it received into the table of usable
+presentation contexts. Nothing here does I/O, so every rule is a unit test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping, Sequence
+
+from .. import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from ..errors import AbortReason, PDUDecodeError
+from .items import (
+    ContextResult,
+    PresentationContextAC,
+    PresentationContextRQ,
+    RoleSelection,
+    UserIdentityAC,
+    UserIdentityRQ,
+    UserInformation,
+)
+from .pdu import APPLICATION_CONTEXT_NAME, AssociateAC, AssociateRJ, AssociateRQ
+
+MAX_CONTEXTS = 128
+SEND_CAP = 1 << 20
+"""Largest P-DATA-TF variable field we send when the peer advertises 0 ("no limit")."""
+
+DEFAULT_MAX_PDU = 16382 * 8  # 128 KiB - 16: large enough for throughput, small enough for any peer
+
+
+class RejectResult:
+    PERMANENT = 1
+    TRANSIENT = 2
+
+
+class RejectSource:
+    SERVICE_USER = 1
+    PROVIDER_ACSE = 2
+    PROVIDER_PRESENTATION = 3
+
+
+class RejectReason:
+    """Reasons by source (PS3.8 Table 9-21)."""
+
+    NO_REASON = 1
+    APPLICATION_CONTEXT_NOT_SUPPORTED = 2
+    CALLING_AE_NOT_RECOGNIZED = 3
+    CALLED_AE_NOT_RECOGNIZED = 7
+    PROTOCOL_VERSION_NOT_SUPPORTED = 2  # source 2
+    TEMPORARY_CONGESTION = 1  # source 3
+    LOCAL_LIMIT_EXCEEDED = 2  # source 3
+
+
+_REJECT_WORDS = {
+    (1, 1): ("no reason given", "the peer refused without saying why; check its configuration and logs"),
+    (1, 2): ("application context name not supported", "the peer is not a DICOM application entity"),
+    (1, 3): ("calling AE title not recognised", "the peer does not know us: use an -aet it is configured for"),
+    (1, 7): ("called AE title not recognised", "the peer expects another -aec"),
+    (2, 1): ("no reason given (ACSE)", "the peer refused at the ACSE level"),
+    (2, 2): ("protocol version not supported", "the peer does not speak DICOM UL protocol version 1"),
+    (3, 1): ("temporary congestion", "the peer is busy: retry later"),
+    (3, 2): ("local limit exceeded", "the peer has too many associations open: retry later"),
+}
+_SOURCE_WORDS = {1: "service user", 2: "service provider (ACSE)", 3: "service provider (presentation)"}
+
+
+def describe_rejection(rj: AssociateRJ) -> tuple[str, str]:
+    """One-line explanation and a hint for an A-ASSOCIATE-RJ."""
+    result = "permanent" if rj.result == RejectResult.PERMANENT else "transient" if rj.result == 2 else f"result {rj.result}"
+    source = _SOURCE_WORDS.get(rj.source, f"source {rj.source}")
+    reason, hint = _REJECT_WORDS.get((rj.source, rj.reason), (f"reason {rj.reason}", "see the peer's logs"))
+    return f"{result} rejection by the {source}: {reason}", hint
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedContext:
+    """A presentation context both sides agreed on, with the roles this side may play on it."""
+
+    context_id: int
+    abstract_syntax: str
+    transfer_syntax: str
+    scu_role: bool = True
+    scp_role: bool = True
+
+
+# --------------------------------------------------------------------------- acceptor side
+
+
+SupportedSyntaxes = Mapping[str, Sequence[str]] | Callable[[str], Sequence[str] | None]
+
+
+@dataclass(frozen=True)
+class AcceptorPolicy:
+    """What an acceptor supports and whom it lets in.
+
+    ``contexts`` maps an abstract syntax to the transfer syntaxes accepted for it, in order of preference
+    (or is a function returning them, or None when the abstract syntax is not supported).
+    ``scp_roles`` names the SOP classes for which we accept the requestor acting as SCP (C-GET storage).
+    """
+
+    ae_title: str
+    contexts: SupportedSyntaxes
+    require_called_aet: bool = False
+    allowed_calling_aets: frozenset[str] | None = None
+    max_pdu: int = DEFAULT_MAX_PDU
+    scp_roles: Callable[[str], bool] = field(default=lambda uid: False)
+    accept_user_identity: Callable[[UserIdentityRQ], bool] | None = None
+    implementation_class_uid: str = IMPLEMENTATION_CLASS_UID
+    implementation_version_name: str = IMPLEMENTATION_VERSION_NAME
+
+    def syntaxes_for(self, abstract_syntax: str) -> Sequence[str] | None:
+        if callable(self.contexts):
+            return self.contexts(abstract_syntax)
+        return self.contexts.get(abstract_syntax)
+
+
+def check_request_structure(rq: AssociateRQ) -> None:
+    """Refuse malformed context lists (scenario C.18) before any negotiation: the PDU is invalid."""
+    if len(rq.presentation_contexts) > MAX_CONTEXTS:
+        raise PDUDecodeError(f"{len(rq.presentation_contexts)} presentation contexts (at most {MAX_CONTEXTS})")
+    seen: set[int] = set()
+    for context in rq.presentation_contexts:
+        cid = context.context_id
+        if cid % 2 == 0 or cid in seen:
+            reason = "duplicate" if cid in seen else "even or zero"
+            raise PDUDecodeError(f"presentation context ID {cid} is {reason}", AbortReason.INVALID_PDU_PARAMETER_VALUE)
+        seen.add(cid)
+
+
+def negotiate_context(context: PresentationContextRQ, policy: AcceptorPolicy) -> PresentationContextAC:
+    """Result 3 for an unknown abstract syntax, 4 when no syntax matches, else the acceptor's preference."""
+    accepted = policy.syntaxes_for(context.abstract_syntax)
+    if not accepted:
+        return PresentationContextAC(context.context_id, ContextResult.ABSTRACT_SYNTAX_NOT_SUPPORTED)
+    proposed = set(context.transfer_syntaxes)
+    for syntax in accepted:
+        if syntax in proposed:
+            return PresentationContextAC(context.context_id, ContextResult.ACCEPTANCE, syntax)
+    return PresentationContextAC(context.context_id, ContextResult.TRANSFER_SYNTAXES_NOT_SUPPORTED)
+
+
+def negotiate_role(proposed: RoleSelection, policy: AcceptorPolicy) -> RoleSelection:
+    """Agree to the requestor's proposed roles only where we support them (PS3.7 Table D.3-11)."""
+    scp = proposed.scp_role if policy.scp_roles(proposed.sop_class_uid) else 0
+    return RoleSelection(proposed.sop_class_uid, proposed.scu_role, scp)
+
+
+def _reject_for_policy(rq: AssociateRQ, policy: AcceptorPolicy) -> AssociateRJ | None:
+    if rq.application_context != APPLICATION_CONTEXT_NAME:
+        return AssociateRJ(RejectResult.PERMANENT, RejectSource.SERVICE_USER, RejectReason.APPLICATION_CONTEXT_NOT_SUPPORTED)
+    if policy.require_called_aet and rq.called_ae != policy.ae_title:
+        return AssociateRJ(RejectResult.PERMANENT, RejectSource.SERVICE_USER, RejectReason.CALLED_AE_NOT_RECOGNIZED)
+    if policy.allowed_calling_aets is not None and rq.calling_ae not in policy.allowed_calling_aets:
+        return AssociateRJ(RejectResult.PERMANENT, RejectSource.SERVICE_USER, RejectReason.CALLING_AE_NOT_RECOGNIZED)
+    if not rq.presentation_contexts:
+        return AssociateRJ(RejectResult.PERMANENT, RejectSource.SERVICE_USER, RejectReason.NO_REASON)
+    identity = rq.user_info.user_identity
+    if identity is not None and policy.accept_user_identity is not None and not policy.accept_user_identity(identity):
+        return AssociateRJ(RejectResult.PERMANENT, RejectSource.SERVICE_USER, RejectReason.NO_REASON)
+    return None
+
+
+def negotiate_acceptor(rq: AssociateRQ, policy: AcceptorPolicy) -> AssociateAC | AssociateRJ:
+    """Decide an A-ASSOCIATE-RQ: AE checks first (with the right RJ reason), then every context."""
+    rejection = _reject_for_policy(rq, policy)
+    if rejection is not None:
+        return rejection
+    contexts = tuple(negotiate_context(c, policy) for c in rq.presentation_contexts)
+    if not any(c.result == ContextResult.ACCEPTANCE for c in contexts):
+        return AssociateRJ(RejectResult.PERMANENT, RejectSource.SERVICE_USER, RejectReason.NO_REASON)
+    identity = rq.user_info.user_identity
+    identity_answer = None
+    if identity is not None and identity.positive_response_requested and policy.accept_user_identity is not None:
+        identity_answer = UserIdentityAC(b"")
+    user_info = UserInformation.build(
+        max_length=policy.max_pdu,
+        implementation_class_uid=policy.implementation_class_uid,
+        implementation_version_name=policy.implementation_version_name,
+        roles=tuple(negotiate_role(r, policy) for r in rq.user_info.roles),
+        extended=rq.user_info.extended if False else (),
+        user_identity=identity_answer,
+    )
+    return AssociateAC(
+        called_ae=rq.called_ae,
+        calling_ae=rq.calling_ae,
+        user_info=user_info,
+        application_context=APPLICATION_CONTEXT_NAME,
+        presentation_contexts=contexts,
+    )
+
+
+def acceptor_contexts(rq: AssociateRQ, ac: AssociateAC) -> dict[int, AcceptedContext]:
+    """The contexts an acceptor may use after sending ``ac``; roles from the role-selection answer."""
+    abstract = {c.context_id: c.abstract_syntax for c in rq.presentation_contexts}
+    proposed_roles = {r.sop_class_uid: r for r in rq.user_info.roles}
+    answered_roles = {r.sop_class_uid: r for r in ac.user_info.roles}
+    result = {}
+    for context in ac.presentation_contexts:
+        if context.result != ContextResult.ACCEPTANCE:
+            continue
+        uid = abstract[context.context_id]
+        scu, scp = _roles(proposed_roles.get(uid), answered_roles.get(uid))
+        # From the acceptor's side the roles are mirrored: it is SCP where the requestor is SCU.
+        result[context.context_id] = AcceptedContext(context.context_id, uid, context.transfer_syntax, scu_role=scp, scp_role=scu)
+    return result
+
+
+# --------------------------------------------------------------------------- requestor side
+
+
+def _roles(proposed: RoleSelection | None, answered: RoleSelection | None) -> tuple[bool, bool]:
+    """The requestor's (SCU, SCP) roles after negotiation; default is SCU only (PS3.7 D.3.3.4)."""
+    if proposed is None:
+        return True, False
+    if answered is None:
+        return True, False  # no answer: default roles
+    return bool(proposed.scu_role and answered.scu_role), bool(proposed.scp_role and answered.scp_role)
+
+
+def requestor_contexts(rq: AssociateRQ, ac: AssociateAC) -> dict[int, AcceptedContext]:
+    """Usable contexts for the requestor: accepted, proposed by us, with a syntax we offered."""
+    proposed = {c.context_id: c for c in rq.presentation_contexts}
+    proposed_roles = {r.sop_class_uid: r for r in rq.user_info.roles}
+    answered_roles = {r.sop_class_uid: r for r in ac.user_info.roles}
+    result = {}
+    for context in ac.presentation_contexts:
+        ours = proposed.get(context.context_id)
+        if ours is None or context.result != ContextResult.ACCEPTANCE:
+            continue
+        if context.transfer_syntax not in ours.transfer_syntaxes:
+            continue  # the acceptor picked something we never offered: treat as not accepted
+        scu, scp = _roles(proposed_roles.get(ours.abstract_syntax), answered_roles.get(ours.abstract_syntax))
+        result[context.context_id] = AcceptedContext(context.context_id, ours.abstract_syntax, context.transfer_syntax, scu, scp)
+    return result
+
+
+def send_limit(peer_max_length: int | None) -> int:
+    """Largest P-DATA-TF variable field we may send: the peer's maximum, or our cap for 0/absent."""
+    if not peer_max_length:
+        return SEND_CAP
+    return peer_max_length
+
+
+def build_contexts(pairs: Iterable[tuple[str, Sequence[str]]]) -> tuple[PresentationContextRQ, ...]:
+    """Number proposed contexts 1, 3, 5, … (odd IDs, PS3.8 §9.3.2.2); at most 128."""
+    contexts = tuple(
+        PresentationContextRQ(2 * index + 1, abstract, tuple(syntaxes)) for index, (abstract, syntaxes) in enumerate(pairs)
+    )
+    if len(contexts) > MAX_CONTEXTS:
+        raise ValueError(f"{len(contexts)} presentation contexts: at most {MAX_CONTEXTS} fit in one association")
+    return contexts
+
+
+def build_request(
+    called_ae: str,
+    calling_ae: str,
+    contexts: Sequence[PresentationContextRQ],
+    max_pdu: int = DEFAULT_MAX_PDU,
+    roles: Sequence[RoleSelection] = (),
+    user_identity: UserIdentityRQ | None = None,
+) -> AssociateRQ:
+    return AssociateRQ(
+        called_ae=called_ae,
+        calling_ae=calling_ae,
+        user_info=UserInformation.build(
+            max_length=max_pdu,
+            implementation_class_uid=IMPLEMENTATION_CLASS_UID,
+            implementation_version_name=IMPLEMENTATION_VERSION_NAME,
+            roles=tuple(roles),
+            user_identity=user_identity,
+        ),
+        presentation_contexts=tuple(contexts),
+    )
