@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from ..errors import AbortReason, LocalProtocolError, PDUDecodeError, RemoteProtocolError
-from .framing import PDUReader
+from .framing import UNLIMITED_PDATA_CAP, PDUReader
 from .negotiation import (
     DEFAULT_MAX_PDU,
     AcceptedContext,
@@ -139,6 +139,7 @@ class Association:
         self._pending: PDU | None = None
         self._pending_pdata: Sequence[bytes | memoryview] = ()
         self._indication: AssociationEvent | None = None
+        self._desynchronised = False
 
     # ------------------------------------------------------------------ driver side
 
@@ -160,7 +161,7 @@ class Association:
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Feed received bytes; whole PDUs are decoded and stepped through the state machine."""
-        if self.state in (State.STA1,):
+        if self.state is State.STA1 or self._desynchronised:
             return
         reader = self._reader
         reader.feed(data)
@@ -192,7 +193,7 @@ class Association:
         """Evt1: remember the request; it is sent when the driver reports the connection made."""
         self._step(Event.EVT1)
         self.request_pdu = rq
-        self._reader.max_pdata = rq.user_info.max_length or self._reader.max_pdata
+        self._advertised(rq.user_info.max_length)
 
     def accept(self, ac: AssociateAC) -> None:
         """Evt7: send the A-ASSOCIATE-AC and fix the negotiated contexts."""
@@ -203,7 +204,7 @@ class Association:
         self.accept_pdu = ac
         self.contexts = acceptor_contexts(self.request_pdu, ac)
         self.peer_max_pdu = send_limit(self.request_pdu.user_info.max_length)
-        self._reader.max_pdata = ac.user_info.max_length or self._reader.max_pdata
+        self._advertised(ac.user_info.max_length)
 
     def reject(self, rj: AssociateRJ) -> None:
         self._pending = rj
@@ -238,10 +239,17 @@ class Association:
 
     # ------------------------------------------------------------------ internals
 
+    def _advertised(self, max_length: int | None) -> None:
+        """Receive P-DATA-TF up to what we advertised; 0 ("no limit") means the reader's internal cap."""
+        if max_length is not None:
+            self._reader.max_pdata = max_length or UNLIMITED_PDATA_CAP
+
     def _protocol_error(self, error: PDUDecodeError) -> None:
         """Evt19 for an undecodable PDU: abort with the error's reason, stop reading."""
         self._pending = Abort(PROVIDER, int(error.reason))
-        self._reader = PDUReader(self.max_receive)
+        # The stream has lost its framing: nothing after this can be trusted, so stop reading it
+        # (one A-ABORT, not one per garbage PDU that follows).
+        self._desynchronised = True
         if self.state is State.STA13:
             self._step(Event.EVT19)
             return

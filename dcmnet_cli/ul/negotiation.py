@@ -179,7 +179,6 @@ def negotiate_acceptor(rq: AssociateRQ, policy: AcceptorPolicy) -> AssociateAC |
         implementation_class_uid=policy.implementation_class_uid,
         implementation_version_name=policy.implementation_version_name,
         roles=tuple(negotiate_role(r, policy) for r in rq.user_info.roles),
-        extended=rq.user_info.extended if False else (),
         user_identity=identity_answer,
     )
     return AssociateAC(
