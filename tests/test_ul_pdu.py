@@ -733,7 +733,7 @@ def uids(draw) -> str:
 
 
 transfer_syntaxes = st.lists(uids(), max_size=5).map(tuple)
-pctx_rq = st.builds(PresentationContextRQ, st.integers(0, 255), uids(), transfer_syntaxes)
+pctx_rq = st.builds(PresentationContextRQ, st.integers(0, 255), uids(), transfer_syntaxes, reserved=st.just(0))
 pctx_ac = st.builds(PresentationContextAC, st.integers(0, 255), st.integers(0, 255), uids() | st.just(""))
 version_names = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=16)
 _KNOWN_SUB = {0x51, 0x52, 0x53, 0x54, 0x55, 0x56, 0x57, 0x58, 0x59}

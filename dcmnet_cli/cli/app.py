@@ -6,7 +6,6 @@ that draw progress, never here, so ``dcmnet echo`` starts fast.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -38,6 +37,8 @@ class App:
 
     def json(self, obj: dict[str, Any]) -> None:
         """One JSON object per line on stdout; never silenced (it is the requested output)."""
+        import json  # only --json runs pay for it
+
         print(json.dumps(obj, separators=(",", ":"), default=str), file=self.out, flush=True)
 
     def info(self, text: str) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-import traceback
 
 import click
 
@@ -16,6 +15,7 @@ from .exitcodes import ExitCode, for_error, table_text
 COMMANDS: dict[str, tuple[str, str]] = {
     "echo": ("dcmnet_cli.cli.commands.echo", "Check that a DICOM node answers (C-ECHO)."),
     "listen": ("dcmnet_cli.cli.commands.listen", "Run a DICOM node: Verification and Storage SCP."),
+    "store": ("dcmnet_cli.cli.commands.store", "Send DICOM files to a Storage SCP (C-STORE)."),
 }
 
 
@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> None:
         code = ExitCode.SUCCESS
     except Exception as error:  # a bug: one line unless --debug
         if debug:
+            import traceback
+
             traceback.print_exc()
         print(f"dcmnet: internal error: {type(error).__name__}: {error} (please report this; --debug shows the traceback)",
               file=sys.stderr)

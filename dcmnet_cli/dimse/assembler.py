@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Container
-from dataclasses import dataclass
 from enum import Enum
-from typing import Final, Union
+from typing import Final, NamedTuple, Union
 
 from ..errors import AbortReason, RemoteProtocolError
 from .commandset import CommandSetError, Message, decode
@@ -24,8 +23,7 @@ _UNEXPECTED = AbortReason.UNEXPECTED_PDU_PARAMETER
 _PDV_LEN = struct.Struct(">I")
 
 
-@dataclass(frozen=True, slots=True)
-class CommandReceived:
+class CommandReceived(NamedTuple):
     """A whole, valid command set arrived; ``has_dataset`` says whether fragments follow."""
 
     context_id: int
@@ -33,8 +31,7 @@ class CommandReceived:
     has_dataset: bool
 
 
-@dataclass(frozen=True, slots=True)
-class InvalidCommand:
+class InvalidCommand(NamedTuple):
     """A command set was malformed but its Message ID is known (PS3.7 scenario 34): answer a failure
     status. Any announced data set is silently discarded by the assembler."""
 
@@ -42,8 +39,7 @@ class InvalidCommand:
     error: CommandSetError
 
 
-@dataclass(frozen=True, slots=True)
-class DatasetFragment:
+class DatasetFragment(NamedTuple):
     """A slice of the data set; valid only until the next PDU is fed in (zero-copy)."""
 
     context_id: int
@@ -51,8 +47,7 @@ class DatasetFragment:
     last: bool
 
 
-@dataclass(frozen=True, slots=True)
-class MessageComplete:
+class MessageComplete(NamedTuple):
     """The message (command and any data set) is complete."""
 
     context_id: int

@@ -8,8 +8,7 @@ data (PS3.7 Table E.1-1 plus the retired E.2-1 ones, which are only named, never
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from ..errors import DIMSEError
 
@@ -116,8 +115,7 @@ class CommandSetError(DIMSEError):
         self.has_dataset = has_dataset
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
     """One decoded DIMSE command set. ``None`` means the element is absent; ``extra`` keeps unknown
     group-0000 elements as raw ``(element, value)`` pairs so they survive a round trip."""
 
@@ -144,7 +142,7 @@ class Message:
     warning: int | None = None
     move_originator_aet: str | None = None
     move_originator_message_id: int | None = None
-    extra: tuple[tuple[int, bytes], ...] = field(default=())
+    extra: tuple[tuple[int, bytes], ...] = ()
 
     @property
     def has_dataset(self) -> bool:

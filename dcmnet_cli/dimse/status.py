@@ -6,9 +6,8 @@ category: PS3.7 C.1 reserves ranges (Axxx/Cxxx failure, Bxxx warning, FF0x pendi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import Enum
-from typing import Final
+from typing import Final, NamedTuple
 
 
 class Category(Enum):
@@ -19,8 +18,7 @@ class Category(Enum):
     PENDING = "pending"
 
 
-@dataclass(frozen=True, slots=True)
-class StatusInfo:
+class StatusInfo(NamedTuple):
     code: int
     category: Category
     meaning: str

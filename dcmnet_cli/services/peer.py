@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Peer:
+class Peer(NamedTuple):
     host: str
     port: int
     called_ae: str = "ANY-SCP"

@@ -15,7 +15,7 @@ from ..dimse.assembler import CommandReceived, DatasetFragment, InvalidCommand, 
 from ..dimse.commandset import C_ECHO_RQ, VERIFICATION_SOP_CLASS, Message, c_echo_rsp
 from ..transport.channel import Channel
 from ..ul.association import Aborted, ReleaseRequested
-from ..ul.negotiation import AcceptorPolicy, negotiate_acceptor
+from ..ul.negotiation import AcceptorPolicy, describe_rejection, negotiate_acceptor
 from ..ul.pdu import AssociateAC, AssociateRJ, AssociateRQ
 
 UNRECOGNIZED_OPERATION = 0x0211
@@ -92,7 +92,7 @@ class ApplicationEntity:
         if isinstance(answer, AssociateRJ):
             self.on_event({"event": "rejected", "peer": peer, "calling_ae": request.calling_ae,
                            "called_ae": request.called_ae, "result": answer.result, "source": answer.source,
-                           "reason": answer.reason})
+                           "reason": answer.reason, "reason_text": describe_rejection(answer)[0]})
         return answer
 
     def serve(self, channel: Channel) -> None:

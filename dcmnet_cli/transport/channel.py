@@ -19,6 +19,7 @@ from ..dimse.fragment import fragment_message
 from ..errors import AssociationAborted, RemoteProtocolError, TimeoutExpired
 from ..ul.association import Aborted, Association, DataReceived
 from ..ul.association import AssociationEvent as ULEvent
+from ..ul.statemachine import State
 
 RECV_SIZE = 1 << 18
 IOV_MAX = 512
@@ -106,6 +107,7 @@ class Channel:
         self, context_id: int, message: Message, dataset: bytes | memoryview | Iterable[bytes] | None = None
     ) -> None:
         """Fragment and send one DIMSE message; dataset chunks must not be reused after being passed."""
+        self._raise_if_ended()
         batch: list[bytes | memoryview] = []
         size = 0
         for pdu in fragment_message(context_id, message.encode(), dataset, self.assoc.peer_max_pdu):
@@ -118,6 +120,18 @@ class Channel:
                 batch, size = [], 0
         if batch:
             self._write(batch)
+
+    def _raise_if_ended(self) -> None:
+        """An association that already ended (an A-ABORT read together with the AC, or a close the user has
+        not seen yet) raises what ended it (exit 6), not a LocalProtocolError from the state machine."""
+        if not self.closed and self.assoc.state not in (State.STA1, State.STA13):
+            return
+        while (event := self.assoc.next_event()) is not None:
+            self._route(event)
+        aborted = next((e for e in self._events if isinstance(e, Aborted)), None)
+        if aborted is not None:
+            raise AssociationAborted(aborted.message, aborted.source, aborted.reason)
+        raise AssociationAborted("the association ended before the message could be sent")
 
     # ------------------------------------------------------------------ receiving
 

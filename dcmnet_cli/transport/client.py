@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..errors import AssociationAborted, AssociationRejected, ConnectError, TimeoutExpired
 from ..ul.association import Aborted, Association, AssociationAccepted, AssociationRejected as RejectedEvent
@@ -19,8 +19,7 @@ from ..ul.statemachine import Role
 from .channel import Channel
 
 
-@dataclass(frozen=True)
-class Timeouts:
+class Timeouts(NamedTuple):
     """Seconds; None waits forever. ACSE bounds association set-up and release, DIMSE each response."""
 
     connect: float | None = 10.0

@@ -9,6 +9,7 @@ half-open connections, new connections are closed at once so threads stay bounde
 
 from __future__ import annotations
 
+import errno
 import socket
 import threading
 import time
@@ -22,6 +23,9 @@ from ..ul.statemachine import Role
 from .channel import Channel
 
 LOCAL_LIMIT_EXCEEDED = AssociateRJ(2, 3, 2)
+_OUT_OF_RESOURCES = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
+ACCEPT_BACKOFF = 0.1
+"""Seconds to wait before accepting again when out of descriptors or memory."""
 
 
 class Handler(Protocol):
@@ -84,9 +88,13 @@ class Server:
         while not self._stopping.is_set():
             try:
                 conn, addr = self._sock.accept()
-            except OSError:
+            except OSError as error:
                 if self._stopping.is_set():
                     return
+                if error.errno in _OUT_OF_RESOURCES:
+                    # The connection stays queued, so accepting again at once would spin at 100 % CPU
+                    # until a descriptor frees up; stop() still ends the wait at once.
+                    self._stopping.wait(ACCEPT_BACKOFF)
                 continue
             self.stats.connections += 1
             with self._lock:

@@ -16,8 +16,7 @@ Rules:
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 from ..errors import AbortReason, LocalProtocolError, PDUDecodeError, RemoteProtocolError
 from .framing import UNLIMITED_PDATA_CAP, PDUReader
@@ -39,6 +38,8 @@ from .pdu import (
     PDUType,
     ReleaseRP,
     ReleaseRQ,
+    Valueless,
+    decode_pdata,
     decode_pdu,
 )
 from .statemachine import Effect, Event, Role, State, transition
@@ -46,42 +47,35 @@ from .statemachine import Effect, Event, Role, State, transition
 # --------------------------------------------------------------------------- events for the user
 
 
-@dataclass(frozen=True, slots=True)
-class AssociationRequested:
+class AssociationRequested(NamedTuple):
     """Acceptor: a well-formed A-ASSOCIATE-RQ arrived; answer with accept() or reject()."""
 
     request: AssociateRQ
 
 
-@dataclass(frozen=True, slots=True)
-class AssociationAccepted:
+class AssociationAccepted(NamedTuple):
     accept: AssociateAC
 
 
-@dataclass(frozen=True, slots=True)
-class AssociationRejected:
+class AssociationRejected(NamedTuple):
     reject: AssociateRJ
 
 
-@dataclass(frozen=True, slots=True)
-class DataReceived:
+class DataReceived(NamedTuple):
     """One P-DATA-TF; its PDVs' data are memoryviews valid until the next receive_data()."""
 
     pdata: PDataTF
 
 
-@dataclass(frozen=True, slots=True)
-class ReleaseRequested:
+class ReleaseRequested(Valueless):
     """The peer asked to release; answer with release_response() (collisions included)."""
 
 
-@dataclass(frozen=True, slots=True)
-class ReleaseConfirmed:
-    pass
+class ReleaseConfirmed(Valueless):
+    """The peer answered our A-RELEASE-RQ."""
 
 
-@dataclass(frozen=True, slots=True)
-class Aborted:
+class Aborted(NamedTuple):
     """The association ended abnormally.
 
     ``initiator`` is ``"peer"`` (A-ABORT received), ``"local"`` (we aborted on a protocol error) or
@@ -170,6 +164,15 @@ class Association:
                 framed = reader.next_pdu()
                 if framed is None:
                     return
+                if framed[0] == PDUType.P_DATA_TF and self.state is State.STA6:
+                    # Hot path: Evt10 in Sta6 is always DT-2 (indicate), no table walk needed.
+                    pdata = decode_pdata(memoryview(framed[1]))
+                    bad = self._check_contexts(pdata)
+                    if bad is not None:
+                        self.abort_for(bad)
+                        return
+                    self._events.append(DataReceived(pdata))
+                    continue
                 pdu = decode_pdu(framed[0], memoryview(framed[1]))
             except PDUDecodeError as error:
                 self._protocol_error(error)
@@ -212,6 +215,9 @@ class Association:
 
     def send_pdata(self, buffers: Sequence[bytes | memoryview]) -> None:
         """Evt9: ``buffers`` are whole P-DATA-TF PDUs (possibly split for scatter-gather writes)."""
+        if self.state is State.STA6:
+            self._out.extend(buffers)  # hot path: Evt9 in Sta6 is always DT-1 (send)
+            return
         self._pending_pdata = buffers
         self._step(Event.EVT9)
 

@@ -9,8 +9,7 @@ are kept as :class:`RawSubItem` so that a request decodes and re-encodes to the 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 from ..errors import AbortReason, PDUDecodeError
 
@@ -100,16 +99,27 @@ def _len_uid(uid: str) -> bytes:
 # --------------------------------------------------------------------------- presentation contexts
 
 
-@dataclass(frozen=True, slots=True)
-class PresentationContextRQ:
+class PresentationContextRQ(NamedTuple):
     """A proposed presentation context (PS3.8 §9.3.2.2): one abstract syntax, one or more transfer syntaxes."""
 
     context_id: int
     abstract_syntax: str
     transfer_syntaxes: tuple[str, ...]
-    reserved: int = field(default=0, compare=False, repr=False)
+    reserved: int = 0
     """The reserved third byte, kept only so that a decoded request re-encodes to the same bytes
     (DCMTK sends 0xFF there; the standard says not to test it)."""
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, PresentationContextRQ):
+            return NotImplemented
+        return self[:3] == other[:3]  # the reserved byte is not part of the value
+
+    def __ne__(self, other: object) -> bool:
+        result = self.__eq__(other)
+        return result if result is NotImplemented else not result
+
+    def __hash__(self) -> int:
+        return hash(self[:3])
 
     def encode(self) -> bytes:
         body = [bytes((self.context_id, 0, self.reserved, 0)), item(ItemType.ABSTRACT_SYNTAX, encode_uid(self.abstract_syntax))]
@@ -152,8 +162,7 @@ class ContextResult:
     }
 
 
-@dataclass(frozen=True, slots=True)
-class PresentationContextAC:
+class PresentationContextAC(NamedTuple):
     """The acceptor's answer for one context (PS3.8 §9.3.3.2); the syntax matters only when accepted."""
 
     context_id: int
@@ -180,8 +189,7 @@ class PresentationContextAC:
 # --------------------------------------------------------------------------- user information sub-items
 
 
-@dataclass(frozen=True, slots=True)
-class MaximumLength:
+class MaximumLength(NamedTuple):
     """Largest P-DATA-TF variable field the sender can receive; 0 means no limit (PS3.8 Annex D.1)."""
 
     value: int
@@ -196,8 +204,7 @@ class MaximumLength:
         return cls(_I.unpack_from(value)[0])
 
 
-@dataclass(frozen=True, slots=True)
-class ImplementationClassUID:
+class ImplementationClassUID(NamedTuple):
     uid: str
 
     def encode(self) -> bytes:
@@ -208,8 +215,7 @@ class ImplementationClassUID:
         return cls(decode_uid(value, "implementation class UID"))
 
 
-@dataclass(frozen=True, slots=True)
-class ImplementationVersionName:
+class ImplementationVersionName(NamedTuple):
     """1–16 characters of the default repertoire (PS3.7 D.3.3.2.3); kept as text, decoded losslessly."""
 
     name: str
@@ -224,8 +230,7 @@ class ImplementationVersionName:
         return cls(bytes(value).decode("latin-1"))
 
 
-@dataclass(frozen=True, slots=True)
-class AsyncOperationsWindow:
+class AsyncOperationsWindow(NamedTuple):
     """Maximum operations invoked/performed outstanding (PS3.7 D.3.3.3); 0 = unlimited."""
 
     invoked: int
@@ -241,8 +246,7 @@ class AsyncOperationsWindow:
         return cls(*struct.unpack_from(">HH", value))
 
 
-@dataclass(frozen=True, slots=True)
-class RoleSelection:
+class RoleSelection(NamedTuple):
     """SCP/SCU role selection for one SOP class (PS3.7 D.3.3.4): 1 = role proposed/accepted."""
 
     sop_class_uid: str
@@ -260,8 +264,7 @@ class RoleSelection:
         return cls(uid, value[offset], value[offset + 1])
 
 
-@dataclass(frozen=True, slots=True)
-class SOPClassExtendedNegotiation:
+class SOPClassExtendedNegotiation(NamedTuple):
     """Service-class-specific application information, passed through untouched (PS3.7 D.3.3.5)."""
 
     sop_class_uid: str
@@ -276,8 +279,7 @@ class SOPClassExtendedNegotiation:
         return cls(uid, bytes(value[offset:]))
 
 
-@dataclass(frozen=True, slots=True)
-class SOPClassCommonExtendedNegotiation:
+class SOPClassCommonExtendedNegotiation(NamedTuple):
     """SOP class, its service class and related general SOP classes (PS3.7 D.3.3.6, RQ only)."""
 
     sop_class_uid: str
@@ -318,14 +320,18 @@ class UserIdentityType:
     JWT = 5
 
 
-@dataclass(frozen=True, slots=True)
-class UserIdentityRQ:
+class UserIdentityRQ(NamedTuple):
     """User identity negotiation request (PS3.7 D.3.3.7.1). The passcode never appears in a repr."""
 
     identity_type: int
     positive_response_requested: bool
     primary: bytes
-    secondary: bytes = field(default=b"", repr=False)
+    secondary: bytes = b""
+
+    def __repr__(self) -> str:
+        # The secondary field is a passcode: never in a log line or a traceback (scenario C.24).
+        return (f"UserIdentityRQ(identity_type={self.identity_type}, positive_response_requested="
+                f"{self.positive_response_requested}, primary={self.primary!r}, secondary=<{len(self.secondary)} bytes>)")
 
     def encode(self) -> bytes:
         body = (
@@ -356,8 +362,7 @@ class UserIdentityRQ:
         return cls(identity_type, bool(response), primary, bytes(value[offset:]))
 
 
-@dataclass(frozen=True, slots=True)
-class UserIdentityAC:
+class UserIdentityAC(NamedTuple):
     """Positive user identity response (PS3.7 D.3.3.7.2); empty unless Kerberos/SAML/JWT."""
 
     server_response: bytes = b""
@@ -375,8 +380,7 @@ class UserIdentityAC:
         return cls(bytes(value[2:]))
 
 
-@dataclass(frozen=True, slots=True)
-class RawSubItem:
+class RawSubItem(NamedTuple):
     """A user-information sub-item we do not know: kept so it re-encodes unchanged."""
 
     item_type: int
@@ -412,8 +416,7 @@ _SUB_DECODERS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class UserInformation:
+class UserInformation(NamedTuple):
     """The user information item (PS3.8 §9.3.2.3): sub-items in wire order, with typed accessors."""
 
     sub_items: tuple[SubItem, ...] = ()

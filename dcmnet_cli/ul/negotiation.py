@@ -8,7 +8,7 @@ presentation contexts. Nothing here does I/O, so every rule is a unit test.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, NamedTuple, Iterable, Mapping, Sequence
 
 from .. import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from ..errors import AbortReason, PDUDecodeError
@@ -74,8 +74,7 @@ def describe_rejection(rj: AssociateRJ) -> tuple[str, str]:
     return f"{result} rejection by the {source}: {reason}", hint
 
 
-@dataclass(frozen=True, slots=True)
-class AcceptedContext:
+class AcceptedContext(NamedTuple):
     """A presentation context both sides agreed on, with the roles this side may play on it."""
 
     context_id: int

@@ -1,4 +1,4 @@
-"""The seven Upper Layer PDUs (PS3.8 §9.3) as frozen dataclasses, with their codec.
+"""The seven Upper Layer PDUs (PS3.8 §9.3) as immutable records, with their codec.
 
 A PDU is ``type(1) reserved(1) length(4, big endian) body``. :func:`decode_pdu` takes the type and the
 body (the framing reader has already checked the header and the length), validates every field that the
@@ -9,8 +9,7 @@ reason otherwise. Reserved fields are neither tested on receipt nor echoed: PS3.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
-from typing import Union
+from typing import NamedTuple, Union
 
 from ..errors import AbortReason, PDUDecodeError
 from .items import (
@@ -66,49 +65,61 @@ def _header(pdu_type: int, length: int) -> bytes:
     return HEADER.pack(pdu_type, 0, length)
 
 
-@dataclass(frozen=True, slots=True)
-class _Associate:
+class Valueless:
+    """Base of PDUs and events that carry no value: all instances of one class are equal."""
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self)
+
+    def __hash__(self) -> int:
+        return hash(type(self))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def _encode_associate(pdu: AssociateRQ | AssociateAC, pdu_type: int) -> bytes:
+    parts = [
+        _ASSOCIATE_FIXED.pack(pdu.protocol_version, 0, encode_ae(pdu.called_ae), encode_ae(pdu.calling_ae), b"\x00" * 32),
+        item(ItemType.APPLICATION_CONTEXT, encode_uid(pdu.application_context)),
+    ]
+    parts += [context.encode() for context in pdu.presentation_contexts]
+    parts.append(pdu.user_info.encode())
+    body = b"".join(parts)
+    return _header(pdu_type, len(body)) + body
+
+
+class AssociateRQ(NamedTuple):
+    """A-ASSOCIATE-RQ (PS3.8 §9.3.2)."""
+
     called_ae: str
     calling_ae: str
     user_info: UserInformation
     application_context: str = APPLICATION_CONTEXT_NAME
     protocol_version: int = 1
-
-    def _encode(self, pdu_type: int, contexts: tuple[PresentationContextRQ | PresentationContextAC, ...]) -> bytes:
-        parts = [
-            _ASSOCIATE_FIXED.pack(
-                self.protocol_version, 0, encode_ae(self.called_ae), encode_ae(self.calling_ae), b"\x00" * 32
-            ),
-            item(ItemType.APPLICATION_CONTEXT, encode_uid(self.application_context)),
-        ]
-        parts += [context.encode() for context in contexts]
-        parts.append(self.user_info.encode())
-        body = b"".join(parts)
-        return _header(pdu_type, len(body)) + body
-
-
-@dataclass(frozen=True, slots=True)
-class AssociateRQ(_Associate):
-    """A-ASSOCIATE-RQ (PS3.8 §9.3.2)."""
-
     presentation_contexts: tuple[PresentationContextRQ, ...] = ()
 
     def encode(self) -> bytes:
-        return self._encode(PDUType.ASSOCIATE_RQ, self.presentation_contexts)
+        return _encode_associate(self, PDUType.ASSOCIATE_RQ)
 
 
-@dataclass(frozen=True, slots=True)
-class AssociateAC(_Associate):
+class AssociateAC(NamedTuple):
     """A-ASSOCIATE-AC (PS3.8 §9.3.3); the AE fields echo the request's but are not tested."""
 
+    called_ae: str
+    calling_ae: str
+    user_info: UserInformation
+    application_context: str = APPLICATION_CONTEXT_NAME
+    protocol_version: int = 1
     presentation_contexts: tuple[PresentationContextAC, ...] = ()
 
     def encode(self) -> bytes:
-        return self._encode(PDUType.ASSOCIATE_AC, self.presentation_contexts)
+        return _encode_associate(self, PDUType.ASSOCIATE_AC)
 
 
-@dataclass(frozen=True, slots=True)
-class AssociateRJ:
+class AssociateRJ(NamedTuple):
     """A-ASSOCIATE-RJ (PS3.8 §9.3.4): result 1 permanent / 2 transient, source 1–3, reason per source."""
 
     result: int
@@ -119,8 +130,7 @@ class AssociateRJ:
         return _header(PDUType.ASSOCIATE_RJ, 4) + _FOUR.pack(0, self.result, self.source, self.reason)
 
 
-@dataclass(frozen=True, slots=True)
-class PDV:
+class PDV(NamedTuple):
     """One presentation data value item (PS3.8 §9.3.5.1); ``control`` bit 0 = command, bit 1 = last."""
 
     context_id: int
@@ -136,8 +146,7 @@ class PDV:
         return bool(self.control & 2)
 
 
-@dataclass(frozen=True, slots=True)
-class PDataTF:
+class PDataTF(NamedTuple):
     """P-DATA-TF (PS3.8 §9.3.5). Decoded PDVs are memoryview slices of the received body (no copy)."""
 
     pdvs: tuple[PDV, ...]
@@ -151,24 +160,43 @@ class PDataTF:
         return _header(PDUType.P_DATA_TF, len(body)) + body
 
 
-@dataclass(frozen=True, slots=True)
 class ReleaseRQ:
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self)
+
+    def __hash__(self) -> int:
+        return hash(type(self))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
     """A-RELEASE-RQ (PS3.8 §9.3.6)."""
 
     def encode(self) -> bytes:
         return _header(PDUType.RELEASE_RQ, 4) + b"\x00" * 4
 
 
-@dataclass(frozen=True, slots=True)
 class ReleaseRP:
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self)
+
+    def __hash__(self) -> int:
+        return hash(type(self))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
     """A-RELEASE-RP (PS3.8 §9.3.7)."""
 
     def encode(self) -> bytes:
         return _header(PDUType.RELEASE_RP, 4) + b"\x00" * 4
 
 
-@dataclass(frozen=True, slots=True)
-class Abort:
+class Abort(NamedTuple):
     """A-ABORT (PS3.8 §9.3.8): source 0 = service user, 2 = service provider (reason then significant)."""
 
     source: int = 0

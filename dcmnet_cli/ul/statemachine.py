@@ -22,7 +22,7 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 from enum import Enum, IntEnum
 from types import MappingProxyType
 
@@ -136,37 +136,37 @@ class Action(Enum):
     AA_8 = "AA-8"
 
 
-class Role(Enum):
+class Role(IntEnum):
     """Which side requested the association; decides the release-collision branch of AR-8."""
 
-    REQUESTOR = "requestor"
-    ACCEPTOR = "acceptor"
+    REQUESTOR = 1
+    ACCEPTOR = 2
 
 
-class Effect(Enum):
+class Effect(IntEnum):
     """One thing the driver must do; a transition lists them in the order they must be done."""
 
-    CONNECT_TRANSPORT = "connect-transport"
-    SEND_ASSOCIATE_RQ = "send-associate-rq"
-    SEND_ASSOCIATE_AC = "send-associate-ac"
-    SEND_ASSOCIATE_RJ = "send-associate-rj"
-    SEND_PDATA = "send-pdata"
-    SEND_RELEASE_RQ = "send-release-rq"
-    SEND_RELEASE_RP = "send-release-rp"
-    SEND_ABORT = "send-abort"
-    START_ARTIM = "start-artim"
-    STOP_ARTIM = "stop-artim"
-    CLOSE_TRANSPORT = "close-transport"
-    INDICATE_ASSOCIATE_ACCEPTED = "indicate-associate-accepted"
-    INDICATE_ASSOCIATE_REJECTED = "indicate-associate-rejected"
-    INDICATE_ASSOCIATE_REQUEST = "indicate-associate-request"
-    INDICATE_PDATA = "indicate-pdata"
-    INDICATE_RELEASE_REQUEST = "indicate-release-request"
-    INDICATE_RELEASE_CONFIRM = "indicate-release-confirm"
-    INDICATE_ABORT = "indicate-abort"
-    INDICATE_P_ABORT = "indicate-p-abort"
-    ACCEPT_TRANSPORT = "accept-transport"
-    IGNORE_PDU = "ignore-pdu"
+    CONNECT_TRANSPORT = 1
+    SEND_ASSOCIATE_RQ = 2
+    SEND_ASSOCIATE_AC = 3
+    SEND_ASSOCIATE_RJ = 4
+    SEND_PDATA = 5
+    SEND_RELEASE_RQ = 6
+    SEND_RELEASE_RP = 7
+    SEND_ABORT = 8
+    START_ARTIM = 9
+    STOP_ARTIM = 10
+    CLOSE_TRANSPORT = 11
+    INDICATE_ASSOCIATE_ACCEPTED = 12
+    INDICATE_ASSOCIATE_REJECTED = 13
+    INDICATE_ASSOCIATE_REQUEST = 14
+    INDICATE_PDATA = 15
+    INDICATE_RELEASE_REQUEST = 16
+    INDICATE_RELEASE_CONFIRM = 17
+    INDICATE_ABORT = 18
+    INDICATE_P_ABORT = 19
+    ACCEPT_TRANSPORT = 20
+    IGNORE_PDU = 21
 
 
 # PS3.8 Table 9-10, one row per event, one column per state; None = the event cannot occur there.
@@ -206,8 +206,7 @@ TABLE: Mapping[tuple[State, Event], Action | None] = MappingProxyType(
 _REMOTE_EVENTS = frozenset(Event(n) for n in (3, 4, 6, 10, 12, 13, 16, 19))
 
 
-@dataclass(frozen=True, slots=True)
-class Transition:
+class Transition(NamedTuple):
     """The outcome of one event: the Table 9-10 action, the state to enter, and effects in order."""
 
     action: Action
@@ -262,14 +261,8 @@ def _build(action: Action, role: Role, acceptable: bool, abort_from_user: bool) 
     return Transition(action, next_state, effects)
 
 
-_TRANSITIONS: dict[tuple[State, Event, Role, bool, bool], Transition] = {
-    (state, event, role, acceptable, from_user): _build(action, role, acceptable, from_user)
-    for (state, event), action in TABLE.items()
-    if action is not None
-    for role in Role
-    for acceptable in (False, True)
-    for from_user in (False, True)
-}
+# Filled on first use of each cell: building all 984 combinations at import costs ~3 ms of start-up.
+_TRANSITIONS: dict[tuple[State, Event, Role, bool, bool], Transition] = {}
 
 
 def transition(
@@ -285,12 +278,17 @@ def transition(
     Raises :class:`LocalProtocolError` for a local event that cannot occur in ``state`` and
     :class:`RemoteProtocolError` (``AbortReason.UNEXPECTED_PDU``) for a received PDU that cannot.
     """
+    key = (state, event, role, bool(acceptable), bool(abort_from_user))
     try:
-        return _TRANSITIONS[(state, event, role, bool(acceptable), bool(abort_from_user))]
+        return _TRANSITIONS[key]
     except KeyError:
         pass
     # A bad state/event/role value raises ValueError here rather than passing for a protocol error.
-    state, event, _ = State(state), Event(event), Role(role)
+    state, event, role = State(state), Event(event), Role(role)
+    action = TABLE[(state, event)]
+    if action is not None:
+        result = _TRANSITIONS[key] = _build(action, role, bool(acceptable), bool(abort_from_user))
+        return result
     if event in _REMOTE_EVENTS:
         raise RemoteProtocolError(
             f"unexpected PDU: {event.name} cannot occur in {state.name}", reason=AbortReason.UNEXPECTED_PDU

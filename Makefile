@@ -1,0 +1,60 @@
+# dcmnet developer tasks. Everything runs in a project-local virtualenv (.venv), created on demand;
+# the system Python is never modified. `make demo` and `make test` are all a newcomer needs.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.install-stamp
+
+.DEFAULT_GOAL := help
+.PHONY: help install test demo man completions docs bench lint clean distclean
+
+help:
+	@echo "make install      create $(VENV) and install dcmnet (editable) with the test extras"
+	@echo "make test         run the test suite"
+	@echo "make demo         start a local listener, echo it (and store to it when 'store' exists)"
+	@echo "make docs         regenerate man/ and completions/ from the click commands"
+	@echo "make bench        run bench/run_all.sh"
+	@echo "make lint         ruff check (or compileall when ruff is not installed)"
+	@echo "make clean        remove caches and build output (distclean also removes $(VENV))"
+
+$(PY):
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "dcmnet needs Python >= 3.11: run 'make PYTHON=python3.11 ...'" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+# Re-installs only when pyproject.toml changes; the editable install picks up source edits by itself.
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+install: $(STAMP)
+
+test: install
+	$(PY) -m pytest
+
+demo: install
+	bash scripts/demo.sh
+
+man: install
+	$(PY) -m dcmnet_cli.cli.docs man man
+
+completions: install
+	$(PY) -m dcmnet_cli.cli.docs completions completions
+
+docs: man completions
+
+bench: install
+	@if [ -f bench/run_all.sh ]; then bash bench/run_all.sh; \
+	else echo "bench/run_all.sh not found: no benchmarks yet"; fi
+
+lint: install
+	@if [ -x $(VENV)/bin/ruff ]; then $(VENV)/bin/ruff check dcmnet_cli tests scripts; \
+	else echo "ruff not installed in $(VENV): byte-compiling instead"; $(PY) -m compileall -q dcmnet_cli scripts; fi
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .hypothesis bench/out
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,234 @@
+"""``dcmnet store``: send files, folders, DICOMDIRs or a list on stdin to a Storage SCP (C-STORE)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from typing import Any
+
+import click
+
+from ...dimse.status import describe
+from ..app import App
+from ..exitcodes import ExitCode, combine, for_error, for_status
+from ..options import _AET_HOST_PORT, network_options, parse_peer, timeouts_from
+
+
+def split_args(args: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """PEER is one word (``[AET@]HOST:PORT`` or a node name) or two (``HOST PORT``); the rest are paths."""
+    if not args:
+        raise click.UsageError("missing PEER and PATH")
+    if len(args) >= 2 and not _AET_HOST_PORT.match(args[0]) and args[1].isdigit():
+        peer, paths = args[:2], args[2:]
+    else:
+        peer, paths = args[:1], args[1:]
+    if not paths:
+        raise click.UsageError("missing PATH: give files, folders, a DICOMDIR, or - to read paths from stdin")
+    return peer, paths
+
+
+def read_paths(paths: tuple[str, ...]) -> list[str]:
+    """Expand ``-`` into the paths listed on stdin, one per line (blank lines ignored)."""
+    result: list[str] = []
+    for path in paths:
+        if path == "-":
+            result.extend(line.rstrip("\r\n") for line in sys.stdin if line.strip())
+        else:
+            result.append(path)
+    return result
+
+
+@click.command("store", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("args", nargs=-1, required=True, metavar="PEER PATH...")
+@network_options
+@click.option("-r/-R", "--recursive/--no-recursive", default=True, show_default="recursive",
+              help="Descend into sub-folders of folders given as PATH.")
+@click.option("--pattern", metavar="GLOB", default=None, help="Only files in folders whose name matches GLOB (e.g. '*.dcm').")
+@click.option("-j", "--jobs", type=click.IntRange(min=1, max=64), default=1, show_default=True,
+              envvar="DCMNET_JOBS", help="Associations in parallel (files are split across them).")
+@click.option("--retries", type=click.IntRange(min=0), default=0, show_default=True, envvar="DCMNET_RETRIES",
+              help="Retry transient rejections and dropped connections; only unanswered files are re-sent.")
+@click.option("--retry-delay", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Seconds before the first retry; doubled each time.")
+@click.option("--max-rate", type=click.FloatRange(min=0.001), default=None, metavar="MB/S",
+              envvar="DCMNET_MAX_RATE", help="Cap the send rate over all associations (1 MB = 10^6 bytes).")
+@click.option("--no-progress", is_flag=True, help="No progress bar (only drawn when stderr is a terminal).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON summary object on stdout.")
+@click.option("--report", type=click.Path(dir_okay=False, writable=True), default=None, metavar="FILE",
+              help="Write the JSON summary to FILE as well.")
+@click.option("--warnings-ok", is_flag=True, help="Exit 0 instead of 1 when the peer answered warnings only.")
+@click.option("-q", "--quiet", "quiet_here", is_flag=True, help="Print nothing but errors.")
+@click.option("-v", "--verbose", "verbose_here", count=True, help="One line per file, association detail.")
+@click.pass_obj
+def command(app: App, args: tuple[str, ...], recursive: bool, pattern: str | None, jobs: int, retries: int,
+            retry_delay: float, max_rate: float | None, no_progress: bool, as_json: bool, report: str | None,
+            warnings_ok: bool, quiet_here: bool, verbose_here: int, **options: Any) -> int:
+    """Send DICOM files to a Storage SCP (C-STORE).
+
+    PEER is HOST PORT, [AET@]HOST:PORT or the name of a node in ~/.config/dcmnet/config.toml. PATH is a
+    file, a folder (recursive by default), a DICOMDIR (its referenced files are sent), or - to read
+    paths from stdin, one per line. Only the File Meta of each file is read; the data set is streamed
+    as it is on disk, or converted through pydicom when the peer accepts none of its transfer syntax.
+    """
+    from ...services.store import Callbacks, collect, store
+
+    app.quiet = app.quiet or quiet_here
+    app.verbose += verbose_here
+    peer_args, path_args = split_args(args)
+    target = parse_peer(peer_args, options["called_aet"])
+    files, problems = collect(read_paths(path_args), recursive, pattern)
+    for problem in problems:
+        app.error(str(problem.error))
+    if not files:
+        if not problems:
+            app.error("no files to send: the folders are empty or nothing matches --pattern")
+        code = ExitCode.INPUT
+        _emit(app, as_json, report, target, problems, [], 0.0, code, warnings_ok)
+        return code
+
+    total_bytes = sum(f.dataset_length for f in files)
+    show_bar = app.err_is_terminal and not no_progress and not app.quiet
+    bar = None
+    if show_bar:
+        from ..progress import TransferProgress
+
+        bar = TransferProgress(app.err, len(files), total_bytes, color=app.color)
+    lock = threading.Lock()
+
+    sizes = {f.path: f.dataset_length for f in files}
+
+    def say(text: str, level: str = "detail") -> None:
+        """level: "error" (always), "warning" (unless -q), "detail" (-v, or above the bar)."""
+        if level == "detail" and not app.verbose and bar is None or level != "error" and app.quiet:
+            return
+        prefix = {"error": f"{app.command}: error: ", "warning": f"{app.command}: warning: "}.get(level, "")
+        with lock:
+            if bar is not None:
+                bar.print(prefix + text, style={"error": "red", "warning": "yellow"}.get(level) if app.color else None)
+            elif level == "error":
+                app.error(text)
+            else:
+                print(prefix + text, file=app.err, flush=True)
+
+    def on_file(outcome) -> None:  # type: ignore[no-untyped-def]
+        if bar is not None:
+            bar.file_done()
+            if outcome.status is None or outcome.converted:
+                on_disk = sizes.get(outcome.path, 0)
+                bar.adjust_total(outcome.bytes - on_disk if outcome.status is not None else -on_disk)
+        code = _file_code(outcome)
+        if code not in (ExitCode.SUCCESS, ExitCode.WARNING):
+            say(_file_line(outcome), "error")
+        elif code is ExitCode.WARNING:
+            say(_file_line(outcome), "warning")
+        elif app.verbose:
+            say(_file_line(outcome))
+
+    def on_association(log) -> None:  # type: ignore[no-untyped-def]
+        if app.verbose:
+            state = f"{log.accepted}/{log.contexts} contexts accepted" if log.outcome == "released" else log.detail
+            say(f"association to {target} ({target.called_ae}): {log.files} files, {state}")
+
+    def on_retry(reason: str, delay: float) -> None:
+        say(f"retrying in {delay:g} s: {reason}")
+
+    callbacks = Callbacks(on_file=on_file, on_bytes=bar.advance if bar is not None else (lambda n: None),
+                          on_association=on_association, on_retry=on_retry)
+    run = lambda: store(target, files, options["calling_aet"], timeouts_from(options), max_pdu=options["max_pdu"],  # noqa: E731
+                        jobs=jobs, retries=retries, backoff=retry_delay,
+                        max_rate=max_rate * 1_000_000 if max_rate else None, callbacks=callbacks)
+    if bar is not None:
+        with bar:
+            result = run()
+    else:
+        result = run()
+
+    outcomes = problems + result.files
+    code = combine([_file_code(o) for o in outcomes], warnings_ok=warnings_ok)
+    sent = result.bytes_sent
+    if not as_json and (app.verbose or app.err_is_terminal) and not app.quiet:
+        stored = sum(1 for o in result.files if o.status is not None and _file_code(o) in (ExitCode.SUCCESS, ExitCode.WARNING))
+        rate = sent / result.elapsed / 1e6 if result.elapsed else 0.0
+        say(f"{stored} of {len(outcomes)} files stored, {_size(sent)} in {result.elapsed:.2f} s ({rate:.1f} MB/s), "
+            f"{len(result.associations)} association(s)")
+    _emit(app, as_json, report, target, problems, result.files, result.elapsed, code, warnings_ok, len(result.associations))
+    return code
+
+
+def _size(count: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count} bytes"
+
+
+def _file_code(outcome) -> ExitCode:  # type: ignore[no-untyped-def]
+    if outcome.status is not None:
+        return for_status(outcome.status)
+    return for_error(outcome.error) if outcome.error is not None else ExitCode.INTERNAL
+
+
+def _file_line(outcome) -> str:  # type: ignore[no-untyped-def]
+    if outcome.status is None:
+        return str(outcome.error)
+    info = describe(outcome.status, "storage")
+    line = f"{outcome.path}: 0x{outcome.status:04X} {info.meaning} ({outcome.bytes} bytes"
+    if outcome.converted:
+        from ...services.store import _syntax_name
+
+        line += f", converted from {_syntax_name(outcome.transfer_syntax)} to {_syntax_name(outcome.sent_syntax)}"
+    return line + ")"
+
+
+def _file_json(outcome) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    entry: dict[str, Any] = {
+        "path": outcome.path,
+        "sop_class_uid": outcome.sop_class_uid,
+        "sop_instance_uid": outcome.sop_instance_uid,
+        "transfer_syntax": outcome.transfer_syntax,
+        "sent_transfer_syntax": outcome.sent_syntax,
+        "status": None if outcome.status is None else f"0x{outcome.status:04X}",
+        "meaning": describe(outcome.status, "storage").meaning if outcome.status is not None else None,
+        "bytes": outcome.bytes if outcome.status is not None else 0,
+        "exit_code": int(_file_code(outcome)),
+    }
+    if outcome.error is not None:
+        entry["error"] = str(outcome.error)
+    return entry
+
+
+def _emit(app: App, as_json: bool, report: str | None, target, problems, results, elapsed: float,  # type: ignore[no-untyped-def]
+          code: ExitCode, warnings_ok: bool, associations: int = 0) -> None:
+    if not as_json and report is None:
+        return
+    outcomes = list(problems) + list(results)
+    codes = [_file_code(o) for o in outcomes]
+    sent = sum(o.bytes for o in results if o.status is not None)
+    summary = {
+        "peer": str(target),
+        "called_ae": target.called_ae,
+        "files": [_file_json(o) for o in outcomes],
+        "totals": {
+            "files": len(outcomes),
+            "succeeded": codes.count(ExitCode.SUCCESS),
+            "warnings": codes.count(ExitCode.WARNING),
+            "failed": sum(1 for o in results if o.status is not None and _file_code(o) not in (ExitCode.SUCCESS, ExitCode.WARNING)),
+            "not_sent": sum(1 for o in outcomes if o.status is None),
+            "bytes": sent,
+        },
+        "associations": associations,
+        "elapsed_s": round(elapsed, 3),
+        "mb_per_s": round(sent / elapsed / 1e6, 3) if elapsed else 0.0,
+        "warnings_ok": warnings_ok,
+        "exit_code": int(code),
+    }
+    if as_json:
+        app.json(summary)
+    if report is not None:
+        try:
+            with open(report, "w", encoding="utf-8") as handle:
+                json.dump(summary, handle, indent=2)
+                handle.write("\n")
+        except OSError as error:
+            app.error(f"cannot write the report {report}: {error.strerror or error}")

@@ -1,0 +1,109 @@
+"""``--exec-on-receive`` / ``--exec-on-association-end``: run a program, never a shell (scenario G.39).
+
+The command line is split with :func:`shlex.split` once, at start; each run appends one argument (the
+stored file, or the output directory) and passes details in ``DCMNET_*`` environment variables, so no
+peer value is ever parsed by a shell. Runs are bounded without a thread: at most ``limit`` hooks run at
+once (a further one makes its association wait for the oldest), each is killed after ``timeout`` seconds
+(checked whenever a hook starts and at shutdown), finished ones are reaped when the next one starts, and
+:meth:`HookRunner.close` waits for the rest within the shutdown grace. Hook output goes to our stderr,
+never into the JSON on stdout.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from typing import Callable
+
+
+def split_command(text: str) -> list[str]:
+    argv = shlex.split(text)
+    if not argv:
+        raise ValueError("empty command")
+    return argv
+
+
+def _env_value(value: object) -> str:
+    return str(value).replace("\0", "\\0")
+
+
+class HookRunner:
+    def __init__(self, limit: int = 8, timeout: float = 60.0, log: Callable[[dict], None] = lambda e: None) -> None:
+        self.limit = max(1, limit)
+        self.timeout = timeout
+        self.log = log
+        self._lock = threading.Lock()
+        self._running: list[tuple[subprocess.Popen, float, str]] = []
+        self.started = 0
+        self.failed = 0
+
+    def run(self, argv: list[str], env: dict[str, object]) -> None:
+        self._reap()
+        while True:
+            with self._lock:
+                if len(self._running) < self.limit:
+                    break
+                proc, deadline, name = self._running[0]
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            self._reap()
+        environment = dict(os.environ)
+        environment.update({key: _env_value(value) for key, value in env.items()})
+        try:
+            stdout = sys.stderr.fileno()
+        except (AttributeError, OSError, ValueError):
+            stdout = subprocess.DEVNULL
+        try:
+            proc = subprocess.Popen(argv, env=environment, stdin=subprocess.DEVNULL, stdout=stdout, close_fds=True,
+                                    start_new_session=True)
+        except OSError as error:
+            self.failed += 1
+            self.log({"event": "hook-error", "detail": f"{argv[0]}: {error.strerror or error}"})
+            return
+        with self._lock:
+            self.started += 1
+            self._running.append((proc, time.monotonic() + self.timeout, argv[0]))
+
+    def _reap(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            running, self._running = self._running, []
+        keep = []
+        for proc, deadline, name in running:
+            code = proc.poll()
+            if code is None and now >= deadline:
+                proc.kill()
+                code = proc.wait()
+                self.log({"event": "hook-error", "detail": f"{name}: killed after {self.timeout:g} s"})
+            if code is None:
+                keep.append((proc, deadline, name))
+            elif code != 0:
+                self.failed += 1
+                self.log({"event": "hook-error", "detail": f"{name}: exit status {code}"})
+        with self._lock:
+            self._running = keep + self._running
+
+    def close(self, grace: float) -> None:
+        """Wait for running hooks at most ``grace`` seconds (and their own timeout), then kill them."""
+        end = time.monotonic() + grace
+        with self._lock:
+            running = list(self._running)
+        for proc, deadline, _name in running:
+            try:
+                proc.wait(max(0.0, min(end, deadline) - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+        with self._lock:
+            running, self._running = self._running, []
+        for proc, _deadline, name in running:
+            if proc.poll() is None:
+                proc.kill()
+                self.log({"event": "hook-error", "detail": f"{name}: killed at shutdown"})
+            if proc.wait() != 0:
+                self.failed += 1

@@ -1,0 +1,166 @@
+"""Part-10 file header (PS3.10 §7.1) and a peek at the first elements of a data set, without pydicom.
+
+``listen`` writes received data sets as they arrive, behind a header built here from the C-STORE command
+and the presentation context: a 128-byte preamble, ``DICM`` and the File Meta Information group (0002) in
+explicit VR little endian with its group length. :func:`peek_elements` reads just the first elements of a
+received data set (SOP Class and Instance UID, PS3.4 B.2.2 / scenario F.37) in any binary transfer syntax.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from typing import Callable
+
+from .. import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+
+PREAMBLE = bytes(128) + b"DICM"
+SOP_CLASS_UID = 0x00080016
+SOP_INSTANCE_UID = 0x00080018
+_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
+_PAD = {b"UI": b"\0", b"OB": b"\0"}
+_ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+UNDEFINED = 0xFFFFFFFF
+
+
+class Part10Error(ValueError):
+    """A value cannot go into the header, or a data set is malformed where we had to read it."""
+
+
+def _element(group: int, elem: int, vr: bytes, value: bytes) -> bytes:
+    """One explicit VR little endian element, value padded to even length (PS3.5 §7.1.2)."""
+    if len(value) & 1:
+        value += _PAD.get(vr, b" ")
+    if vr in _LONG_VRS:
+        return struct.pack("<HH2sHI", group, elem, vr, 0, len(value)) + value
+    if len(value) > 0xFFFE:
+        raise Part10Error(f"({group:04X},{elem:04X}) value of {len(value)} bytes is too long for {vr.decode()}")
+    return struct.pack("<HH2sH", group, elem, vr, len(value)) + value
+
+
+def _text(value: str) -> bytes:
+    return value.encode("latin-1", "replace")
+
+
+def file_meta(sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str, source_ae: str | None = None,
+              implementation_class_uid: str = IMPLEMENTATION_CLASS_UID,
+              implementation_version: str = IMPLEMENTATION_VERSION_NAME) -> bytes:
+    """Preamble, ``DICM`` and the File Meta group for one received object (PS3.10 Table 7.1-1)."""
+    body = [
+        _element(0x0002, 0x0001, b"OB", b"\x00\x01"),
+        _element(0x0002, 0x0002, b"UI", _text(sop_class_uid)),
+        _element(0x0002, 0x0003, b"UI", _text(sop_instance_uid)),
+        _element(0x0002, 0x0010, b"UI", _text(transfer_syntax)),
+        _element(0x0002, 0x0012, b"UI", _text(implementation_class_uid)),
+        _element(0x0002, 0x0013, b"SH", _text(implementation_version[:16])),
+    ]
+    if source_ae and source_ae.strip():
+        body.append(_element(0x0002, 0x0016, b"AE", _text(source_ae.strip()[:16])))
+    group = b"".join(body)
+    return PREAMBLE + _element(0x0002, 0x0000, b"UL", struct.pack("<I", len(group))) + group
+
+
+# ------------------------------------------------------------------------------------------ peeking
+
+class NeedMore(Exception):
+    """The buffer ends before the answer is known."""
+
+
+class _Reader:
+    def __init__(self, buf: bytes, implicit: bool, little: bool) -> None:
+        self.buf, self.implicit = buf, implicit
+        self.e = "<" if little else ">"
+        self.tag_fmt = struct.Struct(self.e + "HH")
+        self.u16 = struct.Struct(self.e + "H")
+        self.u32 = struct.Struct(self.e + "I")
+
+    def need(self, off: int, n: int) -> None:
+        if off + n > len(self.buf):
+            raise NeedMore()
+
+    def header(self, off: int) -> tuple[int, bytes | None, int, int]:
+        """(tag, vr, length, value offset) of the element at ``off``."""
+        self.need(off, 8)
+        group, elem = self.tag_fmt.unpack_from(self.buf, off)
+        tag = group << 16 | elem
+        if group == 0xFFFE or self.implicit:  # item tags are always 4+4, with no VR
+            return tag, None, self.u32.unpack_from(self.buf, off + 4)[0], off + 8
+        vr = bytes(self.buf[off + 4:off + 6])
+        if not (65 <= vr[0] <= 90 and 65 <= vr[1] <= 90):
+            raise Part10Error(f"invalid VR {vr!r} at offset {off}")
+        if vr in _LONG_VRS:
+            self.need(off, 12)
+            return tag, vr, self.u32.unpack_from(self.buf, off + 8)[0], off + 12
+        return tag, vr, self.u16.unpack_from(self.buf, off + 6)[0], off + 8
+
+    def skip_undefined(self, off: int) -> int:
+        """Offset just past an undefined-length sequence (items until the sequence delimiter)."""
+        while True:
+            tag, _vr, length, off = self.header(off)
+            if tag == _SEQ_END:
+                return off
+            if tag != _ITEM:
+                raise Part10Error(f"({tag >> 16:04X},{tag & 0xFFFF:04X}) inside a sequence where an item was expected")
+            if length != UNDEFINED:
+                off += length
+                continue
+            while True:  # undefined-length item: elements until the item delimiter
+                tag, _vr, length, off = self.header(off)
+                if tag == _ITEM_END:
+                    break
+                off = self.skip_undefined(off) if length == UNDEFINED else off + length
+
+
+def peek_elements(buf: bytes, implicit: bool, little: bool, wanted: frozenset[int] = frozenset({SOP_CLASS_UID, SOP_INSTANCE_UID}),
+                  complete: bool = True) -> dict[int, str] | None:
+    """Values (text, trailing NUL/space stripped) of the ``wanted`` top-level elements found in ``buf``.
+
+    Stops at the first tag past the largest wanted one. Returns None when ``buf`` is only the start of a
+    longer data set and ends before the answer is known; raises Part10Error on a malformed encoding.
+    """
+    reader = _Reader(buf, implicit, little)
+    last = max(wanted)
+    found: dict[int, str] = {}
+    off = 0
+    try:
+        while off < len(buf):
+            tag, _vr, length, value_at = reader.header(off)
+            if tag > last:
+                break
+            if length == UNDEFINED:
+                off = reader.skip_undefined(value_at)
+                continue
+            reader.need(value_at, length)
+            if tag in wanted:
+                found[tag] = bytes(buf[value_at:value_at + length]).decode("latin-1").rstrip("\0 ")
+            off = value_at + length
+    except NeedMore:
+        if complete:
+            raise Part10Error("the data set ends inside an element") from None
+        return None
+    except struct.error as error:
+        raise Part10Error(str(error)) from None
+    return found
+
+
+def read_prefix(read_at: Callable[[int, int], bytes], start: int, deflated: bool, limit: int) -> tuple[bytes, bool]:
+    """Up to ``limit`` bytes of the data set that starts at ``start`` (inflated if deflated); also
+    whether that is the whole data set."""
+    if not deflated:
+        data = read_at(limit + 1, start)
+        return data[:limit], len(data) <= limit
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    out = bytearray()
+    offset = start
+    while len(out) < limit:
+        chunk = read_at(65536, offset)
+        if not chunk:
+            return bytes(out), True
+        offset += len(chunk)
+        try:
+            out += inflater.decompress(chunk, limit + 1 - len(out))
+        except zlib.error as error:
+            raise Part10Error(f"deflated data set does not inflate: {error}") from None
+        if inflater.eof:
+            return bytes(out[:limit]), len(out) <= limit
+    return bytes(out[:limit]), False

@@ -1,0 +1,417 @@
+"""Storage SCP (PS3.4 Annex B): C-STORE data sets streamed to disk, renamed into place, then answered.
+
+Per request (scenarios G.39–45):
+
+1. ``begin``: create ``.dcmnet-tmp-<random>.part`` in the output directory (O_CREAT | O_EXCL | O_NOFOLLOW,
+   mode 0644) and write the Part-10 header built from the command and the presentation context.
+2. ``fragment``: write each received memoryview through a small buffered writer; nothing is kept in
+   memory. A write error (disk full, directory gone) drops the temp file and marks the request 0xA700;
+   the rest of the data set is read and discarded, so the association stays usable.
+3. ``complete``: flush; check that the data set's own SOP Class/Instance UID (its first elements, read
+   back from the temp file) match the command (else 0xA900); read the elements a ``--filepath`` template
+   names (pydicom, from the temp file, stop before pixels); derive a safe final path inside the output
+   directory (else 0xC000 "unsafe path"); fsync, close, rename or link per ``--on-duplicate``, fsync the
+   directory; only then answer C-STORE-RSP Success, and then start the ``--exec-on-receive`` hook.
+4. ``abandon`` (abort, FIN, shutdown mid-data-set): remove the temp file; the final name is never touched.
+
+Duplicates: ``replace`` renames over the old file atomically (a symlink planted there is replaced, never
+followed); ``keep`` keeps the old file (hard link refuses to overwrite) and answers Success; ``rename``
+links to ``name_1.dcm``, ``name_2.dcm`` … with the same no-overwrite guarantee.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import secrets
+import threading
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..dimse.commandset import C_STORE_RQ, Message, c_store_rsp
+from ..transport.channel import Channel
+from . import part10
+from .filenames import PathTemplate, TemplateError, escaped, inside, safe_component
+from .hooks import HookRunner
+from .scp import AssociationReport, EchoHandler, MessageHandler
+from .sopclasses import encoding_of
+
+SUCCESS = 0x0000
+OUT_OF_RESOURCES = 0xA700
+DATASET_MISMATCH = 0xA900
+CANNOT_UNDERSTAND = 0xC000
+
+TEMP_PREFIX = ".dcmnet-tmp-"
+TEMP_SUFFIX = ".part"
+WRITE_BUFFER = 256 * 1024
+PEEK_LIMIT = 1 << 20
+"""Bytes of a data set read back to find (0008,0016)/(0008,0018); past that the check is skipped."""
+DUPLICATE_POLICIES = ("replace", "keep", "rename")
+MAX_RENAME = 10000
+_EXT = re.compile(r"\.[A-Za-z0-9]{1,8}$")
+
+
+class StoreFailure(Exception):
+    def __init__(self, status: int, comment: str) -> None:
+        super().__init__(comment)
+        self.status = status
+        self.comment = comment
+
+
+@dataclass
+class StorageConfig:
+    output_dir: str | None
+    template: PathTemplate | None = None
+    on_duplicate: str = "replace"
+    fsync: bool = True
+    ignore: bool = False
+    exec_on_receive: list[str] | None = None
+    exec_on_association_end: list[str] | None = None
+
+
+@dataclass
+class StorageTotals:
+    stored: int = 0
+    failed: int = 0
+    bytes: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, ok: bool, size: int = 0) -> None:
+        with self.lock:
+            if ok:
+                self.stored += 1
+                self.bytes += size
+            else:
+                self.failed += 1
+
+
+def clean_leftovers(root: str) -> int:
+    """Remove ``.dcmnet-tmp-*.part`` files below ``root`` (scenario G.43); symlinks are not followed."""
+    removed = 0
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        for name in files:
+            if name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX):
+                try:
+                    os.unlink(os.path.join(folder, name))
+                    removed += 1
+                except OSError:
+                    pass
+    return removed
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _os_failure(error: OSError, doing: str) -> StoreFailure:
+    return StoreFailure(OUT_OF_RESOURCES, f"{doing}: {error.strerror or error}"[:64])
+
+
+class StorageSCP:
+    """The storage side of ``listen``: handler factory, totals, hooks. Thread-safe; one per process."""
+
+    def __init__(self, config: StorageConfig, on_event: Callable[[dict], None] = lambda e: None,
+                 hooks: HookRunner | None = None) -> None:
+        self.config = config
+        self.on_event = on_event
+        self.totals = StorageTotals()
+        self.hooks = hooks or HookRunner(log=on_event)
+        self.root = os.path.realpath(config.output_dir) if config.output_dir else None
+        self._active: set[str] = set()
+        self._lock = threading.Lock()
+        if config.template is not None and config.template.dataset_fields:
+            import pydicom  # noqa: F401  (import once now, not in the first association)
+
+    def prepare(self) -> int:
+        """Create the output directory if needed and remove leftover temp files; returns how many."""
+        if self.root is None or self.config.ignore:
+            return 0
+        os.makedirs(self.root, exist_ok=True)
+        return clean_leftovers(self.root)
+
+    def handlers(self) -> dict[int, Callable[[], MessageHandler]]:
+        from ..dimse.commandset import C_ECHO_RQ
+
+        return {C_ECHO_RQ: EchoHandler, C_STORE_RQ: lambda: StoreHandler(self)}
+
+    def association_ended(self, event: dict) -> None:
+        """``--exec-on-association-end``, for associations that stored at least one object."""
+        argv = self.config.exec_on_association_end
+        if argv and event.get("event") == "association" and event.get("stored", 0) > 0:
+            self.hooks.run([*argv, self.root or ""], {
+                "DCMNET_COUNT": event["stored"], "DCMNET_DIR": self.root or "", "DCMNET_CALLING_AET": event["calling_ae"],
+                "DCMNET_CALLED_AET": event["called_ae"], "DCMNET_PEER": event["peer"]})
+
+    def track(self, tmp: str, active: bool) -> None:
+        with self._lock:
+            (self._active.add if active else self._active.discard)(tmp)
+
+    def close(self, grace: float) -> None:
+        """After the server stopped: remove temp files of associations still stuck mid-data-set
+        (their threads may be blocked in a read the shutdown could not wake), then wait for hooks."""
+        with self._lock:
+            stuck, self._active = list(self._active), set()
+        for tmp in stuck:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        self.hooks.close(grace)
+
+
+class StoreHandler(MessageHandler):
+    """One C-STORE request (PS3.7 §9.1.1, PS3.4 B.2.2)."""
+
+    def __init__(self, scp: StorageSCP) -> None:
+        self.scp = scp
+        self.tmp: str | None = None
+        self.file = None
+        self.fd = -1
+        self.failure: StoreFailure | None = None
+        self.header_len = 0
+        self.size = 0
+        self.received = 0
+
+    # ---------------------------------------------------------------- MessageHandler
+
+    def begin(self, channel: Channel, context_id: int, message: Message, report: AssociationReport) -> None:
+        self.channel, self.context_id, self.message, self.report = channel, context_id, message, report
+        context = channel.assoc.contexts.get(context_id)
+        self.transfer_syntax = context.transfer_syntax if context else "1.2.840.10008.1.2"
+        if self.scp.config.ignore or not message.has_dataset:
+            return
+        try:
+            header = part10.file_meta(message.affected_sop_class_uid or "", message.affected_sop_instance_uid or "",
+                                      self.transfer_syntax, report.calling_ae)
+        except part10.Part10Error as error:
+            self.failure = StoreFailure(CANNOT_UNDERSTAND, str(error)[:64])
+            return
+        assert self.scp.root is not None
+        try:
+            self.tmp = os.path.join(self.scp.root, f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}")
+            self.fd = os.open(self.tmp, os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_RDWR | os.O_CLOEXEC, 0o644)
+            self.scp.track(self.tmp, True)
+            self.file = os.fdopen(self.fd, "wb", buffering=WRITE_BUFFER, closefd=False)
+            self.file.write(header)
+            self.header_len = self.size = len(header)
+        except OSError as error:
+            self._fail(_os_failure(error, "cannot create file"))
+
+    def fragment(self, data: memoryview, last: bool) -> None:
+        self.received += len(data)
+        if self.file is None:
+            return
+        try:
+            self.file.write(data)
+            self.size += len(data)
+        except OSError as error:
+            self._fail(_os_failure(error, "write failed"))
+
+    def complete(self) -> None:
+        message = self.message
+        path, duplicate = None, None
+        try:
+            if self.scp.config.ignore:
+                status, comment = SUCCESS, None
+            else:
+                path, duplicate = self._finish()
+                status, comment = SUCCESS, None
+        except StoreFailure as failure:
+            status, comment = failure.status, failure.comment
+        except Exception as error:  # a bug must not leave a temp file or an unanswered request
+            status, comment = CANNOT_UNDERSTAND, f"internal error: {type(error).__name__}"
+        finally:
+            self._discard()
+        assert message.message_id is not None
+        self.channel.send_message(self.context_id, c_store_rsp(
+            message.message_id, status, message.affected_sop_class_uid, message.affected_sop_instance_uid, comment))
+        self._account(status, path, duplicate, comment)
+
+    def abandon(self) -> None:
+        self._discard()
+
+    # ---------------------------------------------------------------- internals
+
+    def _fail(self, failure: StoreFailure) -> None:
+        if self.failure is None:
+            self.failure = failure
+        self._discard()
+
+    def _discard(self) -> None:
+        """Close and remove the temp file, if it is still ours."""
+        if self.file is not None:
+            try:
+                self.file.close()
+            except OSError:
+                pass
+            self.file = None
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        if self.tmp is not None:
+            try:
+                os.unlink(self.tmp)
+            except OSError:
+                pass
+            self.scp.track(self.tmp, False)
+            self.tmp = None
+
+    def _finish(self) -> tuple[str, str | None]:
+        if self.failure is not None:
+            raise self.failure
+        if not self.message.has_dataset or self.file is None:
+            raise StoreFailure(CANNOT_UNDERSTAND, "C-STORE-RQ without a data set")
+        try:
+            self.file.flush()
+        except OSError as error:
+            raise _os_failure(error, "write failed") from None
+        self._check_uids()
+        relative = self._relative_path()
+        final_dir, name = self._final_dir(relative)
+        try:
+            if self.scp.config.fsync:
+                os.fsync(self.fd)
+            self.file.close()
+            self.file = None
+            path, duplicate = self._place(final_dir, name)
+            if self.scp.config.fsync:
+                _fsync_dir(final_dir)
+        except OSError as error:
+            raise _os_failure(error, "cannot store file") from None
+        return path, duplicate
+
+    def _check_uids(self) -> None:
+        """Data set SOP Class/Instance UID = the command's (PS3.4 B.2.2, scenario F.37), else 0xA900."""
+        implicit, little, deflated = encoding_of(self.transfer_syntax)
+        try:
+            data, whole = part10.read_prefix(lambda n, off: os.pread(self.fd, n, off), self.header_len, deflated, PEEK_LIMIT)
+            found = part10.peek_elements(data, implicit, little, complete=whole)
+        except part10.Part10Error as error:
+            raise StoreFailure(CANNOT_UNDERSTAND, f"cannot parse data set: {error}"[:64]) from None
+        except OSError as error:
+            raise _os_failure(error, "read-back failed") from None
+        if found is None:
+            self.scp.on_event({"event": "check-skipped", "peer": self.channel.peer,
+                               "detail": "SOP UIDs not within the first MiB of the data set"})
+            return
+        pairs = ((part10.SOP_CLASS_UID, self.message.affected_sop_class_uid, "SOP Class"),
+                 (part10.SOP_INSTANCE_UID, self.message.affected_sop_instance_uid, "SOP Instance"))
+        for tag, expected, what in pairs:
+            if found.get(tag) != (expected or ""):
+                raise StoreFailure(DATASET_MISMATCH, f"data set {what} UID differs from the command's")
+
+    def _relative_path(self) -> str:
+        template = self.scp.config.template
+        message = self.message
+        sop_instance = message.affected_sop_instance_uid or ""
+        values: dict[str, str | None] = {"SOPInstanceUID": sop_instance, "SOPClassUID": message.affected_sop_class_uid,
+                                         "CallingAET": self.report.calling_ae, "CalledAET": self.report.called_ae}
+        fields = template.fields if template is not None else ("SOPInstanceUID",)
+        if template is not None and template.dataset_fields:
+            values.update(self._dataset_values(template.dataset_fields))
+        for name in fields:
+            raw = values.get(name)
+            if raw and safe_component(raw) != raw:
+                self.scp.on_event({"event": "unsafe-value", "peer": self.channel.peer,
+                                   "detail": f"{name} {escaped(raw)!r} stored as {safe_component(raw)!r}"})
+        if template is None:
+            return safe_component(sop_instance) + ".dcm"
+        try:
+            return template.render(values)
+        except TemplateError as error:
+            raise StoreFailure(CANNOT_UNDERSTAND, str(error)[:64]) from None
+
+    def _dataset_values(self, keywords: tuple[str, ...]) -> dict[str, str | None]:
+        """The template's elements, read with pydicom from the temp file (stop before pixels)."""
+        import pydicom
+        from pydicom.datadict import tag_for_keyword
+        from pydicom.multival import MultiValue
+
+        tags = [tag_for_keyword(k) for k in keywords]
+        try:
+            with os.fdopen(os.dup(self.fd), "rb") as handle:
+                handle.seek(0)  # the duplicate shares the writer's offset (at the end)
+                ds = pydicom.dcmread(handle, stop_before_pixels=True, specific_tags=[0x00080005, *tags])
+                values: dict[str, str | None] = {}
+                for keyword, tag in zip(keywords, tags):
+                    element = ds.get(tag)
+                    value = None if element is None or element.VR == "SQ" else element.value
+                    if isinstance(value, MultiValue):
+                        value = "\\".join(str(v) for v in value)
+                    values[keyword] = None if value is None or value == "" else str(value)
+        except Exception as error:  # pydicom raises many types for bad data
+            raise StoreFailure(CANNOT_UNDERSTAND, f"cannot parse data set: {type(error).__name__}"[:64]) from None
+        return values
+
+    def _final_dir(self, relative: str) -> tuple[str, str]:
+        """Resolve the target folder, create it, and check it stays inside the output directory."""
+        root = self.scp.root
+        assert root is not None
+        folder, name = os.path.split(os.path.join(root, relative))
+        if not inside(root, os.path.realpath(folder)):
+            raise StoreFailure(CANNOT_UNDERSTAND, "unsafe path: outside the output directory")
+        try:
+            os.makedirs(folder, mode=0o755, exist_ok=True)
+        except OSError as error:
+            raise _os_failure(error, "cannot create folder") from None
+        real = os.path.realpath(folder)
+        if not inside(root, real):
+            raise StoreFailure(CANNOT_UNDERSTAND, "unsafe path: outside the output directory")
+        return real, name
+
+    def _place(self, folder: str, name: str) -> tuple[str, str | None]:
+        """Move the temp file to its final name per the duplicate policy; never truncate in place."""
+        assert self.tmp is not None
+        target = os.path.join(folder, name)
+        policy = self.scp.config.on_duplicate
+        if policy == "replace":
+            existed = os.path.lexists(target)
+            os.replace(self.tmp, target)  # a symlink at ``target`` is replaced, not followed
+            self.scp.track(self.tmp, False)
+            self.tmp = None
+            return target, "replaced" if existed else None
+        match = _EXT.search(name)
+        stem, ext = (name[:match.start()], match.group()) if match else (name, "")
+        for n in range(MAX_RENAME if policy == "rename" else 1):
+            candidate = target if n == 0 else os.path.join(folder, f"{stem}_{n}{ext}")
+            try:
+                os.link(self.tmp, candidate, follow_symlinks=False)
+            except FileExistsError:
+                continue
+            os.unlink(self.tmp)
+            self.scp.track(self.tmp, False)
+            self.tmp = None
+            return candidate, "renamed" if n else None
+        if policy == "keep":
+            return target, "kept"
+        raise OSError(errno.EEXIST, f"{MAX_RENAME} copies of this name exist")
+
+    def _account(self, status: int, path: str | None, duplicate: str | None, comment: str | None) -> None:
+        message, report = self.message, self.report
+        ok = status == SUCCESS
+        size = self.size if path else self.received
+        if ok:
+            report.stored += 1
+        else:
+            report.failed += 1
+        self.scp.totals.add(ok, size)
+        event = {"event": "stored" if ok and path else "received" if ok else "store-failed", "path": path,
+                 "sop_class_uid": message.affected_sop_class_uid, "sop_instance_uid": message.affected_sop_instance_uid,
+                 "bytes": size, "status": f"0x{status:04X}", "calling_ae": report.calling_ae, "peer": self.channel.peer}
+        if duplicate:
+            event["duplicate"] = duplicate
+        if comment:
+            event["detail"] = comment
+        self.scp.on_event(event)
+        argv = self.scp.config.exec_on_receive
+        if ok and path and argv and duplicate != "kept":
+            self.scp.hooks.run([*argv, path], {
+                "DCMNET_PATH": path, "DCMNET_SOP_CLASS_UID": message.affected_sop_class_uid or "",
+                "DCMNET_SOP_INSTANCE_UID": message.affected_sop_instance_uid or "",
+                "DCMNET_CALLING_AET": report.calling_ae, "DCMNET_CALLED_AET": report.called_ae,
+                "DCMNET_PEER": self.channel.peer})

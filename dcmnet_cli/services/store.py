@@ -1,0 +1,632 @@
+"""C-STORE SCU (PS3.4 Annex B): send files to a Storage SCP, streaming their data sets from disk.
+
+The plan, file by file:
+
+1. **Inputs** (:func:`collect`): paths, folders (optionally recursive, filtered by a glob), DICOMDIRs
+   (their referenced files; the DICOMDIR itself is not sent). Only the File Meta group of each file is
+   read (:mod:`.dicomfile`); unusable files become input errors and the rest still go.
+2. **Contexts** (:func:`proposed_contexts`): for every (SOP class, transfer syntax) the files need, one
+   context proposing just that syntax, plus one context per SOP class proposing explicit and implicit
+   VR little endian as a fallback, so whatever the acceptor picks per context, each file still finds its
+   own syntax if the peer supports it. More than 128 contexts (PS3.8 §9.3.2.2) → several associations.
+3. **Transfer**: a file whose own syntax was accepted is streamed as it is on disk; otherwise it is
+   re-encoded through pydicom into an accepted syntax (PS3.5 conversions between uncompressed syntaxes,
+   decompression where pydicom has a handler), or reported with the reason.
+
+Associations run one after another in the calling thread, or ``jobs`` at a time in worker threads that
+are all joined before :func:`store` returns. Transient rejections and dropped connections are retried
+with exponential back-off, re-sending only files the peer has not answered yet.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import queue
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator, Sequence
+
+from ..dimse.commandset import c_store_rq
+from ..errors import (
+    AssociationAborted,
+    AssociationRejected,
+    DcmnetError,
+    DIMSEError,
+    InputError,
+    NoAcceptedContext,
+    ProtocolError,
+    TimeoutExpired,
+)
+from ..transport.channel import Channel
+from ..transport.client import Timeouts, release
+from ..ul.negotiation import DEFAULT_MAX_PDU, MAX_CONTEXTS, AcceptedContext, build_contexts
+from .dicomfile import (
+    CHUNK_SIZE,
+    DEFLATED_LE,
+    EXPLICIT_BE,
+    EXPLICIT_LE,
+    IMPLICIT_LE,
+    UNCOMPRESSED,
+    DicomFile,
+    iter_chunks,
+    read_meta,
+)
+from .dimse_scu import associate, await_response
+from .peer import Peer
+
+FALLBACK = (EXPLICIT_LE, IMPLICIT_LE)
+TARGET_PREFERENCE = (EXPLICIT_LE, IMPLICIT_LE, EXPLICIT_BE, DEFLATED_LE)
+"""Syntaxes we can always encode to (pydicom, no codec needed), best first."""
+NO_STATUS = 0xFFFF
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class FileOutcome:
+    """What happened to one input. ``status`` is the peer's answer; ``error`` why there is none."""
+
+    path: str
+    sop_class_uid: str | None = None
+    sop_instance_uid: str | None = None
+    transfer_syntax: str | None = None
+    sent_syntax: str | None = None
+    status: int | None = None
+    bytes: int = 0
+    error: DcmnetError | None = None
+    attempts: int = 0
+    elapsed: float = 0.0
+
+    @property
+    def converted(self) -> bool:
+        return self.sent_syntax is not None and self.sent_syntax != self.transfer_syntax
+
+
+@dataclass
+class AssociationLog:
+    index: int
+    files: int
+    contexts: int
+    accepted: int = 0
+    outcome: str = "released"
+    detail: str = ""
+
+
+@dataclass
+class StoreResult:
+    peer: Peer
+    files: list[FileOutcome] = field(default_factory=list)
+    associations: list[AssociationLog] = field(default_factory=list)
+    elapsed: float = 0.0
+
+    @property
+    def bytes_sent(self) -> int:
+        return sum(f.bytes for f in self.files if f.status is not None)
+
+
+@dataclass(frozen=True)
+class Callbacks:
+    """Hooks the CLI uses for progress and per-file lines; called from worker threads (keep them cheap)."""
+
+    on_file: Callable[[FileOutcome], None] = lambda outcome: None
+    on_bytes: Callable[[int], None] = lambda count: None
+    on_association: Callable[[AssociationLog], None] = lambda log: None
+    on_retry: Callable[[str, float], None] = lambda reason, delay: None
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def collect(paths: Iterable[str], recursive: bool = True, pattern: str | None = None) -> tuple[list[DicomFile], list[FileOutcome]]:
+    """Files to send (deduplicated, in order) and the inputs that cannot be sent, with the reason.
+
+    ``pattern`` filters the names of files found in folders (DCMTK's ``--scan-pattern`` habit); files
+    named explicitly are always taken.
+    """
+    files: list[DicomFile] = []
+    problems: list[FileOutcome] = []
+    seen: set[str] = set()
+
+    def take(path: str, from_folder: bool) -> None:
+        key = os.path.realpath(path)
+        if key in seen:
+            return
+        seen.add(key)
+        try:
+            meta = read_meta(path)
+        except InputError as error:
+            problems.append(FileOutcome(path, error=error))
+            return
+        if meta.is_dicomdir:
+            if not from_folder:  # a folder walk finds the referenced files anyway
+                for referenced in _dicomdir_files(meta, problems):
+                    take(referenced, False)
+            return
+        files.append(meta)
+
+    for path in paths:
+        if os.path.isdir(path):
+            for found in _walk(path, recursive, pattern):
+                take(found, True)
+        elif os.path.exists(path):
+            take(path, False)
+        else:
+            problems.append(FileOutcome(path, error=InputError(f"{path}: no such file or folder")))
+    return files, problems
+
+
+def _walk(folder: str, recursive: bool, pattern: str | None) -> Iterator[str]:
+    for root, dirs, names in os.walk(folder):
+        dirs.sort()
+        if not recursive:
+            dirs.clear()
+        for name in sorted(names):
+            if pattern is None or fnmatch.fnmatch(name, pattern):
+                yield os.path.join(root, name)
+
+
+def _dicomdir_files(meta: DicomFile, problems: list[FileOutcome]) -> list[str]:
+    """ReferencedFileID of every directory record (PS3.10 §8.6, PS3.3 F.3); paths relative to the DICOMDIR."""
+    import pydicom
+
+    base = os.path.dirname(meta.path)
+    try:
+        dicomdir = pydicom.dcmread(meta.path, force=True)
+        records = dicomdir.get("DirectoryRecordSequence", [])
+    except Exception as error:  # pydicom raises many types for a broken file
+        problems.append(FileOutcome(meta.path, error=InputError(f"{meta.path}: cannot read the DICOMDIR: {error}")))
+        return []
+    found = []
+    for record in records:
+        file_id = record.get("ReferencedFileID")
+        if not file_id:
+            continue
+        parts = [file_id] if isinstance(file_id, str) else list(file_id)
+        found.append(os.path.join(base, *[str(p).strip() for p in parts]))
+    if not found:
+        problems.append(FileOutcome(meta.path, error=InputError(f"{meta.path}: the DICOMDIR references no files")))
+    return found
+
+
+# --------------------------------------------------------------------------- contexts
+
+
+def proposed_contexts(files: Sequence[DicomFile]) -> list[tuple[str, tuple[str, ...]]]:
+    """One context per (SOP class, own syntax) plus an explicit/implicit LE fallback per SOP class.
+
+    The fallback is left out only where both little endian syntaxes already have their own context.
+    """
+    by_class: dict[str, list[str]] = {}
+    for file in files:
+        syntaxes = by_class.setdefault(file.sop_class_uid, [])
+        if file.transfer_syntax not in syntaxes:
+            syntaxes.append(file.transfer_syntax)
+    pairs: list[tuple[str, tuple[str, ...]]] = []
+    for sop_class, syntaxes in by_class.items():
+        pairs.extend((sop_class, (syntax,)) for syntax in syntaxes)
+        if not set(FALLBACK) <= set(syntaxes):
+            pairs.append((sop_class, FALLBACK))
+    return pairs
+
+
+def _contexts_needed(syntaxes: set[str]) -> int:
+    return len(syntaxes) + (0 if set(FALLBACK) <= syntaxes else 1)
+
+
+def partition(files: Sequence[DicomFile], max_contexts: int = MAX_CONTEXTS) -> list[list[DicomFile]]:
+    """Split files into groups whose contexts fit one association, keeping each SOP class in one group."""
+    by_class: dict[str, list[DicomFile]] = {}
+    for file in files:
+        by_class.setdefault(file.sop_class_uid, []).append(file)
+    groups: list[list[DicomFile]] = []
+    current: list[DicomFile] = []
+    used = 0
+    for members in by_class.values():
+        need = min(_contexts_needed({f.transfer_syntax for f in members}), max_contexts)
+        if current and used + need > max_contexts:
+            groups.append(current)
+            current, used = [], 0
+        current.extend(members)
+        used += need
+    if current:
+        groups.append(current)
+    return groups
+
+
+def choose_context(file: DicomFile, contexts: Iterable[AcceptedContext]) -> tuple[AcceptedContext | None, bool]:
+    """The accepted context to send ``file`` on and whether it must be converted; (None, False) if none."""
+    usable = [c for c in contexts if c.abstract_syntax == file.sop_class_uid and c.scu_role]
+    for context in usable:
+        if context.transfer_syntax == file.transfer_syntax:
+            return context, False
+    for syntax in TARGET_PREFERENCE:
+        for context in usable:
+            if context.transfer_syntax == syntax:
+                return context, True
+    return (usable[0], True) if usable else (None, False)
+
+
+# --------------------------------------------------------------------------- conversion
+
+
+_SWAP_WIDTH = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
+
+
+def convert(file: DicomFile, target: str) -> bytes:
+    """Re-encode the data set of ``file`` in ``target`` through pydicom; InputError-free, raises
+    NoAcceptedContext with the reason when pydicom cannot do it (no codec, broken file)."""
+    try:
+        return _convert(file, target)
+    except NoAcceptedContext:
+        raise
+    except Exception as error:  # pydicom's errors are not one family
+        raise NoAcceptedContext(
+            f"{file.path}: the peer accepted none of the syntaxes proposed for this file's own transfer syntax "
+            f"{_syntax_name(file.transfer_syntax)}, and converting it to {_syntax_name(target)} failed: {error}"
+        ) from None
+
+
+def _convert(file: DicomFile, target: str) -> bytes:
+    import zlib
+
+    import pydicom
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    if target not in TARGET_PREFERENCE:
+        raise NoAcceptedContext(
+            f"{file.path}: the peer accepted only {_syntax_name(target)} for {file.sop_class_uid}; "
+            f"dcmnet does not compress to that syntax (the file is {_syntax_name(file.transfer_syntax)})"
+        )
+    ds = pydicom.dcmread(file.path, force=not file.has_meta)
+    source = file.transfer_syntax
+    if source not in UNCOMPRESSED and source != DEFLATED_LE:
+        ds.decompress()  # raises when pydicom has no handler (numpy, pylibjpeg, gdcm missing)
+        source = EXPLICIT_LE
+    source_big = source == EXPLICIT_BE
+    target_big = target == EXPLICIT_BE
+    if source_big != target_big:
+        _swap_bytes(ds)
+    buffer = DicomBytesIO()
+    buffer.is_little_endian = not target_big
+    buffer.is_implicit_VR = target == IMPLICIT_LE
+    write_dataset(buffer, ds)
+    data = buffer.getvalue()
+    if target == DEFLATED_LE:  # PS3.5 A.5: raw deflate, no zlib header
+        packer = zlib.compressobj(6, zlib.DEFLATED, -15)
+        data = packer.compress(data) + packer.flush()
+    return data
+
+
+def _swap_bytes(ds) -> None:  # type: ignore[no-untyped-def]
+    """pydicom keeps OW/OF/OL/OD/OV values as bytes in the source byte order: swap them for the target."""
+    from array import array
+
+    codes = {2: "H", 4: "I", 8: "Q"}
+    for element in ds.iterall():
+        width = _SWAP_WIDTH.get(element.VR)
+        value = element.value
+        if width and isinstance(value, (bytes, bytearray)) and len(value) % width == 0:
+            words = array(codes[width], value)
+            words.byteswap()
+            element.value = words.tobytes()
+
+
+def _syntax_name(uid: str) -> str:
+    names = {IMPLICIT_LE: "implicit VR little endian", EXPLICIT_LE: "explicit VR little endian",
+             EXPLICIT_BE: "explicit VR big endian", DEFLATED_LE: "deflated explicit VR little endian"}
+    if uid in names:
+        return names[uid]
+    try:
+        import pydicom.uid
+
+        name = pydicom.uid.UID(uid).name
+        return name if name != uid else uid
+    except Exception:
+        return uid
+
+
+# --------------------------------------------------------------------------- rate limit
+
+
+class TokenBucket:
+    """Shared byte budget for ``--max-rate``: callers sleep (outside the lock) until their bytes fit."""
+
+    def __init__(self, rate: float, burst: float | None = None) -> None:
+        self.rate = rate
+        self.burst = burst if burst is not None else max(rate / 10, 64 * 1024)
+        self._lock = threading.Lock()
+        self._next = time.monotonic()
+
+    def take(self, count: int) -> None:
+        with self._lock:
+            now = time.monotonic()
+            start = max(self._next, now - self.burst / self.rate)
+            self._next = start + count / self.rate
+            wait = self._next - now - self.burst / self.rate
+        if wait > 0:
+            time.sleep(wait)
+
+
+# --------------------------------------------------------------------------- transfer
+
+
+class _Reconnect(AssociationAborted):
+    """We aborted on purpose (a file failed mid-message): reconnect for the rest without using a retry."""
+
+
+class _SourceFailed(Exception):
+    """The file could not be read mid-message: the association must be aborted, the file reported."""
+
+    def __init__(self, error: InputError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+@dataclass
+class _Settings:
+    peer: Peer
+    calling_ae: str
+    timeouts: Timeouts
+    max_pdu: int
+    retries: int
+    backoff: float
+    chunk_size: int
+    bucket: TokenBucket | None
+    callbacks: Callbacks
+    stop: threading.Event
+    channels: set[Channel]
+    lock: threading.Lock
+
+
+def store(
+    peer: Peer,
+    files: Sequence[DicomFile],
+    calling_ae: str = "DCMNET",
+    timeouts: Timeouts = Timeouts(),
+    *,
+    max_pdu: int = DEFAULT_MAX_PDU,
+    jobs: int = 1,
+    retries: int = 0,
+    backoff: float = 0.5,
+    max_rate: float | None = None,
+    chunk_size: int = CHUNK_SIZE,
+    max_contexts: int = MAX_CONTEXTS,
+    callbacks: Callbacks = Callbacks(),
+) -> StoreResult:
+    """Send ``files``; every file gets an outcome (a status, or the error that kept it from one).
+
+    ``max_rate`` is bytes per second over all associations. Never raises the package's network errors:
+    they are recorded per file so one run reports on every file.
+    """
+    started = time.perf_counter()
+    settings = _Settings(peer, calling_ae, timeouts, max_pdu, retries, backoff,
+                         max(1024, min(chunk_size, int(max_rate / 10) if max_rate else chunk_size)),
+                         TokenBucket(max_rate) if max_rate else None, callbacks, threading.Event(), set(), threading.Lock())
+    tasks: list[list[DicomFile]] = []
+    for group in partition(files, max_contexts):
+        shards = max(1, min(jobs, len(group)))
+        # In input order on one association; else largest first, dealt round-robin: balanced shards.
+        ordered = sorted(group, key=lambda f: -f.size) if shards > 1 else group
+        buckets: list[list[DicomFile]] = [[] for _ in range(shards)]
+        for index, file in enumerate(ordered):
+            buckets[index % shards].append(file)
+        tasks.extend(buckets)
+    result = StoreResult(peer)
+    outcomes: list[list[FileOutcome]] = [[] for _ in tasks]
+    logs: list[list[AssociationLog]] = [[] for _ in tasks]
+    if jobs <= 1 or len(tasks) <= 1:
+        for index, task in enumerate(tasks):
+            _run_task(settings, index, task, outcomes[index], logs[index])
+    else:
+        _run_parallel(settings, tasks, outcomes, logs, jobs)
+    order = {f.path: i for i, f in enumerate(files)}
+    result.files = sorted((o for chunk in outcomes for o in chunk), key=lambda o: order.get(o.path, len(order)))
+    result.associations = [log for chunk in logs for log in chunk]
+    for index, log in enumerate(result.associations):
+        log.index = index + 1
+    result.elapsed = time.perf_counter() - started
+    return result
+
+
+def _run_parallel(settings: _Settings, tasks: list[list[DicomFile]], outcomes: list[list[FileOutcome]],
+                  logs: list[list[AssociationLog]], jobs: int) -> None:
+    """``jobs`` worker threads pull tasks; all are joined before returning, Ctrl-C included."""
+    work: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for index in range(len(tasks)):
+        work.put(index)
+    failures: list[BaseException] = []
+
+    def worker() -> None:
+        while not settings.stop.is_set():
+            try:
+                index = work.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                _run_task(settings, index, tasks[index], outcomes[index], logs[index])
+            except BaseException as error:  # a bug: keep it for the caller, stop the others
+                failures.append(error)
+                settings.stop.set()
+                return
+
+    threads = [threading.Thread(target=worker, name=f"store-{n + 1}") for n in range(min(jobs, len(tasks)))]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            thread.join()
+    except BaseException:
+        settings.stop.set()
+        with settings.lock:
+            for channel in list(settings.channels):
+                try:
+                    channel.sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked recv/send in the worker
+                except OSError:
+                    pass
+        for thread in threads:
+            thread.join()
+        raise
+    if failures:
+        raise failures[0]
+
+
+def _retryable(error: DcmnetError) -> bool:
+    if isinstance(error, AssociationRejected):
+        return error.result == 2  # transient (PS3.8 Table 9-21)
+    return isinstance(error, AssociationAborted)
+
+
+def _run_task(settings: _Settings, index: int, files: list[DicomFile], outcomes: list[FileOutcome],
+              logs: list[AssociationLog]) -> None:
+    """Send ``files`` over one association, reconnecting for the unanswered ones on retryable errors."""
+    pending = list(files)
+    attempts = 0
+    while pending:
+        if settings.stop.is_set():
+            _fail_all(settings, pending, outcomes, AssociationAborted("interrupted before this file was sent"), attempts)
+            return
+        pairs = proposed_contexts(pending)
+        log = AssociationLog(index, len(pending), len(pairs))
+        logs.append(log)
+        try:
+            channel = associate(settings.peer, settings.calling_ae, build_contexts(pairs), settings.timeouts, settings.max_pdu)
+        except DcmnetError as error:
+            log.outcome, log.detail = "failed", str(error)
+            settings.callbacks.on_association(log)
+            if _retryable(error) and attempts < settings.retries:
+                attempts += 1
+                _back_off(settings, attempts, str(error))
+                continue
+            _fail_all(settings, pending, outcomes, error, attempts + 1)
+            return
+        with settings.lock:
+            settings.channels.add(channel)
+        log.accepted = len(channel.assoc.contexts)
+        settings.callbacks.on_association(log)
+        try:
+            error = _send_files(settings, channel, pending, outcomes, attempts + 1)
+            if error is None:
+                try:
+                    release(channel, settings.timeouts.acse)
+                except DcmnetError as problem:  # every file has its answer: note it, do not fail them
+                    log.outcome, log.detail = "release failed", str(problem)
+                return
+        finally:
+            with settings.lock:
+                settings.channels.discard(channel)
+            if not channel.closed:
+                channel.abort()
+        log.outcome, log.detail = "aborted", str(error)
+        if isinstance(error, _Reconnect):
+            continue
+        if _retryable(error) and attempts < settings.retries and not settings.stop.is_set():
+            attempts += 1
+            _back_off(settings, attempts, str(error))
+            continue
+        _fail_all(settings, pending, outcomes, error, attempts + 1)
+        return
+
+
+def _back_off(settings: _Settings, attempt: int, reason: str) -> None:
+    delay = min(settings.backoff * 2 ** (attempt - 1), 30.0)
+    settings.callbacks.on_retry(reason, delay)
+    settings.stop.wait(delay)
+
+
+def _fail_all(settings: _Settings, pending: list[DicomFile], outcomes: list[FileOutcome], error: DcmnetError,
+              attempts: int) -> None:
+    for file in pending:
+        outcome = _outcome(file)
+        outcome.error, outcome.attempts = error, attempts
+        outcomes.append(outcome)
+        settings.callbacks.on_file(outcome)
+    pending.clear()
+
+
+def _outcome(file: DicomFile) -> FileOutcome:
+    return FileOutcome(file.path, file.sop_class_uid, file.sop_instance_uid, file.transfer_syntax)
+
+
+def _send_files(settings: _Settings, channel: Channel, pending: list[DicomFile], outcomes: list[FileOutcome],
+                attempt: int) -> DcmnetError | None:
+    """Send files until done or the association breaks; answered files leave ``pending``.
+
+    Returns the association-level error that stopped it (the unanswered files stay pending), or None.
+    """
+    contexts = list(channel.assoc.contexts.values())
+    while pending:
+        if settings.stop.is_set():
+            return AssociationAborted("interrupted")
+        file = pending[0]
+        outcome = _outcome(file)
+        outcome.attempts = attempt
+        try:
+            _send_one(settings, channel, file, contexts, outcome)
+        except (AssociationAborted, TimeoutExpired, DIMSEError, ProtocolError) as error:
+            return error
+        except _SourceFailed as failed:  # half a message is on the wire: this association is lost
+            outcome.error = failed.error
+            outcomes.append(outcome)
+            pending.pop(0)
+            settings.callbacks.on_file(outcome)
+            channel.abort()
+            return _Reconnect(f"aborted after a read error on {file.path}")
+        outcomes.append(outcome)
+        pending.pop(0)
+        settings.callbacks.on_file(outcome)
+    return None
+
+
+def _send_one(settings: _Settings, channel: Channel, file: DicomFile, contexts: list[AcceptedContext],
+              outcome: FileOutcome) -> None:
+    started = time.perf_counter()
+    context, must_convert = choose_context(file, contexts)
+    if context is None:
+        outcome.error = NoAcceptedContext(
+            f"{file.path}: the peer accepted no presentation context for SOP class {file.sop_class_uid} "
+            f"({_syntax_name(file.sop_class_uid)})")
+        return
+    dataset: bytes | Iterator[bytes]
+    if must_convert:
+        try:
+            converted = convert(file, context.transfer_syntax)
+        except NoAcceptedContext as error:
+            outcome.error = error
+            return
+        outcome.bytes = len(converted)
+        dataset = _metered(settings, iter(_split(converted, settings.chunk_size)))
+    else:
+        outcome.bytes = file.dataset_length
+        dataset = _metered(settings, _guarded(file, settings.chunk_size))
+    outcome.sent_syntax = context.transfer_syntax
+    message_id = channel.next_message_id()
+    channel.send_message(context.context_id, c_store_rq(message_id, file.sop_class_uid, file.sop_instance_uid), dataset)
+    response, _ = await_response(channel, message_id, settings.timeouts.dimse)
+    outcome.status = response.status if response.status is not None else NO_STATUS
+    outcome.elapsed = time.perf_counter() - started
+
+
+def _split(data: bytes, size: int) -> Iterator[bytes]:
+    view = memoryview(data)
+    for start in range(0, len(data), size):
+        yield view[start:start + size]  # type: ignore[misc]
+
+
+def _guarded(file: DicomFile, chunk_size: int) -> Iterator[bytes]:
+    try:
+        yield from iter_chunks(file.path, file.offset, file.dataset_length, chunk_size)
+    except InputError as error:
+        raise _SourceFailed(error) from None
+
+
+def _metered(settings: _Settings, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    for chunk in chunks:
+        if settings.bucket is not None:
+            settings.bucket.take(len(chunk))
+        settings.callbacks.on_bytes(len(chunk))
+        yield chunk

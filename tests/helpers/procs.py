@@ -1,0 +1,177 @@
+"""Process helpers for the network tests: free ports, DCMTK lookup, servers that always stop.
+
+Every address is 127.0.0.1: these tests never send a packet anywhere else.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+LOOPBACK = "127.0.0.1"
+DCMTK_TOOLS = ("storescp", "echoscu")
+
+
+def shared_dir() -> Path:
+    """The project's shared folder (DESIGN.md, scenarios.md): $DCMNET_SHARED or ../../shared."""
+    if os.environ.get("DCMNET_SHARED"):
+        return Path(os.environ["DCMNET_SHARED"])
+    return Path(__file__).resolve().parents[3] / "shared"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return sock.getsockname()[1]
+
+
+def find_dcmtk(tools: Sequence[str] = DCMTK_TOOLS) -> tuple[dict[str, str], list[str]]:
+    """Paths of the DCMTK tools found, and the names of those missing."""
+    found = {tool: shutil.which(tool) for tool in tools}
+    return {k: v for k, v in found.items() if v}, [k for k, v in found.items() if not v]
+
+
+def base_env(*, dcmtk: bool = False) -> dict[str, str]:
+    """The environment for child processes: no user config, no colour; TCP_NODELAY for DCMTK."""
+    env = dict(os.environ)
+    env["DCMNET_CONFIG"] = str(Path(tempfile.gettempdir()) / "dcmnet-tests-no-such-config.toml")
+    env["NO_COLOR"] = "1"
+    env.pop("DCMNET_CALLED_AET", None)
+    env.pop("DCMNET_CALLING_AET", None)
+    if dcmtk:
+        env["TCP_NODELAY"] = "1"  # without it DCMTK waits ~40 ms (Nagle + delayed ACK) per message
+    return env
+
+
+def dcmnet_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "dcmnet_cli", *args]
+
+
+def run_dcmnet(*args: str, timeout: float = 20.0) -> tuple[int, str, str]:
+    """Run ``dcmnet ARGS`` to completion (bounded); returns (exit code, stdout, stderr)."""
+    done = subprocess.run(dcmnet_argv(*args), capture_output=True, text=True, timeout=timeout, env=base_env(),
+                          stdin=subprocess.DEVNULL)
+    return done.returncode, done.stdout, done.stderr
+
+
+def run_tool(argv: Sequence[str], timeout: float = 20.0) -> tuple[int, str, str]:
+    """Run a DCMTK tool (with TCP_NODELAY) to completion; returns (exit code, stdout, stderr)."""
+    done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, env=base_env(dcmtk=True),
+                          stdin=subprocess.DEVNULL)
+    return done.returncode, done.stdout, done.stderr
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``timeout``; always reaps."""
+    if proc.poll() is None:
+        try:
+            proc.terminate()
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        except ProcessLookupError:
+            pass
+
+
+@dataclass
+class ServerProcess:
+    proc: subprocess.Popen
+    port: int
+    stdout_path: Path
+    stderr_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stderr_bytes(self) -> bytes:
+        return self.stderr_path.read_bytes()
+
+    def stderr(self) -> str:
+        return self.stderr_bytes().decode("utf-8", "replace")
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_bytes().decode("utf-8", "replace")
+
+    def mark(self) -> int:
+        """The current end of the captured stderr, for :meth:`wait_for_stderr` ``since``."""
+        return len(self.stderr_bytes())
+
+    def wait_for_stderr(self, text: str, timeout: float = 3.0, since: int = 0) -> bool:
+        """Poll the captured stderr (from byte ``since``) until ``text`` appears; False after ``timeout``."""
+        needle = text.encode()
+        deadline = time.monotonic() + timeout
+        while True:
+            if needle in self.stderr_bytes()[since:]:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+
+
+def wait_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 10.0) -> None:
+    """Block until 127.0.0.1:port accepts a TCP connection (bounded); fail early if ``proc`` died."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with code {proc.returncode} before listening on port {port}")
+        try:
+            with socket.create_connection((LOOPBACK, port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nothing listening on {LOOPBACK}:{port} after {timeout:g} s") from None
+            time.sleep(0.02)
+
+
+@contextmanager
+def running_server(argv: Sequence[str], port: int, *, dcmtk: bool = False, cwd: str | Path | None = None,
+                   ready_timeout: float = 10.0, stop_timeout: float = 5.0) -> Iterator[ServerProcess]:
+    """Start a server process listening on ``port``, wait until it accepts, and always stop it.
+
+    stdout and stderr go to temporary files (never pipes: a chatty server cannot block on a full pipe).
+    """
+    workdir = Path(tempfile.mkdtemp(prefix="dcmnet-srv-"))
+    out_path, err_path = workdir / "stdout", workdir / "stderr"
+    proc: subprocess.Popen | None = None
+    try:
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            proc = subprocess.Popen(list(argv), stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                    env=base_env(dcmtk=dcmtk), cwd=str(cwd or workdir),
+                                    preexec_fn=_default_sigint)
+        try:
+            wait_port(port, proc, ready_timeout)
+        except RuntimeError as error:
+            raise RuntimeError(f"{error}\n--- stderr ---\n{err_path.read_text(errors='replace')}") from None
+        yield ServerProcess(proc, port, out_path, err_path)
+    finally:
+        if proc is not None:
+            stop_process(proc, stop_timeout)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def listen_server(*args: str, port: int | None = None, **kwargs) -> "contextmanager[ServerProcess]":
+    """``dcmnet listen`` on 127.0.0.1 with a short shutdown grace; extra ``args`` go before PORT."""
+    port = port or free_port()
+    argv = dcmnet_argv("-v", "listen", "--bind", LOOPBACK, "--shutdown-grace", "1", *args, str(port))
+    return running_server(argv, port, **kwargs)
+
+
+def _default_sigint() -> None:
+    """Children get the default SIGINT even when the test runner was started with SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

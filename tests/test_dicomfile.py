@@ -1,0 +1,171 @@
+"""File Meta parsing without decoding (``dcmnet_cli.services.dicomfile``): offsets, bare data sets, bad input."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydicom.uid import CTImageStorage, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, MRImageStorage
+
+from dcmnet_cli.errors import InputError
+from dcmnet_cli.services.dicomfile import iter_chunks, read_meta
+
+from store_helpers import make_dataset, uid, write
+
+
+def _meta_element(group_elem: int, vr: bytes, value: bytes) -> bytes:
+    if vr in (b"OB", b"UN"):
+        return struct.pack("<HH", group_elem >> 16, group_elem & 0xFFFF) + vr + b"\0\0" + struct.pack("<I", len(value)) + value
+    return struct.pack("<HH", group_elem >> 16, group_elem & 0xFFFF) + vr + struct.pack("<H", len(value)) + value
+
+
+def _uid_value(text: str) -> bytes:
+    raw = text.encode()
+    return raw + b"\0" if len(raw) % 2 else raw
+
+
+def handmade(path: Path, body: bytes = b"\x08\x00\x60\x00CS\x02\x00CT", group_length: bool = True,
+             syntax: str = ExplicitVRLittleEndian) -> bytes:
+    elements = (_meta_element(0x00020001, b"OB", b"\0\1")
+                + _meta_element(0x00020002, b"UI", _uid_value(CTImageStorage))
+                + _meta_element(0x00020003, b"UI", _uid_value("1.2.3.4"))
+                + _meta_element(0x00020010, b"UI", _uid_value(syntax)))
+    meta = (_meta_element(0x00020000, b"UL", struct.pack("<I", len(elements))) if group_length else b"") + elements
+    data = b"\0" * 128 + b"DICM" + meta + body
+    path.write_bytes(data)
+    return data
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian])
+def test_pydicom_files_meta_and_offset(tmp_path: Path, syntax: str) -> None:
+    ds = make_dataset("meta-" + syntax, MRImageStorage)
+    path = write(tmp_path / "a.dcm", ds, syntax)
+    meta = read_meta(path)
+    assert (meta.sop_class_uid, meta.sop_instance_uid, meta.transfer_syntax) == (MRImageStorage, uid("meta-" + syntax), syntax)
+    assert meta.has_meta and meta.size == path.stat().st_size
+    raw = path.read_bytes()
+    # The data set starts right after group 0002: its first element is group 0008.
+    first_group = struct.unpack(">H" if syntax == ExplicitVRBigEndian else "<H", raw[meta.offset:meta.offset + 2])[0]
+    assert first_group == 0x0008
+    assert raw[meta.offset - 200:meta.offset].find(syntax.encode()) != -1
+    assert b"".join(iter_chunks(str(path), meta.offset, meta.dataset_length, chunk_size=1000)) == raw[meta.offset:]
+
+
+@pytest.mark.parametrize("group_length", [True, False])
+def test_handmade_meta_offsets(tmp_path: Path, group_length: bool) -> None:
+    body = b"\x08\x00\x60\x00CS\x02\x00CT"
+    data = handmade(tmp_path / "h.dcm", body, group_length)
+    meta = read_meta(tmp_path / "h.dcm")
+    assert meta.offset == len(data) - len(body)
+    assert meta.sop_instance_uid == "1.2.3.4" and meta.sop_class_uid == CTImageStorage
+    assert meta.transfer_syntax == ExplicitVRLittleEndian
+
+
+def test_meta_only_file_has_empty_dataset(tmp_path: Path) -> None:
+    data = handmade(tmp_path / "h.dcm", b"")
+    meta = read_meta(tmp_path / "h.dcm")
+    assert meta.offset == len(data) and meta.dataset_length == 0
+    assert list(iter_chunks(str(tmp_path / "h.dcm"), meta.offset, 0)) == []
+
+
+@pytest.mark.parametrize("syntax", [ImplicitVRLittleEndian, ExplicitVRLittleEndian])
+def test_files_without_meta(tmp_path: Path, syntax: str) -> None:
+    ds = make_dataset("bare-" + syntax)
+    ds.ReferencedImageSequence = [make_dataset("ref")[:0x00080019]]  # sorts after (0008,0018): never walked
+    path = write(tmp_path / "bare.dcm", ds, syntax, meta=False)
+    meta = read_meta(path)
+    assert not meta.has_meta and meta.offset == 0
+    assert meta.sop_instance_uid == uid("bare-" + syntax) and meta.sop_class_uid == CTImageStorage
+    assert meta.transfer_syntax == syntax
+
+
+def test_bare_dataset_with_undefined_length_sequence_before_sop_uids(tmp_path: Path) -> None:
+    def implicit(tag: int, value: bytes) -> bytes:
+        return struct.pack("<HHI", tag >> 16, tag & 0xFFFF, len(value)) + value
+
+    item = implicit(0x00080100, b"121\0") + implicit(0x00080102, b"DCM\0")
+    sequence = (struct.pack("<HHI", 0x0008, 0x0006, 0xFFFFFFFF)
+                + struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF) + item + struct.pack("<HHI", 0xFFFE, 0xE00D, 0)
+                + struct.pack("<HHI", 0xFFFE, 0xE000, len(item)) + item
+                + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0))
+    data = (implicit(0x00080005, b"ISO_IR 100") + sequence + implicit(0x00080016, _uid_value(CTImageStorage))
+            + implicit(0x00080018, _uid_value("1.2.3.99")) + implicit(0x00100010, b"A^B\0"))
+    (tmp_path / "seq").write_bytes(data)
+    meta = read_meta(tmp_path / "seq")
+    assert (meta.sop_class_uid, meta.sop_instance_uid, meta.offset) == (CTImageStorage, "1.2.3.99", 0)
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"", "too short"),
+    (b"hello world, this is not DICOM at all\n" * 3, "not a DICOM file"),
+    (b"\0" * 128 + b"DICM", "no Transfer Syntax"),
+    (b"\0" * 128 + b"DICM\x02\x00\x00\x00UL\x04\x00\xff\x00\x00\x00", "truncated"),
+    (b"\0" * 128 + b"DICM\x02\x00\x10\x00UI\x40\x00" + b"1.2", "truncated"),
+    (b"\0" * 128 + b"DICM\x02\x00\x10\x00ZZ\x02\x00ab", "invalid VR"),
+    (b"\0" * 128 + b"DICM\x02\x00\x01\x00OB\0\0\xff\xff\xff\xff", "undefined length"),
+])
+def test_bad_files_raise_input_error(tmp_path: Path, content: bytes, reason: str) -> None:
+    (tmp_path / "bad").write_bytes(content)
+    with pytest.raises(InputError, match=reason):
+        read_meta(tmp_path / "bad")
+
+
+def test_missing_sop_instance_in_meta(tmp_path: Path) -> None:
+    elements = _meta_element(0x00020002, b"UI", _uid_value(CTImageStorage)) + _meta_element(0x00020010, b"UI", _uid_value(ExplicitVRLittleEndian))
+    (tmp_path / "m").write_bytes(b"\0" * 128 + b"DICM" + elements)
+    with pytest.raises(InputError, match="Media Storage SOP Instance UID"):
+        read_meta(tmp_path / "m")
+
+
+def test_truncated_real_file_meta(tmp_path: Path) -> None:
+    path = write(tmp_path / "a.dcm", make_dataset("trunc"))
+    full = path.read_bytes()
+    meta = read_meta(path)
+    for cut in (10, 131, 140, meta.offset - 5):
+        path.write_bytes(full[:cut])
+        with pytest.raises(InputError):
+            read_meta(path)
+
+
+def test_unreadable_and_missing(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such file"):
+        read_meta(tmp_path / "nope")
+    with pytest.raises(InputError, match="folder"):
+        read_meta(tmp_path)
+
+
+def test_file_shrinking_while_streamed_is_an_input_error(tmp_path: Path) -> None:
+    path = write(tmp_path / "a.dcm", make_dataset("shrink"))
+    meta = read_meta(path)
+    path.write_bytes(path.read_bytes()[: meta.offset + 10])
+    with pytest.raises(InputError, match="shrank"):
+        list(iter_chunks(str(path), meta.offset, meta.dataset_length))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=600), st.booleans())
+def test_garbage_never_raises_anything_but_input_error(tmp_path: Path, junk: bytes, with_magic: bool) -> None:
+    path = tmp_path / "junk"
+    path.write_bytes((b"\0" * 128 + b"DICM" if with_magic else b"") + junk)
+    try:
+        meta = read_meta(path)
+    except InputError:
+        return
+    assert 0 <= meta.offset <= meta.size  # parsed by chance: still a sane result
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(min_value=0, max_value=2000))
+def test_any_truncation_of_a_real_file_is_input_error_or_consistent(tmp_path: Path, cut: int) -> None:
+    path = tmp_path / "t.dcm"
+    if not (tmp_path / "full.dcm").exists():
+        write(tmp_path / "full.dcm", make_dataset("cut"), ImplicitVRLittleEndian)
+    path.write_bytes((tmp_path / "full.dcm").read_bytes()[:cut])
+    try:
+        meta = read_meta(path)
+    except InputError:
+        return
+    assert meta.sop_instance_uid == uid("cut") and meta.offset <= cut
