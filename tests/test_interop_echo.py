@@ -19,7 +19,7 @@ from dcmnet_cli.dimse.commandset import VERIFICATION_SOP_CLASS
 from dcmnet_cli.services.scp import ALL_UNCOMPRESSED
 from dcmnet_cli.ul.items import ContextResult, PresentationContextAC, PresentationContextRQ
 from dcmnet_cli.ul.negotiation import AcceptorPolicy, build_request, negotiate_acceptor
-from dcmnet_cli.ul.pdu import Abort, AssociateAC, AssociateRQ, PDataTF, ReleaseRQ
+from dcmnet_cli.ul.pdu import Abort, AssociateAC, ReleaseRQ
 
 from helpers.procs import (
     LOOPBACK,
@@ -234,7 +234,6 @@ def test_exit5_no_context_accepted():
     """An AC that accepts nothing usable: no presentation context for Verification."""
 
     def script(conn):
-        rq = AssociateRQ  # noqa: F841 - for readers: the request is decoded below
         raw = read_pdu(conn)
         ac = negotiate_acceptor(raw, PEER_POLICY)
         refused = tuple(PresentationContextAC(c.context_id, ContextResult.ABSTRACT_SYNTAX_NOT_SUPPORTED)
@@ -260,10 +259,17 @@ def _accept(conn) -> AssociateAC:
     return ac
 
 
-def test_exit6_peer_aborts_after_accept():
+@pytest.mark.parametrize("same_segment", [True, False], ids=["ac+abort-one-segment", "abort-after-echo-rq"])
+def test_exit6_peer_aborts_after_accept(same_segment):
     def script(conn):
-        _accept(conn)
-        conn.sendall(Abort(0, 0).encode())
+        rq = read_pdu(conn)
+        ac = negotiate_acceptor(rq, PEER_POLICY)
+        if same_segment:  # the client reads AC and A-ABORT in one recv, before it sends anything
+            conn.sendall(ac.encode() + Abort(0, 0).encode())
+        else:
+            conn.sendall(ac.encode())
+            read_command(conn)
+            conn.sendall(Abort(0, 0).encode())
         peer.drain_until_closed(conn)
 
     with ScriptedPeer(script) as peer:

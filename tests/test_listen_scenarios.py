@@ -20,18 +20,15 @@ from dcmnet_cli.errors import AbortReason
 from dcmnet_cli.ul.items import (
     ContextResult,
     ItemType,
-    MaximumLength,
     PresentationContextRQ,
     RawSubItem,
     UserInformation,
     item,
 )
-from dcmnet_cli.ul.negotiation import build_request
 from dcmnet_cli.ul.pdu import (
     Abort,
     AssociateAC,
     AssociateRJ,
-    PDataTF,
     ReleaseRP,
     ReleaseRQ,
 )
@@ -57,7 +54,6 @@ from helpers.rawdicom import (
     reject_of,
     release,
     send_chunked,
-    verification_context,
     wait_closed,
     with_user_info,
 )

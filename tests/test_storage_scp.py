@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from helpers.procs import dcmnet_argv, free_port, listen_server, run_dcmnet
+from helpers.procs import free_port, listen_server, run_dcmnet
 from storage_helpers import (
     CT_IMAGE,
     EXPLICIT_LE,
@@ -40,7 +40,7 @@ from storage_helpers import (
 from dcmnet_cli.errors import AssociationRejected
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
-BIG = 600_000  # several PDUs (the raw client proposes 16 KiB PDUs by default? no: 128 KiB - 16)
+BIG = 600_000  # several P-DATA PDUs at the default 128 KiB maximum
 
 
 def _events(server, kind: str) -> list[dict]:

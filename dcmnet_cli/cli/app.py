@@ -50,6 +50,11 @@ class App:
         if self.verbose and not self.quiet:
             print(text, file=self.err, flush=True)
 
+    def trace(self, direction: str, summary: str) -> None:
+        """A PDU summary (--debug)."""
+        arrow = "->" if direction == "sent" else "<-"
+        print(f"{arrow} {escape(summary)}", file=self.err, flush=True)
+
     def error(self, text: str) -> None:
         prefix = f"{self.command}: error: "
         if self.color and self.err_is_terminal:

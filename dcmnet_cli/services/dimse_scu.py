@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 from ..dimse.assembler import CommandReceived, DatasetFragment, InvalidCommand, MessageComplete
 from ..dimse.commandset import Message
@@ -24,9 +24,25 @@ def associate(
     max_pdu: int = DEFAULT_MAX_PDU,
     roles: Sequence[RoleSelection] = (),
     user_identity: UserIdentityRQ | None = None,
+    trace: Callable[[str, str], None] | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> Channel:
+    """Open an association; ``log`` gets a one-line account of what was negotiated (-v)."""
     request = build_request(peer.called_ae, calling_ae, contexts, max_pdu, roles, user_identity)
-    return open_association(peer.host, peer.port, request, timeouts)
+    channel = open_association(peer.host, peer.port, request, timeouts, trace=trace)
+    if log is not None:
+        log(describe_association(channel))
+    return channel
+
+
+def describe_association(channel: Channel) -> str:
+    assoc = channel.assoc
+    ac = assoc.accept_pdu
+    info = ac.user_info if ac is not None else None
+    accepted = ", ".join(f"{c.context_id}:{c.abstract_syntax}/{c.transfer_syntax}" for c in assoc.contexts.values())
+    implementation = f"{info.implementation_class_uid} {info.implementation_version_name or ''}".strip() if info else "?"
+    return (f"associated with {channel.peer}: {len(assoc.contexts)} context(s) accepted [{accepted}], "
+            f"peer max PDU {assoc.peer_max_pdu}, peer implementation {implementation}")
 
 
 def context_for(channel: Channel, abstract_syntax: str, transfer_syntax: str | None = None) -> AcceptedContext:

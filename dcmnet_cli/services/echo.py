@@ -34,11 +34,14 @@ def echo(
     max_pdu: int = DEFAULT_MAX_PDU,
     abort: bool = False,
     on_reply: Callable[[int, int, float], None] | None = None,
+    trace: Callable[[str, str], None] | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> EchoResult:
     """Echo ``count`` times over one association. Raises the package errors on failure."""
     result = EchoResult(peer)
     start = time.perf_counter()
-    channel = associate(peer, calling_ae, build_contexts([(VERIFICATION_SOP_CLASS, (EXPLICIT_LE, IMPLICIT_LE))]), timeouts, max_pdu)
+    channel = associate(peer, calling_ae, build_contexts([(VERIFICATION_SOP_CLASS, (EXPLICIT_LE, IMPLICIT_LE))]), timeouts, max_pdu,
+                        trace=trace, log=log)
     result.setup_ms = (time.perf_counter() - start) * 1000
     try:
         context = context_for(channel, VERIFICATION_SOP_CLASS)

@@ -206,6 +206,13 @@ class Channel:
             except OSError:
                 pass
 
+    def interrupt(self) -> None:
+        """From another thread: end the connection so a blocked read or write in the owner returns."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
     def abort(self, source: int = 0, reason: int = 0) -> None:
         """A-ABORT and close at once: after an abort nothing the peer says matters."""
         if not self.closed:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 from ..errors import AssociationAborted, AssociationRejected, ConnectError, TimeoutExpired
 from ..ul.association import Aborted, Association, AssociationAccepted, AssociationRejected as RejectedEvent
@@ -43,11 +43,17 @@ def connect_socket(host: str, port: int, timeout: float | None) -> socket.socket
 
 
 def open_association(
-    host: str, port: int, request: AssociateRQ, timeouts: Timeouts = Timeouts(), max_receive: int | None = None
+    host: str,
+    port: int,
+    request: AssociateRQ,
+    timeouts: Timeouts = Timeouts(),
+    max_receive: int | None = None,
+    trace: Callable[[str, str], None] | None = None,
 ) -> Channel:
-    """Return a Channel whose association is established, or raise."""
+    """Return a Channel whose association is established, or raise. ``trace`` sees every PDU (--debug)."""
     sock = connect_socket(host, port, timeouts.connect)
     assoc = Association(Role.REQUESTOR, max_receive or request.user_info.max_length or 0)
+    assoc.trace = trace
     assoc.request(request)
     assoc.connection_made()
     channel = Channel(sock, assoc, network_timeout=timeouts.network)

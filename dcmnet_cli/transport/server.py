@@ -54,6 +54,8 @@ class Server:
     max_receive: int = 0
     reuse_port: bool = False
     log: Callable[[dict], None] = lambda event: None
+    trace: Callable[[str, str, str], None] | None = None
+    """Called with (peer, "sent" | "received", PDU summary) for every PDU when set (--debug)."""
     stats: ServerStats = field(default_factory=ServerStats)
 
     def __post_init__(self) -> None:
@@ -123,9 +125,11 @@ class Server:
         with self._lock:
             leftovers = list(self._channels)
         for channel in leftovers:
-            channel.abort()
+            # Wake the worker's blocked read (close() alone does not on Linux); the worker then sees the
+            # connection end and cleans up itself: this thread never drives another thread's association.
+            channel.interrupt()
         for worker in list(self._workers):
-            worker.join(1.0)
+            worker.join(5.0)
 
     @property
     def active_threads(self) -> int:
@@ -136,6 +140,9 @@ class Server:
         assoc = Association(Role.ACCEPTOR, self.max_receive)
         assoc.connection_made()
         channel = Channel(conn, assoc, artim_timeout=self.artim_timeout, network_timeout=self.network_timeout)
+        if self.trace is not None:
+            trace, peer = self.trace, channel.peer
+            assoc.trace = lambda direction, summary: trace(peer, direction, summary)
         counted = False
         try:
             with self._lock:

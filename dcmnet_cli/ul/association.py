@@ -16,7 +16,7 @@ Rules:
 from __future__ import annotations
 
 from collections import deque
-from typing import NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 from ..errors import AbortReason, LocalProtocolError, PDUDecodeError, RemoteProtocolError
 from .framing import UNLIMITED_PDATA_CAP, PDUReader
@@ -39,8 +39,10 @@ from .pdu import (
     ReleaseRP,
     ReleaseRQ,
     Valueless,
+    _TYPE_CODES,
     decode_pdata,
     decode_pdu,
+    summarize,
 )
 from .statemachine import Effect, Event, Role, State, transition
 
@@ -134,6 +136,8 @@ class Association:
         self._pending_pdata: Sequence[bytes | memoryview] = ()
         self._indication: AssociationEvent | None = None
         self._desynchronised = False
+        self.trace: Callable[[str, str], None] | None = None
+        """Called with ("sent" | "received", one-line PDU summary) when set (--debug)."""
 
     # ------------------------------------------------------------------ driver side
 
@@ -167,6 +171,8 @@ class Association:
                 if framed[0] == PDUType.P_DATA_TF and self.state is State.STA6:
                     # Hot path: Evt10 in Sta6 is always DT-2 (indicate), no table walk needed.
                     pdata = decode_pdata(memoryview(framed[1]))
+                    if self.trace is not None:
+                        self.trace("received", summarize(pdata))
                     bad = self._check_contexts(pdata)
                     if bad is not None:
                         self.abort_for(bad)
@@ -174,6 +180,8 @@ class Association:
                     self._events.append(DataReceived(pdata))
                     continue
                 pdu = decode_pdu(framed[0], memoryview(framed[1]))
+                if self.trace is not None:
+                    self.trace("received", summarize(pdu))
             except PDUDecodeError as error:
                 self._protocol_error(error)
                 return
@@ -217,6 +225,8 @@ class Association:
         """Evt9: ``buffers`` are whole P-DATA-TF PDUs (possibly split for scatter-gather writes)."""
         if self.state is State.STA6:
             self._out.extend(buffers)  # hot path: Evt9 in Sta6 is always DT-1 (send)
+            if self.trace is not None:
+                self.trace("sent", f"P-DATA-TF {sum(len(b) for b in buffers) - 6} bytes")
             return
         self._pending_pdata = buffers
         self._step(Event.EVT9)
@@ -263,7 +273,7 @@ class Association:
         self._step(Event.EVT19)
 
     def _receive_pdu(self, pdu: PDU) -> None:
-        event = _PDU_EVENTS[_TYPE_OF[type(pdu)]]
+        event = _PDU_EVENTS[_TYPE_CODES[type(pdu)]]
         acceptable = True
         abort_from_user = False
         # Sent only if the table answers this PDU with an abort (AA-1, AA-7, AA-8): it was unexpected.
@@ -329,7 +339,7 @@ class Association:
         indication, self._indication = self._indication, None
         if from_peer is not None and Effect.SEND_ABORT in result.effects and self.state is not State.STA13:
             # The table aborts on this PDU (AA-1/AA-8): tell the user why, once.
-            name = PDUType.NAMES[_TYPE_OF[type(from_peer)]]
+            name = PDUType.NAMES[_TYPE_CODES[type(from_peer)]]
             indication = Aborted("local", PROVIDER, AbortReason.UNEXPECTED_PDU, f"unexpected {name} from the peer")
             self._events.append(indication)
             indication = None
@@ -337,21 +347,32 @@ class Association:
             self._apply(effect, indication)
         self.state = result.next_state
 
-    def _apply(self, effect: Effect, indication: AssociationEvent | None) -> None:
-        out = self._out
+    def _send_for(self, effect: Effect) -> None:
+        """Queue the PDU a SEND_* effect names (the pending one for AC, RJ and A-ABORT)."""
+        pdu: PDU
         if effect is Effect.SEND_PDATA:
-            out.extend(self._pending_pdata)
-            self._pending_pdata = ()
-        elif effect is Effect.SEND_ASSOCIATE_RQ:
+            buffers, self._pending_pdata = self._pending_pdata, ()
+            self._out.extend(buffers)
+            if self.trace is not None:
+                self.trace("sent", f"P-DATA-TF {sum(len(b) for b in buffers) - 6} bytes")
+            return
+        if effect is Effect.SEND_ASSOCIATE_RQ:
             assert self.request_pdu is not None
-            out.append(self.request_pdu.encode())
-        elif effect in _SEND_PENDING:
-            assert self._pending is not None
-            out.append(self._pending.encode())
+            pdu = self.request_pdu
         elif effect is Effect.SEND_RELEASE_RQ:
-            out.append(_RELEASE_RQ)
+            pdu = _RELEASE_RQ
         elif effect is Effect.SEND_RELEASE_RP:
-            out.append(_RELEASE_RP)
+            pdu = _RELEASE_RP
+        else:
+            assert self._pending is not None
+            pdu = self._pending
+        self._out.append(pdu.encode())
+        if self.trace is not None:
+            self.trace("sent", summarize(pdu))
+
+    def _apply(self, effect: Effect, indication: AssociationEvent | None) -> None:
+        if effect in _SENDS:
+            self._send_for(effect)
         elif effect is Effect.START_ARTIM:
             self.artim_running = True
             self.artim_starts += 1
@@ -363,16 +384,7 @@ class Association:
             self._events.append(indication)
 
 
-_SEND_PENDING = frozenset((Effect.SEND_ASSOCIATE_AC, Effect.SEND_ASSOCIATE_RJ, Effect.SEND_ABORT))
+_SENDS = frozenset(e for e in Effect if e.name.startswith("SEND_"))
 _INDICATIONS = frozenset(e for e in Effect if e.name.startswith("INDICATE_"))
-_RELEASE_RQ = ReleaseRQ().encode()
-_RELEASE_RP = ReleaseRP().encode()
-_TYPE_OF = {
-    AssociateRQ: PDUType.ASSOCIATE_RQ,
-    AssociateAC: PDUType.ASSOCIATE_AC,
-    AssociateRJ: PDUType.ASSOCIATE_RJ,
-    PDataTF: PDUType.P_DATA_TF,
-    ReleaseRQ: PDUType.RELEASE_RQ,
-    ReleaseRP: PDUType.RELEASE_RP,
-    Abort: PDUType.ABORT,
-}
+_RELEASE_RQ = ReleaseRQ()
+_RELEASE_RP = ReleaseRP()

@@ -289,6 +289,26 @@ def decode_pdu(pdu_type: int, body: memoryview) -> PDU:
     raise PDUDecodeError(f"unrecognised PDU type 0x{pdu_type:02X}", AbortReason.UNRECOGNIZED_PDU)
 
 
+def summarize(pdu: PDU) -> str:
+    """One line describing a PDU, for ``--debug`` traces (never the user identity passcode)."""
+    name = PDUType.NAMES[_TYPE_CODES[type(pdu)]]
+    if isinstance(pdu, AssociateRQ):
+        return (f"{name} {pdu.calling_ae!r} -> {pdu.called_ae!r}, {len(pdu.presentation_contexts)} context(s), "
+                f"max PDU {pdu.user_info.max_length}, implementation {pdu.user_info.implementation_class_uid}")
+    if isinstance(pdu, AssociateAC):
+        accepted = sum(1 for c in pdu.presentation_contexts if c.result == 0)
+        return f"{name} {accepted}/{len(pdu.presentation_contexts)} context(s) accepted, max PDU {pdu.user_info.max_length}"
+    if isinstance(pdu, AssociateRJ):
+        return f"{name} result {pdu.result}, source {pdu.source}, reason {pdu.reason}"
+    if isinstance(pdu, PDataTF):
+        size = sum(len(p.data) + 6 for p in pdu.pdvs)
+        kinds = ",".join(f"{'C' if p.is_command else 'D'}{'L' if p.is_last else ''}@{p.context_id}" for p in pdu.pdvs)
+        return f"{name} {len(pdu.pdvs)} PDV(s) [{kinds}], {size} bytes"
+    if isinstance(pdu, Abort):
+        return f"{name} source {pdu.source}, reason {pdu.reason}"
+    return name
+
+
 def decode_pdu_bytes(data: bytes) -> PDU:
     """Decode one whole PDU (header included); for tests and tools, not the hot path."""
     if len(data) < 6:
@@ -297,3 +317,14 @@ def decode_pdu_bytes(data: bytes) -> PDU:
     if length != len(data) - 6:
         raise PDUDecodeError(f"PDU length {length} does not match the {len(data) - 6} bytes given")
     return decode_pdu(pdu_type, memoryview(data)[6:])
+
+
+_TYPE_CODES = {
+    AssociateRQ: PDUType.ASSOCIATE_RQ,
+    AssociateAC: PDUType.ASSOCIATE_AC,
+    AssociateRJ: PDUType.ASSOCIATE_RJ,
+    PDataTF: PDUType.P_DATA_TF,
+    ReleaseRQ: PDUType.RELEASE_RQ,
+    ReleaseRP: PDUType.RELEASE_RP,
+    Abort: PDUType.ABORT,
+}

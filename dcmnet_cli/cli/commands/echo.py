@@ -37,7 +37,8 @@ def command(app: App, peer: tuple[str, ...], count: int, interval: float, abort:
 
     try:
         result = echo(target, options["calling_aet"], timeouts_from(options), count=count, interval=interval,
-                      max_pdu=options["max_pdu"], abort=abort, on_reply=on_reply)
+                      max_pdu=options["max_pdu"], abort=abort, on_reply=on_reply,
+                      trace=app.trace if app.debug else None, log=app.detail if app.verbose else None)
     except DcmnetError as error:
         code = for_error(error)
         if as_json:

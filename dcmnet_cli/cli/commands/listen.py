@@ -140,13 +140,20 @@ def command(app: App, port: int, aetitle: str, bind: str, require_called_aet: bo
         max_pdu=max_pdu,
     )
 
+    def trace(peer: str, direction: str, summary: str) -> None:
+        with lock:
+            app.trace(direction, f"{peer} {summary}")
+
+    if not app.debug:
+        trace = None  # type: ignore[assignment]
+
     def make_server(listen_port: int) -> Server:
         entity = ApplicationEntity(policy, on_event=on_event, idle_timeout=network_timeout)
         if storage is not None:
             entity.handlers = storage.handlers()
         return Server(entity, host=bind, port=listen_port, max_associations=max_associations,
                       artim_timeout=artim_timeout, network_timeout=network_timeout, max_receive=max_pdu,
-                      reuse_port=workers > 1, log=on_event)
+                      reuse_port=workers > 1, log=on_event, trace=trace)
 
     server = make_server(port)
     try:
@@ -163,7 +170,7 @@ def command(app: App, port: int, aetitle: str, bind: str, require_called_aet: bo
 
     def terminate(signum: int, frame: object) -> None:
         if stopping:
-            return  # already stopping (Ctrl-C reaches the whole process group, and we forward SIGTERM too)
+            return
         stopping.append(True)
         for pid in children:
             _signal_quietly(pid)
@@ -181,6 +188,8 @@ def command(app: App, port: int, aetitle: str, bind: str, require_called_aet: bo
         pass
     finally:
         stopping.append(True)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)  # a second Ctrl-C during the grace period forces the exit
         for pid in children:
             _signal_quietly(pid)
         server.stop(shutdown_grace)
@@ -188,8 +197,6 @@ def command(app: App, port: int, aetitle: str, bind: str, require_called_aet: bo
             storage.close(shutdown_grace)
         if children:
             _wait_children(children, shutdown_grace + 5.0)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     _summary(app, as_json, on_event, server, storage)
     return ExitCode.SUCCESS
 
