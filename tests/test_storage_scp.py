@@ -373,7 +373,7 @@ def test_exec_hooks_get_argv_and_environment(tmp_path):
     assert per_file["argv"] == ["two words", str(stored.resolve())]
     assert per_file["env"]["DCMNET_PATH"] == str(stored.resolve())
     assert per_file["env"]["DCMNET_SOP_INSTANCE_UID"] == uid and per_file["env"]["DCMNET_SOP_CLASS_UID"] == SC_IMAGE
-    assert per_file["env"]["DCMNET_CALLING_AET"] == "HOOKSCU" and per_file["env"]["DCMNET_CALLED_AET"] == "ANY-SCP"
+    assert per_file["env"]["DCMNET_REMOTE_AET"] == "HOOKSCU" and per_file["env"]["DCMNET_LOCAL_AET"] == "ANY-SCP"
     assert per_file["env"]["DCMNET_PEER"].startswith("127.0.0.1:")
     assert at_end["env"]["DCMNET_COUNT"] == "1" and at_end["env"]["DCMNET_DIR"] == str(out.resolve())
     assert at_end["argv"] == ["two words", str(out.resolve())]

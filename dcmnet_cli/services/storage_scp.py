@@ -144,8 +144,8 @@ class StorageSCP:
         argv = self.config.exec_on_association_end
         if argv and event.get("event") == "association" and event.get("stored", 0) > 0:
             self.hooks.run([*argv, self.root or ""], {
-                "DCMNET_COUNT": event["stored"], "DCMNET_DIR": self.root or "", "DCMNET_CALLING_AET": event["calling_ae"],
-                "DCMNET_CALLED_AET": event["called_ae"], "DCMNET_PEER": event["peer"]})
+                "DCMNET_COUNT": event["stored"], "DCMNET_DIR": self.root or "", "DCMNET_REMOTE_AET": event["calling_ae"],
+                "DCMNET_LOCAL_AET": event["called_ae"], "DCMNET_PEER": event["peer"]})
 
     def track(self, tmp: str, active: bool) -> None:
         with self._lock:
@@ -413,5 +413,5 @@ class StoreHandler(MessageHandler):
             self.scp.hooks.run([*argv, path], {
                 "DCMNET_PATH": path, "DCMNET_SOP_CLASS_UID": message.affected_sop_class_uid or "",
                 "DCMNET_SOP_INSTANCE_UID": message.affected_sop_instance_uid or "",
-                "DCMNET_CALLING_AET": report.calling_ae, "DCMNET_CALLED_AET": report.called_ae,
+                "DCMNET_REMOTE_AET": report.calling_ae, "DCMNET_LOCAL_AET": report.called_ae,
                 "DCMNET_PEER": self.channel.peer})

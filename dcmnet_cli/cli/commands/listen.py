@@ -72,11 +72,11 @@ def _log_line(event: dict) -> str:
 @click.option("--no-fsync", is_flag=True, help="Do not fsync files and folders before answering (faster, less safe).")
 @click.option("--exec-on-receive", default=None, metavar="CMD",
               help="Run CMD (split like a shell, never run by one) for each stored file; the path is appended and "
-                   "DCMNET_PATH, DCMNET_SOP_CLASS_UID, DCMNET_SOP_INSTANCE_UID, DCMNET_CALLING_AET, DCMNET_CALLED_AET, "
+                   "DCMNET_PATH, DCMNET_SOP_CLASS_UID, DCMNET_SOP_INSTANCE_UID, DCMNET_REMOTE_AET (the calling AE), DCMNET_LOCAL_AET (the called AE), "
                    "DCMNET_PEER are set.")
 @click.option("--exec-on-association-end", default=None, metavar="CMD",
               help="Run CMD after each association that stored something; the folder is appended and "
-                   "DCMNET_COUNT, DCMNET_DIR, DCMNET_CALLING_AET, DCMNET_CALLED_AET, DCMNET_PEER are set.")
+                   "DCMNET_COUNT, DCMNET_DIR, DCMNET_REMOTE_AET (the calling AE), DCMNET_LOCAL_AET (the called AE), DCMNET_PEER are set.")
 @click.option("--exec-timeout", type=float, default=60.0, show_default=True, callback=positive_seconds,
               help="Seconds a hook may run before it is killed (at most 8 run at once).")
 @click.option("--workers", type=click.IntRange(min=1, max=256), default=1, show_default=True,
