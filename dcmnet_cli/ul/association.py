@@ -39,7 +39,7 @@ from .pdu import (
     ReleaseRP,
     ReleaseRQ,
     Valueless,
-    _TYPE_CODES,
+    TYPE_CODES,
     decode_pdata,
     decode_pdu,
     summarize,
@@ -273,7 +273,7 @@ class Association:
         self._step(Event.EVT19)
 
     def _receive_pdu(self, pdu: PDU) -> None:
-        event = _PDU_EVENTS[_TYPE_CODES[type(pdu)]]
+        event = _PDU_EVENTS[TYPE_CODES[type(pdu)]]
         acceptable = True
         abort_from_user = False
         # Sent only if the table answers this PDU with an abort (AA-1, AA-7, AA-8): it was unexpected.
@@ -339,7 +339,7 @@ class Association:
         indication, self._indication = self._indication, None
         if from_peer is not None and Effect.SEND_ABORT in result.effects and self.state is not State.STA13:
             # The table aborts on this PDU (AA-1/AA-8): tell the user why, once.
-            name = PDUType.NAMES[_TYPE_CODES[type(from_peer)]]
+            name = PDUType.NAMES[TYPE_CODES[type(from_peer)]]
             indication = Aborted("local", PROVIDER, AbortReason.UNEXPECTED_PDU, f"unexpected {name} from the peer")
             self._events.append(indication)
             indication = None

@@ -160,36 +160,14 @@ class PDataTF(NamedTuple):
         return _header(PDUType.P_DATA_TF, len(body)) + body
 
 
-class ReleaseRQ:
-    __slots__ = ()
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self)
-
-    def __hash__(self) -> int:
-        return hash(type(self))
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
-
+class ReleaseRQ(Valueless):
     """A-RELEASE-RQ (PS3.8 §9.3.6)."""
 
     def encode(self) -> bytes:
         return _header(PDUType.RELEASE_RQ, 4) + b"\x00" * 4
 
 
-class ReleaseRP:
-    __slots__ = ()
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self)
-
-    def __hash__(self) -> int:
-        return hash(type(self))
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
-
+class ReleaseRP(Valueless):
     """A-RELEASE-RP (PS3.8 §9.3.7)."""
 
     def encode(self) -> bytes:
@@ -291,7 +269,7 @@ def decode_pdu(pdu_type: int, body: memoryview) -> PDU:
 
 def summarize(pdu: PDU) -> str:
     """One line describing a PDU, for ``--debug`` traces (never the user identity passcode)."""
-    name = PDUType.NAMES[_TYPE_CODES[type(pdu)]]
+    name = PDUType.NAMES[TYPE_CODES[type(pdu)]]
     if isinstance(pdu, AssociateRQ):
         return (f"{name} {pdu.calling_ae!r} -> {pdu.called_ae!r}, {len(pdu.presentation_contexts)} context(s), "
                 f"max PDU {pdu.user_info.max_length}, implementation {pdu.user_info.implementation_class_uid}")
@@ -319,7 +297,7 @@ def decode_pdu_bytes(data: bytes) -> PDU:
     return decode_pdu(pdu_type, memoryview(data)[6:])
 
 
-_TYPE_CODES = {
+TYPE_CODES = {
     AssociateRQ: PDUType.ASSOCIATE_RQ,
     AssociateAC: PDUType.ASSOCIATE_AC,
     AssociateRJ: PDUType.ASSOCIATE_RJ,
