@@ -8,23 +8,26 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
 from typing import IO, Any
 
 
-@dataclass
 class App:
-    quiet: bool = False
-    verbose: int = 0
-    debug: bool = False
-    color: bool = True
-    out: IO[str] = field(default_factory=lambda: sys.stdout)
-    err: IO[str] = field(default_factory=lambda: sys.stderr)
-    command: str = "dcmnet"
+    """Verbosity, colour and the two streams; built by the group callback, passed to every command."""
 
-    def __post_init__(self) -> None:
-        if os.environ.get("NO_COLOR"):
-            self.color = False
+    def __init__(
+        self,
+        quiet: bool = False,
+        verbose: int = 0,
+        debug: bool = False,
+        color: bool = True,
+        out: IO[str] | None = None,
+        err: IO[str] | None = None,
+        command: str = "dcmnet",
+    ) -> None:
+        self.quiet, self.verbose, self.debug, self.command = quiet, verbose, debug, command
+        self.color = color and not os.environ.get("NO_COLOR")
+        self.out = out if out is not None else sys.stdout
+        self.err = err if err is not None else sys.stderr
 
     @property
     def err_is_terminal(self) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 from typing import Any, Callable
 
 import click
@@ -70,9 +69,13 @@ def timeouts_from(options: dict[str, Any]):
 _AET_HOST_PORT = re.compile(r"^(?:(?P<aet>[^@]{1,16})@)?(?P<host>\[[^\]]+\]|[^:@\[\]]+|[0-9a-fA-F:]+):(?P<port>\d+)$")
 
 
-def config_path() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(os.environ.get("DCMNET_CONFIG", Path(base) / "dcmnet" / "config.toml"))
+def config_path() -> str:
+    """$DCMNET_CONFIG, else $XDG_CONFIG_HOME/dcmnet/config.toml, else ~/.config/dcmnet/config.toml.
+
+    os.path, not pathlib: pathlib costs ~3 ms of start-up that ``dcmnet echo`` need not pay.
+    """
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.environ.get("DCMNET_CONFIG") or os.path.join(base, "dcmnet", "config.toml")
 
 
 def _node(name: str) -> tuple[str, int, str | None]:

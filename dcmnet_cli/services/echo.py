@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Callable
 
 from ..dimse.commandset import VERIFICATION_SOP_CLASS, c_echo_rq
@@ -16,13 +15,17 @@ IMPLICIT_LE = "1.2.840.10008.1.2"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 
 
-@dataclass
 class EchoResult:
-    peer: Peer
-    statuses: list[int] = field(default_factory=list)
-    rtt_ms: list[float] = field(default_factory=list)
-    setup_ms: float = 0.0
-    release_ms: float = 0.0
+    """Statuses and timings of one echo run (a plain class: ``dataclasses`` costs start-up)."""
+
+    __slots__ = ("peer", "statuses", "rtt_ms", "setup_ms", "release_ms")
+
+    def __init__(self, peer: Peer) -> None:
+        self.peer = peer
+        self.statuses: list[int] = []
+        self.rtt_ms: list[float] = []
+        self.setup_ms = 0.0
+        self.release_ms = 0.0
 
 
 def echo(

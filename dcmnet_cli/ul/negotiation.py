@@ -7,7 +7,6 @@ presentation contexts. Nothing here does I/O, so every rule is a unit test.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Callable, NamedTuple, Iterable, Mapping, Sequence
 
 from .. import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
@@ -90,8 +89,7 @@ class AcceptedContext(NamedTuple):
 SupportedSyntaxes = Mapping[str, Sequence[str]] | Callable[[str], Sequence[str] | None]
 
 
-@dataclass(frozen=True)
-class AcceptorPolicy:
+class AcceptorPolicy(NamedTuple):
     """What an acceptor supports and whom it lets in.
 
     ``contexts`` maps an abstract syntax to the transfer syntaxes accepted for it, in order of preference
@@ -104,7 +102,7 @@ class AcceptorPolicy:
     require_called_aet: bool = False
     allowed_calling_aets: frozenset[str] | None = None
     max_pdu: int = DEFAULT_MAX_PDU
-    scp_roles: Callable[[str], bool] = field(default=lambda uid: False)
+    scp_roles: Callable[[str], bool] = lambda uid: False
     accept_user_identity: Callable[[UserIdentityRQ], bool] | None = None
     implementation_class_uid: str = IMPLEMENTATION_CLASS_UID
     implementation_version_name: str = IMPLEMENTATION_VERSION_NAME

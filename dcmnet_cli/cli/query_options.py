@@ -1,0 +1,105 @@
+"""The Query/Retrieve option stack shared by ``find``, ``move`` and ``get``: model, level, keys, query file.
+
+Flags follow DCMTK's findscu/movescu/getscu (``-P -S -O -W``, ``-k``, ``-f``); ``-L/--level`` is ours.
+pydicom is imported only when :func:`query_from_options` runs, never at import time.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any, Callable
+
+import click
+
+from .options import _stack
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..services.query import QuerySpec
+
+F = Callable[..., Any]
+
+LEVEL_CHOICES = ("PATIENT", "STUDY", "SERIES", "IMAGE")
+
+MODEL_FLAGS: dict[str, str] = {
+    "patient_root": "patient", "study_root": "study", "patient_study_only": "patient-study", "worklist": "worklist",
+}
+
+
+def _model_from_flags(function: F) -> F:
+    """Turn the four model flags into one ``model`` keyword argument, refusing more than one (exit 2)."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        chosen = [model for flag, model in MODEL_FLAGS.items() if kwargs.pop(flag, False)]
+        if len(chosen) > 1:
+            raise click.UsageError("-P/--patient-root, -S/--study-root, -O/--patient-study-only and -W/--worklist "
+                                   "are mutually exclusive: give one")
+        kwargs["model"] = chosen[0] if chosen else "study"
+        return function(*args, **kwargs)
+
+    return wrapper
+
+
+query_options = _stack(
+    click.option("-P", "--patient-root", is_flag=True, help="Patient Root information model."),
+    click.option("-S", "--study-root", is_flag=True, help="Study Root information model [default]."),
+    click.option("-O", "--patient-study-only", is_flag=True, help="Patient/Study Only information model (retired)."),
+    click.option("-W", "--worklist", is_flag=True, help="Modality Worklist information model (find only)."),
+    click.option("-L", "--level", type=click.Choice(LEVEL_CHOICES, case_sensitive=False), default=None,
+                 help="Query/Retrieve Level [default: PATIENT for -P/-O, STUDY for -S; none for -W]."),
+    click.option("-k", "--key", "keys", multiple=True, metavar="KEY[=VALUE]",
+                 help="Attribute by keyword or gggg,eeee, with =VALUE to match on, alone to return it; "
+                      "sequences by path (Seq[0].Keyword=VALUE). Repeatable; overrides -f."),
+    click.option("-f", "--query-file", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+                 help="Start from the query data set in FILE (DICOM or DICOM JSON); -k overrides it."),
+    _model_from_flags,
+)
+"""Decorator stack: the command receives ``model`` ("patient", "study", "patient-study", "worklist"),
+``level``, ``keys`` and ``query_file``; pass those (e.g. the whole ``**options``) to query_from_options."""
+
+
+def query_from_options(options: dict[str, Any], *, for_retrieve: bool) -> "QuerySpec":
+    """The QuerySpec for ``options`` (the click parameters of the stack above).
+
+    ``for_retrieve`` (move/get): no default return keys are added (a retrieve identifier carries unique
+    keys only), the worklist model is refused, and the level defaults the same way as for find.
+    Raises click.UsageError / click.BadParameter on bad input (exit 2); InputError for an unreadable -f.
+    """
+    from ..services.query import MODELS, QuerySpec, build_identifier, check_level, load_query_file
+
+    model_name = options.get("model") or "study"
+    if model_name not in MODELS:
+        raise click.BadParameter(f"unknown information model {model_name!r}", param_hint="-P/-S/-O/-W")
+    model = MODELS[model_name]
+    if for_retrieve and not model.move:
+        raise click.UsageError("the modality worklist model (-W) supports find only")
+    base = None
+    if options.get("query_file"):
+        base = load_query_file(options["query_file"])
+    level = options.get("level")
+    if level is not None:
+        level = level.upper()
+    elif model_name == "worklist":
+        level = None
+    elif _level_key(options.get("keys", ())) is not None:
+        level = _level_key(options.get("keys", ()))
+    elif base is not None and str(base.get("QueryRetrieveLevel", "") or "").strip():
+        level = str(base.QueryRetrieveLevel).strip().upper()
+    else:
+        level = "PATIENT" if model_name in ("patient", "patient-study") else "STUDY"
+    try:
+        check_level(model_name, level)
+        identifier = build_identifier(options.get("keys", ()), level, base, not for_retrieve, model=model_name)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="-k/--key" if "level" not in str(error) else "-L/--level")
+    return QuerySpec(model, level, identifier)
+
+
+def _level_key(keys: Any) -> str | None:
+    """The level given as ``-k QueryRetrieveLevel=X`` (DCMTK habit), last one wins."""
+    level = None
+    for key in keys:
+        name, _, value = key.partition("=")
+        if name.strip() in ("QueryRetrieveLevel", "0008,0052", "(0008,0052)") and value.strip():
+            level = value.strip().upper()
+    return level
