@@ -7,14 +7,14 @@ _dcmnet() {
     cmd=""
     for ((i = 1; i < COMP_CWORD; i++)); do
         case "${COMP_WORDS[i]}" in
-            echo|listen|store) cmd="${COMP_WORDS[i]}"; break ;;
+            echo|find|get|listen|move|store) cmd="${COMP_WORDS[i]}"; break ;;
         esac
     done
     case "$cmd" in
         "")
             opts="--version -q --quiet -v --verbose --debug --no-color -h --help"
             if [[ "$cur" != -* ]]; then
-                COMPREPLY=($(compgen -W "echo listen store" -- "$cur")); return 0
+                COMPREPLY=($(compgen -W "echo find get listen move store" -- "$cur")); return 0
             fi
             ;;
         echo)
@@ -30,6 +30,51 @@ _dcmnet() {
                 -i|--interval) return 0 ;;
             esac
             opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu -c --count -i --interval --abort --json -h --help"
+            if [[ "$cur" != -* ]]; then
+                return 0  # arguments: the shell's default completion
+            fi
+            ;;
+        find)
+            case "$prev" in
+                -aet|--calling-aet) return 0 ;;
+                -aec|--called-aet) return 0 ;;
+                --connect-timeout) return 0 ;;
+                -ta|--acse-timeout) return 0 ;;
+                -td|--dimse-timeout) return 0 ;;
+                --network-timeout) return 0 ;;
+                -pdu|--max-pdu) return 0 ;;
+                -L|--level) COMPREPLY=($(compgen -W "PATIENT STUDY SERIES IMAGE" -- "$cur")); return 0 ;;
+                -k|--key) return 0 ;;
+                -f|--query-file) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+                --write) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+                --cancel-after) return 0 ;;
+            esac
+            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu -P --patient-root -S --study-root -O --patient-study-only -W --worklist -L --level -k --key -f --query-file --json --write --cancel-after --relational --datetime-matching --fuzzy --timezone-adjust -h --help"
+            if [[ "$cur" != -* ]]; then
+                return 0  # arguments: the shell's default completion
+            fi
+            ;;
+        get)
+            case "$prev" in
+                -aet|--calling-aet) return 0 ;;
+                -aec|--called-aet) return 0 ;;
+                --connect-timeout) return 0 ;;
+                -ta|--acse-timeout) return 0 ;;
+                -td|--dimse-timeout) return 0 ;;
+                --network-timeout) return 0 ;;
+                -pdu|--max-pdu) return 0 ;;
+                -L|--level) COMPREPLY=($(compgen -W "PATIENT STUDY SERIES IMAGE" -- "$cur")); return 0 ;;
+                -k|--key) return 0 ;;
+                -f|--query-file) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+                --from-json) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+                --storage-class) return 0 ;;
+                -od|--output-directory) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+                --filepath) return 0 ;;
+                --on-duplicate) COMPREPLY=($(compgen -W "replace keep rename" -- "$cur")); return 0 ;;
+                --cancel-after-seconds) return 0 ;;
+                --deadline) return 0 ;;
+            esac
+            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu -P --patient-root -S --study-root -O --patient-study-only -W --worklist -L --level -k --key -f --query-file --from-json --storage-class -od --output-directory --filepath --on-duplicate --no-fsync --cancel-after-seconds --deadline --no-progress --json --warnings-ok -q --quiet -v --verbose -h --help"
             if [[ "$cur" != -* ]]; then
                 return 0  # arguments: the shell's default completion
             fi
@@ -54,6 +99,33 @@ _dcmnet() {
                 --workers) return 0 ;;
             esac
             opts="-aet --aetitle --bind --require-called-aet --allow-calling-aet --max-associations --artim-timeout --network-timeout --idle-timeout -pdu --max-pdu --shutdown-grace --json -od --output-directory --filepath --on-duplicate --ignore --accept --promiscuous --no-fsync --exec-on-receive --exec-on-association-end --exec-timeout --workers -h --help"
+            if [[ "$cur" != -* ]]; then
+                return 0  # arguments: the shell's default completion
+            fi
+            ;;
+        move)
+            case "$prev" in
+                -aet|--calling-aet) return 0 ;;
+                -aec|--called-aet) return 0 ;;
+                --connect-timeout) return 0 ;;
+                -ta|--acse-timeout) return 0 ;;
+                -td|--dimse-timeout) return 0 ;;
+                --network-timeout) return 0 ;;
+                -pdu|--max-pdu) return 0 ;;
+                -L|--level) COMPREPLY=($(compgen -W "PATIENT STUDY SERIES IMAGE" -- "$cur")); return 0 ;;
+                -k|--key) return 0 ;;
+                -f|--query-file) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+                --dest|-aem|--move-destination) return 0 ;;
+                --from-json) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+                --store-port) return 0 ;;
+                --bind) return 0 ;;
+                -od|--output-directory) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+                --filepath) return 0 ;;
+                --on-duplicate) COMPREPLY=($(compgen -W "replace keep rename" -- "$cur")); return 0 ;;
+                --cancel-after-seconds) return 0 ;;
+                --deadline) return 0 ;;
+            esac
+            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu -P --patient-root -S --study-root -O --patient-study-only -W --worklist -L --level -k --key -f --query-file --dest -aem --move-destination --from-json --store-port --bind -od --output-directory --filepath --on-duplicate --no-fsync --cancel-after-seconds --deadline --no-progress --json --warnings-ok -q --quiet -v --verbose -h --help"
             if [[ "$cur" != -* ]]; then
                 return 0  # arguments: the shell's default completion
             fi

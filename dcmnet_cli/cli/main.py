@@ -14,7 +14,10 @@ from .exitcodes import ExitCode, for_error, table_text
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "echo": ("dcmnet_cli.cli.commands.echo", "Check that a DICOM node answers (C-ECHO)."),
+    "find": ("dcmnet_cli.cli.commands.find", "Query a node for patients, studies, series, images or worklist items (C-FIND)."),
+    "get": ("dcmnet_cli.cli.commands.get", "Retrieve objects from a Q/R SCP over one association (C-GET)."),
     "listen": ("dcmnet_cli.cli.commands.listen", "Run a DICOM node: Verification and Storage SCP."),
+    "move": ("dcmnet_cli.cli.commands.move", "Move objects from a Q/R SCP to an AE, or receive them here (C-MOVE)."),
     "store": ("dcmnet_cli.cli.commands.store", "Send DICOM files to a Storage SCP (C-STORE)."),
 }
 

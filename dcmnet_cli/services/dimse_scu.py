@@ -11,7 +11,7 @@ from ..errors import AssociationAborted, DIMSEError, NoAcceptedContext, TimeoutE
 from ..transport.channel import Channel
 from ..transport.client import Timeouts, open_association
 from ..ul.association import Aborted, ReleaseRequested
-from ..ul.items import PresentationContextRQ, RoleSelection, UserIdentityRQ
+from ..ul.items import PresentationContextRQ, RoleSelection, SOPClassExtendedNegotiation, UserIdentityRQ
 from ..ul.negotiation import DEFAULT_MAX_PDU, AcceptedContext, build_request
 from .peer import Peer
 
@@ -26,9 +26,11 @@ def associate(
     user_identity: UserIdentityRQ | None = None,
     trace: Callable[[str, str], None] | None = None,
     log: Callable[[str], None] | None = None,
+    extended: Sequence[SOPClassExtendedNegotiation] = (),
 ) -> Channel:
-    """Open an association; ``log`` gets a one-line account of what was negotiated (-v)."""
-    request = build_request(peer.called_ae, calling_ae, contexts, max_pdu, roles, user_identity)
+    """Open an association; ``log`` gets a one-line account of what was negotiated (-v).
+    ``extended``: SOP Class Extended Negotiation sub-items to propose (e.g. C-FIND relational queries)."""
+    request = build_request(peer.called_ae, calling_ae, contexts, max_pdu, roles, user_identity, extended)
     channel = open_association(peer.host, peer.port, request, timeouts, trace=trace)
     if log is not None:
         log(describe_association(channel))

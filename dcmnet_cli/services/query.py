@@ -164,7 +164,10 @@ def _set_value(ds: "Dataset", tag: int, value: str | None) -> None:
         ds.add_new(tag, vr, _binary_value(tag, vr, value))
         return
     values = value.split("\\")
-    ds.add_new(tag, vr, values if len(values) > 1 else value)
+    try:
+        ds.add_new(tag, vr, values if len(values) > 1 else value)
+    except (ValueError, TypeError, OverflowError) as error:
+        raise ValueError(f"({tag >> 16:04X},{tag & 0xFFFF:04X}) has VR {vr}: {value!r} is not a valid value ({error})") from None
 
 
 def _binary_value(tag: int, vr: str, value: str) -> Any:
@@ -213,6 +216,17 @@ def build_identifier(keys: Sequence[str], level: str | None, base: "Dataset | No
     QueryRetrieveLevel set to ``level`` (when not None), and the level's default return keys when asked
     and the user named no return key (see the module docstring). ``level`` "WORKLIST" or None with
     model "worklist" uses the worklist defaults. Raises ValueError with a one-line reason on a bad key."""
+    import warnings
+
+    with warnings.catch_warnings():
+        # Query values are not stored values: "*" in a UI or "2024-" in a DA are valid keys (PS3.4 C.2.2.2),
+        # so pydicom's value validation has nothing useful to say here.
+        warnings.simplefilter("ignore")
+        return _build_identifier(keys, level, base, default_return_keys, model)
+
+
+def _build_identifier(keys: Sequence[str], level: str | None, base: "Dataset | None",
+                      default_return_keys: bool, model: str | None) -> "Dataset":
     from copy import deepcopy
 
     from pydicom import Dataset
@@ -223,6 +237,8 @@ def build_identifier(keys: Sequence[str], level: str | None, base: "Dataset | No
     any_return_key = False
     for key in keys:
         any_return_key |= apply_key(ds, key)
+    if "SpecificCharacterSet" not in ds and _has_non_ascii(ds):
+        ds.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: what a non-ASCII key typed in a shell most likely is
     if level is not None:
         level = level.upper()
         if level not in LEVELS:
@@ -247,6 +263,20 @@ def build_identifier(keys: Sequence[str], level: str | None, base: "Dataset | No
     return ds
 
 
+def _has_non_ascii(ds: "Dataset") -> bool:
+    for element in ds:
+        if element.VR == "SQ":
+            if any(_has_non_ascii(item) for item in element.value or ()):
+                return True
+            continue
+        values = element.value if element.VM > 1 else [element.value]
+        if any(isinstance(v, str) and not v.isascii() for v in values):
+            return True
+        if element.VR == "PN" and any(v is not None and not str(v).isascii() for v in values):
+            return True
+    return False
+
+
 def check_level(model: str, level: str | None) -> None:
     """ValueError when ``level`` is not one the model has (worklist takes no level)."""
     allowed = MODEL_LEVELS[model]
@@ -269,15 +299,19 @@ def _encoding(transfer_syntax_uid: str) -> tuple[bool, bool, bool]:
 
 def encode_identifier(ds: "Dataset", transfer_syntax_uid: str) -> bytes:
     """The identifier as bytes in the context's transfer syntax (explicit/implicit, LE/BE, deflate)."""
-    from pydicom.filewriter import write_dataset
+    import warnings
+
     from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
 
     implicit, little, deflated = _encoding(transfer_syntax_uid)
     buffer = DicomBytesIO()
     buffer.is_little_endian = little
     buffer.is_implicit_VR = implicit
     try:
-        write_dataset(buffer, ds)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            write_dataset(buffer, ds)
     except Exception as error:  # pydicom raises many types for unencodable values
         raise ValueError(f"cannot encode the identifier: {error}") from error
     data = buffer.getvalue()
@@ -300,6 +334,7 @@ def decode_identifier(data: bytes, transfer_syntax_uid: str) -> "Dataset":
             import zlib
 
             data = zlib.decompress(data, -zlib.MAX_WBITS)
+        check_lengths(data, implicit, little)
         ds = read_dataset(BytesIO(data), implicit, little)
         if len(data) and len(ds) == 0:
             raise ValueError("no elements could be read")
@@ -310,6 +345,43 @@ def decode_identifier(data: bytes, transfer_syntax_uid: str) -> "Dataset":
     except Exception as error:
         raise DIMSEError(f"the peer sent an undecodable identifier ({len(data)} bytes): {error}") from None
     return ds
+
+
+_LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
+
+
+def check_lengths(data: bytes, implicit: bool, little: bool) -> None:
+    """Walk the top-level element headers: every defined length must fit in what is left (pydicom
+    silently truncates a value whose length runs past the end). Undefined lengths are left to pydicom,
+    which checks their delimiters. ValueError names the first bad element."""
+    import struct
+
+    endian = "<" if little else ">"
+    short, long_ = struct.Struct(endian + "HH2sH"), struct.Struct(endian + "HH2s2xI")
+    implicit_header = struct.Struct(endian + "HHI")
+    offset, end = 0, len(data)
+    while offset < end:
+        if end - offset < 8:
+            raise ValueError(f"truncated element header at offset {offset}")
+        if implicit:
+            group, element, length = implicit_header.unpack_from(data, offset)
+            header = 8
+        else:
+            group, element, vr, length = short.unpack_from(data, offset)
+            header = 8
+            if not (vr.isalpha() and vr.isupper()):
+                raise ValueError(f"({group:04X},{element:04X}) has no valid VR ({vr!r})")
+            if vr in _LONG_VRS:
+                if end - offset < 12:
+                    raise ValueError(f"truncated element header at offset {offset}")
+                _g, _e, _vr, length = long_.unpack_from(data, offset)
+                header = 12
+        if length == 0xFFFFFFFF:
+            return
+        if length > end - offset - header:
+            raise ValueError(f"({group:04X},{element:04X}) length {length} runs past the end "
+                             f"({end - offset - header} bytes left)")
+        offset += header + length
 
 
 def _force(ds: "Dataset") -> None:

@@ -166,7 +166,9 @@ class Channel:
         self.sock.settimeout(wait)
         try:
             count = self.sock.recv_into(self._buf)
-        except (socket.timeout, TimeoutError):
+        except (socket.timeout, TimeoutError, BlockingIOError):
+            # A wait of 0.0 (a deadline already due) puts the socket in non-blocking mode, where "no data
+            # yet" is BlockingIOError: that is a timeout, not the peer closing the connection.
             if artim:
                 self.assoc.artim_expired()  # AA-2: the association asks to close; flush() does it
                 self.flush()

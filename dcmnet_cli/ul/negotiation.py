@@ -16,6 +16,7 @@ from .items import (
     PresentationContextAC,
     PresentationContextRQ,
     RoleSelection,
+    SOPClassExtendedNegotiation,
     UserIdentityAC,
     UserIdentityRQ,
     UserInformation,
@@ -256,7 +257,9 @@ def build_request(
     max_pdu: int = DEFAULT_MAX_PDU,
     roles: Sequence[RoleSelection] = (),
     user_identity: UserIdentityRQ | None = None,
+    extended: Sequence[SOPClassExtendedNegotiation] = (),
 ) -> AssociateRQ:
+    """An A-ASSOCIATE-RQ; ``extended`` adds SOP Class Extended Negotiation sub-items (PS3.7 D.3.3.5)."""
     return AssociateRQ(
         called_ae=called_ae,
         calling_ae=calling_ae,
@@ -266,6 +269,7 @@ def build_request(
             implementation_version_name=IMPLEMENTATION_VERSION_NAME,
             roles=tuple(roles),
             user_identity=user_identity,
+            extended=tuple(extended),
         ),
         presentation_contexts=tuple(contexts),
     )

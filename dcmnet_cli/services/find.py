@@ -1,0 +1,195 @@
+"""C-FIND SCU (PS3.4 C.4.1, K.4): one association, one query, a stream of matches, optional C-CANCEL.
+
+The loop reads pending responses one by one (each restarts the DIMSE timeout), decodes each identifier
+fully, hands it to ``on_match`` as it arrives and returns the final status. Rules:
+
+- a pending response whose identifier cannot be decoded (or that has none) is a protocol problem: we
+  abort the association and raise DIMSEError (exit 6);
+- a final status is returned as it is, whatever its category; the CLI maps it (unknown codes fall in
+  PS3.7's failure range, exit 7);
+- ``cancel_after`` sends C-CANCEL-RQ (PS3.7 §9.3.2.3) after that many matches; pending responses the peer
+  had already sent are read and dropped (not passed on), and the final response is awaited as usual.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, NamedTuple
+
+from ..dimse.assembler import CommandReceived, DatasetFragment, InvalidCommand, MessageComplete
+from ..dimse.commandset import C_FIND_RSP, PRIORITY_MEDIUM, Message, c_cancel_rq, c_find_rq
+from ..dimse.status import Category, describe
+from ..errors import AssociationAborted, DIMSEError, TimeoutExpired
+from ..transport.channel import Channel
+from ..transport.client import Timeouts, release
+from ..ul.association import Aborted, ReleaseRequested
+from ..ul.items import SOPClassExtendedNegotiation
+from ..ul.negotiation import DEFAULT_MAX_PDU, build_contexts
+from .dimse_scu import associate, context_for
+from .peer import Peer
+from .query import QuerySpec, decode_identifier, encode_identifier
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pydicom import Dataset
+
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
+IMPLICIT_LE = "1.2.840.10008.1.2"
+
+
+class ExtendedFlags(NamedTuple):
+    """C-FIND SOP Class Extended Negotiation (PS3.4 C.5.1.1, Table C.5-1; K.5.1 for worklist)."""
+
+    relational: bool = False
+    datetime_matching: bool = False
+    fuzzy: bool = False
+    timezone_adjust: bool = False
+
+    def any(self) -> bool:
+        return any(self)
+
+    def info(self) -> bytes:
+        """Byte 0 relational-queries, 1 combined date-time matching, 2 fuzzy semantic matching of person
+        names, 3 timezone query adjustment: 1 = supported/requested, 0 = not."""
+        return bytes(int(flag) for flag in self)
+
+    @classmethod
+    def from_info(cls, info: bytes) -> "ExtendedFlags":
+        """The flags the peer accepted; missing trailing bytes mean 0 (PS3.4 C.5.1.1)."""
+        padded = (bytes(info) + b"\0\0\0\0")[:4]
+        return cls(*(byte == 1 for byte in padded))
+
+
+@dataclass
+class FindResult:
+    peer: Peer
+    matches: int = 0
+    status: int | None = None
+    error_comment: str | None = None
+    offending_element: tuple[int, ...] | None = None
+    cancel_sent: bool = False
+    dropped_after_cancel: int = 0
+    extended_accepted: ExtendedFlags | None = None
+    elapsed_ms: float = 0.0
+
+    @property
+    def category(self) -> Category | None:
+        return None if self.status is None else describe(self.status, "find").category
+
+    @property
+    def meaning(self) -> str:
+        return "" if self.status is None else describe(self.status, "find").meaning
+
+
+def find(
+    peer: Peer,
+    spec: QuerySpec,
+    calling_ae: str = "DCMNET",
+    timeouts: Timeouts = Timeouts(),
+    *,
+    max_pdu: int = DEFAULT_MAX_PDU,
+    extended: ExtendedFlags = ExtendedFlags(),
+    cancel_after: int | None = None,
+    priority: int = PRIORITY_MEDIUM,
+    on_match: Callable[[int, "Dataset"], None] | None = None,
+    trace: Callable[[str, str], None] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> FindResult:
+    """Query ``peer``; ``on_match(index, dataset)`` gets each match (1-based) as it arrives."""
+    started = time.perf_counter()
+    sop_class = spec.model.find
+    result = FindResult(peer)
+    negotiation = (SOPClassExtendedNegotiation(sop_class, extended.info()),) if extended.any() else ()
+    channel = associate(peer, calling_ae, build_contexts([(sop_class, (EXPLICIT_LE, IMPLICIT_LE))]), timeouts, max_pdu,
+                        trace=trace, log=log, extended=negotiation)
+    try:
+        context = context_for(channel, sop_class)
+        if negotiation:
+            result.extended_accepted = _accepted_flags(channel, sop_class)
+            if log is not None:
+                log(f"extended negotiation: proposed {_flags_text(extended)}, "
+                    f"accepted {_flags_text(result.extended_accepted) if result.extended_accepted else 'none (no reply)'}")
+        identifier = encode_identifier(spec.identifier, context.transfer_syntax)
+        message_id = channel.next_message_id()
+        channel.send_message(context.context_id, c_find_rq(message_id, sop_class, priority), identifier)
+        if log is not None:
+            log(f"sent C-FIND-RQ (message {message_id}, {spec.model.name} model, level {spec.level or '-'}, "
+                f"{len(identifier)} byte identifier)")
+        for response, data in _responses(channel, message_id, timeouts.dimse):
+            status = response.status if response.status is not None else 0xFFFF
+            category = describe(status, "find").category
+            if category is Category.PENDING:
+                if data is None:
+                    raise DIMSEError(f"pending C-FIND-RSP (status 0x{status:04X}) without an identifier")
+                if result.cancel_sent:
+                    result.dropped_after_cancel += 1
+                    continue
+                match = decode_identifier(data, context.transfer_syntax)
+                result.matches += 1
+                if on_match is not None:
+                    on_match(result.matches, match)
+                if cancel_after is not None and result.matches >= cancel_after:
+                    channel.send_message(context.context_id, c_cancel_rq(message_id))
+                    result.cancel_sent = True
+                    if log is not None:
+                        log(f"sent C-CANCEL-RQ after {result.matches} match(es)")
+                continue
+            result.status = status
+            result.error_comment = response.error_comment
+            result.offending_element = response.offending_element
+            break
+        release(channel, timeouts.acse)
+    except DIMSEError:
+        channel.abort()
+        raise
+    finally:
+        if not channel.closed:
+            channel.abort()
+    result.elapsed_ms = (time.perf_counter() - started) * 1000
+    return result
+
+
+def _responses(channel: Channel, message_id: int, timeout: float | None):
+    """Yield ``(response, identifier bytes or None)`` per C-FIND-RSP; the timeout is per response."""
+    dataset: list[bytes] | None = None
+    response: Message | None = None
+    while True:
+        try:
+            event = channel.next_event(timeout)
+        except TimeoutExpired:
+            channel.abort()
+            raise TimeoutExpired(f"no C-FIND response within {timeout:g} s (DIMSE timeout)") from None
+        if event is None:
+            raise AssociationAborted("the peer closed the connection while a C-FIND was outstanding")
+        if isinstance(event, Aborted):
+            raise AssociationAborted(event.message, event.source, event.reason)
+        if isinstance(event, ReleaseRequested):
+            channel.abort()
+            raise AssociationAborted("the peer asked to release while a C-FIND was outstanding")
+        if isinstance(event, InvalidCommand):
+            raise DIMSEError(f"malformed response from the peer: {event.error}")
+        if isinstance(event, CommandReceived):
+            response = event.message
+            if response.command_field != C_FIND_RSP or response.message_id_being_responded_to != message_id:
+                raise DIMSEError(f"unexpected {response.name} from the peer (expected a C-FIND-RSP to message {message_id})")
+            dataset = [] if event.has_dataset else None
+        elif isinstance(event, DatasetFragment) and dataset is not None:
+            dataset.append(bytes(event.data))
+        elif isinstance(event, MessageComplete) and response is not None:
+            yield response, (b"".join(dataset) if dataset is not None else None)
+            response, dataset = None, None
+
+
+def _accepted_flags(channel: Channel, sop_class: str) -> ExtendedFlags | None:
+    ac = channel.assoc.accept_pdu
+    if ac is None or ac.user_info is None:
+        return None
+    for item in ac.user_info.extended:
+        if item.sop_class_uid == sop_class:
+            return ExtendedFlags.from_info(item.info)
+    return None
+
+
+def _flags_text(flags: ExtendedFlags) -> str:
+    names = [name for name, on in zip(("relational", "datetime-matching", "fuzzy", "timezone-adjust"), flags) if on]
+    return ", ".join(names) or "nothing"
