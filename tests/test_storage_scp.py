@@ -219,12 +219,13 @@ def test_interrupted_dataset_leaves_good_copy(tmp_path, how):
 
 
 def test_leftover_temps_removed_at_start(tmp_path):
+    """Temporaries live in the output root only, so only the root is scanned (not the whole tree)."""
     out = tmp_path / "out"
     (out / "sub" / "deeper").mkdir(parents=True)
-    leftovers = [out / ".dcmnet-tmp-0123.part", out / "sub" / "deeper" / ".dcmnet-tmp-4567.part"]
+    leftovers = [out / ".dcmnet-tmp-0123.part", out / ".dcmnet-tmp-4567.part"]
     for path in leftovers:
         path.write_bytes(b"half")
-    keep = [out / "keep.dcm", out / "sub" / ".dcmnet-tmp-not-ours.txt"]
+    keep = [out / "keep.dcm", out / "sub" / ".dcmnet-tmp-not-ours.txt", out / "sub" / "deeper" / ".dcmnet-tmp-89ab.part"]
     for path in keep:
         path.write_bytes(b"x")
     with listen_server("-od", str(out)) as server:

@@ -87,16 +87,23 @@ class StorageTotals:
 
 
 def clean_leftovers(root: str) -> int:
-    """Remove ``.dcmnet-tmp-*.part`` files below ``root`` (scenario G.43); symlinks are not followed."""
+    """Remove ``.dcmnet-tmp-*.part`` files left in ``root`` by a crash (scenario G.43).
+
+    Temporary files are only ever created in the root itself (then renamed into template folders), so
+    one directory is scanned, never the tree: ``get -od .`` in a large folder must start at once.
+    """
     removed = 0
-    for folder, dirs, files in os.walk(root, followlinks=False):
-        for name in files:
-            if name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX):
-                try:
-                    os.unlink(os.path.join(folder, name))
-                    removed += 1
-                except OSError:
-                    pass
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return 0
+    for entry in entries:
+        if entry.name.startswith(TEMP_PREFIX) and entry.name.endswith(TEMP_SUFFIX) and not entry.is_dir(follow_symlinks=False):
+            try:
+                os.unlink(entry.path)
+                removed += 1
+            except OSError:
+                pass
     return removed
 
 
