@@ -82,7 +82,7 @@ WORKLIST_STEP_KEYS: tuple[str, ...] = (
 
 # Keys needed above the query level for the hierarchical models (PS3.4 C.4.1.2.1: the unique keys of the
 # higher levels must be present in the identifier of a hierarchical query).
-_HIGHER: dict[str, dict[str, tuple[str, ...]]] = {
+HIGHER_KEYS: dict[str, dict[str, tuple[str, ...]]] = {
     "patient": {"PATIENT": (), "STUDY": ("PatientID",), "SERIES": ("PatientID", "StudyInstanceUID"),
                 "IMAGE": ("PatientID", "StudyInstanceUID", "SeriesInstanceUID")},
     "study": {"STUDY": (), "SERIES": ("StudyInstanceUID",), "IMAGE": ("StudyInstanceUID", "SeriesInstanceUID")},
@@ -256,8 +256,8 @@ def _build_identifier(keys: Sequence[str], level: str | None, base: "Dataset | N
             for keyword in WORKLIST_STEP_KEYS:
                 if keyword not in steps[0]:
                     _set_value(steps[0], _tag_of(keyword), None)
-    if default_return_keys and not any_return_key and model in _HIGHER and level in _HIGHER[model]:
-        for keyword in (*_HIGHER[model][level], UNIQUE_KEYS[level]):
+    if default_return_keys and not any_return_key and model in HIGHER_KEYS and level in HIGHER_KEYS[model]:
+        for keyword in (*HIGHER_KEYS[model][level], UNIQUE_KEYS[level]):
             if keyword not in ds:
                 _set_value(ds, _tag_of(keyword), None)
     return ds

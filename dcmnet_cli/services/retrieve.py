@@ -489,7 +489,7 @@ def requests_from_ndjson(lines: Sequence[str], model: str, level: str | None) ->
     """
     import json
 
-    from .query import _HIGHER, MODEL_LEVELS, UNIQUE_KEYS
+    from .query import HIGHER_KEYS, MODEL_LEVELS, UNIQUE_KEYS
 
     levels = MODEL_LEVELS[model]
     requests: list[RetrieveRequest] = []
@@ -512,7 +512,7 @@ def requests_from_ndjson(lines: Sequence[str], model: str, level: str | None) ->
             problems.append(f"--from-json line {number}: level {line_level or '(none)'} is not in the {model} root model "
                             f"({', '.join(levels)})")
             continue
-        keys = (*_HIGHER[model][line_level], UNIQUE_KEYS[line_level])
+        keys = (*HIGHER_KEYS[model][line_level], UNIQUE_KEYS[line_level])
         values = {key: _json_value(obj, _KEY_TAGS[key]) for key in keys}
         missing = [key for key, value in values.items() if not value]
         if missing:

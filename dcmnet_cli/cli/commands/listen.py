@@ -17,7 +17,7 @@ class _Stop(Exception):
     """Raised in the main thread by SIGTERM so the accept loop unwinds like Ctrl-C."""
 
 
-def _log_line(event: dict) -> str:
+def log_line(event: dict) -> str:
     kind = event.get("event")
     peer = event.get("peer", "?")
     if kind == "association":
@@ -117,15 +117,15 @@ def command(app: App, port: int, aetitle: str, bind: str, require_called_aet: bo
                 app.json(event)
             elif event.get("event") in ("association", "rejected", "error", "internal-error", "protocol-error",
                                         "store-failed", "hook-error"):
-                app.info(_log_line(event))
+                app.info(log_line(event))
             else:
-                app.detail(_log_line(event))
+                app.detail(log_line(event))
         if storage is not None and event.get("event") == "association":
             storage.association_ended(event)
 
     contexts: Any = {VERIFICATION_SOP_CLASS: ALL_UNCOMPRESSED}
     if output_directory or ignore:
-        storage, contexts = _build_storage(app, output_directory, filepath, on_duplicate, ignore, accept_syntaxes,
+        storage, contexts = build_storage(app, output_directory, filepath, on_duplicate, ignore, accept_syntaxes,
                                           promiscuous, no_fsync, exec_on_receive, exec_on_association_end,
                                           exec_timeout, on_event)
         if storage is None:
@@ -230,7 +230,7 @@ def _summary(app: App, as_json: bool, on_event: Any, server: Any, storage: Any, 
 
 
 
-def _build_storage(app: App, output_directory: str | None, filepath: str | None, on_duplicate: str, ignore: bool,
+def build_storage(app: App, output_directory: str | None, filepath: str | None, on_duplicate: str, ignore: bool,
                    accept: tuple[str, ...], promiscuous: bool, no_fsync: bool, exec_on_receive: str | None,
                    exec_on_association_end: str | None, exec_timeout: float, on_event: Any) -> tuple[Any, Any]:
     """The Storage SCP and the negotiation callable (imports pydicom: storage only)."""

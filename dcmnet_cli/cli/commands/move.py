@@ -169,7 +169,7 @@ def build_requests(options: dict[str, Any], from_json: Any) -> tuple[Any, list, 
 def make_storage(say: Say, output_directory: str | None, filepath: str | None, on_duplicate: str, no_fsync: bool,
                  received: list[dict]) -> tuple[Any, Any]:
     """listen's Storage SCP writing below -od (default "."); its events fill ``received`` and the -v log."""
-    from .listen import _build_storage, _log_line
+    from .listen import build_storage, log_line
 
     def on_event(event: dict) -> None:
         kind = event.get("event")
@@ -177,11 +177,11 @@ def make_storage(say: Say, output_directory: str | None, filepath: str | None, o
             with say.lock:
                 received.append(event)
         if kind in ("store-failed", "error", "internal-error", "protocol-error", "rejected", "hook-error"):
-            say(f"receiver: {_log_line(event)}", "warning")
+            say(f"receiver: {log_line(event)}", "warning")
         elif kind != "check-skipped":
-            say(_log_line(event))
+            say(log_line(event))
 
-    return _build_storage(say.app, output_directory or ".", filepath, on_duplicate, False, (), False, no_fsync, None, None,
+    return build_storage(say.app, output_directory or ".", filepath, on_duplicate, False, (), False, no_fsync, None, None,
                           60.0, on_event)
 
 
