@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run every dcmnet benchmark; results print as tables and land in bench/out/*.json.
-#   bench/run_all.sh            core at 256 MiB (quick), then echo
-#   FULL=1 bench/run_all.sh     core at 1 GiB (and 256 MiB for the RSS comparison)
+#   bench/run_all.sh            core at 256 MiB (quick), echo, store --quick
+#   FULL=1 bench/run_all.sh     core at 1 GiB (and 256 MiB for the RSS comparison), store on full corpora
 #   CORE_SIZE=64M bench/run_all.sh
 # Add further benchmarks (store, ...) to the BENCHES list below.
 set -euo pipefail
@@ -11,13 +11,16 @@ mkdir -p bench/out
 
 if [[ "${FULL:-0}" == "1" ]]; then
     core_size=${CORE_SIZE:-1G}
+    store_flags=""
 else
     core_size=${CORE_SIZE:-256M}
+    store_flags="--quick"
 fi
 
 BENCHES=(
     "core.py --size $core_size"
     "echo.py"
+    "store.py $store_flags"
 )
 
 status=0
