@@ -84,6 +84,7 @@ complete -c dcmnet -n '__fish_seen_subcommand_from listen' -l artim-timeout -r -
 complete -c dcmnet -n '__fish_seen_subcommand_from listen' -l network-timeout -l idle-timeout -r -d 'Seconds an association may stay idle before it is aborted [default: forever].'
 complete -c dcmnet -n '__fish_seen_subcommand_from listen' -o pdu -l max-pdu -r -d 'Largest P-DATA-TF we accept (0 = no limit).'
 complete -c dcmnet -n '__fish_seen_subcommand_from listen' -l shutdown-grace -r -d 'On SIGINT/SIGTERM, seconds to let in-flight associations finish.'
+complete -c dcmnet -n '__fish_seen_subcommand_from listen' -l no-progress -d 'No live dashboard on a terminal (log lines only).'
 complete -c dcmnet -n '__fish_seen_subcommand_from listen' -l json -d 'One JSON object per line on stdout: per stored object and per association event.'
 complete -c dcmnet -n '__fish_seen_subcommand_from listen' -o od -l output-directory -r -F -d 'Enable storage: write received objects below this folder (created if missing).'
 complete -c dcmnet -n '__fish_seen_subcommand_from listen' -l filepath -r -d 'Path of each file below -od, from element keywords, e.g. \'{PatientID}/{StudyInstanceUID}/{SeriesInstanceUID}/{SOPInstanceUID}.dcm\' [default: {SOPInstanceUID}.dcm]. Also {CallingAET}, {CalledAET}.'

@@ -55,6 +55,7 @@ def log_line(event: dict) -> str:
               help="Largest P-DATA-TF we accept (0 = no limit).")
 @click.option("--shutdown-grace", type=float, default=10.0, show_default=True,
               help="On SIGINT/SIGTERM, seconds to let in-flight associations finish.")
+@click.option("--no-progress", is_flag=True, help="No live dashboard on a terminal (log lines only).")
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON object per line on stdout: per stored object and per association event.")
 @click.option("-od", "--output-directory", type=click.Path(file_okay=False), default=None,
@@ -88,7 +89,7 @@ def command(app: App, port: int, aetitle: str, bind: str, require_called_aet: bo
             on_duplicate: str = "replace", ignore: bool = False, accept_syntaxes: tuple[str, ...] = (),
             promiscuous: bool = False, no_fsync: bool = False, exec_on_receive: str | None = None,
             exec_on_association_end: str | None = None, exec_timeout: float = 60.0, workers: int = 1,
-            **_: Any) -> int:
+            no_progress: bool = False, **_: Any) -> int:
     """Run a DICOM node until interrupted: Verification SCP, and Storage SCP with -od or --ignore.
 
     Without -od (or --ignore) only C-ECHO is answered. With -od DIR every Storage SOP class is accepted in
@@ -111,17 +112,28 @@ def command(app: App, port: int, aetitle: str, bind: str, require_called_aet: bo
 
     storage: Any = None
 
+    dashboard: Any = None
+
     def on_event(event: dict) -> None:
         with lock:
+            if dashboard is not None:
+                dashboard.event(event)
             if as_json:
                 app.json(event)
             elif event.get("event") in ("association", "rejected", "error", "internal-error", "protocol-error",
                                         "store-failed", "hook-error"):
-                app.info(log_line(event))
-            else:
-                app.detail(log_line(event))
+                say(log_line(event))
+            elif app.verbose:
+                say(log_line(event))
+
         if storage is not None and event.get("event") == "association":
             storage.association_ended(event)
+
+    def say(line: str) -> None:
+        if dashboard is not None:
+            dashboard.log(line)
+        else:
+            app.info(line)
 
     contexts: Any = {VERIFICATION_SOP_CLASS: ALL_UNCOMPRESSED}
     if output_directory or ignore:
@@ -182,8 +194,16 @@ def command(app: App, port: int, aetitle: str, bind: str, require_called_aet: bo
         on_event({"event": "listening", "address": bind, "port": bound, "aet": aetitle})
     else:
         app.info(f"listening on {bind}:{bound} as {aetitle} (Ctrl-C to stop)")
+    if app.err_is_terminal and not (as_json or app.quiet or no_progress) and workers == 1:
+        from ..dashboard import Dashboard
+
+        dashboard = Dashboard(app.err, f"dcmnet listen {bind}:{bound} as {aetitle}", color=app.color)
     try:
-        server.serve_forever()
+        if dashboard is not None:
+            with dashboard:
+                server.serve_forever()
+        else:
+            server.serve_forever()
     except (KeyboardInterrupt, _Stop):
         pass
     finally:
