@@ -49,7 +49,10 @@ EPILOG = "\b\nExit codes:\n" + table_text()
 @click.option("--no-color", is_flag=True, help="No colours (NO_COLOR is honoured too).")
 @click.pass_context
 def cli(ctx: click.Context, quiet: bool, verbose: int, debug: bool, no_color: bool) -> None:
-    """dcmnet: DICOM networking from the shell — echo, store, listen."""
+    """dcmnet: DICOM networking from the shell — echo, store, find, move, get, listen.
+
+    PEER is HOST PORT, [AET@]HOST:PORT, or a node named in ~/.config/dcmnet/config.toml.
+    """
     command = f"dcmnet {ctx.invoked_subcommand}" if ctx.invoked_subcommand else "dcmnet"
     ctx.obj = App(quiet=quiet, verbose=verbose + (2 if debug else 0), debug=debug, color=not no_color, command=command)
 
