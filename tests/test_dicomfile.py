@@ -169,3 +169,69 @@ def test_any_truncation_of_a_real_file_is_input_error_or_consistent(tmp_path: Pa
     except InputError:
         return
     assert meta.sop_instance_uid == uid("cut") and meta.offset <= cut
+
+
+def test_meta_group_longer_than_the_first_read(tmp_path: Path) -> None:
+    """A File Meta group past HEAD_SIZE (a big Private Information element) is read on demand."""
+    from dcmnet_cli.services.dicomfile import HEAD_SIZE
+
+    body = b"\x08\x00\x60\x00CS\x02\x00CT"
+    elements = (_meta_element(0x00020001, b"OB", b"\0\1")
+                + _meta_element(0x00020002, b"UI", _uid_value(CTImageStorage))
+                + _meta_element(0x00020003, b"UI", _uid_value("1.2.3.4"))
+                + _meta_element(0x00020010, b"UI", _uid_value(ExplicitVRLittleEndian))
+                + _meta_element(0x00020102, b"OB", b"p" * (3 * HEAD_SIZE)))
+    meta_bytes = _meta_element(0x00020000, b"UL", struct.pack("<I", len(elements))) + elements
+    data = b"\0" * 128 + b"DICM" + meta_bytes + body + b"\0" * 100_000  # larger than INLINE_MAX: head read only
+    (tmp_path / "long").write_bytes(data)
+    meta = read_meta(tmp_path / "long", keep_content=True)
+    assert meta.offset == 132 + len(meta_bytes) and meta.sop_instance_uid == "1.2.3.4"
+    assert meta.content is None  # too big to keep
+
+
+def test_bare_dataset_with_uids_past_the_first_read(tmp_path: Path) -> None:
+    def implicit(tag: int, value: bytes) -> bytes:
+        return struct.pack("<HHI", tag >> 16, tag & 0xFFFF, len(value)) + value
+
+    data = (implicit(0x00080005, b"ISO_IR 100") + implicit(0x00080008, b"ORIGINAL" * 5000)
+            + implicit(0x00080016, _uid_value(CTImageStorage)) + implicit(0x00080018, _uid_value("1.2.3.77"))
+            + implicit(0x7FE00010, b"\0" * 200_000))
+    (tmp_path / "bare").write_bytes(data)
+    meta = read_meta(tmp_path / "bare")
+    assert (meta.sop_instance_uid, meta.transfer_syntax, meta.offset, meta.has_meta) == ("1.2.3.77", ImplicitVRLittleEndian, 0, False)
+
+
+def test_small_file_content_identity_and_dataset_bytes(tmp_path: Path) -> None:
+    from dcmnet_cli.services.dicomfile import dataset_bytes
+
+    path = write(tmp_path / "small.dcm", make_dataset("small", rows=8, columns=8))
+    raw = path.read_bytes()
+    kept, plain = read_meta(path, keep_content=True), read_meta(path)
+    assert kept.content == raw and plain.content is None and kept == plain
+    st = path.stat()
+    assert kept.identity == (st.st_dev, st.st_ino)
+    assert bytes(dataset_bytes(kept)) == bytes(dataset_bytes(plain)) == raw[kept.offset:]
+    path.write_bytes(raw[:-10])
+    assert bytes(dataset_bytes(kept)) == raw[kept.offset:]  # the bytes read with the meta
+    with pytest.raises(InputError, match="shrank"):
+        dataset_bytes(plain)
+
+
+def test_open_dataset_checks_the_size(tmp_path: Path) -> None:
+    import os
+
+    from dcmnet_cli.services.dicomfile import open_dataset
+
+    path = write(tmp_path / "big.dcm", make_dataset("big", rows=256, columns=256))
+    meta = read_meta(path)
+    fd = open_dataset(meta)
+    try:
+        assert os.pread(fd, 4, meta.offset) == path.read_bytes()[meta.offset:meta.offset + 4]
+    finally:
+        os.close(fd)
+    os.truncate(path, meta.size - 1)
+    with pytest.raises(InputError, match="shrank"):
+        open_dataset(meta)
+    path.unlink()
+    with pytest.raises(InputError, match="cannot read"):
+        open_dataset(meta)

@@ -177,3 +177,26 @@ def test_assembler_many_messages() -> None:
     completes = [ev for p in many_messages(20) for ev in asm.receive_pdata(memoryview(p)[6:])
                  if isinstance(ev, MessageComplete)]
     assert [m.message.message_id for m in completes] == list(range(20))
+
+
+@pytest.mark.parametrize("max_pdu", [16, 1001, 16384, 0])
+@pytest.mark.parametrize("chunked", [False, True])
+def test_file_region_data_set_fragments_like_bytes(max_pdu: int, chunked: bool) -> None:
+    """A FileRegion data set is sliced, never read: resolving each slice against the file's bytes gives
+    exactly the PDUs of the same data set passed as bytes."""
+    from dcmnet_cli.dimse.fragment import FileRegion
+
+    data = bytes(range(256)) * 40 + b"x"
+    region = FileRegion(9, 100, len(data))
+    dataset = iter(region.split(777)) if chunked else region
+    resolved = []
+    for pdu in fragment_message(1, STORE_CMD, dataset, max_pdu):
+        parts = []
+        for piece in pdu:
+            if isinstance(piece, FileRegion):
+                assert piece.fd == 9 and len(piece) > 0
+                parts.append(data[piece.offset - 100:piece.offset - 100 + piece.length])
+            else:
+                parts.append(bytes(piece))
+        resolved.append(b"".join(parts))
+    assert resolved == pdus(1, STORE_CMD, data, max_pdu)

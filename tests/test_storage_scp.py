@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from helpers.procs import free_port, listen_server, run_dcmnet
 from storage_helpers import (
+    _el,
     CT_IMAGE,
     EXPLICIT_LE,
     IMPLICIT_LE,
@@ -135,6 +136,68 @@ def test_dataset_uids_must_match_command(shared):
         close_association(channel)
     assert [p.name for p in set(files(out)) - before] == [f"{uid}.dcm"]
     assert not temps(out)
+
+
+def test_uids_found_after_several_pdus_and_mismatch_mid_stream(shared):
+    """The UID check reads the data set's start as it arrives: UIDs behind a 300 KB element (several
+    PDUs) are still found; a mismatch found mid-stream drops the temp file and the association goes on."""
+    server, _base, out = shared
+    before = set(files(out))
+    uid = "1.2.826.0.1.3680043.9.7781.77.21"
+    lead = _el(0x0008, 0x0006, b"UT", b"x" * 300_000)  # long VR, before (0008,0016)
+    good = lead + raw_dataset(SC_IMAGE, uid, payload(4, BIG))
+    bad = lead + raw_dataset(SC_IMAGE, uid + ".9", payload(5, BIG))
+    channel = associate(server.port)
+    try:
+        assert store(channel, bad, uid) == 0xA900
+        assert store(channel, good, uid) == 0
+    finally:
+        close_association(channel)
+    assert [p.name for p in set(files(out)) - before] == [f"{uid}.dcm"]
+    assert body(out / f"{uid}.dcm") == good
+    assert not temps(out)
+
+
+def test_template_folder_removed_or_swapped_after_first_use(tmp_path):
+    """Template folders are checked once and remembered: removed → created again; replaced by a symlink
+    to elsewhere → noticed (0xC000 unsafe path), nothing written outside."""
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    uids = [f"1.2.826.0.1.3680043.9.7781.77.6{i}" for i in range(4)]
+    with listen_server("-od", str(out), "--filepath", "{CallingAET}/sub/{SOPInstanceUID}.dcm") as server:
+        channel = associate(server.port)
+        try:
+            assert store(channel, raw_dataset(SC_IMAGE, uids[0]), uids[0]) == 0
+            shutil.rmtree(out / "RAWSCU")
+            assert store(channel, raw_dataset(SC_IMAGE, uids[1]), uids[1]) == 0
+            assert (out / "RAWSCU" / "sub" / f"{uids[1]}.dcm").is_file()
+            shutil.rmtree(out / "RAWSCU")
+            (out / "RAWSCU").symlink_to(elsewhere)
+            (elsewhere / "sub").mkdir()
+            assert store(channel, raw_dataset(SC_IMAGE, uids[2]), uids[2]) == 0xC000
+            (out / "RAWSCU").unlink()
+            assert store(channel, raw_dataset(SC_IMAGE, uids[3]), uids[3]) == 0
+        finally:
+            close_association(channel)
+    assert [p.relative_to(out).as_posix() for p in files(out)] == [f"RAWSCU/sub/{uids[3]}.dcm"]
+    assert not any(elsewhere.rglob("*.dcm"))
+    assert not temps(out)
+
+
+def test_temp_names_unique_across_forked_workers(tmp_path):
+    """Temp names are a per-process random tag + a counter; a forked child gets a fresh tag."""
+    code = ("import os, sys\n"
+            "from dcmnet_cli.services import storage_scp as s\n"
+            "a = [s._TEMP_NAMES.next() for _ in range(3)]\n"
+            "r, w = os.pipe()\n"
+            "pid = os.fork()\n"
+            "if pid == 0:\n"
+            "    os.write(w, s._TEMP_NAMES.next().encode()); os._exit(0)\n"
+            "os.waitpid(pid, 0); child = os.read(r, 200).decode()\n"
+            "print(len(set(a)) == 3, child not in a, child.split('-')[2] != a[0].split('-')[2])\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "True", "True"]
 
 
 # --------------------------------------------------------------------------- G.41 symlinks, G.45 duplicates

@@ -141,3 +141,81 @@ def test_sop_class_and_syntax_registry_rules():
     contexts = storage_contexts(("1.2.840.10008.1.2",), False, ("1.2.840.10008.1.2",))
     assert contexts(SC) == ("1.2.840.10008.1.2",) and contexts("1.2.3.4.5") is None
     assert storage_contexts(("x",), True, ())("1.2.3.4.5") == ("x",)
+
+
+def test_static_registry_tables_match_pydicom():
+    """sopclasses keeps static copies of pydicom's registry (no pydicom import at start-up): no drift."""
+    import re
+
+    from pydicom._uid_dict import UID_dictionary
+
+    from dcmnet_cli.services import sopclasses
+
+    word = re.compile(r"\bStorage\b")
+    storage = frozenset(uid for uid, (name, kind, *_rest) in UID_dictionary.items()
+                        if kind == "SOP Class" and word.search(name) and "Commitment" not in name)
+    assert sopclasses.STORAGE_SOP_CLASSES == storage, (
+        f"regenerate sopclasses.STORAGE_SOP_CLASSES: missing {sorted(storage - sopclasses.STORAGE_SOP_CLASSES)}, "
+        f"extra {sorted(sopclasses.STORAGE_SOP_CLASSES - storage)}")
+    syntaxes = tuple((uid, keyword) for uid, (_name, kind, _info, _retired, keyword) in UID_dictionary.items()
+                     if kind == "Transfer Syntax")
+    assert sopclasses.TRANSFER_SYNTAX_KEYWORDS == syntaxes, "regenerate sopclasses.TRANSFER_SYNTAX_KEYWORDS"
+
+
+def test_listen_start_up_does_not_import_pydicom():
+    import subprocess
+    import sys
+
+    code = ("import sys; from dcmnet_cli.services import sopclasses, storage_scp; "
+            "sopclasses.all_transfer_syntaxes(); sopclasses.storage_sop_classes(); "
+            "sopclasses.resolve_transfer_syntax('RLELossless'); print('pydicom' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+
+def _feed_in_pieces(check: part10.HeadCheck, data: bytes, size: int) -> None:
+    pieces = [data[i:i + size] for i in range(0, len(data), size)] or [b""]
+    for i, piece in enumerate(pieces):
+        if check.feed(memoryview(piece), i == len(pieces) - 1):
+            return
+
+
+@pytest.mark.parametrize("size", [1, 7, 64, 1 << 20])
+@pytest.mark.parametrize("implicit,little", [(False, True), (True, True), (False, False)])
+def test_head_check_in_fragments_matches_read_back(size, implicit, little):
+    data = _encode(_dataset(with_sequence=True), implicit, little) + b"\x00" * 5000
+    check = part10.HeadCheck(implicit, little, False, 1 << 20)
+    _feed_in_pieces(check, data, size)
+    assert check.decided and check.found == WANTED
+    assert not check.buf  # nothing kept once decided
+
+
+@pytest.mark.parametrize("size", [1, 13, 4096])
+def test_head_check_deflated_in_fragments(size):
+    data = _encode(_dataset(), False, True) + b"\x00" * 100_000
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    deflated = compressor.compress(data) + compressor.flush()
+    check = part10.HeadCheck(False, True, True, 1 << 20)
+    _feed_in_pieces(check, deflated, size)
+    assert check.decided and check.found == WANTED
+    bad = part10.HeadCheck(False, True, True, 1000)
+    with pytest.raises(part10.Part10Error):
+        bad.feed(b"\xff" * 50, False)
+
+
+def test_head_check_limit_truncation_and_empty():
+    lead = b"\x08\x00\x06\x00UT\x00\x00" + (3000).to_bytes(4, "little") + b"x" * 3000
+    data = lead + _encode(_dataset(), False, True)
+    for limit, expected in ((1000, None), (1 << 20, WANTED)):  # past the limit: skipped, like read_prefix
+        check = part10.HeadCheck(False, True, False, limit)
+        _feed_in_pieces(check, data, 700)
+        prefix, whole = part10.read_prefix(lambda n, off: data[off:off + n], 0, False, limit)
+        assert check.decided and check.found == expected == part10.peek_elements(prefix, False, True, complete=whole)
+    check = part10.HeadCheck(False, True, False, 1 << 20)
+    with pytest.raises(part10.Part10Error):  # the data set ends inside an element
+        _feed_in_pieces(check, data[:3100], 1000)
+    check = part10.HeadCheck(False, True, False, 1 << 20)
+    assert check.feed(b"", True) and check.found == {}  # empty data set: no UIDs (→ 0xA900)
+    check = part10.HeadCheck(False, True, False, 1 << 20)
+    assert not check.feed(memoryview(data[:100]), False) and bytes(check.buf) == data[:100]  # copied: views get reused

@@ -70,16 +70,22 @@ def combine(codes: list[ExitCode] | set[ExitCode], warnings_ok: bool = False) ->
     return ExitCode.SUCCESS
 
 
+_BY_CATEGORY: dict | None = None  # Category → ExitCode, built on first use (dimse.status loads lazily)
+
+
 def for_status(status: int) -> ExitCode:
     """Exit code of one DIMSE status, by the category of PS3.7 Annex C."""
+    global _BY_CATEGORY
     from ..dimse.status import Category, category_of
 
-    return {
-        Category.SUCCESS: ExitCode.SUCCESS,
-        Category.WARNING: ExitCode.WARNING,
-        Category.CANCEL: ExitCode.CANCELLED,
-        Category.PENDING: ExitCode.SUCCESS,
-    }.get(category_of(status), ExitCode.FAILURE)
+    if _BY_CATEGORY is None:
+        _BY_CATEGORY = {
+            Category.SUCCESS: ExitCode.SUCCESS,
+            Category.WARNING: ExitCode.WARNING,
+            Category.CANCEL: ExitCode.CANCELLED,
+            Category.PENDING: ExitCode.SUCCESS,
+        }
+    return _BY_CATEGORY.get(category_of(status), ExitCode.FAILURE)
 
 
 def for_error(error: BaseException) -> ExitCode:

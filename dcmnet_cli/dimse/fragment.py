@@ -1,7 +1,9 @@
 """Split a DIMSE message into P-DATA-TF PDUs (PS3.8 §9.3.5, Annex D.1, Annex E).
 
 Output is, per PDU, a list of buffers for ``socket.sendmsg``: small header ``bytes`` plus memoryview
-slices of the caller's data, so a 1 GiB data set is never copied. The peer's Maximum Length (D.1)
+slices of the caller's data, so a 1 GiB data set is never copied. A data set (or a chunk of one) may
+also be a :class:`FileRegion`, a run of bytes of an open file: it is sliced the same way and the driver
+sends those slices straight from the file (``sendfile``), so they never enter user space at all. The peer's Maximum Length (D.1)
 bounds the P-DATA-TF *variable field*: the sum of the PDV items, each 4 (length) + 2 (context ID,
 message control header) + fragment bytes.
 """
@@ -24,8 +26,51 @@ CONTROL_LAST: Final = 0x02  # bit 1
 _PDU_AND_PDV = struct.Struct(">BBIIBB")  # P-DATA-TF header + first PDV header in one buffer
 _PDV = struct.Struct(">IBB")
 
+
+
+class FileRegion:
+    """``length`` bytes of the open file ``fd`` from ``offset``: a buffer the driver reads, never this module.
+
+    Supports ``len()`` and slicing with a step of 1 (``region[a:b]`` is another region), which is all
+    the fragmenter needs. ``name`` only labels errors (the file's path). The descriptor belongs to the
+    caller and must stay open until the message that carries the region has been sent.
+    """
+
+    __slots__ = ("fd", "offset", "length", "name")
+
+    def __init__(self, fd: int, offset: int, length: int, name: str = "") -> None:
+        if offset < 0 or length < 0:
+            raise ValueError(f"file region offset {offset} and length {length} must not be negative")
+        self.fd, self.offset, self.length, self.name = fd, offset, length, name
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: slice) -> "FileRegion":
+        if not isinstance(index, slice) or index.step not in (None, 1):
+            raise TypeError("a FileRegion is sliced only with [start:stop]")
+        start, stop, _ = index.indices(self.length)
+        return FileRegion(self.fd, self.offset + start, max(0, stop - start), self.name)
+
+    def split(self, size: int) -> Iterator["FileRegion"]:
+        """Consecutive regions of at most ``size`` bytes covering this one (for metering and progress)."""
+        if size <= 0:
+            raise ValueError("split size must be positive")
+        for start in range(0, self.length, size):
+            yield FileRegion(self.fd, self.offset + start, min(size, self.length - start), self.name)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FileRegion) and (self.fd, self.offset, self.length) == (other.fd, other.offset, other.length)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"FileRegion(fd={self.fd}, offset={self.offset}, length={self.length})"
+
+
 Buffer = Union[bytes, bytearray, memoryview]
-Dataset = Union[Buffer, Iterable[Buffer], None]
+Piece = Union[bytes, bytearray, memoryview, FileRegion]
+Dataset = Union[Buffer, FileRegion, Iterable[Union[Buffer, FileRegion]], None]
 
 
 def effective_max_pdu(max_pdu: int) -> int:
@@ -42,9 +87,9 @@ class _Stream:
 
     __slots__ = ("_it", "_cur", "_pos", "_done")
 
-    def __init__(self, chunks: Iterable[Buffer]) -> None:
+    def __init__(self, chunks: Iterable[Piece]) -> None:
         self._it = iter(chunks)
-        self._cur = memoryview(b"")
+        self._cur: memoryview | FileRegion = memoryview(b"")
         self._pos = 0
         self._done = False
 
@@ -58,12 +103,15 @@ class _Stream:
                 self._done = True
                 self._cur = memoryview(b"")
                 return False
-            view = nxt if isinstance(nxt, memoryview) else memoryview(nxt)
-            self._cur = view if view.format == "B" and view.ndim == 1 else view.cast("B")
+            if isinstance(nxt, FileRegion):
+                self._cur = nxt
+            else:
+                view = nxt if isinstance(nxt, memoryview) else memoryview(nxt)
+                self._cur = view if view.format == "B" and view.ndim == 1 else view.cast("B")
             self._pos = 0
         return True
 
-    def take(self, n: int, pieces: list[Buffer]) -> tuple[int, bool]:
+    def take(self, n: int, pieces: list[Piece]) -> tuple[int, bool]:
         """Append up to ``n`` bytes as slices to ``pieces``; return (bytes taken, source exhausted)."""
         got = 0
         while got < n and self._fill():
@@ -75,14 +123,14 @@ class _Stream:
         return got, not self._fill()
 
 
-def _as_chunks(dataset: Dataset) -> Iterable[Buffer]:
-    if isinstance(dataset, (bytes, bytearray, memoryview)):
+def _as_chunks(dataset: Dataset) -> Iterable[Piece]:
+    if isinstance(dataset, (bytes, bytearray, memoryview, FileRegion)):
         return (dataset,)
     return dataset  # type: ignore[return-value]
 
 
 def fragment_message(context_id: int, command: bytes, dataset: Dataset, max_pdu: int
-                     ) -> Iterator[list[Buffer]]:
+                     ) -> Iterator[list[Piece]]:
     """Yield one buffer list per P-DATA-TF PDU carrying ``command`` then ``dataset`` (PS3.8 §9.3.5).
 
     PDVs of the command and the start of the data set share a PDU when they fit. Non-final fragments
@@ -90,6 +138,7 @@ def fragment_message(context_id: int, command: bytes, dataset: Dataset, max_pdu:
     chunked data set is consumed lazily; chunks must not be mutated or reused after being handed over,
     and each yielded list must be sent before the next is requested (it references the chunks).
     ``dataset=None`` sends the command alone; an empty data set sends one empty last fragment.
+    :class:`FileRegion` data (whole or as chunks) comes out as region slices in the buffer lists.
     """
     if not (1 <= context_id <= 255 and context_id & 1):
         raise ValueError(f"presentation context ID {context_id} must be odd, 1-255 (PS3.8 §9.3.2.2)")
@@ -99,12 +148,12 @@ def fragment_message(context_id: int, command: bytes, dataset: Dataset, max_pdu:
         parts.append((0, _Stream(_as_chunks(dataset))))
     index = 0
     while index < len(parts):
-        out: list[Buffer] = []
+        out: list[Piece] = []
         room = cap
         first_header = -1
         while index < len(parts) and room >= MIN_MAX_PDU:
             control, stream = parts[index]
-            pieces: list[Buffer] = []
+            pieces: list[Piece] = []
             got, done = stream.take((room - PDV_HEADER_LEN) & ~1, pieces)
             if done:
                 control |= CONTROL_LAST
@@ -124,5 +173,8 @@ def fragment_message(context_id: int, command: bytes, dataset: Dataset, max_pdu:
 
 
 def pdu_bytes(buffers: Iterable[Buffer]) -> bytes:
-    """Join one yielded buffer list into the PDU's bytes (for tests and non-sendmsg transports)."""
+    """Join one yielded buffer list into the PDU's bytes (for tests and non-sendmsg transports).
+
+    Memory buffers only: a :class:`FileRegion` must be read by the driver (this module does no I/O).
+    """
     return b"".join(buffers)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from functools import lru_cache
 from typing import Callable
 
 from .. import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
@@ -46,18 +47,29 @@ def file_meta(sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str, s
               implementation_class_uid: str = IMPLEMENTATION_CLASS_UID,
               implementation_version: str = IMPLEMENTATION_VERSION_NAME) -> bytes:
     """Preamble, ``DICM`` and the File Meta group for one received object (PS3.10 Table 7.1-1)."""
-    body = [
-        _element(0x0002, 0x0001, b"OB", b"\x00\x01"),
+    group = b"".join((
+        _VERSION,
         _element(0x0002, 0x0002, b"UI", _text(sop_class_uid)),
         _element(0x0002, 0x0003, b"UI", _text(sop_instance_uid)),
+        _tail(transfer_syntax, implementation_class_uid, implementation_version, source_ae),
+    ))
+    return PREAMBLE + _element(0x0002, 0x0000, b"UL", struct.pack("<I", len(group))) + group
+
+
+_VERSION = _element(0x0002, 0x0001, b"OB", b"\x00\x01")
+
+
+@lru_cache(maxsize=64)
+def _tail(transfer_syntax: str, implementation_class_uid: str, implementation_version: str, source_ae: str | None) -> bytes:
+    """(0002,0010)-(0002,0016): the same for every object of an association, so built once."""
+    body = [
         _element(0x0002, 0x0010, b"UI", _text(transfer_syntax)),
         _element(0x0002, 0x0012, b"UI", _text(implementation_class_uid)),
         _element(0x0002, 0x0013, b"SH", _text(implementation_version[:16])),
     ]
     if source_ae and source_ae.strip():
         body.append(_element(0x0002, 0x0016, b"AE", _text(source_ae.strip()[:16])))
-    group = b"".join(body)
-    return PREAMBLE + _element(0x0002, 0x0000, b"UL", struct.pack("<I", len(group))) + group
+    return b"".join(body)
 
 
 # ------------------------------------------------------------------------------------------ peeking
@@ -123,7 +135,11 @@ def peek_elements(buf: bytes, implicit: bool, little: bool, wanted: frozenset[in
     found: dict[int, str] = {}
     off = 0
     try:
-        while off < len(buf):
+        while True:
+            if off >= len(buf):
+                if complete or len(found) == len(wanted):
+                    break
+                raise NeedMore()  # a fragment ended between two elements: more may follow
             tag, _vr, length, value_at = reader.header(off)
             if tag > last:
                 break
@@ -164,3 +180,54 @@ def read_prefix(read_at: Callable[[int, int], bytes], start: int, deflated: bool
         if inflater.eof:
             return bytes(out[:limit]), len(out) <= limit
     return bytes(out[:limit]), False
+
+
+class HeadCheck:
+    """The ``wanted`` first elements of a data set, found in its fragments as they arrive (no read-back).
+
+    :meth:`feed` takes each received fragment (inflating the start of a deflated data set) and keeps a copy
+    of at most ``limit`` + 1 bytes, only while the answer is unknown: usually the first fragment decides
+    it without any copy. Once :attr:`decided`, :attr:`found` is the element values, or None when they are
+    not within the first ``limit`` bytes (the same answer :func:`read_prefix` + :func:`peek_elements`
+    give on the finished file). Raises Part10Error on a malformed or truncated start.
+    """
+
+    def __init__(self, implicit: bool, little: bool, deflated: bool, limit: int,
+                 wanted: frozenset[int] = frozenset({SOP_CLASS_UID, SOP_INSTANCE_UID})) -> None:
+        self.implicit, self.little, self.limit, self.wanted = implicit, little, limit, wanted
+        self.inflater = zlib.decompressobj(-zlib.MAX_WBITS) if deflated else None
+        self.buf = bytearray()
+        self.decided = False
+        self.found: dict[int, str] | None = None
+
+    def feed(self, data: bytes | memoryview, last: bool) -> bool:
+        """Take the next fragment (``last``: the data set ends with it); True once decided."""
+        if self.decided:
+            return True
+        if self.inflater is not None:
+            if not self.inflater.eof:
+                try:
+                    self.buf += self.inflater.decompress(data, self.limit + 1 - len(self.buf))
+                except zlib.error as error:
+                    raise Part10Error(f"deflated data set does not inflate: {error}") from None
+            return self._try(self.buf, last or self.inflater.eof)
+        if self.buf:
+            self.buf += data[:self.limit + 1 - len(self.buf)]
+            return self._try(self.buf, last)
+        if self._try(data, last):
+            return True
+        self.buf += data[:self.limit + 1]
+        return False
+
+    def _try(self, src: bytes | bytearray | memoryview, ended: bool) -> bool:
+        whole = ended and len(src) <= self.limit
+        try:
+            found = peek_elements(src[:self.limit] if len(src) > self.limit else src, self.implicit, self.little,
+                                  self.wanted, complete=whole)
+        except Part10Error:
+            self.decided, self.buf = True, bytearray()
+            raise
+        if found is None and not ended and len(src) < self.limit:
+            return False
+        self.decided, self.found, self.buf = True, found, bytearray()
+        return True

@@ -2,16 +2,25 @@
 
 Per request (scenarios G.39–45):
 
-1. ``begin``: create ``.dcmnet-tmp-<random>.part`` in the output directory (O_CREAT | O_EXCL | O_NOFOLLOW,
-   mode 0644) and write the Part-10 header built from the command and the presentation context.
-2. ``fragment``: write each received memoryview through a small buffered writer; nothing is kept in
-   memory. A write error (disk full, directory gone) drops the temp file and marks the request 0xA700;
-   the rest of the data set is read and discarded, so the association stays usable.
-3. ``complete``: flush; check that the data set's own SOP Class/Instance UID (its first elements, read
-   back from the temp file) match the command (else 0xA900); read the elements a ``--filepath`` template
-   names (pydicom, from the temp file, stop before pixels); derive a safe final path inside the output
-   directory (else 0xC000 "unsafe path"); fsync, close, rename or link per ``--on-duplicate``, fsync the
-   directory; only then answer C-STORE-RSP Success, and then start the ``--exec-on-receive`` hook.
+1. ``begin``: create ``.dcmnet-tmp-<process tag>-<n>.part`` in the output directory (O_CREAT | O_EXCL |
+   O_NOFOLLOW, mode 0644; the tag is 64 random bits per process, renewed after fork and on a name clash)
+   and build the Part-10 header from the command and the presentation context.
+2. ``fragment``: write each received memoryview straight to the file descriptor (``os.write``; the header
+   goes out with the first fragment in one ``os.writev``), looping on partial writes; nothing is kept in
+   memory except, until they are found, a copy of the data set's first bytes (at most PEEK_LIMIT; usually
+   none: the first fragment holds them): its own SOP Class/Instance UID must match the command's, else
+   0xA900 and the temp file is dropped at once. A write error (disk full, directory gone) drops the temp
+   file and marks the request 0xA700; the rest of the data set is read and discarded, so the association
+   stays usable.
+3. ``complete``: read the elements a ``--filepath`` template names (pydicom, from the temp file, stop
+   before pixels); derive a safe final path inside the output directory (else 0xC000 "unsafe path");
+   fsync, close, rename or link per ``--on-duplicate``, fsync the directory; only then answer C-STORE-RSP
+   Success, and then start the ``--exec-on-receive`` hook. Template folders are created and checked
+   (resolved, inside the output directory) once and remembered with the identity of the directory they
+   resolved to; one ``stat`` per object confirms it, else (removed, or swapped for a symlink) the folder
+   is created and checked again; a folder removed between that and the rename (ENOENT) is too, and the
+   rename retried once. With no folder in the template the folder is the output directory, resolved at
+   start.
 4. ``abandon`` (abort, FIN, shutdown mid-data-set): remove the temp file; the final name is never touched.
 
 Duplicates: ``replace`` renames over the old file atomically (a symlink planted there is replaced, never
@@ -22,6 +31,7 @@ links to ``name_1.dcm``, ``name_2.dcm`` … with the same no-overwrite guarantee
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import re
 import secrets
@@ -44,9 +54,10 @@ CANNOT_UNDERSTAND = 0xC000
 
 TEMP_PREFIX = ".dcmnet-tmp-"
 TEMP_SUFFIX = ".part"
-WRITE_BUFFER = 256 * 1024
 PEEK_LIMIT = 1 << 20
-"""Bytes of a data set read back to find (0008,0016)/(0008,0018); past that the check is skipped."""
+"""Bytes at the start of a data set searched for (0008,0016)/(0008,0018); past that the check is skipped."""
+MAX_FOLDERS = 4096
+"""Template folders remembered as created and checked (the cache is emptied when full)."""
 DUPLICATE_POLICIES = ("replace", "keep", "rename")
 MAX_RENAME = 10000
 _EXT = re.compile(r"\.[A-Za-z0-9]{1,8}$")
@@ -107,6 +118,65 @@ def clean_leftovers(root: str) -> int:
     return removed
 
 
+class _TempNames:
+    """Temp file names: a random per-process tag (renewed in a forked child and on a clash) + a counter.
+
+    O_EXCL | O_NOFOLLOW makes any name safe; the random tag keeps names unguessable for other local
+    users without a getrandom() per file.
+    """
+
+    def __init__(self) -> None:
+        self.renew()
+        os.register_at_fork(after_in_child=self.renew)
+
+    def renew(self) -> None:
+        self.tag = secrets.token_hex(8)
+        self.counter = itertools.count()
+
+    def next(self) -> str:
+        return f"{TEMP_PREFIX}{self.tag}-{next(self.counter)}{TEMP_SUFFIX}"
+
+
+_TEMP_NAMES = _TempNames()
+_TEMP_FLAGS = os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_RDWR | os.O_CLOEXEC
+
+
+def _create_temp(root: str) -> tuple[str, int]:
+    for attempt in range(3):
+        path = os.path.join(root, _TEMP_NAMES.next())
+        try:
+            return path, os.open(path, _TEMP_FLAGS, 0o644)
+        except FileExistsError:
+            if attempt == 2:
+                raise
+            _TEMP_NAMES.renew()  # someone planted our next name: move to fresh random names
+    raise AssertionError("unreachable")
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    """``os.write`` until all of ``data`` is written (a regular file may take less on a signal or near full)."""
+    done = os.write(fd, data)
+    if done == len(data):
+        return
+    view = memoryview(data)
+    while done < len(view):
+        n = os.write(fd, view[done:])
+        if n <= 0:
+            raise OSError(errno.EIO, "write wrote nothing")
+        done += n
+
+
+def _writev_all(fd: int, first: bytes, second: bytes | memoryview) -> None:
+    """Both buffers, in one ``os.writev`` when the kernel takes them whole."""
+    done = os.writev(fd, (first, second))
+    if done == len(first) + len(second):
+        return
+    if done < len(first):
+        _write_all(fd, memoryview(first)[done:])
+        done = len(first)
+    _write_all(fd, memoryview(second)[done - len(first):])
+
+
 def _fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -131,6 +201,7 @@ class StorageSCP:
         self.root = os.path.realpath(config.output_dir) if config.output_dir else None
         self._active: set[str] = set()
         self._lock = threading.Lock()
+        self._folders: dict[str, tuple[str, tuple[int, int]]] = {}  # template folder → (real path, (dev, inode))
         if config.template is not None and config.template.dataset_fields:
             import pydicom  # noqa: F401  (import once now, not in the first association)
 
@@ -153,6 +224,51 @@ class StorageSCP:
             self.hooks.run([*argv, self.root or ""], {
                 "DCMNET_COUNT": event["stored"], "DCMNET_DIR": self.root or "", "DCMNET_REMOTE_AET": event["calling_ae"],
                 "DCMNET_LOCAL_AET": event["called_ae"], "DCMNET_PEER": event["peer"]})
+
+    def folder(self, relative: str) -> str:
+        """The real path of template folder ``relative`` (non-empty), created if needed and checked to be
+        inside the output directory (0xC000 "unsafe path" if not).
+
+        Remembered once checked, with the identity (device, inode) of the directory it resolved to: one
+        ``stat`` per object then confirms the path still leads to that directory. A folder removed, or
+        replaced (itself or a parent) by a symlink to elsewhere, resolves to another directory or to
+        nothing, and is created and checked again from scratch.
+        """
+        entry = self._folders.get(relative)
+        if entry is not None:
+            real, identity = entry
+            try:
+                st = os.stat(real)
+                if (st.st_dev, st.st_ino) == identity:
+                    return real
+            except OSError:
+                pass
+            self.forget_folder(relative)
+        root = self.root
+        assert root is not None
+        folder = os.path.join(root, relative)
+        if not inside(root, os.path.realpath(folder)):
+            raise StoreFailure(CANNOT_UNDERSTAND, "unsafe path: outside the output directory")
+        try:
+            os.makedirs(folder, mode=0o755, exist_ok=True)
+        except OSError as error:
+            raise _os_failure(error, "cannot create folder") from None
+        real = os.path.realpath(folder)
+        if not inside(root, real):
+            raise StoreFailure(CANNOT_UNDERSTAND, "unsafe path: outside the output directory")
+        try:
+            st = os.stat(real)
+        except OSError as error:
+            raise _os_failure(error, "cannot create folder") from None
+        with self._lock:
+            if len(self._folders) >= MAX_FOLDERS:
+                self._folders.clear()
+            self._folders[relative] = (real, (st.st_dev, st.st_ino))
+        return real
+
+    def forget_folder(self, relative: str) -> None:
+        with self._lock:
+            self._folders.pop(relative, None)
 
     def track(self, tmp: str, active: bool) -> None:
         with self._lock:
@@ -177,10 +293,10 @@ class StoreHandler(MessageHandler):
     def __init__(self, scp: StorageSCP) -> None:
         self.scp = scp
         self.tmp: str | None = None
-        self.file = None
         self.fd = -1
+        self.header: bytes | None = None  # written with the first fragment
+        self.check: part10.HeadCheck | None = None
         self.failure: StoreFailure | None = None
-        self.header_len = 0
         self.size = 0
         self.received = 0
 
@@ -200,21 +316,30 @@ class StoreHandler(MessageHandler):
             return
         assert self.scp.root is not None
         try:
-            self.tmp = os.path.join(self.scp.root, f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}")
-            self.fd = os.open(self.tmp, os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_RDWR | os.O_CLOEXEC, 0o644)
-            self.scp.track(self.tmp, True)
-            self.file = os.fdopen(self.fd, "wb", buffering=WRITE_BUFFER, closefd=False)
-            self.file.write(header)
-            self.header_len = self.size = len(header)
+            self.tmp, self.fd = _create_temp(self.scp.root)
         except OSError as error:
             self._fail(_os_failure(error, "cannot create file"))
+            return
+        self.scp.track(self.tmp, True)
+        self.header = header
+        self.size = len(header)
+        implicit, little, deflated = encoding_of(self.transfer_syntax)
+        self.check = part10.HeadCheck(implicit, little, deflated, PEEK_LIMIT)
 
     def fragment(self, data: memoryview, last: bool) -> None:
         self.received += len(data)
-        if self.file is None:
+        if self.fd < 0:
             return
+        if not self.check.decided:
+            self._check_uids(data, last)
+            if self.fd < 0:
+                return
         try:
-            self.file.write(data)
+            if self.header is not None:
+                _writev_all(self.fd, self.header, data)
+                self.header = None
+            else:
+                _write_all(self.fd, data)
             self.size += len(data)
         except OSError as error:
             self._fail(_os_failure(error, "write failed"))
@@ -251,12 +376,6 @@ class StoreHandler(MessageHandler):
 
     def _discard(self) -> None:
         """Close and remove the temp file, if it is still ours."""
-        if self.file is not None:
-            try:
-                self.file.close()
-            except OSError:
-                pass
-            self.file = None
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
@@ -271,63 +390,83 @@ class StoreHandler(MessageHandler):
     def _finish(self) -> tuple[str, str | None]:
         if self.failure is not None:
             raise self.failure
-        if not self.message.has_dataset or self.file is None:
+        if not self.message.has_dataset or self.fd < 0:
             raise StoreFailure(CANNOT_UNDERSTAND, "C-STORE-RQ without a data set")
         try:
-            self.file.flush()
+            if self.header is not None:  # no data set fragment arrived
+                _write_all(self.fd, self.header)
+                self.header = None
         except OSError as error:
             raise _os_failure(error, "write failed") from None
-        self._check_uids()
+        if not self.check.decided:  # the data set ended without a fragment marked last
+            self._check_uids(b"", True)
+        if self.failure is not None:
+            raise self.failure
+        if self.check.found is None:
+            self.scp.on_event({"event": "check-skipped", "peer": self.channel.peer,
+                               "detail": "SOP UIDs not within the first MiB of the data set"})
         relative = self._relative_path()
-        final_dir, name = self._final_dir(relative)
+        folder, _sep, name = relative.rpartition("/")
+        final_dir = self.scp.folder(folder) if folder else self.scp.root
+        assert final_dir is not None
         try:
             if self.scp.config.fsync:
                 os.fsync(self.fd)
-            self.file.close()
-            self.file = None
-            path, duplicate = self._place(final_dir, name)
+            os.close(self.fd)
+            self.fd = -1
+            try:
+                path, duplicate = self._place(final_dir, name)
+            except FileNotFoundError:
+                if not folder:
+                    raise
+                self.scp.forget_folder(folder)  # removed since we checked it: create and check it again
+                final_dir = self.scp.folder(folder)
+                path, duplicate = self._place(final_dir, name)
             if self.scp.config.fsync:
                 _fsync_dir(final_dir)
         except OSError as error:
             raise _os_failure(error, "cannot store file") from None
         return path, duplicate
 
-    def _check_uids(self) -> None:
-        """Data set SOP Class/Instance UID = the command's (PS3.4 B.2.2, scenario F.37), else 0xA900."""
-        implicit, little, deflated = encoding_of(self.transfer_syntax)
+    def _check_uids(self, data: bytes | memoryview, last: bool) -> None:
+        """Data set SOP Class/Instance UID = the command's (PS3.4 B.2.2, scenario F.37), else 0xA900 (and
+        the temp file is dropped at once); a malformed start is 0xC000. Fed each fragment until decided."""
+        assert self.check is not None
         try:
-            data, whole = part10.read_prefix(lambda n, off: os.pread(self.fd, n, off), self.header_len, deflated, PEEK_LIMIT)
-            found = part10.peek_elements(data, implicit, little, complete=whole)
+            if not self.check.feed(data, last):
+                return
         except part10.Part10Error as error:
-            raise StoreFailure(CANNOT_UNDERSTAND, f"cannot parse data set: {error}"[:64]) from None
-        except OSError as error:
-            raise _os_failure(error, "read-back failed") from None
-        if found is None:
-            self.scp.on_event({"event": "check-skipped", "peer": self.channel.peer,
-                               "detail": "SOP UIDs not within the first MiB of the data set"})
+            self._fail(StoreFailure(CANNOT_UNDERSTAND, f"cannot parse data set: {error}"[:64]))
             return
+        found = self.check.found
+        if found is None:
+            return  # not within PEEK_LIMIT: reported as check-skipped if the store succeeds
         pairs = ((part10.SOP_CLASS_UID, self.message.affected_sop_class_uid, "SOP Class"),
                  (part10.SOP_INSTANCE_UID, self.message.affected_sop_instance_uid, "SOP Instance"))
         for tag, expected, what in pairs:
             if found.get(tag) != (expected or ""):
-                raise StoreFailure(DATASET_MISMATCH, f"data set {what} UID differs from the command's")
+                self._fail(StoreFailure(DATASET_MISMATCH, f"data set {what} UID differs from the command's"))
+                return
 
     def _relative_path(self) -> str:
         template = self.scp.config.template
         message = self.message
         sop_instance = message.affected_sop_instance_uid or ""
+        if template is None:  # the default name: no other field to look at
+            name = safe_component(sop_instance)
+            if sop_instance and name != sop_instance:
+                self.scp.on_event({"event": "unsafe-value", "peer": self.channel.peer,
+                                   "detail": f"SOPInstanceUID {escaped(sop_instance)!r} stored as {name!r}"})
+            return name + ".dcm"
         values: dict[str, str | None] = {"SOPInstanceUID": sop_instance, "SOPClassUID": message.affected_sop_class_uid,
                                          "CallingAET": self.report.calling_ae, "CalledAET": self.report.called_ae}
-        fields = template.fields if template is not None else ("SOPInstanceUID",)
-        if template is not None and template.dataset_fields:
+        if template.dataset_fields:
             values.update(self._dataset_values(template.dataset_fields))
-        for name in fields:
+        for name in template.fields:
             raw = values.get(name)
             if raw and safe_component(raw) != raw:
                 self.scp.on_event({"event": "unsafe-value", "peer": self.channel.peer,
                                    "detail": f"{name} {escaped(raw)!r} stored as {safe_component(raw)!r}"})
-        if template is None:
-            return safe_component(sop_instance) + ".dcm"
         try:
             return template.render(values)
         except TemplateError as error:
@@ -354,22 +493,6 @@ class StoreHandler(MessageHandler):
         except Exception as error:  # pydicom raises many types for bad data
             raise StoreFailure(CANNOT_UNDERSTAND, f"cannot parse data set: {type(error).__name__}"[:64]) from None
         return values
-
-    def _final_dir(self, relative: str) -> tuple[str, str]:
-        """Resolve the target folder, create it, and check it stays inside the output directory."""
-        root = self.scp.root
-        assert root is not None
-        folder, name = os.path.split(os.path.join(root, relative))
-        if not inside(root, os.path.realpath(folder)):
-            raise StoreFailure(CANNOT_UNDERSTAND, "unsafe path: outside the output directory")
-        try:
-            os.makedirs(folder, mode=0o755, exist_ok=True)
-        except OSError as error:
-            raise _os_failure(error, "cannot create folder") from None
-        real = os.path.realpath(folder)
-        if not inside(root, real):
-            raise StoreFailure(CANNOT_UNDERSTAND, "unsafe path: outside the output directory")
-        return real, name
 
     def _place(self, folder: str, name: str) -> tuple[str, str | None]:
         """Move the temp file to its final name per the duplicate policy; never truncate in place."""

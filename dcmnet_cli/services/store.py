@@ -11,7 +11,10 @@ The plan, file by file:
    own syntax if the peer supports it. More than 128 contexts (PS3.8 §9.3.2.2) → several associations.
 3. **Transfer**: a file whose own syntax was accepted is streamed as it is on disk; otherwise it is
    re-encoded through pydicom into an accepted syntax (PS3.5 conversions between uncompressed syntaxes,
-   decompression where pydicom has a handler), or reported with the reason.
+   decompression where pydicom has a handler), or reported with the reason. Streaming never copies a
+   large data set through Python: it is handed to the channel as a :class:`FileRegion` and goes from the
+   page cache to the socket with ``sendfile``; a small file goes as the bytes its meta read already
+   fetched (or one ``pread``), in the same ``sendmsg`` as its command.
 
 Associations run one after another in the calling thread, or ``jobs`` at a time in worker threads that
 are all joined before :func:`store` returns. Transient rejections and dropped connections are retried
@@ -22,7 +25,6 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import queue
 import socket
 import threading
 import time
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Sequence
 
 from ..dimse.commandset import c_store_rq
+from ..dimse.fragment import Dataset, FileRegion
 from ..errors import (
     AssociationAborted,
     AssociationRejected,
@@ -49,9 +52,11 @@ from .dicomfile import (
     EXPLICIT_BE,
     EXPLICIT_LE,
     IMPLICIT_LE,
+    INLINE_MAX,
     UNCOMPRESSED,
     DicomFile,
-    iter_chunks,
+    dataset_bytes,
+    open_dataset,
     read_meta,
 )
 from .dimse_scu import associate, await_response
@@ -61,6 +66,8 @@ FALLBACK = (EXPLICIT_LE, IMPLICIT_LE)
 TARGET_PREFERENCE = (EXPLICIT_LE, IMPLICIT_LE, EXPLICIT_BE, DEFLATED_LE)
 """Syntaxes we can always encode to (pydicom, no codec needed), best first."""
 NO_STATUS = 0xFFFF
+CONTENT_BUDGET = 16 << 20
+"""Bytes of small files :func:`collect` keeps in memory from their meta read (sent without reopening)."""
 
 
 # --------------------------------------------------------------------------- results
@@ -129,23 +136,26 @@ def collect(paths: Iterable[str], recursive: bool = True, pattern: str | None = 
     """
     files: list[DicomFile] = []
     problems: list[FileOutcome] = []
-    seen: set[str] = set()
+    seen: set[tuple[int, int] | None] = set()
+    budget = CONTENT_BUDGET
 
     def take(path: str, from_folder: bool) -> None:
-        key = os.path.realpath(path)
-        if key in seen:
-            return
-        seen.add(key)
+        nonlocal budget
         try:
-            meta = read_meta(path)
+            meta = read_meta(path, keep_content=budget > 0)
         except InputError as error:
             problems.append(FileOutcome(path, error=error))
             return
+        if meta.identity in seen:  # the same file by another path or link: (st_dev, st_ino) from its fstat
+            return
+        seen.add(meta.identity)
         if meta.is_dicomdir:
             if not from_folder:  # a folder walk finds the referenced files anyway
                 for referenced in _dicomdir_files(meta, problems):
                     take(referenced, False)
             return
+        if meta.content is not None:
+            budget -= len(meta.content)
         files.append(meta)
 
     for path in paths:
@@ -359,14 +369,6 @@ class _Reconnect(AssociationAborted):
     """We aborted on purpose (a file failed mid-message): reconnect for the rest without using a retry."""
 
 
-class _SourceFailed(Exception):
-    """The file could not be read mid-message: the association must be aborted, the file reported."""
-
-    def __init__(self, error: InputError) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
 @dataclass
 class _Settings:
     peer: Peer
@@ -436,6 +438,8 @@ def store(
 def _run_parallel(settings: _Settings, tasks: list[list[DicomFile]], outcomes: list[list[FileOutcome]],
                   logs: list[list[AssociationLog]], jobs: int) -> None:
     """``jobs`` worker threads pull tasks; all are joined before returning, Ctrl-C included."""
+    import queue
+
     work: queue.SimpleQueue[int] = queue.SimpleQueue()
     for index in range(len(tasks)):
         work.put(index)
@@ -559,6 +563,7 @@ def _send_files(settings: _Settings, channel: Channel, pending: list[DicomFile],
     Returns the association-level error that stopped it (the unanswered files stay pending), or None.
     """
     contexts = list(channel.assoc.contexts.values())
+    choices: dict[tuple[str, str], tuple[AcceptedContext | None, bool]] = {}
     while pending:
         if settings.stop.is_set():
             return AssociationAborted("interrupted")
@@ -566,11 +571,11 @@ def _send_files(settings: _Settings, channel: Channel, pending: list[DicomFile],
         outcome = _outcome(file)
         outcome.attempts = attempt
         try:
-            _send_one(settings, channel, file, contexts, outcome)
+            _send_one(settings, channel, file, contexts, outcome, choices)
         except (AssociationAborted, TimeoutExpired, DIMSEError, ProtocolError) as error:
             return error
-        except _SourceFailed as failed:  # half a message is on the wire: this association is lost
-            outcome.error = failed.error
+        except InputError as failed:  # a file ended mid-message: the channel dropped the connection
+            outcome.error = failed
             outcomes.append(outcome)
             pending.pop(0)
             settings.callbacks.on_file(outcome)
@@ -583,15 +588,29 @@ def _send_files(settings: _Settings, channel: Channel, pending: list[DicomFile],
 
 
 def _send_one(settings: _Settings, channel: Channel, file: DicomFile, contexts: list[AcceptedContext],
-              outcome: FileOutcome) -> None:
+              outcome: FileOutcome, choices: dict[tuple[str, str], tuple[AcceptedContext | None, bool]] | None = None
+              ) -> None:
+    """Send one file and wait for its answer.
+
+    A file that cannot be read before anything of it is sent gets its InputError in ``outcome`` and the
+    association goes on. A file ending mid-message raises InputError from the channel, which has dropped
+    the connection (a PDU was cut short); the caller reconnects for the rest.
+    """
     started = time.perf_counter()
-    context, must_convert = choose_context(file, contexts)
+    key = (file.sop_class_uid, file.transfer_syntax)
+    choice = choices.get(key) if choices is not None else None
+    if choice is None:
+        choice = choose_context(file, contexts)
+        if choices is not None:
+            choices[key] = choice
+    context, must_convert = choice
     if context is None:
         outcome.error = NoAcceptedContext(
             f"{file.path}: the peer accepted no presentation context for SOP class {file.sop_class_uid} "
             f"({_syntax_name(file.sop_class_uid)})")
         return
-    dataset: bytes | Iterator[bytes]
+    dataset: Dataset
+    fd = -1
     if must_convert:
         try:
             converted = convert(file, context.transfer_syntax)
@@ -599,34 +618,50 @@ def _send_one(settings: _Settings, channel: Channel, file: DicomFile, contexts: 
             outcome.error = error
             return
         outcome.bytes = len(converted)
-        dataset = _metered(settings, iter(_split(converted, settings.chunk_size)))
+        dataset = _memory(settings, converted)
     else:
-        outcome.bytes = file.dataset_length
-        dataset = _metered(settings, _guarded(file, settings.chunk_size))
+        outcome.bytes = length = file.dataset_length
+        try:
+            if file.content is not None or length <= INLINE_MAX:
+                dataset = _memory(settings, dataset_bytes(file))
+            else:
+                fd = open_dataset(file)
+                region = FileRegion(fd, file.offset, length, file.path)
+                dataset = _metered(settings, region.split(settings.chunk_size))
+        except InputError as error:  # nothing of this file is on the wire: the association goes on
+            outcome.error, outcome.bytes = error, 0
+            return
     outcome.sent_syntax = context.transfer_syntax
-    message_id = channel.next_message_id()
-    channel.send_message(context.context_id, c_store_rq(message_id, file.sop_class_uid, file.sop_instance_uid), dataset)
+    try:
+        message_id = channel.next_message_id()
+        channel.send_message(context.context_id, c_store_rq(message_id, file.sop_class_uid, file.sop_instance_uid), dataset)
+    finally:
+        if fd >= 0:
+            os.close(fd)
     response, _ = await_response(channel, message_id, settings.timeouts.dimse)
     outcome.status = response.status if response.status is not None else NO_STATUS
     outcome.elapsed = time.perf_counter() - started
 
 
-def _split(data: bytes, size: int) -> Iterator[bytes]:
+def _memory(settings: _Settings, data: bytes | memoryview) -> Dataset:
+    """A data set already in memory: whole (one progress step) unless the rate is metered."""
+    if settings.bucket is not None:
+        return _metered(settings, _split(data, settings.chunk_size))
+    settings.callbacks.on_bytes(len(data))
+    return data
+
+
+def _split(data: bytes | memoryview, size: int) -> Iterator[memoryview]:
     view = memoryview(data)
     for start in range(0, len(data), size):
-        yield view[start:start + size]  # type: ignore[misc]
+        yield view[start:start + size]
 
 
-def _guarded(file: DicomFile, chunk_size: int) -> Iterator[bytes]:
-    try:
-        yield from iter_chunks(file.path, file.offset, file.dataset_length, chunk_size)
-    except InputError as error:
-        raise _SourceFailed(error) from None
-
-
-def _metered(settings: _Settings, chunks: Iterator[bytes]) -> Iterator[bytes]:
+def _metered(settings: _Settings, chunks: Iterable[bytes | memoryview | FileRegion]) -> Iterator[bytes | memoryview | FileRegion]:
+    """Chunks as the fragmenter pulls them: the token bucket (``--max-rate``) waits between them."""
+    bucket, on_bytes = settings.bucket, settings.callbacks.on_bytes
     for chunk in chunks:
-        if settings.bucket is not None:
-            settings.bucket.take(len(chunk))
-        settings.callbacks.on_bytes(len(chunk))
+        if bucket is not None:
+            bucket.take(len(chunk))
+        on_bytes(len(chunk))
         yield chunk

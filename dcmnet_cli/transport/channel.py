@@ -2,21 +2,27 @@
 
 The only place (with :mod:`.server` and :mod:`.client`) that touches sockets and clocks. Every wait has a
 deadline the caller computes; ARTIM is folded into the same wait, so nothing ever polls. Reads go into one
-preallocated buffer with ``recv_into``; writes gather many buffers per ``sendmsg`` call.
+preallocated buffer with ``recv_into``; writes gather many buffers per ``sendmsg`` call. Data set bytes
+given as a :class:`~dcmnet_cli.dimse.fragment.FileRegion` go from the file to the socket with
+``os.sendfile`` (no copy through user space); the PDU and PDV headers before each region are written
+with ``MSG_MORE`` so they leave in the same TCP segments as the file bytes.
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import select
 import socket
 import time
 from collections import deque
 from itertools import islice
-from typing import Iterable, Union
+from typing import Sequence, Union
 
 from ..dimse.assembler import Assembler, CommandReceived, DatasetFragment, InvalidCommand, MessageComplete
 from ..dimse.commandset import Message
-from ..dimse.fragment import fragment_message
-from ..errors import AssociationAborted, RemoteProtocolError, TimeoutExpired
+from ..dimse.fragment import Dataset, FileRegion, Piece, fragment_message
+from ..errors import AssociationAborted, InputError, RemoteProtocolError, TimeoutExpired
 from ..ul.association import Aborted, Association, DataReceived
 from ..ul.association import AssociationEvent as ULEvent
 from ..ul.statemachine import State
@@ -30,12 +36,63 @@ DimseEvent = Union[CommandReceived, DatasetFragment, InvalidCommand, MessageComp
 ChannelEvent = Union[DimseEvent, ULEvent]
 
 
-def send_all(sock: socket.socket, buffers: list[bytes | memoryview]) -> int:
-    """Write every buffer, many per syscall, coping with partial writes; returns bytes written."""
+def send_all(sock: socket.socket, buffers: Sequence[Piece], *, use_sendfile: bool | None = None) -> int:
+    """Write every buffer, many per syscall, coping with partial writes; returns bytes written.
+
+    :class:`FileRegion` entries are sent from their file with ``os.sendfile`` (contiguous regions of one
+    file merged into one call) when ``use_sendfile`` (default: a plain TCP/Unix socket on a system that
+    has it), else read with ``pread`` and written like the rest. A region whose file ends early raises
+    :class:`InputError`; the stream is then cut mid-PDU and the connection must be dropped, not used.
+    """
+    if not any(type(b) is FileRegion for b in buffers):
+        return _sendmsg_all(sock, buffers, 0)  # type: ignore[arg-type]
+    if use_sendfile is None:
+        use_sendfile = _can_sendfile(sock)
+    total = 0
+    memory: list[bytes | bytearray | memoryview] = []
+    index, count = 0, len(buffers)
+    while index < count:
+        piece = buffers[index]
+        index += 1
+        if type(piece) is not FileRegion:
+            memory.append(piece)  # type: ignore[arg-type]
+            continue
+        region: FileRegion = piece  # type: ignore[assignment]
+        fd, offset, length = region.fd, region.offset, region.length
+        while index < count:  # merge the next regions while they continue this one
+            nxt = buffers[index]
+            if type(nxt) is not FileRegion or nxt.fd != fd or nxt.offset != offset + length:  # type: ignore[union-attr]
+                break
+            length += nxt.length  # type: ignore[union-attr]
+            index += 1
+        if not length:
+            continue
+        if use_sendfile:
+            total += _sendmsg_all(sock, memory, _MSG_MORE)
+            memory = []
+            total += _sendfile_all(sock, fd, offset, length, region.name)
+        else:
+            memory.append(_pread_all(fd, offset, length, region.name))
+    return total + _sendmsg_all(sock, memory, 0)
+
+
+_MSG_MORE = getattr(socket, "MSG_MORE", 0)
+SENDFILE_MAX = 1 << 30
+"""Bytes asked of one ``sendfile`` call (Linux moves at most 0x7ffff000 per call anyway)."""
+_CONNECTION_ERRNOS = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.ECONNABORTED, errno.ESHUTDOWN,
+                                errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETDOWN})
+
+
+def _can_sendfile(sock: socket.socket) -> bool:
+    """``sendfile`` writes the descriptor directly: only for a plain socket (never a TLS wrapper)."""
+    return hasattr(os, "sendfile") and type(sock) is socket.socket and sock.family in (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX)
+
+
+def _sendmsg_all(sock: socket.socket, buffers: Sequence[bytes | bytearray | memoryview], flags: int) -> int:
     views = deque(memoryview(b).cast("B") for b in buffers if len(b))
     total = 0
     while views:
-        sent = sock.sendmsg(list(islice(views, IOV_MAX)))
+        sent = sock.sendmsg(list(islice(views, IOV_MAX)), (), flags) if flags else sock.sendmsg(list(islice(views, IOV_MAX)))
         total += sent
         while sent:
             first = views[0]
@@ -46,6 +103,55 @@ def send_all(sock: socket.socket, buffers: list[bytes | memoryview]) -> int:
                 views[0] = first[sent:]
                 sent = 0
     return total
+
+
+def _sendfile_all(sock: socket.socket, fd: int, offset: int, length: int, name: str) -> int:
+    """``length`` bytes of ``fd`` from ``offset`` to the socket; partial writes and EAGAIN handled.
+
+    A socket with a timeout is non-blocking underneath: on EAGAIN wait (``poll``, no busy loop) until it
+    is writable, at most the socket's timeout per wait, as ``sock.send`` would. Errors reading the file
+    raise InputError; errors on the connection raise OSError as a failed ``send`` would.
+    """
+    out = sock.fileno()
+    timeout = sock.gettimeout()
+    done = 0
+    while done < length:
+        try:
+            sent = os.sendfile(out, fd, offset + done, min(length - done, SENDFILE_MAX))
+        except BlockingIOError:
+            _wait_writable(out, timeout)
+            continue
+        except OSError as error:
+            if error.errno in _CONNECTION_ERRNOS or error.errno == errno.EAGAIN:
+                raise
+            raise InputError(f"{name or f'fd {fd}'}: cannot read: {error.strerror or error}") from None
+        if sent == 0:
+            raise InputError(f"{name or f'fd {fd}'}: the file shrank while it was being sent "
+                             f"({length - done} bytes missing)")
+        done += sent
+    return done
+
+
+def _wait_writable(fd: int, timeout: float | None) -> None:
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    if not poller.poll(None if timeout is None else max(0, int(timeout * 1000))):
+        raise TimeoutError("timed out")
+
+
+def _pread_all(fd: int, offset: int, length: int, name: str) -> bytes:
+    """The region's bytes in memory (the fallback when the socket cannot take ``sendfile``)."""
+    try:
+        data = os.pread(fd, length, offset)
+        while len(data) < length:  # pread is short only at the end of the file (or for huge reads)
+            more = os.pread(fd, length - len(data), offset + len(data))
+            if not more:
+                raise InputError(f"{name or f'fd {fd}'}: the file shrank while it was being sent "
+                                 f"({length - len(data)} bytes missing)")
+            data += more
+    except OSError as error:
+        raise InputError(f"{name or f'fd {fd}'}: cannot read: {error.strerror or error}") from None
+    return data
 
 
 class Channel:
@@ -67,6 +173,7 @@ class Channel:
         self.network_timeout = network_timeout
         self.peer = _peer_name(sock)
         self.closed = False
+        self._timeout: float | None = -1.0  # unknown: the first wait always sets it
         self.bytes_received = 0
         self.bytes_sent = 0
         self._buf = bytearray(RECV_SIZE)
@@ -76,6 +183,7 @@ class Channel:
         self._events: deque[ChannelEvent] = deque()
         self.assembler = Assembler(valid_context_ids=lambda cid: cid in assoc.contexts, max_dataset_bytes=max_dataset_bytes)
         self._message_id = 0
+        self._sendfile = _can_sendfile(sock)
 
     # ------------------------------------------------------------------ sending
 
@@ -91,10 +199,16 @@ class Channel:
         if self.assoc.close_requested and not self.closed:
             self.close()
 
-    def _write(self, buffers: list[bytes | memoryview]) -> None:
-        self.sock.settimeout(self.network_timeout)
+    def _write(self, buffers: list[Piece]) -> None:
+        self._set_timeout(self.network_timeout)
         try:
-            self.bytes_sent += send_all(self.sock, buffers)
+            self.bytes_sent += send_all(self.sock, buffers, use_sendfile=self._sendfile)
+        except InputError:
+            # A file region ended early: a PDU is cut short on the wire, so not even an A-ABORT can
+            # follow it. Drop the connection; the peer sees it closed mid-PDU (never a whole message).
+            self.close()
+            self.assoc.connection_lost()
+            raise
         except (socket.timeout, TimeoutError):
             self.close()
             raise TimeoutExpired("the peer stopped reading: write timed out") from None
@@ -103,12 +217,15 @@ class Channel:
             self.assoc.connection_lost()
             raise AssociationAborted(f"connection lost while sending: {error.strerror or error}") from None
 
-    def send_message(
-        self, context_id: int, message: Message, dataset: bytes | memoryview | Iterable[bytes] | None = None
-    ) -> None:
-        """Fragment and send one DIMSE message; dataset chunks must not be reused after being passed."""
+    def send_message(self, context_id: int, message: Message, dataset: Dataset = None) -> None:
+        """Fragment and send one DIMSE message; dataset chunks must not be reused after being passed.
+
+        ``dataset`` is bytes, a :class:`FileRegion`, or an iterable of either (chunks pulled lazily, so a
+        generator may sleep between them to meter the rate). Raises :class:`InputError` if a region's
+        file ends early; the connection is then closed (the message was cut mid-PDU).
+        """
         self._raise_if_ended()
-        batch: list[bytes | memoryview] = []
+        batch: list[Piece] = []
         size = 0
         for pdu in fragment_message(context_id, message.encode(), dataset, self.assoc.peer_max_pdu):
             self.assoc.send_pdata(pdu)
@@ -163,7 +280,7 @@ class Channel:
 
     def _receive(self, deadline: float | None) -> None:
         wait, artim = self._wait_time(deadline)
-        self.sock.settimeout(wait)
+        self._set_timeout(wait)
         try:
             count = self.sock.recv_into(self._buf)
         except (socket.timeout, TimeoutError, BlockingIOError):
@@ -200,6 +317,12 @@ class Channel:
 
     # ------------------------------------------------------------------ ending
 
+    def _set_timeout(self, seconds: float | None) -> None:
+        """settimeout costs two fcntl/ioctl calls; skip it when nothing changes (the common case)."""
+        if seconds != self._timeout:
+            self.sock.settimeout(seconds)
+            self._timeout = seconds
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True
@@ -234,4 +357,4 @@ def _peer_name(sock: socket.socket) -> str:
         return "?"
 
 
-__all__ = ["Channel", "ChannelEvent", "Aborted", "send_all"]
+__all__ = ["Channel", "ChannelEvent", "Aborted", "FileRegion", "send_all"]

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 from typing import Any
 
 import click
 
-from ...dimse.status import describe
 from ..app import App
 from ..exitcodes import ExitCode, combine, for_error, for_status
 from ..options import _AET_HOST_PORT, network_options, parse_peer, timeouts_from
@@ -164,14 +162,17 @@ def _size(count: int) -> str:
 
 
 def _file_code(outcome) -> ExitCode:  # type: ignore[no-untyped-def]
-    if outcome.status is not None:
-        return for_status(outcome.status)
+    status = outcome.status
+    if status is not None:
+        return ExitCode.SUCCESS if status == 0x0000 else for_status(status)
     return for_error(outcome.error) if outcome.error is not None else ExitCode.INTERNAL
 
 
 def _file_line(outcome) -> str:  # type: ignore[no-untyped-def]
     if outcome.status is None:
         return str(outcome.error)
+    from ...dimse.status import describe
+
     info = describe(outcome.status, "storage")
     line = f"{outcome.path}: 0x{outcome.status:04X} {info.meaning} ({outcome.bytes} bytes"
     if outcome.converted:
@@ -182,6 +183,8 @@ def _file_line(outcome) -> str:  # type: ignore[no-untyped-def]
 
 
 def _file_json(outcome) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    from ...dimse.status import describe
+
     entry: dict[str, Any] = {
         "path": outcome.path,
         "sop_class_uid": outcome.sop_class_uid,
@@ -226,6 +229,8 @@ def _emit(app: App, as_json: bool, report: str | None, target, problems, results
     if as_json:
         app.json(summary)
     if report is not None:
+        import json
+
         try:
             with open(report, "w", encoding="utf-8") as handle:
                 json.dump(summary, handle, indent=2)

@@ -1,0 +1,183 @@
+"""``send_all`` with :class:`FileRegion` buffers: ``sendfile`` from the file, headers with ``MSG_MORE``.
+
+Every case goes over a real TCP connection on 127.0.0.1 with a reader thread, and compares the bytes the
+reader got with the same buffers joined in memory: partial writes (a tiny send buffer and a slow reader,
+with and without a socket timeout), merged contiguous regions, the ``pread`` fallback, a file that ends
+early (InputError) and a reader that never reads (timeout).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from dcmnet_cli.dimse.fragment import FileRegion, fragment_message
+from dcmnet_cli.errors import InputError
+from dcmnet_cli.transport.channel import send_all
+
+from helpers.procs import LOOPBACK
+
+
+def payload(size: int, seed: int = 7) -> bytes:
+    block = bytes((i * 31 + seed) & 0xFF for i in range(4096))
+    return (block * (size // len(block) + 1))[:size]
+
+
+@contextmanager
+def connection(*, sndbuf: int | None = None, delay: float = 0.0) -> Iterator[tuple[socket.socket, bytearray, threading.Event]]:
+    """(sender socket, bytes received so far, event set once the reader saw EOF). ``delay`` slows the reader."""
+    with socket.socket() as listener:
+        listener.bind((LOOPBACK, 0))
+        listener.listen(1)
+        sender = socket.socket()
+        if sndbuf is not None:
+            sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+        sender.connect(listener.getsockname())
+        peer, _ = listener.accept()
+    got = bytearray()
+    done = threading.Event()
+
+    def read() -> None:
+        with peer:
+            if sndbuf is not None:
+                peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            while True:
+                data = peer.recv(8192)
+                if not data:
+                    break
+                got.extend(data)
+                if delay:
+                    time.sleep(delay)
+        done.set()
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    try:
+        yield sender, got, done
+    finally:
+        sender.close()
+        thread.join(10)
+
+
+def finish(sender: socket.socket, done: threading.Event) -> None:
+    sender.shutdown(socket.SHUT_WR)
+    assert done.wait(20)
+
+
+@pytest.fixture
+def big_file(tmp_path: Path) -> Iterator[tuple[int, bytes]]:
+    data = payload(5 * 1024 * 1024 + 3)
+    path = tmp_path / "region.bin"
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        yield fd, data
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("use_sendfile", [True, False])
+def test_regions_and_headers_arrive_in_order(big_file: tuple[int, bytes], use_sendfile: bool) -> None:
+    fd, data = big_file
+    region = FileRegion(fd, 0, len(data), "region.bin")
+    buffers = [b"head", region[10:100_000], region[100_000:2_000_000], b"", b"mid", memoryview(b"dle"),
+               region[3_000_000:], b"tail"]
+    expected = b"head" + data[10:2_000_000] + b"middle" + data[3_000_000:] + b"tail"
+    with connection() as (sender, got, done):
+        assert send_all(sender, buffers, use_sendfile=use_sendfile) == len(expected)
+        finish(sender, done)
+    assert bytes(got) == expected
+
+
+@pytest.mark.parametrize("timeout", [None, 5.0])
+def test_partial_writes_with_a_tiny_send_buffer(big_file: tuple[int, bytes], timeout: float | None,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 4 KiB send buffer and a reader that naps: sendfile moves a little at a time (EAGAIN in timeout mode)."""
+    fd, data = big_file
+    size = 600_000
+    calls: list[int] = []
+    real = os.sendfile
+
+    def counting(out: int, in_fd: int, offset: int, count: int) -> int:
+        try:
+            sent = real(out, in_fd, offset, count)
+        except BlockingIOError:
+            calls.append(-1)
+            raise
+        calls.append(sent)
+        return sent
+
+    monkeypatch.setattr(os, "sendfile", counting)
+    buffers = [b"H" * 10, FileRegion(fd, 5, size), b"T"]
+    with connection(sndbuf=4096, delay=0.0005) as (sender, got, done):
+        sender.settimeout(timeout)
+        assert send_all(sender, buffers) == size + 11
+        finish(sender, done)
+    assert bytes(got) == b"H" * 10 + data[5:5 + size] + b"T"
+    assert sum(c for c in calls if c > 0) == size
+    if timeout is not None:  # non-blocking underneath: partial writes and EAGAIN waits
+        assert len(calls) > 2 and -1 in calls, calls[:20]
+
+
+def test_fragmented_message_from_a_file_matches_the_bytes_path(big_file: tuple[int, bytes]) -> None:
+    """The same message fragmented from a FileRegion and from bytes puts the same bytes on the wire."""
+    fd, data = big_file
+    command = b"\x00" * 40
+    chunks = list(FileRegion(fd, 0, len(data)).split(1 << 20))
+    from_file = [piece for pdu in fragment_message(1, command, iter(chunks), 16384) for piece in pdu]
+    from_memory = b"".join(b for pdu in fragment_message(1, command, data, 16384) for b in pdu)
+    assert any(isinstance(p, FileRegion) for p in from_file)
+    with connection() as (sender, got, done):
+        send_all(sender, from_file)
+        finish(sender, done)
+    assert bytes(got) == from_memory
+
+
+@pytest.mark.parametrize("use_sendfile", [True, False])
+def test_a_file_shorter_than_its_region_raises_input_error(tmp_path: Path, use_sendfile: bool) -> None:
+    path = tmp_path / "short.bin"
+    path.write_bytes(payload(100_000))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        with connection() as (sender, _got, _done):
+            with pytest.raises(InputError, match="shrank"):
+                send_all(sender, [b"hdr", FileRegion(fd, 0, 200_000, str(path))], use_sendfile=use_sendfile)
+    finally:
+        os.close(fd)
+
+
+def test_a_reader_that_never_reads_times_out(big_file: tuple[int, bytes]) -> None:
+    fd, data = big_file
+    with socket.socket() as listener:
+        listener.bind((LOOPBACK, 0))
+        listener.listen(1)
+        with socket.socket() as sender:
+            sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            sender.connect(listener.getsockname())
+            peer, _ = listener.accept()
+            with peer:
+                sender.settimeout(0.2)
+                started = time.monotonic()
+                with pytest.raises(TimeoutError):
+                    send_all(sender, [b"x", FileRegion(fd, 0, len(data))])
+                assert time.monotonic() - started < 5
+
+
+def test_file_region_slicing() -> None:
+    region = FileRegion(3, 100, 50)
+    assert len(region) == 50
+    assert region[10:20] == FileRegion(3, 110, 10)
+    assert region[40:] == FileRegion(3, 140, 10) and region[:] == region
+    assert region[60:70] == FileRegion(3, 150, 0)
+    assert list(region.split(20)) == [FileRegion(3, 100, 20), FileRegion(3, 120, 20), FileRegion(3, 140, 10)]
+    with pytest.raises(TypeError):
+        region[::2]
+    with pytest.raises(ValueError):
+        FileRegion(3, -1, 5)
