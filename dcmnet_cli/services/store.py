@@ -123,6 +123,10 @@ class Callbacks:
     on_bytes: Callable[[int], None] = lambda count: None
     on_association: Callable[[AssociationLog], None] = lambda log: None
     on_retry: Callable[[str, float], None] = lambda reason, delay: None
+    trace: Callable[[str, str], None] | None = None
+    """Every PDU as a one-line summary (--debug)."""
+    log: Callable[[str], None] | None = None
+    """What each association negotiated (-v)."""
 
 
 # --------------------------------------------------------------------------- inputs
@@ -498,7 +502,8 @@ def _run_task(settings: _Settings, index: int, files: list[DicomFile], outcomes:
         log = AssociationLog(index, len(pending), len(pairs))
         logs.append(log)
         try:
-            channel = associate(settings.peer, settings.calling_ae, build_contexts(pairs), settings.timeouts, settings.max_pdu)
+            channel = associate(settings.peer, settings.calling_ae, build_contexts(pairs), settings.timeouts, settings.max_pdu,
+                                trace=settings.callbacks.trace, log=settings.callbacks.log)
         except DcmnetError as error:
             log.outcome, log.detail = "failed", str(error)
             settings.callbacks.on_association(log)

@@ -132,7 +132,8 @@ def command(app: App, args: tuple[str, ...], recursive: bool, pattern: str | Non
         say(f"retrying in {delay:g} s: {reason}")
 
     callbacks = Callbacks(on_file=on_file, on_bytes=bar.advance if bar is not None else (lambda n: None),
-                          on_association=on_association, on_retry=on_retry)
+                          on_association=on_association, on_retry=on_retry,
+                          trace=app.trace if app.debug else None, log=app.detail if app.verbose else None)
     run = lambda: store(target, files, options["calling_aet"], timeouts_from(options), max_pdu=options["max_pdu"],  # noqa: E731
                         jobs=jobs, retries=retries, backoff=retry_delay,
                         max_rate=max_rate * 1_000_000 if max_rate else None, callbacks=callbacks)
