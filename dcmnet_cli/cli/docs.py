@@ -203,7 +203,7 @@ def man_main() -> str:
     lines.append(_exit_status())
     lines += [".SH ENVIRONMENT",
               ".PP", roff("Options marked with an environment variable in a command's page can be set as "
-                          f"DCMNET_<OPTION>; the command line wins. The variables known to this version:")]
+                          "DCMNET_<OPTION>; the command line wins. The variables known to this version:")]
     users: dict[str, list[str]] = {}
     for name, command, cctx in cmds:
         for option in all_options(command, cctx):

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from ..dimse.assembler import CommandReceived, DatasetFragment, InvalidCommand, MessageComplete
 from ..dimse.commandset import Message
@@ -55,38 +54,47 @@ def context_for(channel: Channel, abstract_syntax: str, transfer_syntax: str | N
     raise NoAcceptedContext(f"the peer accepted no presentation context for {abstract_syntax}")
 
 
-def await_response(channel: Channel, message_id: int, timeout: float | None) -> tuple[Message, bytes | None]:
-    """Wait for the response to ``message_id``; returns its command and data set (if any) as bytes.
+def responses(
+    channel: Channel, message_id: int, timeout: float | None, expected: int | None = None, what: str = "DIMSE response"
+) -> Iterator[tuple[Message, bytes | None]]:
+    """Yield ``(response, data set bytes or None)`` for each response to ``message_id``, pending ones included.
 
-    The timeout is per response (the DIMSE timeout): pending responses each restart it.
+    The timeout (the DIMSE timeout) bounds the silence between two events, so a long run of pending
+    responses never trips it. ``expected`` is the response's command field, when only one is valid.
+    Anything else from the peer aborts the association and raises.
     """
-    deadline = None if timeout is None else time.monotonic() + timeout
     dataset: list[bytes] | None = None
     response: Message | None = None
     while True:
-        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
-            event = channel.next_event(remaining)
+            event = channel.next_event(timeout)
         except TimeoutExpired:
             channel.abort()
-            raise TimeoutExpired(f"no DIMSE response within {timeout:g} s (DIMSE timeout)") from None
+            raise TimeoutExpired(f"no {what} within {timeout:g} s (DIMSE timeout)") from None
         if event is None:
-            raise AssociationAborted("the peer closed the connection while we waited for a response")
+            raise AssociationAborted(f"the peer closed the connection while a {what} was outstanding")
         if isinstance(event, Aborted):
             raise AssociationAborted(event.message, event.source, event.reason)
         if isinstance(event, ReleaseRequested):
             channel.abort()
-            raise AssociationAborted("the peer asked to release while a response was outstanding")
+            raise AssociationAborted(f"the peer asked to release while a {what} was outstanding")
         if isinstance(event, InvalidCommand):
             channel.abort()
             raise DIMSEError(f"malformed response from the peer: {event.error}")
         if isinstance(event, CommandReceived):
             response = event.message
-            if response.message_id_being_responded_to != message_id or not response.is_response:
+            wrong_field = expected is not None and response.command_field != expected
+            if wrong_field or not response.is_response or response.message_id_being_responded_to != message_id:
                 channel.abort()
-                raise DIMSEError(f"unexpected {response.name} from the peer (expected a response to message {message_id})")
+                raise DIMSEError(f"unexpected {response.name} from the peer (expected a {what} to message {message_id})")
             dataset = [] if event.has_dataset else None
         elif isinstance(event, DatasetFragment) and dataset is not None:
             dataset.append(bytes(event.data))
         elif isinstance(event, MessageComplete) and response is not None:
-            return response, (b"".join(dataset) if dataset is not None else None)
+            yield response, (b"".join(dataset) if dataset is not None else None)
+            response, dataset = None, None
+
+
+def await_response(channel: Channel, message_id: int, timeout: float | None) -> tuple[Message, bytes | None]:
+    """The one (final) response to a request that has no pending responses (C-ECHO, C-STORE)."""
+    return next(responses(channel, message_id, timeout))

@@ -17,16 +17,14 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, NamedTuple
 
-from ..dimse.assembler import CommandReceived, DatasetFragment, InvalidCommand, MessageComplete
-from ..dimse.commandset import C_FIND_RSP, PRIORITY_MEDIUM, Message, c_cancel_rq, c_find_rq
+from ..dimse.commandset import C_FIND_RSP, PRIORITY_MEDIUM, c_cancel_rq, c_find_rq
 from ..dimse.status import Category, describe
-from ..errors import AssociationAborted, DIMSEError, TimeoutExpired
+from ..errors import DIMSEError
 from ..transport.channel import Channel
 from ..transport.client import Timeouts, release
-from ..ul.association import Aborted, ReleaseRequested
 from ..ul.items import SOPClassExtendedNegotiation
 from ..ul.negotiation import DEFAULT_MAX_PDU, build_contexts
-from .dimse_scu import associate, context_for
+from .dimse_scu import associate, context_for, responses
 from .peer import Peer
 from .query import QuerySpec, decode_identifier, encode_identifier
 
@@ -115,7 +113,7 @@ def find(
         if log is not None:
             log(f"sent C-FIND-RQ (message {message_id}, {spec.model.name} model, level {spec.level or '-'}, "
                 f"{len(identifier)} byte identifier)")
-        for response, data in _responses(channel, message_id, timeouts.dimse):
+        for response, data in responses(channel, message_id, timeouts.dimse, C_FIND_RSP, "C-FIND response"):
             status = response.status if response.status is not None else 0xFFFF
             category = describe(status, "find").category
             if category is Category.PENDING:
@@ -147,37 +145,6 @@ def find(
             channel.abort()
     result.elapsed_ms = (time.perf_counter() - started) * 1000
     return result
-
-
-def _responses(channel: Channel, message_id: int, timeout: float | None):
-    """Yield ``(response, identifier bytes or None)`` per C-FIND-RSP; the timeout is per response."""
-    dataset: list[bytes] | None = None
-    response: Message | None = None
-    while True:
-        try:
-            event = channel.next_event(timeout)
-        except TimeoutExpired:
-            channel.abort()
-            raise TimeoutExpired(f"no C-FIND response within {timeout:g} s (DIMSE timeout)") from None
-        if event is None:
-            raise AssociationAborted("the peer closed the connection while a C-FIND was outstanding")
-        if isinstance(event, Aborted):
-            raise AssociationAborted(event.message, event.source, event.reason)
-        if isinstance(event, ReleaseRequested):
-            channel.abort()
-            raise AssociationAborted("the peer asked to release while a C-FIND was outstanding")
-        if isinstance(event, InvalidCommand):
-            raise DIMSEError(f"malformed response from the peer: {event.error}")
-        if isinstance(event, CommandReceived):
-            response = event.message
-            if response.command_field != C_FIND_RSP or response.message_id_being_responded_to != message_id:
-                raise DIMSEError(f"unexpected {response.name} from the peer (expected a C-FIND-RSP to message {message_id})")
-            dataset = [] if event.has_dataset else None
-        elif isinstance(event, DatasetFragment) and dataset is not None:
-            dataset.append(bytes(event.data))
-        elif isinstance(event, MessageComplete) and response is not None:
-            yield response, (b"".join(dataset) if dataset is not None else None)
-            response, dataset = None, None
 
 
 def _accepted_flags(channel: Channel, sop_class: str) -> ExtendedFlags | None:

@@ -152,12 +152,11 @@ def command(app: App, port: int, aetitle: str, bind: str, require_called_aet: bo
         max_pdu=max_pdu,
     )
 
-    def trace(peer: str, direction: str, summary: str) -> None:
+    def show_pdu(peer: str, direction: str, summary: str) -> None:
         with lock:
             app.trace(direction, f"{peer} {summary}")
 
-    if not app.debug:
-        trace = None  # type: ignore[assignment]
+    trace = show_pdu if app.debug else None
 
     def make_server(listen_port: int) -> Server:
         entity = ApplicationEntity(policy, on_event=on_event, idle_timeout=network_timeout)
