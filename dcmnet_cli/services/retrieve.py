@@ -169,6 +169,10 @@ def retrieve(
     started = time.monotonic()
     clock = _Clock(timeouts.dimse, None if deadline is None else started + deadline, deadline)
     pairs = [(sop_class, QR_SYNTAXES)]
+    from .query import MODELS
+
+    # The model's FIND context too, as movescu/getscu propose it: dcmqrscp logs an error without it.
+    pairs += [(m.find, QR_SYNTAXES) for m in MODELS.values() if sop_class in (m.move, m.get) and m.find][:1]
     roles: tuple[RoleSelection, ...] = ()
     if kind == GET:
         pairs += [(uid, STORAGE_SYNTAXES) for uid in storage_classes]
