@@ -26,10 +26,15 @@ _dcmnet() {
                 -td|--dimse-timeout) return 0 ;;
                 --network-timeout) return 0 ;;
                 -pdu|--max-pdu) return 0 ;;
+                --tls-ca) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+                --tls-cert) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+                --tls-key) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+                --tls-key-password-env) return 0 ;;
+                --tls-server-name) return 0 ;;
                 -c|--count) return 0 ;;
                 -i|--interval) return 0 ;;
             esac
-            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu -c --count -i --interval --abort --json -h --help"
+            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu --tls --no-tls --tls-ca --tls-cert --tls-key --tls-key-password-env --tls-server-name --tls-no-verify -c --count -i --interval --abort --json -h --help"
             if [[ "$cur" != -* ]]; then
                 return 0  # arguments: the shell's default completion
             fi
@@ -43,13 +48,18 @@ _dcmnet() {
                 -td|--dimse-timeout) return 0 ;;
                 --network-timeout) return 0 ;;
                 -pdu|--max-pdu) return 0 ;;
+                --tls-ca) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+                --tls-cert) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+                --tls-key) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+                --tls-key-password-env) return 0 ;;
+                --tls-server-name) return 0 ;;
                 -L|--level) COMPREPLY=($(compgen -W "PATIENT STUDY SERIES IMAGE" -- "$cur")); return 0 ;;
                 -k|--key) return 0 ;;
                 -f|--query-file) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
                 --write) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
                 --cancel-after) return 0 ;;
             esac
-            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu -P --patient-root -S --study-root -O --patient-study-only -W --worklist -L --level -k --key -f --query-file --json --write --cancel-after --relational --datetime-matching --fuzzy --timezone-adjust -h --help"
+            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu --tls --no-tls --tls-ca --tls-cert --tls-key --tls-key-password-env --tls-server-name --tls-no-verify -P --patient-root -S --study-root -O --patient-study-only -W --worklist -L --level -k --key -f --query-file --json --write --cancel-after --relational --datetime-matching --fuzzy --timezone-adjust -h --help"
             if [[ "$cur" != -* ]]; then
                 return 0  # arguments: the shell's default completion
             fi
@@ -63,6 +73,11 @@ _dcmnet() {
                 -td|--dimse-timeout) return 0 ;;
                 --network-timeout) return 0 ;;
                 -pdu|--max-pdu) return 0 ;;
+                --tls-ca) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+                --tls-cert) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+                --tls-key) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+                --tls-key-password-env) return 0 ;;
+                --tls-server-name) return 0 ;;
                 -L|--level) COMPREPLY=($(compgen -W "PATIENT STUDY SERIES IMAGE" -- "$cur")); return 0 ;;
                 -k|--key) return 0 ;;
                 -f|--query-file) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
@@ -74,7 +89,7 @@ _dcmnet() {
                 --cancel-after-seconds) return 0 ;;
                 --deadline) return 0 ;;
             esac
-            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu -P --patient-root -S --study-root -O --patient-study-only -W --worklist -L --level -k --key -f --query-file --from-json --storage-class -od --output-directory --filepath --on-duplicate --no-fsync --cancel-after-seconds --deadline --no-progress --json --warnings-ok -q --quiet -v --verbose -h --help"
+            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu --tls --no-tls --tls-ca --tls-cert --tls-key --tls-key-password-env --tls-server-name --tls-no-verify -P --patient-root -S --study-root -O --patient-study-only -W --worklist -L --level -k --key -f --query-file --from-json --storage-class -od --output-directory --filepath --on-duplicate --no-fsync --cancel-after-seconds --deadline --no-progress --json --warnings-ok -q --quiet -v --verbose -h --help"
             if [[ "$cur" != -* ]]; then
                 return 0  # arguments: the shell's default completion
             fi
@@ -97,8 +112,12 @@ _dcmnet() {
                 --exec-on-association-end) return 0 ;;
                 --exec-timeout) return 0 ;;
                 --workers) return 0 ;;
+                --tls-cert) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+                --tls-key) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+                --tls-key-password-env) return 0 ;;
+                --tls-ca) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
             esac
-            opts="-aet --aetitle --bind --require-called-aet --allow-calling-aet --max-associations --artim-timeout --network-timeout --idle-timeout -pdu --max-pdu --shutdown-grace --no-progress --json -od --output-directory --filepath --on-duplicate --ignore --accept --promiscuous --no-fsync --exec-on-receive --exec-on-association-end --exec-timeout --workers -h --help"
+            opts="-aet --aetitle --bind --require-called-aet --allow-calling-aet --max-associations --artim-timeout --network-timeout --idle-timeout -pdu --max-pdu --shutdown-grace --no-progress --json -od --output-directory --filepath --on-duplicate --ignore --accept --promiscuous --no-fsync --exec-on-receive --exec-on-association-end --exec-timeout --workers --tls --tls-cert --tls-key --tls-key-password-env --tls-ca --tls-require-client-cert -h --help"
             if [[ "$cur" != -* ]]; then
                 return 0  # arguments: the shell's default completion
             fi
@@ -112,6 +131,11 @@ _dcmnet() {
                 -td|--dimse-timeout) return 0 ;;
                 --network-timeout) return 0 ;;
                 -pdu|--max-pdu) return 0 ;;
+                --tls-ca) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+                --tls-cert) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+                --tls-key) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+                --tls-key-password-env) return 0 ;;
+                --tls-server-name) return 0 ;;
                 -L|--level) COMPREPLY=($(compgen -W "PATIENT STUDY SERIES IMAGE" -- "$cur")); return 0 ;;
                 -k|--key) return 0 ;;
                 -f|--query-file) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
@@ -125,7 +149,7 @@ _dcmnet() {
                 --cancel-after-seconds) return 0 ;;
                 --deadline) return 0 ;;
             esac
-            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu -P --patient-root -S --study-root -O --patient-study-only -W --worklist -L --level -k --key -f --query-file --dest -aem --move-destination --from-json --store-port --bind -od --output-directory --filepath --on-duplicate --no-fsync --cancel-after-seconds --deadline --no-progress --json --warnings-ok -q --quiet -v --verbose -h --help"
+            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu --tls --no-tls --tls-ca --tls-cert --tls-key --tls-key-password-env --tls-server-name --tls-no-verify -P --patient-root -S --study-root -O --patient-study-only -W --worklist -L --level -k --key -f --query-file --dest -aem --move-destination --from-json --store-port --bind --store-tls -od --output-directory --filepath --on-duplicate --no-fsync --cancel-after-seconds --deadline --no-progress --json --warnings-ok -q --quiet -v --verbose -h --help"
             if [[ "$cur" != -* ]]; then
                 return 0  # arguments: the shell's default completion
             fi
@@ -139,6 +163,11 @@ _dcmnet() {
                 -td|--dimse-timeout) return 0 ;;
                 --network-timeout) return 0 ;;
                 -pdu|--max-pdu) return 0 ;;
+                --tls-ca) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+                --tls-cert) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+                --tls-key) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+                --tls-key-password-env) return 0 ;;
+                --tls-server-name) return 0 ;;
                 --pattern) return 0 ;;
                 -j|--jobs) return 0 ;;
                 --retries) return 0 ;;
@@ -146,7 +175,7 @@ _dcmnet() {
                 --max-rate) return 0 ;;
                 --report) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
             esac
-            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu -r --recursive -R --no-recursive --pattern -j --jobs --retries --retry-delay --max-rate --no-progress --json --report --warnings-ok -q --quiet -v --verbose -h --help"
+            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu --tls --no-tls --tls-ca --tls-cert --tls-key --tls-key-password-env --tls-server-name --tls-no-verify -r --recursive -R --no-recursive --pattern -j --jobs --retries --retry-delay --max-rate --no-progress --json --report --warnings-ok -q --quiet -v --verbose -h --help"
             if [[ "$cur" != -* ]]; then
                 return 0  # arguments: the shell's default completion
             fi

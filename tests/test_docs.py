@@ -16,7 +16,7 @@ from dcmnet_cli.cli.exitcodes import MEANINGS
 from dcmnet_cli.cli.main import COMMANDS, cli
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAVY = ("pydicom", "asyncio", "rich")
+HEAVY = ("pydicom", "asyncio", "rich", "ssl")
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from typing import Any, Callable
 
 import click
@@ -55,6 +56,106 @@ network_options = _stack(
 )
 
 
+_FILE = click.Path(dir_okay=False)
+
+tls_options = _stack(
+    click.option("--tls/--no-tls", "tls", default=None, envvar="DCMNET_TLS",
+                 help="Connect with TLS (DICOM secure transport, TLS 1.2 or later) [default: plain TCP, or the node's "
+                      "tls setting]."),
+    click.option("--tls-ca", type=_FILE, default=None, envvar="DCMNET_TLS_CA", metavar="FILE",
+                 help="CA certificates (PEM) to verify the peer with [default: the system trust store]."),
+    click.option("--tls-cert", type=_FILE, default=None, envvar="DCMNET_TLS_CERT", metavar="FILE",
+                 help="Our certificate (PEM), for peers that require client authentication."),
+    click.option("--tls-key", type=_FILE, default=None, envvar="DCMNET_TLS_KEY", metavar="FILE",
+                 help="The private key (PEM) of --tls-cert [default: in the --tls-cert file]."),
+    click.option("--tls-key-password-env", default=None, envvar="DCMNET_TLS_KEY_PASSWORD_ENV", metavar="VAR",
+                 help="Name of the environment variable holding the password of an encrypted --tls-key."),
+    click.option("--tls-server-name", default=None, envvar="DCMNET_TLS_SERVER_NAME", metavar="NAME",
+                 help="Name to send (SNI) and check in the peer's certificate [default: the host given; an IP "
+                      "address is checked against the certificate's IP addresses]."),
+    click.option("--tls-no-verify", is_flag=True, default=False, envvar="DCMNET_TLS_NO_VERIFY",
+                 help="Do not verify the peer's certificate (insecure: anyone can impersonate the peer)."),
+)
+"""TLS for the SCU commands; node settings (``tls``, ``tls_ca``...) fill what the command line leaves unset."""
+
+_TLS_DETAIL = ("tls_ca", "tls_cert", "tls_key", "tls_key_password_env", "tls_server_name", "tls_no_verify")
+
+server_tls_options = _stack(
+    click.option("--tls", "tls", is_flag=True, help="Require TLS on every connection (needs --tls-cert/--tls-key)."),
+    click.option("--tls-cert", type=_FILE, default=None, metavar="FILE", help="Our certificate (PEM) for --tls."),
+    click.option("--tls-key", type=_FILE, default=None, metavar="FILE",
+                 help="The private key (PEM) of --tls-cert [default: in the --tls-cert file]."),
+    click.option("--tls-key-password-env", default=None, metavar="VAR",
+                 help="Name of the environment variable holding the password of an encrypted --tls-key."),
+    click.option("--tls-ca", type=_FILE, default=None, metavar="FILE",
+                 help="CA certificates (PEM) that client certificates must chain to (checked when offered)."),
+    click.option("--tls-require-client-cert", is_flag=True,
+                 help="Refuse clients without a certificate signed by --tls-ca (mutual TLS)."),
+)
+"""TLS for ``listen``: our certificate and key, and how clients are authenticated."""
+
+
+def server_tls_from(options: dict[str, Any]) -> Any:
+    """The server ``ssl.SSLContext`` for ``listen --tls`` (None without it); config errors are usage errors."""
+    given = [name for name in ("tls_cert", "tls_key", "tls_ca", "tls_key_password_env") if options.get(name)]
+    if not options.get("tls"):
+        if given or options.get("tls_require_client_cert"):
+            raise click.UsageError("the --tls-* options need --tls")
+        return None
+    if not options.get("tls_cert"):
+        raise click.UsageError("--tls needs --tls-cert FILE (and --tls-key FILE unless the key is in it)")
+    from ..transport.tls import ServerSettings, TLSConfigError, server_context
+
+    try:
+        return server_context(ServerSettings(options["tls_cert"], options.get("tls_key"), options.get("tls_ca"),
+                                             bool(options.get("tls_require_client_cert")),
+                                             options.get("tls_key_password_env")))
+    except TLSConfigError as error:
+        raise click.UsageError(str(error)) from None
+
+
+def _client_tls(options: dict[str, Any], node: dict[str, Any], detail_used: bool = False) -> Any:
+    """The ClientTLS for this run, or None: the command line and environment first, then the node.
+
+    ``detail_used``: the --tls-* options serve something else too (``move --store-tls``), so giving them
+    without --tls is no mistake.
+    """
+    enabled = options.get("tls")
+    if enabled is None:
+        enabled = bool(node.get("tls", False))
+    if not enabled and not detail_used:
+        ctx = click.get_current_context(silent=True)
+        explicit = [name for name in _TLS_DETAIL if ctx is not None and options.get(name)
+                    and ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE]
+        if explicit:
+            raise click.UsageError(f"--{explicit[0].replace('_', '-')} needs --tls")
+    if not enabled:
+        return None
+
+    def pick(name: str) -> Any:
+        value = options.get(name)
+        return value if value not in (None, False) else node.get(name)
+
+    from ..transport.tls import ClientSettings, TLSConfigError, client_tls
+
+    verify = not pick("tls_no_verify")
+    try:
+        tls = client_tls(ClientSettings(pick("tls_ca"), pick("tls_cert"), pick("tls_key"), pick("tls_key_password_env"),
+                                        verify, pick("tls_server_name")))
+    except TLSConfigError as error:
+        raise click.UsageError(str(error)) from None
+    if not verify:
+        _warn("--tls-no-verify: the peer's certificate is not verified; anyone on the path can impersonate it")
+    return tls
+
+
+def _warn(text: str) -> None:
+    """A warning on stderr even with -q: it is about security, not progress."""
+    ctx = click.get_current_context(silent=True)
+    app = ctx.obj if ctx is not None else None
+    print(f"{getattr(app, 'command', 'dcmnet')}: warning: {text}", file=getattr(app, "err", None) or sys.stderr, flush=True)
+
+
 def timeouts_from(options: dict[str, Any]):
     from ..transport.client import Timeouts
 
@@ -78,8 +179,13 @@ def config_path() -> str:
     return os.environ.get("DCMNET_CONFIG") or os.path.join(base, "dcmnet", "config.toml")
 
 
-def _node(name: str) -> tuple[str, int, str | None]:
-    """A named node from the config file: ``[nodes.NAME] host, port, aet``."""
+_NODE_TLS = {"tls": bool, "tls_ca": str, "tls_cert": str, "tls_key": str, "tls_key_password_env": str,
+             "tls_server_name": str, "tls_no_verify": bool}
+
+
+def _node(name: str) -> tuple[str, int, str | None, dict[str, Any]]:
+    """A named node from the config file: ``[nodes.NAME] host, port, aet`` and the TLS keys of
+    ``_NODE_TLS`` (``tls = true``, ``tls_ca = "path"``, ...; relative paths from the config folder)."""
     import tomllib
 
     path = config_path()
@@ -93,7 +199,16 @@ def _node(name: str) -> tuple[str, int, str | None]:
     node = config.get("nodes", {}).get(name)
     if not isinstance(node, dict) or "host" not in node or "port" not in node:
         raise click.BadParameter(f"no node {name!r} (with host and port) in {path}")
-    return str(node["host"]), _port(str(node["port"])), node.get("aet")
+    tls: dict[str, Any] = {}
+    for key, kind in _NODE_TLS.items():
+        if key in node:
+            if not isinstance(node[key], kind):
+                raise click.BadParameter(f"node {name!r} in {path}: {key} must be a {'boolean' if kind is bool else 'string'}")
+            value = node[key]
+            if key in ("tls_ca", "tls_cert", "tls_key"):
+                value = os.path.join(os.path.dirname(path), os.path.expanduser(value))
+            tls[key] = value
+    return str(node["host"]), _port(str(node["port"])), node.get("aet"), tls
 
 
 def _port(text: str) -> int:
@@ -102,8 +217,13 @@ def _port(text: str) -> int:
     return int(text)
 
 
-def parse_peer(args: tuple[str, ...], called_aet: str | None) -> Peer:
-    """``HOST PORT`` (the DCMTK habit), ``[AET@]HOST:PORT``, or a node name from the config file."""
+def parse_peer(args: tuple[str, ...], called_aet: str | None, options: dict[str, Any] | None = None,
+               tls_detail_used: bool = False) -> Peer:
+    """``HOST PORT`` (the DCMTK habit), ``[AET@]HOST:PORT``, or a node name from the config file.
+
+    ``options`` (the command's, with :data:`tls_options`) decide TLS, with the node's settings as defaults.
+    """
+    node: dict[str, Any] = {}
     if len(args) == 2:
         host, port, aet = args[0], _port(args[1]), None
     elif len(args) == 1:
@@ -111,9 +231,10 @@ def parse_peer(args: tuple[str, ...], called_aet: str | None) -> Peer:
         if match:
             host, port, aet = match["host"].strip("[]"), _port(match["port"]), match["aet"]
         else:
-            host, port, aet = _node(args[0])
+            host, port, aet, node = _node(args[0])
     else:
         raise click.BadParameter("expected HOST PORT, [AET@]HOST:PORT or a node name", param_hint="PEER")
     if aet is not None:
         ae_title(None, None, aet)  # type: ignore[arg-type]
-    return Peer(host, port, called_aet or aet or "ANY-SCP")
+    tls = _client_tls(options, node, tls_detail_used) if options is not None else None
+    return Peer(host, port, called_aet or aet or "ANY-SCP", tls)

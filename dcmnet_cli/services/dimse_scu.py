@@ -30,7 +30,7 @@ def associate(
     """Open an association; ``log`` gets a one-line account of what was negotiated (-v).
     ``extended``: SOP Class Extended Negotiation sub-items to propose (e.g. C-FIND relational queries)."""
     request = build_request(peer.called_ae, calling_ae, contexts, max_pdu, roles, user_identity, extended)
-    channel = open_association(peer.host, peer.port, request, timeouts, trace=trace)
+    channel = open_association(peer.host, peer.port, request, timeouts, trace=trace, tls=peer.tls)
     if log is not None:
         log(describe_association(channel))
     return channel
@@ -42,7 +42,9 @@ def describe_association(channel: Channel) -> str:
     info = ac.user_info if ac is not None else None
     accepted = ", ".join(f"{c.context_id}:{c.abstract_syntax}/{c.transfer_syntax}" for c in assoc.contexts.values())
     implementation = f"{info.implementation_class_uid} {info.implementation_version_name or ''}".strip() if info else "?"
-    return (f"associated with {channel.peer}: {len(assoc.contexts)} context(s) accepted [{accepted}], "
+    version = getattr(channel.sock, "version", None)  # an ssl.SSLSocket
+    over = f" over {version()} {channel.sock.cipher()[0]}" if callable(version) else ""  # type: ignore[attr-defined]
+    return (f"associated with {channel.peer}{over}: {len(assoc.contexts)} context(s) accepted [{accepted}], "
             f"peer max PDU {assoc.peer_max_pdu}, peer implementation {implementation}")
 
 

@@ -426,7 +426,8 @@ class StoreReceiver:
 
     def __init__(self, storage: "StorageSCP", contexts: Any, ae_title: str, host: str, port: int,
                  max_pdu: int = DEFAULT_MAX_PDU, on_event: Callable[[dict], None] = lambda e: None,
-                 network_timeout: float | None = None, grace: float = 5.0) -> None:
+                 network_timeout: float | None = None, grace: float = 5.0, tls: Any = None) -> None:
+        """``tls``: a server ``ssl.SSLContext`` to require TLS on the receiver (``move --store-tls``)."""
         from ..transport.server import Server
         from ..ul.negotiation import AcceptorPolicy
         from .scp import ApplicationEntity
@@ -437,7 +438,7 @@ class StoreReceiver:
         self.storage = storage
         self.grace = grace
         self.server = Server(entity, host=host, port=port, network_timeout=network_timeout, max_receive=max_pdu,
-                             log=on_event)
+                             log=on_event, tls=tls)
         self._thread: threading.Thread | None = None
 
     @property

@@ -6,6 +6,10 @@ preallocated buffer with ``recv_into``; writes gather many buffers per ``sendmsg
 given as a :class:`~dcmnet_cli.dimse.fragment.FileRegion` go from the file to the socket with
 ``os.sendfile`` (no copy through user space); the PDU and PDV headers before each region are written
 with ``MSG_MORE`` so they leave in the same TCP segments as the file bytes.
+
+Over TLS (an ``ssl.SSLSocket``, see :mod:`.tls`) neither ``sendfile`` nor ``sendmsg`` exists: the
+buffers of a batch are joined and written with ``sendall`` (TLS copies and encrypts them anyway), and
+file regions are read with ``pread`` first.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import errno
 import os
 import select
 import socket
+import sys
 import time
 from collections import deque
 from itertools import islice
@@ -44,6 +49,8 @@ def send_all(sock: socket.socket, buffers: Sequence[Piece], *, use_sendfile: boo
     has it), else read with ``pread`` and written like the rest. A region whose file ends early raises
     :class:`InputError`; the stream is then cut mid-PDU and the connection must be dropped, not used.
     """
+    if _is_tls(sock):
+        return _send_tls(sock, buffers)
     if not any(type(b) is FileRegion for b in buffers):
         return _sendmsg_all(sock, buffers, 0)  # type: ignore[arg-type]
     if use_sendfile is None:
@@ -81,6 +88,36 @@ SENDFILE_MAX = 1 << 30
 """Bytes asked of one ``sendfile`` call (Linux moves at most 0x7ffff000 per call anyway)."""
 _CONNECTION_ERRNOS = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.ECONNABORTED, errno.ESHUTDOWN,
                                 errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETDOWN})
+
+
+def _is_tls(sock: socket.socket) -> bool:
+    """An ``ssl.SSLSocket``, told without importing ``ssl`` (loaded already if such a socket exists)."""
+    ssl = sys.modules.get("ssl")
+    return ssl is not None and isinstance(sock, ssl.SSLSocket)
+
+
+def _send_tls(sock: socket.socket, buffers: Sequence[Piece]) -> int:
+    """TLS sockets have no ``sendmsg``/``sendfile``: join up to BATCH_BYTES at a time and ``sendall``."""
+    total = 0
+    batch: list[bytes | bytearray | memoryview] = []
+    size = 0
+    for piece in buffers:
+        if type(piece) is FileRegion:
+            region: FileRegion = piece  # type: ignore[assignment]
+            if not region.length:
+                continue
+            piece = _pread_all(region.fd, region.offset, region.length, region.name)
+        if not len(piece):  # type: ignore[arg-type]
+            continue
+        batch.append(piece)  # type: ignore[arg-type]
+        size += len(piece)  # type: ignore[arg-type]
+        if size >= BATCH_BYTES:
+            sock.sendall(b"".join(batch))
+            total, batch, size = total + size, [], 0
+    if batch:
+        sock.sendall(batch[0] if len(batch) == 1 else b"".join(batch))
+        total += size
+    return total
 
 
 def _can_sendfile(sock: socket.socket) -> bool:
@@ -173,6 +210,8 @@ class Channel:
         self.network_timeout = network_timeout
         self.peer = _peer_name(sock)
         self.closed = False
+        self.tls_error: OSError | None = None
+        """The TLS error (an alert from the peer) that ended the connection, if one did."""
         self._timeout: float | None = -1.0  # unknown: the first wait always sets it
         self.bytes_received = 0
         self.bytes_sent = 0
@@ -213,6 +252,7 @@ class Channel:
             self.close()
             raise TimeoutExpired("the peer stopped reading: write timed out") from None
         except OSError as error:
+            self._note_tls_error(error)
             self.close()
             self.assoc.connection_lost()
             raise AssociationAborted(f"connection lost while sending: {error.strerror or error}") from None
@@ -286,12 +326,14 @@ class Channel:
         except (socket.timeout, TimeoutError, BlockingIOError):
             # A wait of 0.0 (a deadline already due) puts the socket in non-blocking mode, where "no data
             # yet" is BlockingIOError: that is a timeout, not the peer closing the connection.
-            if artim:
-                self.assoc.artim_expired()  # AA-2: the association asks to close; flush() does it
-                self.flush()
-                return
-            raise TimeoutExpired("timed out waiting for the peer") from None
-        except OSError:
+            self._receive_timed_out(artim)
+            return
+        except OSError as error:
+            if _is_tls(self.sock):
+                if _tls_would_block(error):  # a TLS socket's BlockingIOError (a wait of 0.0)
+                    self._receive_timed_out(artim)
+                    return
+                self._note_tls_error(error)
             count = 0
         if count == 0:
             self.close()
@@ -299,6 +341,20 @@ class Channel:
             return
         self.bytes_received += count
         self.assoc.receive_data(self._view[:count])
+
+    def _note_tls_error(self, error: OSError) -> None:
+        """Keep a TLS alert (not a plain EOF) so the client can name it: a TLS 1.3 server refuses our
+        certificate only after the handshake, with an alert instead of the A-ASSOCIATE-AC."""
+        ssl = sys.modules.get("ssl")
+        if ssl is not None and isinstance(error, ssl.SSLError) and not isinstance(error, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
+            self.tls_error = error
+
+    def _receive_timed_out(self, artim: bool) -> None:
+        if artim:
+            self.assoc.artim_expired()  # AA-2: the association asks to close; flush() does it
+            self.flush()
+            return
+        raise TimeoutExpired("timed out waiting for the peer") from None
 
     def _wait_time(self, deadline: float | None) -> tuple[float | None, bool]:
         """Seconds to block and whether ARTIM is what ends the wait."""
@@ -334,7 +390,9 @@ class Channel:
     def interrupt(self) -> None:
         """From another thread: end the connection so a blocked read or write in the owner returns."""
         try:
-            self.sock.shutdown(socket.SHUT_RDWR)
+            # The plain socket's shutdown even for TLS: SSLSocket.shutdown also drops its SSL object,
+            # which the owner thread may be using at this very moment.
+            socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
         except OSError:
             pass
 
@@ -347,6 +405,11 @@ class Channel:
             except (TimeoutExpired, AssociationAborted):
                 pass
         self.close()
+
+
+def _tls_would_block(error: OSError) -> bool:
+    ssl = sys.modules.get("ssl")
+    return ssl is not None and isinstance(error, (ssl.SSLWantReadError, ssl.SSLWantWriteError))
 
 
 def _peer_name(sock: socket.socket) -> str:

@@ -1,15 +1,15 @@
 """Open an association as requestor: TCP connect, A-ASSOCIATE-RQ, wait for the answer.
 
 Every failure becomes one of the package's errors with the exit code it implies: ConnectError (4) for
-anything before the TCP connection exists, AssociationRejected (5), AssociationAborted or
-TimeoutExpired (6) afterwards. No thread is started; the caller's thread drives the association.
+anything before the TCP connection (and, with TLS, the handshake) is complete, AssociationRejected (5),
+AssociationAborted or TimeoutExpired (6) afterwards. No thread is started; the caller's thread drives the association.
 """
 
 from __future__ import annotations
 
 import socket
 import time
-from typing import Callable, NamedTuple
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from ..errors import AssociationAborted, AssociationRejected, ConnectError, TimeoutExpired
 from ..ul.association import Aborted, Association, AssociationAccepted, AssociationRejected as RejectedEvent
@@ -17,6 +17,9 @@ from ..ul.negotiation import describe_rejection
 from ..ul.pdu import AssociateRQ
 from ..ul.statemachine import Role
 from .channel import Channel
+
+if TYPE_CHECKING:
+    from .tls import ClientTLS
 
 
 class Timeouts(NamedTuple):
@@ -49,9 +52,19 @@ def open_association(
     timeouts: Timeouts = Timeouts(),
     max_receive: int | None = None,
     trace: Callable[[str, str], None] | None = None,
+    tls: ClientTLS | None = None,
 ) -> Channel:
-    """Return a Channel whose association is established, or raise. ``trace`` sees every PDU (--debug)."""
+    """Return a Channel whose association is established, or raise. ``trace`` sees every PDU (--debug).
+
+    With ``tls`` the TCP connection is wrapped before anything is sent; the handshake is bounded by the
+    connect timeout and every failure is a ConnectError (exit 4), as is an alert that ends the connection
+    right after the handshake (TLS 1.3 servers refuse a client certificate only then).
+    """
     sock = connect_socket(host, port, timeouts.connect)
+    if tls is not None:
+        from .tls import wrap_client
+
+        sock = wrap_client(sock, tls, host, port)
     assoc = Association(Role.REQUESTOR, max_receive or request.user_info.max_length or 0)
     assoc.trace = trace
     assoc.request(request)
@@ -62,19 +75,41 @@ def open_association(
     except TimeoutExpired:
         channel.abort()
         raise TimeoutExpired(f"no answer to A-ASSOCIATE-RQ within {timeouts.acse:g} s (ACSE timeout)") from None
+    except AssociationAborted:
+        channel.abort()
+        if tls is not None and channel.bytes_received == 0:
+            raise _tls_refused(channel, host, port) from None
+        raise
     except BaseException:
         channel.abort()
         raise
     if isinstance(event, AssociationAccepted):
         return channel
     channel.close()
+    silent = channel.bytes_received == 0 and (event is None or isinstance(event, Aborted))
+    if silent and tls is not None:
+        raise _tls_refused(channel, host, port)
     if isinstance(event, RejectedEvent):
         rj = event.reject
         words, hint = describe_rejection(rj)
         raise AssociationRejected(rj.result, rj.source, rj.reason, f"association rejected: {words} (hint: {hint})")
+    hint = " (if it expects TLS on this port, add --tls)" if silent else ""
     if isinstance(event, Aborted):
-        raise AssociationAborted(f"{event.message} during association set-up", event.source, event.reason)
-    raise AssociationAborted("the peer closed the connection during association set-up")
+        raise AssociationAborted(f"{event.message} during association set-up{hint}", event.source, event.reason)
+    raise AssociationAborted(f"the peer closed the connection during association set-up{hint}")
+
+
+def _tls_refused(channel: Channel, host: str, port: int) -> ConnectError:
+    """The peer ended a TLS connection before answering anything: with TLS 1.3 that is how a server
+    refuses our client certificate (its alert comes after our side of the handshake is done)."""
+    from .tls import describe_alert
+
+    if channel.tls_error is not None:
+        why = describe_alert(channel.tls_error)
+    else:
+        why = ("the connection was closed before any answer (the peer may require a client certificate "
+               "it trusts: --tls-cert FILE --tls-key FILE)")
+    return ConnectError(f"TLS connection to {host}:{port} refused by the peer after the handshake: {why}")
 
 
 def release(channel: Channel, timeout: float | None) -> None:

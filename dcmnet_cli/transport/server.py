@@ -5,6 +5,11 @@ Each worker runs ARTIM until a whole A-ASSOCIATE-RQ is in, asks the handler to n
 the established :class:`Channel` to the handler. Beyond ``max_associations`` a request is answered with
 A-ASSOCIATE-RJ (transient, presentation provider, local limit exceeded); beyond that plus a small margin of
 half-open connections, new connections are closed at once so threads stay bounded.
+
+With ``tls`` (an ``ssl.SSLContext`` from :func:`.tls.server_context`) the worker, never the accept loop,
+runs the TLS handshake on the accepted socket, bounded by ARTIM; a failure (plain DICOM on the TLS port,
+a TLS version below 1.2, a client certificate missing or not trusted) is logged as one ``tls-error``
+event and the connection closed (PS3.15 Annex B: no association without a secure transport).
 """
 
 from __future__ import annotations
@@ -14,13 +19,13 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from ..errors import DcmnetError
 from ..ul.association import Aborted, Association, AssociationRequested
 from ..ul.pdu import AssociateAC, AssociateRJ, AssociateRQ
 from ..ul.statemachine import Role
-from .channel import Channel
+from .channel import Channel, _peer_name
 
 LOCAL_LIMIT_EXCEEDED = AssociateRJ(2, 3, 2)
 _OUT_OF_RESOURCES = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
@@ -57,6 +62,8 @@ class Server:
     trace: Callable[[str, str, str], None] | None = None
     """Called with (peer, "sent" | "received", PDU summary) for every PDU when set (--debug)."""
     stats: ServerStats = field(default_factory=ServerStats)
+    tls: Any = None
+    """An ``ssl.SSLContext`` (server side) to require TLS on every connection; None for plain TCP."""
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -64,6 +71,7 @@ class Server:
         self._sock: socket.socket | None = None
         self._stopping = threading.Event()
         self._channels: set[Channel] = set()
+        self._handshaking: set[socket.socket] = set()
 
     @property
     def max_connections(self) -> int:
@@ -124,6 +132,12 @@ class Server:
             worker.join(max(0.0, deadline - time.monotonic()))
         with self._lock:
             leftovers = list(self._channels)
+            shaking = list(self._handshaking)
+        for conn in shaking:  # a TLS handshake still waiting for its peer: wake it too
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         for channel in leftovers:
             # Wake the worker's blocked read (close() alone does not on Linux); the worker then sees the
             # connection end and cleans up itself: this thread never drives another thread's association.
@@ -137,6 +151,37 @@ class Server:
             return len(self._workers)
 
     def _run(self, conn: socket.socket) -> None:
+        try:
+            if self.tls is not None:
+                wrapped = self._handshake(conn)
+                if wrapped is None:
+                    return
+                conn = wrapped
+            self._serve(conn)
+        finally:
+            with self._lock:
+                self._workers.discard(threading.current_thread())
+
+    def _handshake(self, conn: socket.socket) -> socket.socket | None:
+        """TLS server handshake bounded by ARTIM; None (logged, closed) when it fails."""
+        from .tls import accept_tls
+
+        peer = _peer_name(conn)
+        with self._lock:
+            self._handshaking.add(conn)
+        try:
+            wrapped, detail = accept_tls(conn, self.tls, self.artim_timeout)
+        finally:
+            with self._lock:
+                self._handshaking.discard(conn)
+        if wrapped is None:
+            self.stats.errors += 1
+            self.log({"event": "tls-error", "peer": peer, "detail": detail})
+            return None
+        self.log({"event": "tls", "peer": peer, "detail": detail})
+        return wrapped
+
+    def _serve(self, conn: socket.socket) -> None:
         assoc = Association(Role.ACCEPTOR, self.max_receive)
         assoc.connection_made()
         channel = Channel(conn, assoc, artim_timeout=self.artim_timeout, network_timeout=self.network_timeout)
@@ -184,7 +229,6 @@ class Server:
                 if counted:
                     self.stats.active -= 1
                 self._channels.discard(channel)
-                self._workers.discard(threading.current_thread())
 
     @staticmethod
     def _answer_and_drain(channel: Channel, rj: AssociateRJ) -> None:
@@ -193,3 +237,4 @@ class Server:
         channel.flush()
         while channel.next_event(None) is not None:
             pass
+

@@ -10,12 +10,13 @@ from ...dimse.status import describe
 from ...errors import DcmnetError
 from ..app import App
 from ..exitcodes import ExitCode, combine, for_error, for_status
-from ..options import network_options, parse_peer, timeouts_from
+from ..options import network_options, tls_options, parse_peer, timeouts_from
 
 
 @click.command("echo")
 @click.argument("peer", nargs=-1, required=True)
 @network_options
+@tls_options
 @click.option("-c", "--count", type=click.IntRange(min=1), default=1, show_default=True, help="Echoes to send over one association.")
 @click.option("-i", "--interval", type=click.FloatRange(min=0), default=0.0, help="Seconds between echoes with --count.")
 @click.option("--abort", "abort", is_flag=True, help="End with A-ABORT instead of a release.")
@@ -28,7 +29,7 @@ def command(app: App, peer: tuple[str, ...], count: int, interval: float, abort:
     """
     from ...services.echo import echo
 
-    target = parse_peer(peer, options["called_aet"])
+    target = parse_peer(peer, options["called_aet"], options)
     label = f"echo {target} ({target.called_ae})"
 
     def on_reply(index: int, status: int, rtt: float) -> None:

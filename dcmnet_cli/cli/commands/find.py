@@ -22,7 +22,7 @@ from ...dimse.status import Category
 from ...errors import DcmnetError, InputError
 from ..app import App
 from ..exitcodes import ExitCode, for_error
-from ..options import network_options, parse_peer, timeouts_from
+from ..options import network_options, tls_options, parse_peer, timeouts_from
 from ..query_options import query_from_options, query_options
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -35,6 +35,7 @@ UNIQUE = {"PATIENT": "PatientID", "STUDY": "StudyInstanceUID", "SERIES": "Series
 @click.command("find", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("peer", nargs=-1, required=True)
 @network_options
+@tls_options
 @query_options
 @click.option("--json", "as_json", is_flag=True, help="One DICOM JSON object (PS3.18 F) per match, one per line.")
 @click.option("--write", "write_dir", type=click.Path(file_okay=False), default=None, metavar="DIR",
@@ -63,7 +64,7 @@ def command(app: App, peer: tuple[str, ...], as_json: bool, write_dir: str | Non
     """
     from ...services.find import ExtendedFlags, find
 
-    target = parse_peer(peer, options["called_aet"])
+    target = parse_peer(peer, options["called_aet"], options)
     spec = query_from_options(options, for_retrieve=False)
     if write_dir is not None:
         try:

@@ -8,7 +8,7 @@ import click
 
 from ..app import App
 from ..exitcodes import ExitCode
-from ..options import network_options, parse_peer
+from ..options import network_options, tls_options, parse_peer
 from ..query_options import query_options
 from .move import (
     Say,
@@ -25,6 +25,7 @@ from .move import (
 @click.command("get", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("peer", nargs=-1, required=True, metavar="PEER")
 @network_options
+@tls_options
 @query_options
 @click.option("--from-json", "from_json", type=click.File("r", encoding="utf-8"), default=None, metavar="FILE|-",
               help="Get each match `dcmnet find --json` printed (one DICOM JSON object per line) at its level.")
@@ -58,7 +59,7 @@ def command(app: App, peer: tuple[str, ...], from_json: Any, storage_classes: tu
     from ...services.retrieve_classes import DEFAULT_STORAGE_CLASSES
 
     _local_flags(app, options)
-    target = parse_peer(peer, options["called_aet"])
+    target = parse_peer(peer, options["called_aet"], options)
     try:
         classes = tuple(dict.fromkeys(resolve_storage_class(c) for c in storage_classes)) or DEFAULT_STORAGE_CLASSES
     except ValueError as error:

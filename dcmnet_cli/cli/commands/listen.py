@@ -10,7 +10,7 @@ import click
 
 from ..app import App, escape
 from ..exitcodes import ExitCode
-from ..options import ae_title, positive_seconds
+from ..options import ae_title, positive_seconds, server_tls_from, server_tls_options
 
 
 class _Stop(Exception):
@@ -82,6 +82,7 @@ def log_line(event: dict) -> str:
               help="Seconds a hook may run before it is killed (at most 8 run at once).")
 @click.option("--workers", type=click.IntRange(min=1, max=256), default=1, show_default=True,
               help="Processes sharing the port (SO_REUSEPORT), to use more than one core.")
+@server_tls_options
 @click.pass_obj
 def command(app: App, port: int, aetitle: str, bind: str, require_called_aet: bool, allow_calling_aet: tuple[str, ...],
             max_associations: int, artim_timeout: float, network_timeout: float | None, max_pdu: int,
@@ -89,7 +90,7 @@ def command(app: App, port: int, aetitle: str, bind: str, require_called_aet: bo
             on_duplicate: str = "replace", ignore: bool = False, accept_syntaxes: tuple[str, ...] = (),
             promiscuous: bool = False, no_fsync: bool = False, exec_on_receive: str | None = None,
             exec_on_association_end: str | None = None, exec_timeout: float = 60.0, workers: int = 1,
-            no_progress: bool = False, **_: Any) -> int:
+            no_progress: bool = False, **tls_settings: Any) -> int:
     """Run a DICOM node until interrupted: Verification SCP, and Storage SCP with -od or --ignore.
 
     Without -od (or --ignore) only C-ECHO is answered. With -od DIR every Storage SOP class is accepted in
@@ -100,6 +101,11 @@ def command(app: App, port: int, aetitle: str, bind: str, require_called_aet: bo
     Failures answer 0xA700 (disk full, folder gone), 0xA900 (data set UIDs differ from the command) or
     0xC000 (unparsable where parsing is needed, or a path outside DIR).
 
+    With --tls every connection must complete a TLS handshake (TLS 1.2 or later, bounded by
+    --artim-timeout) before any DICOM is read; a failure is logged as one tls-error line and the
+    connection closed. --tls-ca checks client certificates when offered; --tls-require-client-cert
+    refuses clients without one.
+
     PORT 0 picks a free port (printed on stderr at start). Ctrl-C or SIGTERM stops accepting, lets
     in-flight associations finish, and exits 0 with a summary.
     """
@@ -108,6 +114,7 @@ def command(app: App, port: int, aetitle: str, bind: str, require_called_aet: bo
     from ...transport.server import Server
     from ...ul.negotiation import AcceptorPolicy
 
+    tls = server_tls_from(tls_settings)
     lock = threading.Lock()
 
     storage: Any = None
@@ -121,7 +128,7 @@ def command(app: App, port: int, aetitle: str, bind: str, require_called_aet: bo
             if as_json:
                 app.json(event)
             elif event.get("event") in ("association", "rejected", "error", "internal-error", "protocol-error",
-                                        "store-failed", "hook-error"):
+                                        "store-failed", "hook-error", "tls-error"):
                 say(log_line(event))
             elif app.verbose:
                 say(log_line(event))
@@ -164,7 +171,7 @@ def command(app: App, port: int, aetitle: str, bind: str, require_called_aet: bo
             entity.handlers = storage.handlers()
         return Server(entity, host=bind, port=listen_port, max_associations=max_associations,
                       artim_timeout=artim_timeout, network_timeout=network_timeout, max_receive=max_pdu,
-                      reuse_port=workers > 1, log=on_event, trace=trace)
+                      reuse_port=workers > 1, log=on_event, trace=trace, tls=tls)
 
     server = make_server(port)
     try:
@@ -190,9 +197,9 @@ def command(app: App, port: int, aetitle: str, bind: str, require_called_aet: bo
     # SIGINT too: a listener started in the background by a script inherits SIGINT ignored.
     previous = {sig: signal.signal(sig, terminate) for sig in (signal.SIGTERM, signal.SIGINT)}
     if as_json:
-        on_event({"event": "listening", "address": bind, "port": bound, "aet": aetitle})
+        on_event({"event": "listening", "address": bind, "port": bound, "aet": aetitle, "tls": tls is not None})
     else:
-        app.info(f"listening on {bind}:{bound} as {aetitle} (Ctrl-C to stop)")
+        app.info(f"listening on {bind}:{bound}{' (TLS)' if tls is not None else ''} as {aetitle} (Ctrl-C to stop)")
     if app.err_is_terminal and not (as_json or app.quiet or no_progress) and workers == 1:
         from ..dashboard import Dashboard
 

@@ -13,7 +13,7 @@ import click
 
 from ..app import App, escape
 from ..exitcodes import ExitCode, combine, for_error, for_status
-from ..options import _stack, ae_title, network_options, parse_peer, positive_seconds, timeouts_from
+from ..options import _stack, ae_title, network_options, tls_options, parse_peer, positive_seconds, server_tls_from, timeouts_from
 from ..query_options import query_options
 
 storage_options = _stack(
@@ -69,6 +69,7 @@ class Say:
 @click.command("move", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("peer", nargs=-1, required=True, metavar="PEER")
 @network_options
+@tls_options
 @query_options
 @click.option("--dest", "-aem", "--move-destination", "destination", default=None, callback=ae_title, metavar="AET",
               help="AE title to move to (the peer must know it) [default: our -aet when --store-port is given].")
@@ -77,11 +78,14 @@ class Say:
 @click.option("--store-port", type=click.IntRange(1, 65535), default=None, metavar="PORT",
               help="Receive the moved objects in this process: a Storage SCP on PORT while the move runs.")
 @click.option("--bind", default="0.0.0.0", show_default=True, help="Address the --store-port receiver listens on.")
+@click.option("--store-tls", is_flag=True,
+              help="The --store-port receiver requires TLS too, with --tls-cert/--tls-key as its certificate "
+                   "(client certificates checked against --tls-ca when offered).")
 @storage_options
 @retrieve_options
 @click.pass_obj
 def command(app: App, peer: tuple[str, ...], destination: str | None, from_json: Any, store_port: int | None,
-            bind: str, output_directory: str | None, filepath: str | None, on_duplicate: str, no_fsync: bool,
+            bind: str, store_tls: bool, output_directory: str | None, filepath: str | None, on_duplicate: str, no_fsync: bool,
             **options: Any) -> int:
     """Move objects from a Q/R SCP to an AE (C-MOVE).
 
@@ -99,9 +103,15 @@ def command(app: App, peer: tuple[str, ...], destination: str | None, from_json:
     the peer cancelled on its own; 0 when it confirms a cancel we asked for (--cancel-after-seconds).
     """
     _local_flags(app, options)
-    target = parse_peer(peer, options["called_aet"])
-    if store_port is None and (output_directory or filepath):
-        raise click.UsageError("-od and --filepath need --store-port (objects go to --dest otherwise)")
+    target = parse_peer(peer, options["called_aet"], options, tls_detail_used=store_tls)
+    if store_port is None and (output_directory or filepath or store_tls):
+        raise click.UsageError("-od, --filepath and --store-tls need --store-port (objects go to --dest otherwise)")
+    receiver_tls = None
+    if store_tls:
+        if not options.get("tls_cert"):
+            raise click.UsageError("--store-tls needs --tls-cert FILE (and --tls-key FILE): the receiver's certificate")
+        receiver_tls = server_tls_from({"tls": True, **{k: options.get(k) for k in
+                                                         ("tls_cert", "tls_key", "tls_ca", "tls_key_password_env")}})
     destination = destination or (options["calling_aet"] if store_port is not None else None)
     if not destination:
         raise click.UsageError("missing --dest AET: the AE title the peer should send the objects to "
@@ -124,14 +134,14 @@ def command(app: App, peer: tuple[str, ...], destination: str | None, from_json:
     from ...services.retrieve import StoreReceiver
 
     receiver = StoreReceiver(storage, contexts, options["calling_aet"], bind, store_port, options["max_pdu"],
-                             on_event=storage.on_event, network_timeout=options["network_timeout"])
+                             on_event=storage.on_event, network_timeout=options["network_timeout"], tls=receiver_tls)
     try:
         receiver.__enter__()
     except OSError as error:
         app.error(f"cannot listen on {bind}:{store_port} for --store-port: {error.strerror or error}")
         return ExitCode.CONNECT
     try:
-        say(f"receiving on {bind}:{receiver.port} as {options['calling_aet']}")
+        say(f"receiving on {bind}:{receiver.port}{' (TLS)' if receiver_tls is not None else ''} as {options['calling_aet']}")
         result = run_retrieve(say, options, "move", target, model.move, requests, destination=destination)
     finally:
         receiver.__exit__(None, None, None)
@@ -176,7 +186,7 @@ def make_storage(say: Say, output_directory: str | None, filepath: str | None, o
         if kind in STORE_EVENTS:
             with say.lock:
                 received.append(event)
-        if kind in ("store-failed", "error", "internal-error", "protocol-error", "rejected", "hook-error"):
+        if kind in ("store-failed", "error", "internal-error", "protocol-error", "rejected", "hook-error", "tls-error"):
             say(f"receiver: {log_line(event)}", "warning")
         elif kind != "check-skipped":
             say(log_line(event))

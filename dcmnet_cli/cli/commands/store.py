@@ -10,7 +10,7 @@ import click
 
 from ..app import App
 from ..exitcodes import ExitCode, combine, for_error, for_status
-from ..options import _AET_HOST_PORT, network_options, parse_peer, timeouts_from
+from ..options import _AET_HOST_PORT, network_options, tls_options, parse_peer, timeouts_from
 
 
 def split_args(args: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -40,6 +40,7 @@ def read_paths(paths: tuple[str, ...]) -> list[str]:
 @click.command("store", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("args", nargs=-1, required=True, metavar="PEER PATH...")
 @network_options
+@tls_options
 @click.option("-r/-R", "--recursive/--no-recursive", default=True, show_default="recursive",
               help="Descend into sub-folders of folders given as PATH.")
 @click.option("--pattern", metavar="GLOB", default=None, help="Only files in folders whose name matches GLOB (e.g. '*.dcm').")
@@ -74,7 +75,7 @@ def command(app: App, args: tuple[str, ...], recursive: bool, pattern: str | Non
     app.quiet = app.quiet or quiet_here
     app.verbose += verbose_here
     peer_args, path_args = split_args(args)
-    target = parse_peer(peer_args, options["called_aet"])
+    target = parse_peer(peer_args, options["called_aet"], options)
     files, problems = collect(read_paths(path_args), recursive, pattern)
     for problem in problems:
         app.error(str(problem.error))
