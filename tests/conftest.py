@@ -36,3 +36,19 @@ def start_server():
     """Start server processes for one test: ``start_server(argv, port, dcmtk=False)``; all stopped after."""
     with ExitStack() as stack:
         yield lambda argv, port, **kwargs: stack.enter_context(running_server(argv, port, **kwargs))
+
+
+@pytest.fixture
+def storescp(dcmtk, start_server, tmp_path):  # type: ignore[no-untyped-def]
+    """``storescp(*flags)`` → (port, output folder): DCMTK storescp (bit-preserving, +B) on 127.0.0.1,
+    stopped after the test."""
+    from store_helpers import storescp_argv
+
+    def start(*flags: str) -> tuple[int, Path]:
+        port = free_port()
+        out = tmp_path / f"received-{port}"
+        out.mkdir()
+        start_server(storescp_argv(port, out, *flags), port, dcmtk=True)
+        return port, out
+
+    return start

@@ -20,7 +20,7 @@ from typing import Iterable, Iterator, Mapping
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from helpers.procs import LOOPBACK, base_env, free_port, running_server
+from helpers.procs import LOOPBACK, base_env, free_port, running_server, serving
 
 ROOT = "1.2.826.0.1.3680043.8.498."
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -266,17 +266,6 @@ class _FindHandler:
 @contextmanager
 def scripted_find_scp(script, **kwargs) -> Iterator[tuple[int, ScriptedFindSCP]]:  # type: ignore[no-untyped-def]
     """A ScriptedFindSCP served on 127.0.0.1 (free port) in a thread; always stopped and joined."""
-    import threading
-
-    from dcmnet_cli.transport.server import Server
-
     scp = ScriptedFindSCP(script, **kwargs)
-    server = Server(scp.entity, host=LOOPBACK, port=0, artim_timeout=5.0)
-    port = server.bind()
-    thread = threading.Thread(target=server.serve_forever, name="scripted-find-scp", daemon=True)
-    thread.start()
-    try:
+    with serving(scp.entity, "scripted-find-scp") as port:
         yield port, scp
-    finally:
-        server.stop(grace=2.0)
-        thread.join(5.0)

@@ -28,10 +28,9 @@ from pydicom.uid import (
 from dcmnet_cli.dimse.commandset import C_STORE_RQ, c_store_rsp
 from dcmnet_cli.services.dicomfile import read_meta
 from dcmnet_cli.services.scp import ALL_UNCOMPRESSED, ApplicationEntity, MessageHandler
-from dcmnet_cli.transport.server import Server
 from dcmnet_cli.ul.negotiation import AcceptorPolicy
 
-from helpers.procs import LOOPBACK
+from helpers.procs import LOOPBACK, serving
 
 ROOT = "1.2.826.0.1.3680043.8.498."
 SYNTAXES = {
@@ -213,16 +212,8 @@ class ScriptedStorageSCP(ApplicationEntity):
 def scripted_scp(status: int = 0x0000, abort_after: int | None = None) -> Iterator[tuple[int, ScriptedStorageSCP]]:
     """A Server on 127.0.0.1 (free port) in a thread, always stopped and joined."""
     entity = ScriptedStorageSCP(status, abort_after)
-    server = Server(entity, host=LOOPBACK, port=0, artim_timeout=5.0)
-    port = server.bind()
-    thread = threading.Thread(target=server.serve_forever, name="scripted-scp", daemon=True)
-    thread.start()
-    try:
+    with serving(entity, "scripted-scp") as port:
         yield port, entity
-    finally:
-        server.stop(grace=2.0)
-        thread.join(5.0)
-        assert not thread.is_alive()
 
 
 def closed_port() -> int:

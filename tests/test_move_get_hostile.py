@@ -9,7 +9,6 @@ script's own waits.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,8 +34,8 @@ from dcmnet_cli.dimse.commandset import (
 from dcmnet_cli.services.query import encode_identifier
 from dcmnet_cli.services.retrieve import Operation, requests_from_ndjson
 from dcmnet_cli.services.scp import ApplicationEntity, MessageHandler
-from dcmnet_cli.transport.server import Server
 from dcmnet_cli.ul.negotiation import AcceptorPolicy
+from helpers.procs import serving
 
 LOOPBACK = "127.0.0.1"
 SYNTAXES = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")
@@ -106,15 +105,8 @@ def hostile_peer(script: Callable[[Script], None]) -> Iterator[int]:
     policy = AcceptorPolicy(ae_title="HOSTILE", contexts=lambda uid: SYNTAXES, scp_roles=lambda uid: True)
     entity = ApplicationEntity(policy, handlers={C_MOVE_RQ: lambda: _ScriptHandler(script),
                                                  C_GET_RQ: lambda: _ScriptHandler(script)})
-    server = Server(entity, host=LOOPBACK, port=0, artim_timeout=5.0)
-    port = server.bind()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(entity, "hostile-peer") as port:
         yield port
-    finally:
-        server.stop(2.0)
-        thread.join(5.0)
 
 
 def dcmnet(capsys, *args: str) -> tuple[int, str, str]:

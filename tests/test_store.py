@@ -28,7 +28,7 @@ from dcmnet_cli.services.dicomfile import DicomFile, read_meta
 from dcmnet_cli.services.store import choose_context, convert, partition, proposed_contexts
 from dcmnet_cli.ul.negotiation import AcceptedContext
 
-from helpers.procs import base_env, dcmnet_argv, free_port, run_dcmnet
+from helpers.procs import base_env, dcmnet_argv, run_dcmnet
 from store_helpers import (
     SYNTAXES,
     assert_same,
@@ -37,7 +37,6 @@ from store_helpers import (
     make_file,
     received,
     scripted_scp,
-    storescp_argv,
     uid,
     words,
     write,
@@ -54,18 +53,6 @@ def no_traceback(err: str) -> None:
     assert "Traceback" not in err and "internal error" not in err, err
 
 
-@pytest.fixture
-def storescp(dcmtk, start_server, tmp_path):  # type: ignore[no-untyped-def]
-    """``storescp(*flags)`` → (port, output folder); every process is stopped after the test."""
-
-    def start(*flags: str) -> tuple[int, Path]:
-        port = free_port()
-        out = tmp_path / f"received-{port}"
-        out.mkdir()
-        start_server(storescp_argv(port, out, *flags), port, dcmtk=True)
-        return port, out
-
-    return start
 
 
 # --------------------------------------------------------------------------- against DCMTK storescp

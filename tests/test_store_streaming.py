@@ -20,22 +20,12 @@ from dcmnet_cli.services.dicomfile import INLINE_MAX, read_meta
 from dcmnet_cli.services.peer import Peer
 from dcmnet_cli.services.store import collect, store
 
-from helpers.procs import dcmnet_argv, base_env, free_port, run_dcmnet
-from store_helpers import assert_same, make_file, received, scripted_scp, storescp_argv
+from helpers.procs import dcmnet_argv, base_env, run_dcmnet
+from store_helpers import assert_same, make_file, received, scripted_scp
 
 HOST = "127.0.0.1"
 
 
-@pytest.fixture
-def storescp(dcmtk, start_server, tmp_path):  # type: ignore[no-untyped-def]
-    def start(*flags: str) -> tuple[int, Path]:
-        port = free_port()
-        out = tmp_path / f"received-{port}"
-        out.mkdir()
-        start_server(storescp_argv(port, out, *flags), port, dcmtk=True)
-        return port, out
-
-    return start
 
 
 @pytest.mark.parametrize("jobs", ["1", "2"])

@@ -175,3 +175,22 @@ def listen_server(*args: str, port: int | None = None, **kwargs) -> "contextmana
 def _default_sigint() -> None:
     """Children get the default SIGINT even when the test runner was started with SIGINT ignored."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@contextmanager
+def serving(handler: object, name: str = "test-scp") -> Iterator[int]:
+    """Our own ``Server`` for ``handler`` on a free 127.0.0.1 port, in a thread; always stopped and joined."""
+    import threading
+
+    from dcmnet_cli.transport.server import Server
+
+    server = Server(handler, host=LOOPBACK, port=0, artim_timeout=5.0)  # type: ignore[arg-type]
+    port = server.bind()
+    thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
+    thread.start()
+    try:
+        yield port
+    finally:
+        server.stop(grace=2.0)
+        thread.join(5.0)
+        assert not thread.is_alive(), f"{name} did not stop"
