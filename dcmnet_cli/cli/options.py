@@ -38,6 +38,15 @@ def positive_seconds(ctx: click.Context, param: click.Parameter, value: float | 
     return value
 
 
+def seconds_or_unlimited(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """Timeouts a CI run must be able to rely on: finite by default, 0 lifts the limit."""
+    if value is None or value == 0:
+        return None
+    if value < 0:
+        raise click.BadParameter("must be a number of seconds (0 = no limit)")
+    return value
+
+
 network_options = _stack(
     click.option("-aet", "--calling-aet", default="DCMNET", show_default=True, callback=ae_title,
                  envvar="DCMNET_CALLING_AET", help="Our AE title."),
@@ -47,10 +56,11 @@ network_options = _stack(
                  envvar="DCMNET_CONNECT_TIMEOUT", help="Seconds to wait for the TCP connection."),
     click.option("-ta", "--acse-timeout", type=float, default=30.0, show_default=True, callback=positive_seconds,
                  envvar="DCMNET_ACSE_TIMEOUT", help="Seconds to wait for association accept/release."),
-    click.option("-td", "--dimse-timeout", type=float, default=None, callback=positive_seconds,
-                 envvar="DCMNET_DIMSE_TIMEOUT", help="Seconds to wait for each DIMSE response [default: forever]."),
-    click.option("--network-timeout", type=float, default=None, callback=positive_seconds,
-                 envvar="DCMNET_NETWORK_TIMEOUT", help="Seconds a read or write may stall [default: forever]."),
+    click.option("-td", "--dimse-timeout", type=float, default=60.0, show_default=True, callback=seconds_or_unlimited,
+                 envvar="DCMNET_DIMSE_TIMEOUT",
+                 help="Seconds to wait for each DIMSE response (pending responses restart it); 0 = no limit."),
+    click.option("--network-timeout", type=float, default=60.0, show_default=True, callback=seconds_or_unlimited,
+                 envvar="DCMNET_NETWORK_TIMEOUT", help="Seconds a read or write may stall; 0 = no limit."),
     click.option("-pdu", "--max-pdu", type=click.IntRange(min=0, max=0xFFFFFFFF), default=131056, show_default=True,
                  envvar="DCMNET_MAX_PDU", help="Largest P-DATA-TF we accept (0 = no limit)."),
 )
