@@ -102,7 +102,7 @@ complete -c dcmnet -n '__fish_seen_subcommand_from listen' -l require-called-aet
 complete -c dcmnet -n '__fish_seen_subcommand_from listen' -l allow-calling-aet -r -d 'Accept only these calling AE titles (repeatable).'
 complete -c dcmnet -n '__fish_seen_subcommand_from listen' -l max-associations -r -d 'Simultaneous associations; beyond it requests are rejected (transient, local limit).'
 complete -c dcmnet -n '__fish_seen_subcommand_from listen' -l artim-timeout -r -d 'Seconds a connection may take to send its whole A-ASSOCIATE-RQ, and to close after release/abort.'
-complete -c dcmnet -n '__fish_seen_subcommand_from listen' -l network-timeout -l idle-timeout -r -d 'Seconds an association may stay idle before it is aborted [default: forever].'
+complete -c dcmnet -n '__fish_seen_subcommand_from listen' -l network-timeout -l idle-timeout -r -d 'Seconds an association may stay idle, or a peer may stop reading what we send, before the association is aborted (bounds what a stalled or hostile peer can hold); 0 = no limit.'
 complete -c dcmnet -n '__fish_seen_subcommand_from listen' -o pdu -l max-pdu -r -d 'Largest P-DATA-TF we accept (0 = no limit).'
 complete -c dcmnet -n '__fish_seen_subcommand_from listen' -l shutdown-grace -r -d 'On SIGINT/SIGTERM, seconds to let in-flight associations finish.'
 complete -c dcmnet -n '__fish_seen_subcommand_from listen' -l no-progress -d 'No live dashboard on a terminal (log lines only).'

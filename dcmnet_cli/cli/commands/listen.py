@@ -10,7 +10,7 @@ import click
 
 from ..app import App, escape
 from ..exitcodes import ExitCode
-from ..options import ae_title, positive_seconds, server_tls_from, server_tls_options
+from ..options import ae_title, positive_seconds, seconds_or_unlimited, server_tls_from, server_tls_options
 
 
 class _Stop(Exception):
@@ -49,8 +49,10 @@ def log_line(event: dict) -> str:
               help="Simultaneous associations; beyond it requests are rejected (transient, local limit).")
 @click.option("--artim-timeout", type=float, default=30.0, show_default=True, callback=positive_seconds,
               help="Seconds a connection may take to send its whole A-ASSOCIATE-RQ, and to close after release/abort.")
-@click.option("--network-timeout", "--idle-timeout", type=float, default=None, callback=positive_seconds,
-              help="Seconds an association may stay idle before it is aborted [default: forever].")
+@click.option("--network-timeout", "--idle-timeout", type=float, default=120.0, show_default=True,
+              callback=seconds_or_unlimited,
+              help="Seconds an association may stay idle, or a peer may stop reading what we send, before the "
+                   "association is aborted (bounds what a stalled or hostile peer can hold); 0 = no limit.")
 @click.option("-pdu", "--max-pdu", type=click.IntRange(min=0, max=0xFFFFFFFF), default=131056, show_default=True,
               help="Largest P-DATA-TF we accept (0 = no limit).")
 @click.option("--shutdown-grace", type=float, default=10.0, show_default=True,
