@@ -428,17 +428,12 @@ class StoreReceiver:
                  max_pdu: int = DEFAULT_MAX_PDU, on_event: Callable[[dict], None] = lambda e: None,
                  network_timeout: float | None = None, grace: float = 5.0, tls: Any = None) -> None:
         """``tls``: a server ``ssl.SSLContext`` to require TLS on the receiver (``move --store-tls``)."""
-        from ..transport.server import Server
-        from ..ul.negotiation import AcceptorPolicy
-        from .scp import ApplicationEntity
+        from .scp import ListenerSettings, build_listener
 
-        policy = AcceptorPolicy(ae_title=ae_title, contexts=contexts, max_pdu=max_pdu)
-        entity = ApplicationEntity(policy, on_event=on_event, idle_timeout=network_timeout)
-        entity.handlers = storage.handlers()
+        settings = ListenerSettings(ae_title, host, port, max_pdu, network_timeout=network_timeout, tls=tls)
         self.storage = storage
         self.grace = grace
-        self.server = Server(entity, host=host, port=port, network_timeout=network_timeout, max_receive=max_pdu,
-                             log=on_event, tls=tls)
+        self.server = build_listener(settings, contexts, storage.handlers(), on_event)
         self._thread: threading.Thread | None = None
 
     @property

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable, NamedTuple, Sequence
 
 from ..dimse.assembler import CommandReceived, DatasetFragment, InvalidCommand, MessageComplete
 from ..dimse.commandset import C_ECHO_RQ, VERIFICATION_SOP_CLASS, Message, c_echo_rsp
 from ..transport.channel import Channel
+from ..transport.server import Server
 from ..ul.association import Aborted, ReleaseRequested
-from ..ul.negotiation import AcceptorPolicy, describe_rejection, negotiate_acceptor
+from ..ul.negotiation import DEFAULT_MAX_PDU, AcceptorPolicy, describe_rejection, negotiate_acceptor
 from ..ul.pdu import AssociateAC, AssociateRJ, AssociateRQ
 
 UNRECOGNIZED_OPERATION = 0x0211
@@ -157,3 +158,47 @@ class ApplicationEntity:
 
 class _Discard(MessageHandler):
     """Swallows the data set of a request we already answered."""
+
+
+class ListenerSettings(NamedTuple):
+    """Who we are and how the accept loop behaves; one record for `listen` and `move --store-port`."""
+
+    ae_title: str
+    host: str
+    port: int
+    max_pdu: int = DEFAULT_MAX_PDU
+    require_called_aet: bool = False
+    allowed_calling_aets: frozenset[str] | None = None
+    max_associations: int = 64
+    artim_timeout: float = 30.0
+    network_timeout: float | None = None
+    reuse_port: bool = False
+    tls: Any = None
+    """An ``ssl.SSLContext`` for the server side, or None for plain TCP."""
+
+
+VERIFICATION_ONLY: dict[str, Sequence[str]] = {VERIFICATION_SOP_CLASS: ALL_UNCOMPRESSED}
+
+
+def build_listener(
+    settings: ListenerSettings,
+    contexts: Any = None,
+    handlers: dict[int, Callable[[], MessageHandler]] | None = None,
+    on_event: Callable[[dict], None] = lambda event: None,
+    trace: Callable[[str, str, str], None] | None = None,
+) -> Server:
+    """A Server whose associations run an ApplicationEntity with this policy and these handlers."""
+    policy = AcceptorPolicy(
+        ae_title=settings.ae_title,
+        contexts=VERIFICATION_ONLY if contexts is None else contexts,
+        require_called_aet=settings.require_called_aet,
+        allowed_calling_aets=settings.allowed_calling_aets,
+        max_pdu=settings.max_pdu,
+    )
+    entity = ApplicationEntity(policy, on_event=on_event, idle_timeout=settings.network_timeout)
+    if handlers is not None:
+        entity.handlers = handlers
+    return Server(entity, host=settings.host, port=settings.port, max_associations=settings.max_associations,
+                  artim_timeout=settings.artim_timeout, network_timeout=settings.network_timeout,
+                  max_receive=settings.max_pdu, reuse_port=settings.reuse_port, log=on_event, trace=trace,
+                  tls=settings.tls)

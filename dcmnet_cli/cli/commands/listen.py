@@ -111,10 +111,7 @@ def command(app: App, port: int, aetitle: str, bind: str, require_called_aet: bo
     PORT 0 picks a free port (printed on stderr at start). Ctrl-C or SIGTERM stops accepting, lets
     in-flight associations finish, and exits 0 with a summary.
     """
-    from ...dimse.commandset import VERIFICATION_SOP_CLASS
-    from ...services.scp import ALL_UNCOMPRESSED, ApplicationEntity
-    from ...transport.server import Server
-    from ...ul.negotiation import AcceptorPolicy
+    from ...services.scp import ListenerSettings, build_listener
 
     tls = server_tls_from(tls_settings)
     lock = threading.Lock()
@@ -144,7 +141,7 @@ def command(app: App, port: int, aetitle: str, bind: str, require_called_aet: bo
         else:
             app.info(line)
 
-    contexts: Any = {VERIFICATION_SOP_CLASS: ALL_UNCOMPRESSED}
+    contexts: Any = None  # Verification only
     if output_directory or ignore:
         storage, contexts = build_storage(app, output_directory, filepath, on_duplicate, ignore, accept_syntaxes,
                                           promiscuous, no_fsync, exec_on_receive, exec_on_association_end,
@@ -153,12 +150,11 @@ def command(app: App, port: int, aetitle: str, bind: str, require_called_aet: bo
             return ExitCode.USAGE
     elif filepath or accept_syntaxes or promiscuous or exec_on_receive or exec_on_association_end:
         raise click.UsageError("--filepath, --accept, --promiscuous and --exec-* need -od DIR (or --ignore)")
-    policy = AcceptorPolicy(
-        ae_title=aetitle,
-        contexts=contexts,
-        require_called_aet=require_called_aet,
+    settings = ListenerSettings(
+        ae_title=aetitle, host=bind, port=port, max_pdu=max_pdu, require_called_aet=require_called_aet,
         allowed_calling_aets=frozenset(allow_calling_aet) if allow_calling_aet else None,
-        max_pdu=max_pdu,
+        max_associations=max_associations, artim_timeout=artim_timeout, network_timeout=network_timeout,
+        reuse_port=workers > 1, tls=tls,
     )
 
     def show_pdu(peer: str, direction: str, summary: str) -> None:
@@ -167,13 +163,9 @@ def command(app: App, port: int, aetitle: str, bind: str, require_called_aet: bo
 
     trace = show_pdu if app.debug else None
 
-    def make_server(listen_port: int) -> Server:
-        entity = ApplicationEntity(policy, on_event=on_event, idle_timeout=network_timeout)
-        if storage is not None:
-            entity.handlers = storage.handlers()
-        return Server(entity, host=bind, port=listen_port, max_associations=max_associations,
-                      artim_timeout=artim_timeout, network_timeout=network_timeout, max_receive=max_pdu,
-                      reuse_port=workers > 1, log=on_event, trace=trace, tls=tls)
+    def make_server(listen_port: int) -> Any:
+        handlers = storage.handlers() if storage is not None else None
+        return build_listener(settings._replace(port=listen_port), contexts, handlers, on_event, trace)
 
     server = make_server(port)
     try:
