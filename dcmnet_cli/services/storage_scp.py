@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import errno
 import itertools
+import importlib
 import os
 import re
 import secrets
@@ -203,7 +204,7 @@ class StorageSCP:
         self._lock = threading.Lock()
         self._folders: dict[str, tuple[str, tuple[int, int]]] = {}  # template folder → (real path, (dev, inode))
         if config.template is not None and config.template.dataset_fields:
-            import pydicom  # noqa: F401  (import once now, not in the first association)
+            importlib.import_module("pydicom")  # pay for it now, not in the first association
 
     def prepare(self) -> int:
         """Create the output directory if needed and remove leftover temp files; returns how many."""
