@@ -15,7 +15,7 @@ help:
 	@echo "make demo         start a local listener, echo it (and store to it when 'store' exists)"
 	@echo "make docs         regenerate man/ and completions/ from the click commands"
 	@echo "make bench        run bench/run_all.sh"
-	@echo "make lint         ruff check (or compileall when ruff is not installed)"
+	@echo "make lint         pyflakes over the package, tests, scripts and benchmarks"
 	@echo "make clean        remove caches and build output (distclean also removes $(VENV))"
 
 $(PY):
@@ -54,8 +54,7 @@ bench: install
 	else echo "bench/run_all.sh not found: no benchmarks yet"; fi
 
 lint: install
-	@if [ -x $(VENV)/bin/ruff ]; then $(VENV)/bin/ruff check dcmnet_cli tests scripts; \
-	else echo "ruff not installed in $(VENV): byte-compiling instead"; $(PY) -m compileall -q dcmnet_cli scripts; fi
+	$(PY) -m pyflakes dcmnet_cli tests scripts bench
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .hypothesis bench/out

@@ -240,7 +240,6 @@ def test_b8_unknown_pdu_type_established(server):
 @pytest.mark.parametrize("pdu_type", [0x01, 0x04, 0x07])
 def test_b9_huge_length_refused_from_header(server, pdu_type):
     with connect(server.port) as sock:
-        start = time.monotonic()
         sock.sendall(struct.pack(">BBI", pdu_type, 0, 0xFFFFFFFF) + b"\x00" * 16)
         elapsed, pdus = wait_closed(sock, timeout=ARTIM)
     assert elapsed < ARTIM * 0.5, "refused from the header, not after waiting for the body"
