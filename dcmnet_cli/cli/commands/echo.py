@@ -33,6 +33,7 @@ def command(app: App, peer: tuple[str, ...], count: int, interval: float, abort:
     label = f"echo {target} ({target.called_ae})"
 
     def on_reply(index: int, status: int, rtt: float) -> None:
+        app.detail(f"C-ECHO-RQ (message {index}) -> C-ECHO-RSP status 0x{status:04X} in {rtt:.3f} ms")
         if count > 1 and not as_json:
             app.result(f"{label}: seq={index} {describe(status, 'echo').meaning.capitalize()} in {rtt:.2f} ms")
 
