@@ -1,3 +1,3 @@
-from dcmnet_cli.cli.main import main
+from dcmnet_cli.cli.main import entry
 
-main()
+entry()

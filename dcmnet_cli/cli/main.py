@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
@@ -85,3 +86,22 @@ def main(argv: list[str] | None = None) -> None:
               file=sys.stderr)
         code = ExitCode.INTERNAL
     sys.exit(int(code))
+
+
+def entry() -> None:
+    """The ``dcmnet`` program: :func:`main`, then exit without the interpreter's teardown.
+
+    Module clean-up and garbage collection at exit cost ~4 ms of every run and do nothing useful here:
+    every file was closed by its ``with``, worker threads were joined, and the streams are flushed below.
+    (Tests call :func:`main` in-process and get a normal ``SystemExit``.)
+    """
+    try:
+        main()
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
