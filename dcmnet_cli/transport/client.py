@@ -34,7 +34,8 @@ class Timeouts(NamedTuple):
 def connect_socket(host: str, port: int, timeout: float | None) -> socket.socket:
     """TCP connect with a deadline; every failure becomes ConnectError with the cause in words."""
     try:
-        return socket.create_connection((host, port), timeout=timeout)
+        # An ASCII host goes as bytes: a str host makes the socket module load the idna codec (~2 ms).
+        return socket.create_connection((host.encode("ascii") if host.isascii() else host, port), timeout=timeout)
     except socket.gaierror as error:
         raise ConnectError(f"cannot resolve host {host!r}: {error.strerror}") from None
     except ConnectionRefusedError:
