@@ -268,26 +268,20 @@ def main() -> int:
     res: dict = {"benchmark": "echo", "runs": args.runs, "assocs": args.assocs, "count": args.count,
                  "repeat": args.repeat, "cpus": os.cpu_count()}
     profiles = []
-    with storescp() as scp_port:
-        print(f"storescp on 127.0.0.1:{scp_port} (TCP_NODELAY=1)", flush=True)
-        res["whole_process_ms"] = whole_process(scp_port, args.runs)
-        print("  (a) done", flush=True)
-        res["assoc_storescp_ms"] = inprocess_assocs(scp_port, args.assocs)
-        print("  (b) done", flush=True)
-        res["echo_dcmnet_vs_storescp"] = inprocess_echoes(scp_port, args.count, args.repeat)
-        res["echo_echoscu_vs_storescp"] = echoscu_repeat(scp_port, args.count, args.repeat)
-        print("  (c) done", flush=True)
-        if args.profile:
-            profiles.append(profile(scp_port, "storescp", args.assocs, args.count))
-    with dcmnet_listen() as lst_port:
-        print(f"dcmnet listen on 127.0.0.1:{lst_port}", flush=True)
-        res["assoc_listen_ms"] = inprocess_assocs(lst_port, args.assocs)
-        print("  (b) done", flush=True)
-        res["echo_dcmnet_vs_listen"] = inprocess_echoes(lst_port, args.count, args.repeat)
-        res["echo_echoscu_vs_listen"] = echoscu_repeat(lst_port, args.count, args.repeat)
-        print("  (c) done", flush=True)
-        if args.profile:
-            profiles.append(profile(lst_port, "listen", args.assocs, args.count))
+    for name, server, label in (("storescp", storescp, "storescp (TCP_NODELAY=1)"),
+                                ("listen", dcmnet_listen, "dcmnet listen")):
+        with server() as port:
+            print(f"{label} on 127.0.0.1:{port}", flush=True)
+            if name == "storescp":  # whole processes are compared against DCMTK's server only
+                res["whole_process_ms"] = whole_process(port, args.runs)
+                print("  (a) done", flush=True)
+            res[f"assoc_{name}_ms"] = inprocess_assocs(port, args.assocs)
+            print("  (b) done", flush=True)
+            res[f"echo_dcmnet_vs_{name}"] = inprocess_echoes(port, args.count, args.repeat)
+            res[f"echo_echoscu_vs_{name}"] = echoscu_repeat(port, args.count, args.repeat)
+            print("  (c) done", flush=True)
+            if args.profile:
+                profiles.append(profile(port, name, args.assocs, args.count))
 
     wp = {k: med(v) for k, v in res["whole_process_ms"].items()}
     floor = wp["python -c pass"]

@@ -282,48 +282,46 @@ def test_exit6_peer_aborts_after_accept(same_segment):
     one_error_line(err, "abort")
 
 
+def _echo_against(script, *flags: str) -> tuple[int, str, float]:
+    """Run ``dcmnet echo FLAGS`` against a scripted peer; returns (exit code, stderr, seconds taken)."""
+    with ScriptedPeer(lambda conn: script(peer, conn)) as peer:
+        start = time.monotonic()
+        rc, _out, err = run_dcmnet("echo", *flags, LOOPBACK, str(peer.port))
+        elapsed = time.monotonic() - start
+    assert not peer.errors, peer.errors
+    return rc, err, elapsed
+
+
 def test_exit6_silent_peer_dimse_timeout():
-    def script(conn):
+    def script(peer, conn):
         _accept(conn)
         peer.drain_until_closed(conn)  # reads the C-ECHO-RQ and never answers
 
-    with ScriptedPeer(script) as peer:
-        start = time.monotonic()
-        rc, out, err = run_dcmnet("echo", "-td", "1", LOOPBACK, str(peer.port))
-        elapsed = time.monotonic() - start
-    assert not peer.errors, peer.errors
+    rc, err, elapsed = _echo_against(script, "-td", "1")
     assert rc == 6, err
     assert 0.9 < elapsed < 5, elapsed
     one_error_line(err, "DIMSE timeout")
 
 
 def test_exit6_no_answer_to_associate_rq():
-    def script(conn):
+    def script(peer, conn):
         peer.drain_until_closed(conn)  # TCP accepted, A-ASSOCIATE-RQ never answered
 
-    with ScriptedPeer(script) as peer:
-        start = time.monotonic()
-        rc, out, err = run_dcmnet("echo", "-ta", "1", LOOPBACK, str(peer.port))
-        elapsed = time.monotonic() - start
-    assert not peer.errors, peer.errors
+    rc, err, elapsed = _echo_against(script, "-ta", "1")
     assert rc == 6, err
     assert 0.9 < elapsed < 5, elapsed
     one_error_line(err, "ACSE timeout")
 
 
 def test_exit6_no_answer_to_release_rq():
-    def script(conn):
+    def script(peer, conn):
         _accept(conn)
         request = read_command(conn)
         conn.sendall(echo_rsp_bytes(1, request.message_id))
         assert isinstance(read_pdu(conn), ReleaseRQ)
         peer.drain_until_closed(conn)  # never sends A-RELEASE-RP
 
-    with ScriptedPeer(script) as peer:
-        start = time.monotonic()
-        rc, out, err = run_dcmnet("echo", "-ta", "1", LOOPBACK, str(peer.port))
-        elapsed = time.monotonic() - start
-    assert not peer.errors, peer.errors
+    rc, err, elapsed = _echo_against(script, "-ta", "1")
     assert rc == 6, err
     assert elapsed < 5, elapsed
     one_error_line(err, "A-RELEASE-RP")
