@@ -2,7 +2,7 @@
 
 (a) whole process: ``dcmnet echo`` vs ``echoscu`` against the same DCMTK ``storescp`` (median of
     ``--runs``), with ``python -c pass`` as the floor; target dcmnet/echoscu <= 2.5.
-(b) in process: associate + one C-ECHO + release with ``dcmnet_cli.services.echo.echo`` (imported once,
+(b) in process: associate + one C-ECHO + release with ``dcmnet_cli.services.scu.echo.echo`` (imported once,
     looped) against ``storescp`` and against ``dcmnet listen``; target < 1 ms each.
 (c) C-ECHO within one association (``echo(count=N)``, its rtt list) against both servers; target < 0.2 ms;
     DCMTK's figure is ``echoscu --repeat N`` minus ``echoscu --repeat 1``, divided by N-1.
@@ -179,7 +179,7 @@ def whole_process(port: int, runs: int) -> dict[str, list[float]]:
 
 
 def inprocess_assocs(port: int, n: int) -> list[float]:
-    from dcmnet_cli.services.echo import echo
+    from dcmnet_cli.services.scu.echo import echo
     from dcmnet_cli.services.peer import Peer
 
     peer = Peer(HOST, port)
@@ -195,7 +195,7 @@ def inprocess_assocs(port: int, n: int) -> list[float]:
 
 
 def inprocess_echoes(port: int, count: int, repeat: int) -> dict:
-    from dcmnet_cli.services.echo import echo
+    from dcmnet_cli.services.scu.echo import echo
     from dcmnet_cli.services.peer import Peer
 
     peer = Peer(HOST, port)
@@ -225,7 +225,7 @@ def echoscu_repeat(port: int, count: int, repeat: int) -> dict:
 
 
 def profile(port: int, label: str, n_assoc: int, count: int) -> str:
-    from dcmnet_cli.services.echo import echo
+    from dcmnet_cli.services.scu.echo import echo
     from dcmnet_cli.services.peer import Peer
 
     peer = Peer(HOST, port)

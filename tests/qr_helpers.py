@@ -215,7 +215,7 @@ class ScriptedFindSCP:
 
         from dcmnet_cli.dimse.commandset import C_FIND_RQ
         from dcmnet_cli.services.query import MODELS
-        from dcmnet_cli.services.scp import ALL_UNCOMPRESSED, ApplicationEntity
+        from dcmnet_cli.services.scp.entity import ALL_UNCOMPRESSED, ApplicationEntity
         from dcmnet_cli.ul.negotiation import AcceptorPolicy
 
         supported = set(sop_classes if sop_classes is not None else (m.find for m in MODELS.values()))

@@ -26,8 +26,8 @@ from pydicom.uid import (
 )
 
 from dcmnet_cli.dimse.commandset import C_STORE_RQ, c_store_rsp
-from dcmnet_cli.services.dicomfile import read_meta
-from dcmnet_cli.services.scp import ALL_UNCOMPRESSED, ApplicationEntity, MessageHandler
+from dcmnet_cli.part10.dicomfile import read_meta
+from dcmnet_cli.services.scp.entity import ALL_UNCOMPRESSED, ApplicationEntity, MessageHandler
 from dcmnet_cli.ul.negotiation import AcceptorPolicy
 
 from helpers.procs import LOOPBACK, serving

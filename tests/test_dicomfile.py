@@ -1,4 +1,4 @@
-"""File Meta parsing without decoding (``dcmnet_cli.services.dicomfile``): offsets, bare data sets, bad input."""
+"""File Meta parsing without decoding (``dcmnet_cli.part10.dicomfile``): offsets, bare data sets, bad input."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pydicom.uid import CTImageStorage, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, MRImageStorage
 
 from dcmnet_cli.errors import InputError
-from dcmnet_cli.services.dicomfile import iter_chunks, read_meta
+from dcmnet_cli.part10.dicomfile import iter_chunks, read_meta
 
 from store_helpers import make_dataset, uid, write
 
@@ -173,7 +173,7 @@ def test_any_truncation_of_a_real_file_is_input_error_or_consistent(tmp_path: Pa
 
 def test_meta_group_longer_than_the_first_read(tmp_path: Path) -> None:
     """A File Meta group past HEAD_SIZE (a big Private Information element) is read on demand."""
-    from dcmnet_cli.services.dicomfile import HEAD_SIZE
+    from dcmnet_cli.part10.dicomfile import HEAD_SIZE
 
     body = b"\x08\x00\x60\x00CS\x02\x00CT"
     elements = (_meta_element(0x00020001, b"OB", b"\0\1")
@@ -202,7 +202,7 @@ def test_bare_dataset_with_uids_past_the_first_read(tmp_path: Path) -> None:
 
 
 def test_small_file_content_identity_and_dataset_bytes(tmp_path: Path) -> None:
-    from dcmnet_cli.services.dicomfile import dataset_bytes
+    from dcmnet_cli.part10.dicomfile import dataset_bytes
 
     path = write(tmp_path / "small.dcm", make_dataset("small", rows=8, columns=8))
     raw = path.read_bytes()
@@ -220,7 +220,7 @@ def test_small_file_content_identity_and_dataset_bytes(tmp_path: Path) -> None:
 def test_open_dataset_checks_the_size(tmp_path: Path) -> None:
     import os
 
-    from dcmnet_cli.services.dicomfile import open_dataset
+    from dcmnet_cli.part10.dicomfile import open_dataset
 
     path = write(tmp_path / "big.dcm", make_dataset("big", rows=256, columns=256))
     meta = read_meta(path)

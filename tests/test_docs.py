@@ -111,6 +111,6 @@ def test_help_does_not_import_heavy_modules() -> None:
 
 def test_echo_does_not_import_heavy_modules() -> None:
     loaded = _modules_after("""
-        import dcmnet_cli.cli.commands.echo, dcmnet_cli.services.echo
+        import dcmnet_cli.cli.commands.echo, dcmnet_cli.services.scu.echo
     """)
     assert loaded == [], f"`dcmnet echo` imports {loaded}"

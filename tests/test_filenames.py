@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dcmnet_cli.services.filenames import (
+from dcmnet_cli.part10.filenames import (
     UNKNOWN,
     TemplateError,
     inside,

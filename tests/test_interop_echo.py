@@ -16,7 +16,7 @@ import time
 import pytest
 
 from dcmnet_cli.dimse.commandset import VERIFICATION_SOP_CLASS
-from dcmnet_cli.services.scp import ALL_UNCOMPRESSED
+from dcmnet_cli.services.scp.entity import ALL_UNCOMPRESSED
 from dcmnet_cli.ul.items import ContextResult, PresentationContextAC, PresentationContextRQ
 from dcmnet_cli.ul.negotiation import AcceptorPolicy, build_request, negotiate_acceptor
 from dcmnet_cli.ul.pdu import Abort, AssociateAC, ReleaseRQ

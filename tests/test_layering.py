@@ -1,4 +1,4 @@
-"""Layering (DESIGN.md "Layers"): imports point only down cli -> services -> transport -> dimse -> ul -> errors,
+"""Layering (DESIGN.md "Layers"): imports point only down cli -> services -> transport -> dimse -> part10 -> ul -> errors,
 and the sans-IO core (ul/, dimse/) imports no I/O, clock, thread, DICOM-toolkit or UI module.
 
 Every module under dcmnet_cli/ is parsed (never imported) and every import statement is checked, including
@@ -17,7 +17,7 @@ PACKAGE = "dcmnet_cli"
 ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 
 # Highest first: a module may import only from its own layer or layers below it.
-LAYERS = ["cli", "services", "transport", "dimse", "ul"]
+LAYERS = ["cli", "services", "transport", "dimse", "part10", "ul"]
 RANK = {name: len(LAYERS) - i for i, name in enumerate(LAYERS)}  # cli=5 ... ul=1
 BASE = {f"{PACKAGE}", f"{PACKAGE}.errors"}  # top-level __init__ constants and the exception tree: rank 0
 

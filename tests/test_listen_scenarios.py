@@ -196,7 +196,7 @@ def test_a5_idle_association_aborted():
 def test_a7_release_collision_client_side():
     """``listen`` never requests a release itself, so the collision is played against ``dcmnet echo``:
     the peer answers our A-RELEASE-RQ with its own A-RELEASE-RQ (Sta7 -> Sta9 -> Sta11 -> Sta1)."""
-    from dcmnet_cli.services.scp import ALL_UNCOMPRESSED
+    from dcmnet_cli.services.scp.entity import ALL_UNCOMPRESSED
     from dcmnet_cli.ul.negotiation import AcceptorPolicy, negotiate_acceptor
 
     policy = AcceptorPolicy("RAWPEER", {VERIFICATION_SOP_CLASS: ALL_UNCOMPRESSED})

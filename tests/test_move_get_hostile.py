@@ -32,8 +32,8 @@ from dcmnet_cli.dimse.commandset import (
     c_store_rq,
 )
 from dcmnet_cli.services.query import encode_identifier
-from dcmnet_cli.services.retrieve import Operation, requests_from_ndjson
-from dcmnet_cli.services.scp import ApplicationEntity, MessageHandler
+from dcmnet_cli.services.scu.retrieve import Operation, requests_from_ndjson
+from dcmnet_cli.services.scp.entity import ApplicationEntity, MessageHandler
 from dcmnet_cli.ul.negotiation import AcceptorPolicy
 from helpers.procs import serving
 

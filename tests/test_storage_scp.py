@@ -187,7 +187,7 @@ def test_template_folder_removed_or_swapped_after_first_use(tmp_path):
 def test_temp_names_unique_across_forked_workers(tmp_path):
     """Temp names are a per-process random tag + a counter; a forked child gets a fresh tag."""
     code = ("import os, sys\n"
-            "from dcmnet_cli.services import storage_scp as s\n"
+            "from dcmnet_cli.services.scp import storage as s\n"
             "a = [s._TEMP_NAMES.next() for _ in range(3)]\n"
             "r, w = os.pipe()\n"
             "pid = os.fork()\n"

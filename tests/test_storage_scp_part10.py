@@ -11,8 +11,8 @@ from pydicom import Dataset
 from pydicom.sequence import Sequence
 
 from dcmnet_cli import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
-from dcmnet_cli.services import part10
-from dcmnet_cli.services.sopclasses import (
+from dcmnet_cli.part10 import filemeta as part10
+from dcmnet_cli.part10.sopclasses import (
     all_transfer_syntaxes,
     encoding_of,
     narrowed,
@@ -149,7 +149,7 @@ def test_static_registry_tables_match_pydicom():
 
     from pydicom._uid_dict import UID_dictionary
 
-    from dcmnet_cli.services import sopclasses
+    from dcmnet_cli.part10 import sopclasses
 
     word = re.compile(r"\bStorage\b")
     storage = frozenset(uid for uid, (name, kind, *_rest) in UID_dictionary.items()
@@ -166,7 +166,7 @@ def test_listen_start_up_does_not_import_pydicom():
     import subprocess
     import sys
 
-    code = ("import sys; from dcmnet_cli.services import sopclasses, storage_scp; "
+    code = ("import sys; from dcmnet_cli.part10 import sopclasses; from dcmnet_cli.services.scp import storage; "
             "sopclasses.all_transfer_syntaxes(); sopclasses.storage_sop_classes(); "
             "sopclasses.resolve_transfer_syntax('RLELossless'); print('pydicom' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

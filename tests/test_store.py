@@ -24,8 +24,8 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from dcmnet_cli.services.dicomfile import DicomFile, read_meta
-from dcmnet_cli.services.store import choose_context, convert, partition, proposed_contexts
+from dcmnet_cli.part10.dicomfile import DicomFile, read_meta
+from dcmnet_cli.services.scu.store import choose_context, convert, partition, proposed_contexts
 from dcmnet_cli.ul.negotiation import AcceptedContext
 
 from helpers.procs import base_env, dcmnet_argv, run_dcmnet

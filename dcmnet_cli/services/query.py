@@ -292,7 +292,7 @@ def check_level(model: str, level: str | None) -> None:
 
 def _encoding(transfer_syntax_uid: str) -> tuple[bool, bool, bool]:
     """(implicit VR, little endian, deflated) of a transfer syntax; uncompressed ones only for identifiers."""
-    from .sopclasses import encoding_of
+    from ..part10.sopclasses import encoding_of
 
     return encoding_of(transfer_syntax_uid)
 

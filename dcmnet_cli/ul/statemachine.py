@@ -26,7 +26,7 @@ from typing import NamedTuple
 from enum import Enum, IntEnum
 from types import MappingProxyType
 
-from dcmnet_cli.errors import AbortReason, LocalProtocolError, RemoteProtocolError
+from ..errors import AbortReason, LocalProtocolError, RemoteProtocolError
 
 
 class State(IntEnum):

@@ -27,7 +27,7 @@ def command(app: App, peer: tuple[str, ...], count: int, interval: float, abort:
 
     PEER is HOST PORT, [AET@]HOST:PORT or the name of a node in ~/.config/dcmnet/config.toml.
     """
-    from ...services.echo import echo
+    from ...services.scu.echo import echo
 
     target = parse_peer(peer, options["called_aet"], options)
     label = f"echo {target} ({target.called_ae})"

@@ -62,7 +62,7 @@ def command(app: App, peer: tuple[str, ...], as_json: bool, write_dir: str | Non
     DICOM JSON lines. Zero matches exits 0; a failure status 7; Cancel from the peer 8 (0 when
     --cancel-after asked for it); a malformed identifier or abort 6.
     """
-    from ...services.find import ExtendedFlags, find
+    from ...services.scu.find import ExtendedFlags, find
 
     target = parse_peer(peer, options["called_aet"], options)
     spec = query_from_options(options, for_retrieve=False)
@@ -218,7 +218,7 @@ def write_match(folder: str, index: int, match: "Dataset", sop_class: str, level
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-    from ...services.filenames import is_valid_uid, safe_component
+    from ...part10.filenames import is_valid_uid, safe_component
 
     key = str(match.get(UNIQUE.get(level or "", "AccessionNumber"), "") or "")
     name = f"rsp{index:05d}" + (f"-{safe_component(key)}" if key else "") + ".dcm"

@@ -55,8 +55,8 @@ def command(app: App, peer: tuple[str, ...], from_json: Any, storage_classes: tu
     names them), a failure status, or an object we could not store; 1 on warnings; 8 when the peer
     cancelled on its own; 0 for a cancel we asked for.
     """
-    from ...services.retrieve import MAX_STORAGE_CLASSES, resolve_storage_class
-    from ...services.retrieve_classes import DEFAULT_STORAGE_CLASSES
+    from ...services.scu.retrieve import MAX_STORAGE_CLASSES, resolve_storage_class
+    from ...services.scu.retrieve_classes import DEFAULT_STORAGE_CLASSES
 
     _local_flags(app, options)
     target = parse_peer(peer, options["called_aet"], options)

@@ -111,7 +111,7 @@ def command(app: App, port: int, aetitle: str, bind: str, require_called_aet: bo
     PORT 0 picks a free port (printed on stderr at start). Ctrl-C or SIGTERM stops accepting, lets
     in-flight associations finish, and exits 0 with a summary.
     """
-    from ...services.scp import ListenerSettings, build_listener
+    from ...services.scp.entity import ListenerSettings, build_listener
 
     tls = server_tls_from(tls_settings)
     lock = threading.Lock()
@@ -254,11 +254,11 @@ def build_storage(app: App, output_directory: str | None, filepath: str | None, 
                    accept: tuple[str, ...], promiscuous: bool, no_fsync: bool, exec_on_receive: str | None,
                    exec_on_association_end: str | None, exec_timeout: float, on_event: Any) -> tuple[Any, Any]:
     """The Storage SCP and the negotiation callable (imports pydicom: storage only)."""
-    from ...services import sopclasses
-    from ...services.filenames import TemplateError, parse_template
-    from ...services.hooks import HookRunner, split_command
-    from ...services.scp import ALL_UNCOMPRESSED
-    from ...services.storage_scp import StorageConfig, StorageSCP
+    from ...part10 import sopclasses
+    from ...part10.filenames import TemplateError, parse_template
+    from ...services.scp.hooks import HookRunner, split_command
+    from ...services.scp.entity import ALL_UNCOMPRESSED
+    from ...services.scp.storage import StorageConfig, StorageSCP
 
     try:
         syntaxes = sopclasses.narrowed(sopclasses.resolve_transfer_syntax(a) for a in accept) if accept \

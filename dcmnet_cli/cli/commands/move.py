@@ -131,7 +131,7 @@ def command(app: App, peer: tuple[str, ...], destination: str | None, from_json:
     storage, contexts = make_storage(say, output_directory, filepath, on_duplicate, no_fsync, received)
     if storage is None:
         return ExitCode.USAGE
-    from ...services.retrieve import StoreReceiver
+    from ...services.scu.retrieve import StoreReceiver
 
     receiver = StoreReceiver(storage, contexts, options["calling_aet"], bind, store_port, options["max_pdu"],
                              on_event=storage.on_event, network_timeout=options["network_timeout"], tls=receiver_tls)
@@ -159,7 +159,7 @@ def _local_flags(app: App, options: dict[str, Any]) -> None:
 def build_requests(options: dict[str, Any], from_json: Any) -> tuple[Any, list, list[str]]:
     """The model and the requests (from -k/-f, or from --from-json lines), plus unusable-line messages."""
     from ...services.query import MODELS
-    from ...services.retrieve import request_for_dataset, requests_from_ndjson
+    from ...services.scu.retrieve import request_for_dataset, requests_from_ndjson
     from ..query_options import query_from_options
 
     if from_json is None:
@@ -197,7 +197,7 @@ def make_storage(say: Say, output_directory: str | None, filepath: str | None, o
 
 def run_retrieve(say: Say, options: dict[str, Any], kind: str, target: Any, sop_class: str, requests: list, *,
                  destination: str | None = None, storage: Any = None, storage_classes: tuple[str, ...] = ()) -> Any:
-    from ...services.retrieve import RetrieveCallbacks, retrieve
+    from ...services.scu.retrieve import RetrieveCallbacks, retrieve
 
     app = say.app
     bar = None

@@ -70,7 +70,7 @@ def command(app: App, args: tuple[str, ...], recursive: bool, pattern: str | Non
     paths from stdin, one per line. Only the File Meta of each file is read; the data set is streamed
     as it is on disk, or converted through pydicom when the peer accepts none of its transfer syntax.
     """
-    from ...services.store import Callbacks, collect, store
+    from ...services.scu.store import Callbacks, collect, store
 
     app.quiet = app.quiet or quiet_here
     app.verbose += verbose_here
@@ -178,7 +178,7 @@ def _file_line(outcome) -> str:  # type: ignore[no-untyped-def]
     info = describe(outcome.status, "storage")
     line = f"{outcome.path}: 0x{outcome.status:04X} {info.meaning} ({outcome.bytes} bytes"
     if outcome.converted:
-        from ...services.store import _syntax_name
+        from ...services.scu.store import _syntax_name
 
         line += f", converted from {_syntax_name(outcome.transfer_syntax)} to {_syntax_name(outcome.sent_syntax)}"
     return line + ")"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from ..dimse.commandset import VERIFICATION_SOP_CLASS, c_echo_rq
-from ..transport.client import Timeouts, release
-from ..ul.negotiation import DEFAULT_MAX_PDU, build_contexts
-from .dimse_scu import associate, await_response, context_for
-from .peer import Peer
+from ...dimse.commandset import VERIFICATION_SOP_CLASS, c_echo_rq
+from ...transport.client import Timeouts, release
+from ...ul.negotiation import DEFAULT_MAX_PDU, build_contexts
+from .association import associate, await_response, context_for
+from ..peer import Peer
 
 IMPLICIT_LE = "1.2.840.10008.1.2"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"

@@ -31,9 +31,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Sequence
 
-from ..dimse.commandset import c_store_rq
-from ..dimse.fragment import Dataset, FileRegion
-from ..errors import (
+from ...dimse.commandset import c_store_rq
+from ...dimse.fragment import Dataset, FileRegion
+from ...errors import (
     AssociationAborted,
     AssociationRejected,
     DcmnetError,
@@ -43,10 +43,10 @@ from ..errors import (
     ProtocolError,
     TimeoutExpired,
 )
-from ..transport.channel import Channel
-from ..transport.client import Timeouts, release
-from ..ul.negotiation import DEFAULT_MAX_PDU, MAX_CONTEXTS, AcceptedContext, build_contexts
-from .dicomfile import (
+from ...transport.channel import Channel
+from ...transport.client import Timeouts, release
+from ...ul.negotiation import DEFAULT_MAX_PDU, MAX_CONTEXTS, AcceptedContext, build_contexts
+from ...part10.dicomfile import (
     CHUNK_SIZE,
     DEFLATED_LE,
     EXPLICIT_BE,
@@ -59,8 +59,8 @@ from .dicomfile import (
     open_dataset,
     read_meta,
 )
-from .dimse_scu import associate, await_response
-from .peer import Peer
+from .association import associate, await_response
+from ..peer import Peer
 
 FALLBACK = (EXPLICIT_LE, IMPLICIT_LE)
 TARGET_PREFERENCE = (EXPLICIT_LE, IMPLICIT_LE, EXPLICIT_BE, DEFLATED_LE)

@@ -17,16 +17,16 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, NamedTuple
 
-from ..dimse.commandset import C_FIND_RSP, PRIORITY_MEDIUM, c_cancel_rq, c_find_rq
-from ..dimse.status import Category, describe
-from ..errors import DIMSEError
-from ..transport.channel import Channel
-from ..transport.client import Timeouts, release
-from ..ul.items import SOPClassExtendedNegotiation
-from ..ul.negotiation import DEFAULT_MAX_PDU, build_contexts
-from .dimse_scu import associate, context_for, responses
-from .peer import Peer
-from .query import QuerySpec, decode_identifier, encode_identifier
+from ...dimse.commandset import C_FIND_RSP, PRIORITY_MEDIUM, c_cancel_rq, c_find_rq
+from ...dimse.status import Category, describe
+from ...errors import DIMSEError
+from ...transport.channel import Channel
+from ...transport.client import Timeouts, release
+from ...ul.items import SOPClassExtendedNegotiation
+from ...ul.negotiation import DEFAULT_MAX_PDU, build_contexts
+from .association import associate, context_for, responses
+from ..peer import Peer
+from ..query import QuerySpec, decode_identifier, encode_identifier
 
 if TYPE_CHECKING:  # pragma: no cover
     from pydicom import Dataset

@@ -27,8 +27,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
 
-from ..dimse.assembler import CommandReceived, DatasetFragment, InvalidCommand, MessageComplete
-from ..dimse.commandset import (
+from ...dimse.assembler import CommandReceived, DatasetFragment, InvalidCommand, MessageComplete
+from ...dimse.commandset import (
     C_GET_RSP,
     C_MOVE_RSP,
     C_STORE_RQ,
@@ -38,19 +38,19 @@ from ..dimse.commandset import (
     c_move_rq,
     c_store_rsp,
 )
-from ..dimse.status import Category, describe
-from ..errors import AssociationAborted, DcmnetError, DIMSEError, TimeoutExpired
-from ..transport.channel import Channel
-from ..transport.client import Timeouts, release
-from ..ul.association import Aborted, ReleaseRequested
-from ..ul.items import RoleSelection
-from ..ul.negotiation import DEFAULT_MAX_PDU, AcceptedContext, build_contexts
-from .dimse_scu import associate, context_for
-from .peer import Peer
-from .scp import AssociationReport, MessageHandler
+from ...dimse.status import Category, describe
+from ...errors import AssociationAborted, DcmnetError, DIMSEError, TimeoutExpired
+from ...transport.channel import Channel
+from ...transport.client import Timeouts, release
+from ...ul.association import Aborted, ReleaseRequested
+from ...ul.items import RoleSelection
+from ...ul.negotiation import DEFAULT_MAX_PDU, AcceptedContext, build_contexts
+from .association import associate, context_for
+from ..peer import Peer
+from ..scp.entity import AssociationReport, MessageHandler
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .storage_scp import StorageSCP
+    from ..scp.storage import StorageSCP
 
 MOVE = "move"
 GET = "get"
@@ -169,7 +169,7 @@ def retrieve(
     started = time.monotonic()
     clock = _Clock(timeouts.dimse, None if deadline is None else started + deadline, deadline)
     pairs = [(sop_class, QR_SYNTAXES)]
-    from .query import MODELS
+    from ..query import MODELS
 
     # The model's FIND context too, as movescu/getscu propose it: dcmqrscp logs an error without it.
     pairs += [(m.find, QR_SYNTAXES) for m in MODELS.values() if sop_class in (m.move, m.get) and m.find][:1]
@@ -353,7 +353,7 @@ class _Session:
     def _identifier(self, operation: Operation, data: bytes) -> None:
         """The response identifier: only Failed SOP Instance UID List (0008,0058) matters (PS3.4 C.4.2.1.3.1).
         A malformed one is noted, never fatal: it is information about sub-operations, not a status."""
-        from .query import decode_identifier
+        from ..query import decode_identifier
 
         try:
             ds = decode_identifier(data, self.context.transfer_syntax)
@@ -377,7 +377,7 @@ class _Session:
         context = self.channel.assoc.contexts.get(event.context_id)
         if message.command_field == C_STORE_RQ and self.kind == GET and self.storage is not None:
             if context is not None and context.abstract_syntax == message.affected_sop_class_uid:
-                from .storage_scp import StoreHandler
+                from ..scp.storage import StoreHandler
 
                 handler = StoreHandler(self.storage)
                 handler.begin(self.channel, event.context_id, message, self.report)
@@ -428,7 +428,7 @@ class StoreReceiver:
                  max_pdu: int = DEFAULT_MAX_PDU, on_event: Callable[[dict], None] = lambda e: None,
                  network_timeout: float | None = None, grace: float = 5.0, tls: Any = None) -> None:
         """``tls``: a server ``ssl.SSLContext`` to require TLS on the receiver (``move --store-tls``)."""
-        from .scp import ListenerSettings, build_listener
+        from ..scp.entity import ListenerSettings, build_listener
 
         settings = ListenerSettings(ae_title, host, port, max_pdu, network_timeout=network_timeout, tls=tls)
         self.storage = storage
@@ -473,7 +473,7 @@ def _json_value(obj: dict, tag: str) -> str | None:
 
 
 def _deepest_level(obj: dict, levels: Sequence[str]) -> str | None:
-    from .query import UNIQUE_KEYS
+    from ..query import UNIQUE_KEYS
 
     present = [level for level in levels if _json_value(obj, _KEY_TAGS[UNIQUE_KEYS[level]])]
     return present[-1] if present else None
@@ -489,7 +489,7 @@ def requests_from_ndjson(lines: Sequence[str], model: str, level: str | None) ->
     """
     import json
 
-    from .query import HIGHER_KEYS, MODEL_LEVELS, UNIQUE_KEYS
+    from ..query import HIGHER_KEYS, MODEL_LEVELS, UNIQUE_KEYS
 
     levels = MODEL_LEVELS[model]
     requests: list[RetrieveRequest] = []
@@ -529,7 +529,7 @@ def requests_from_ndjson(lines: Sequence[str], model: str, level: str | None) ->
 def _request_for(level: str, values: dict[str, str | None]) -> RetrieveRequest:
     from pydicom import Dataset
 
-    from .query import UNIQUE_KEYS, encode_identifier
+    from ..query import UNIQUE_KEYS, encode_identifier
 
     ds = Dataset()
     ds.QueryRetrieveLevel = level
@@ -540,7 +540,7 @@ def _request_for(level: str, values: dict[str, str | None]) -> RetrieveRequest:
 
 def request_for_dataset(ds: Any, level: str | None) -> RetrieveRequest:
     """The request for an identifier built from -k/-f (``QuerySpec.identifier``)."""
-    from .query import UNIQUE_KEYS, encode_identifier
+    from ..query import UNIQUE_KEYS, encode_identifier
 
     label = level or "?"
     key = UNIQUE_KEYS.get(level or "")

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Callable, Iterator, Sequence
 
-from ..dimse.assembler import CommandReceived, DatasetFragment, InvalidCommand, MessageComplete
-from ..dimse.commandset import Message
-from ..errors import AssociationAborted, DIMSEError, NoAcceptedContext, TimeoutExpired
-from ..transport.channel import Channel
-from ..transport.client import Timeouts, open_association
-from ..ul.association import Aborted, ReleaseRequested
-from ..ul.items import PresentationContextRQ, RoleSelection, SOPClassExtendedNegotiation, UserIdentityRQ
-from ..ul.negotiation import DEFAULT_MAX_PDU, AcceptedContext, build_request
-from .peer import Peer
+from ...dimse.assembler import CommandReceived, DatasetFragment, InvalidCommand, MessageComplete
+from ...dimse.commandset import Message
+from ...errors import AssociationAborted, DIMSEError, NoAcceptedContext, TimeoutExpired
+from ...transport.channel import Channel
+from ...transport.client import Timeouts, open_association
+from ...ul.association import Aborted, ReleaseRequested
+from ...ul.items import PresentationContextRQ, RoleSelection, SOPClassExtendedNegotiation, UserIdentityRQ
+from ...ul.negotiation import DEFAULT_MAX_PDU, AcceptedContext, build_request
+from ..peer import Peer
 
 
 def associate(

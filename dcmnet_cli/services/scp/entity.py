@@ -11,13 +11,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple, Sequence
 
-from ..dimse.assembler import CommandReceived, DatasetFragment, InvalidCommand, MessageComplete
-from ..dimse.commandset import C_ECHO_RQ, VERIFICATION_SOP_CLASS, Message, c_echo_rsp
-from ..transport.channel import Channel
-from ..transport.server import Server
-from ..ul.association import Aborted, ReleaseRequested
-from ..ul.negotiation import DEFAULT_MAX_PDU, AcceptorPolicy, describe_rejection, negotiate_acceptor
-from ..ul.pdu import AssociateAC, AssociateRJ, AssociateRQ
+from ...dimse.assembler import CommandReceived, DatasetFragment, InvalidCommand, MessageComplete
+from ...dimse.commandset import C_ECHO_RQ, VERIFICATION_SOP_CLASS, Message, c_echo_rsp
+from ...transport.channel import Channel
+from ...transport.server import Server
+from ...ul.association import Aborted, ReleaseRequested
+from ...ul.negotiation import DEFAULT_MAX_PDU, AcceptorPolicy, describe_rejection, negotiate_acceptor
+from ...ul.pdu import AssociateAC, AssociateRJ, AssociateRQ
 
 UNRECOGNIZED_OPERATION = 0x0211
 CANNOT_UNDERSTAND = 0xC000

@@ -40,13 +40,13 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..dimse.commandset import C_STORE_RQ, Message, c_store_rsp
-from ..transport.channel import Channel
-from . import part10
-from .filenames import PathTemplate, TemplateError, escaped, inside, safe_component
+from ...dimse.commandset import C_STORE_RQ, Message, c_store_rsp
+from ...transport.channel import Channel
+from ...part10 import filemeta as part10
+from ...part10.filenames import PathTemplate, TemplateError, escaped, inside, safe_component
 from .hooks import HookRunner
-from .scp import AssociationReport, EchoHandler, MessageHandler
-from .sopclasses import encoding_of
+from .entity import AssociationReport, EchoHandler, MessageHandler
+from ...part10.sopclasses import encoding_of
 
 SUCCESS = 0x0000
 OUT_OF_RESOURCES = 0xA700
@@ -214,7 +214,7 @@ class StorageSCP:
         return clean_leftovers(self.root)
 
     def handlers(self) -> dict[int, Callable[[], MessageHandler]]:
-        from ..dimse.commandset import C_ECHO_RQ
+        from ...dimse.commandset import C_ECHO_RQ
 
         return {C_ECHO_RQ: EchoHandler, C_STORE_RQ: lambda: StoreHandler(self)}
 
