@@ -15,7 +15,7 @@ help:
 	@echo "make demo         start a local listener, echo it (and store to it when 'store' exists)"
 	@echo "make docs         regenerate man/ and completions/ from the click commands"
 	@echo "make bench        run bench/run_all.sh"
-	@echo "make lint         pyflakes over the package, tests, scripts and benchmarks"
+	@echo "make lint         pyflakes over the package, tests, scripts and benchmarks; mypy (--strict for ul/, dimse/ and part10/)"
 	@echo "make clean        remove caches and build output (distclean also removes $(VENV))"
 
 $(PY):
@@ -55,6 +55,8 @@ bench: install
 
 lint: install
 	$(PY) -m pyflakes dcmnet_cli tests scripts bench
+	$(PY) -m mypy dcmnet_cli
+	$(PY) -m mypy --strict dcmnet_cli/ul dcmnet_cli/dimse dcmnet_cli/part10
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .hypothesis bench/out

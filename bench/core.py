@@ -106,14 +106,13 @@ class Pipe:
 
 
 def establish(max_pdu: int):
-    """A requestor/acceptor pair through association negotiation, in memory."""
-    from dcmnet_cli.ul.association import Association, AssociationAccepted, AssociationRequested
+    """A requestor/acceptor pair of DIMSE connections through association negotiation, in memory."""
+    from dcmnet_cli.dimse.connection import AssociationAccepted, AssociationRequested, DIMSEConnection, Role
     from dcmnet_cli.ul.negotiation import AcceptorPolicy, build_contexts, build_request, negotiate_acceptor
-    from dcmnet_cli.ul.statemachine import Role
 
     ct, explicit = "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.1.2.1"
     rq = build_request("ACC", "REQ", build_contexts([(ct, (explicit,))]), max_pdu)
-    req, acc = Association(Role.REQUESTOR, max_pdu), Association(Role.ACCEPTOR, max_pdu)
+    req, acc = DIMSEConnection(Role.REQUESTOR, max_pdu), DIMSEConnection(Role.ACCEPTOR, max_pdu)
     acc.connection_made()
     req.request(rq)
     req.connection_made()
@@ -124,50 +123,45 @@ def establish(max_pdu: int):
     acc.accept(ac)
     req.receive_data(b"".join(bytes(b) for b in acc.data_to_send()))
     assert isinstance(req.next_event(), AssociationAccepted)
-    assert req.is_established and acc.is_established and req.peer_max_pdu == max_pdu
+    assert req.is_established and acc.is_established and req.association.peer_max_pdu == max_pdu
     return req, acc, 1
 
 
 def run_core(size: int, max_pdu: int, recv_size: int, verify: bool = False) -> dict:
-    """Send one C-STORE-RQ with a ``size``-byte data set through the whole core; return timings."""
-    from dcmnet_cli.dimse.assembler import Assembler, DatasetFragment, MessageComplete
+    """Send one C-STORE-RQ with a ``size``-byte data set through the whole core (the two DIMSE
+    connections: fragmenter, UL framing and state table, assembler); return timings."""
     from dcmnet_cli.dimse.commandset import c_store_rq
-    from dcmnet_cli.dimse.fragment import fragment_message
-    from dcmnet_cli.ul.association import DataReceived
+    from dcmnet_cli.dimse.connection import CommandReceived, DatasetFragment, MessageComplete
 
     req, acc, cid = establish(max_pdu)
-    assembler = Assembler(valid_context_ids=lambda c: c in acc.contexts)
     state = {"got": 0, "crc": 0, "complete": 0, "pdus": 0}
-    receive_pdv = assembler.receive_pdv
 
     def deliver(view) -> None:
         acc.receive_data(view)
         got = 0
         while (event := acc.next_event()) is not None:
-            if not isinstance(event, DataReceived):
+            kind = type(event)
+            if kind is DatasetFragment:
+                got += len(event.data)
+                if verify:
+                    state["crc"] = zlib.crc32(event.data, state["crc"])
+            elif kind is MessageComplete:
+                state["complete"] += 1
+            elif kind is not CommandReceived:
                 raise RuntimeError(f"unexpected event {event!r}")
-            state["pdus"] += 1
-            for pdv in event.pdata.pdvs:
-                for dimse in receive_pdv(pdv.context_id, pdv.control, pdv.data):
-                    if isinstance(dimse, DatasetFragment):
-                        got += len(dimse.data)
-                        if verify:
-                            state["crc"] = zlib.crc32(dimse.data, state["crc"])
-                    elif isinstance(dimse, MessageComplete):
-                        state["complete"] += 1
         state["got"] += got
 
     pipe = Pipe(deliver, recv_size)
     pattern = bytes(range(256)) * (CHUNK // 256)
-    command = c_store_rq(1, "1.2.840.10008.5.1.4.1.1.2", "1.2.3.4").encode()
     t0 = time.perf_counter()
-    for pdu in fragment_message(cid, command, _chunks(size, pattern), req.peer_max_pdu):
-        req.send_pdata(pdu)
-        pipe.write(req.data_to_send())
+    req.send_message(cid, c_store_rq(1, "1.2.840.10008.5.1.4.1.1.2", "1.2.3.4"), _chunks(size, pattern))
+    while batch := req.data_to_send():
+        # Each PDU opens with one 12-byte bytes object: its header and its first PDV's (fragment.py).
+        state["pdus"] += sum(1 for b in batch if type(b) is bytes and len(b) == 12 and b[0] == 0x04)
+        pipe.write(batch)
     pipe.flush()
     elapsed = time.perf_counter() - t0
     assert state["got"] == size and state["complete"] == 1, state
-    assert assembler.idle
     if verify:
         want = 0
         for c in _chunks(size, pattern):
@@ -194,8 +188,7 @@ def worker(args) -> None:
     """Runs in a fresh process so ru_maxrss belongs to this one measurement."""
     size, max_pdu = args.size, args.pdu
     # Imports count in the baseline too.
-    importlib.import_module("dcmnet_cli.dimse.assembler")
-    importlib.import_module("dcmnet_cli.ul.association")
+    importlib.import_module("dcmnet_cli.dimse.connection")
     if args.mode == "baseline":
         establish(max_pdu)
         res = {"seconds": 0.0}

@@ -12,7 +12,7 @@ _dcmnet() {
     done
     case "$cmd" in
         "")
-            opts="--version -q --quiet -v --verbose --debug --no-color -h --help"
+            opts="--version -q --quiet -v --verbose --debug --no-color --json -h --help"
             if [[ "$cur" != -* ]]; then
                 COMPREPLY=($(compgen -W "echo find get listen move store" -- "$cur")); return 0
             fi
@@ -34,7 +34,7 @@ _dcmnet() {
                 -c|--count) return 0 ;;
                 -i|--interval) return 0 ;;
             esac
-            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu --tls --no-tls --tls-ca --tls-cert --tls-key --tls-key-password-env --tls-server-name --tls-no-verify -c --count -i --interval --abort --json -h --help"
+            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu --tls --no-tls --tls-ca --tls-cert --tls-key --tls-key-password-env --tls-server-name --tls-no-verify -c --count -i --interval --abort -q --quiet -v --verbose --debug --no-color --json -h --help"
             if [[ "$cur" != -* ]]; then
                 return 0  # arguments: the shell's default completion
             fi
@@ -59,7 +59,7 @@ _dcmnet() {
                 --write) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
                 --cancel-after) return 0 ;;
             esac
-            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu --tls --no-tls --tls-ca --tls-cert --tls-key --tls-key-password-env --tls-server-name --tls-no-verify -P --patient-root -S --study-root -O --patient-study-only -W --worklist -L --level -k --key -f --query-file --json --write --cancel-after --relational --datetime-matching --fuzzy --timezone-adjust -h --help"
+            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu --tls --no-tls --tls-ca --tls-cert --tls-key --tls-key-password-env --tls-server-name --tls-no-verify -P --patient-root -S --study-root -O --patient-study-only -W --worklist -L --level -k --key -f --query-file --write --cancel-after --relational --datetime-matching --fuzzy --timezone-adjust -q --quiet -v --verbose --debug --no-color --json -h --help"
             if [[ "$cur" != -* ]]; then
                 return 0  # arguments: the shell's default completion
             fi
@@ -89,7 +89,7 @@ _dcmnet() {
                 --cancel-after-seconds) return 0 ;;
                 --deadline) return 0 ;;
             esac
-            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu --tls --no-tls --tls-ca --tls-cert --tls-key --tls-key-password-env --tls-server-name --tls-no-verify -P --patient-root -S --study-root -O --patient-study-only -W --worklist -L --level -k --key -f --query-file --from-json --storage-class -od --output-directory --filepath --on-duplicate --no-fsync --cancel-after-seconds --deadline --no-progress --json --warnings-ok -q --quiet -v --verbose -h --help"
+            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu --tls --no-tls --tls-ca --tls-cert --tls-key --tls-key-password-env --tls-server-name --tls-no-verify -P --patient-root -S --study-root -O --patient-study-only -W --worklist -L --level -k --key -f --query-file --from-json --storage-class -od --output-directory --filepath --on-duplicate --no-fsync --cancel-after-seconds --deadline --no-progress --warnings-ok -q --quiet -v --verbose --debug --no-color --json -h --help"
             if [[ "$cur" != -* ]]; then
                 return 0  # arguments: the shell's default completion
             fi
@@ -117,7 +117,7 @@ _dcmnet() {
                 --tls-key-password-env) return 0 ;;
                 --tls-ca) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
             esac
-            opts="-aet --aetitle --bind --require-called-aet --allow-calling-aet --max-associations --artim-timeout --network-timeout --idle-timeout -pdu --max-pdu --shutdown-grace --no-progress --json -od --output-directory --filepath --on-duplicate --ignore --accept --promiscuous --no-fsync --exec-on-receive --exec-on-association-end --exec-timeout --workers --tls --tls-cert --tls-key --tls-key-password-env --tls-ca --tls-require-client-cert -h --help"
+            opts="-aet --aetitle --bind --require-called-aet --allow-calling-aet --max-associations --artim-timeout --network-timeout --idle-timeout -pdu --max-pdu --shutdown-grace --no-progress -od --output-directory --filepath --on-duplicate --ignore --accept --promiscuous --no-fsync --exec-on-receive --exec-on-association-end --exec-timeout --workers --tls --tls-cert --tls-key --tls-key-password-env --tls-ca --tls-require-client-cert -q --quiet -v --verbose --debug --no-color --json -h --help"
             if [[ "$cur" != -* ]]; then
                 return 0  # arguments: the shell's default completion
             fi
@@ -149,7 +149,7 @@ _dcmnet() {
                 --cancel-after-seconds) return 0 ;;
                 --deadline) return 0 ;;
             esac
-            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu --tls --no-tls --tls-ca --tls-cert --tls-key --tls-key-password-env --tls-server-name --tls-no-verify -P --patient-root -S --study-root -O --patient-study-only -W --worklist -L --level -k --key -f --query-file --dest -aem --move-destination --from-json --store-port --bind --store-tls -od --output-directory --filepath --on-duplicate --no-fsync --cancel-after-seconds --deadline --no-progress --json --warnings-ok -q --quiet -v --verbose -h --help"
+            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu --tls --no-tls --tls-ca --tls-cert --tls-key --tls-key-password-env --tls-server-name --tls-no-verify -P --patient-root -S --study-root -O --patient-study-only -W --worklist -L --level -k --key -f --query-file --dest -aem --move-destination --from-json --store-port --bind --store-tls -od --output-directory --filepath --on-duplicate --no-fsync --cancel-after-seconds --deadline --no-progress --warnings-ok -q --quiet -v --verbose --debug --no-color --json -h --help"
             if [[ "$cur" != -* ]]; then
                 return 0  # arguments: the shell's default completion
             fi
@@ -175,7 +175,7 @@ _dcmnet() {
                 --max-rate) return 0 ;;
                 --report) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
             esac
-            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu --tls --no-tls --tls-ca --tls-cert --tls-key --tls-key-password-env --tls-server-name --tls-no-verify -r --recursive -R --no-recursive --pattern -j --jobs --retries --retry-delay --max-rate --no-progress --json --report --warnings-ok -q --quiet -v --verbose -h --help"
+            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu --tls --no-tls --tls-ca --tls-cert --tls-key --tls-key-password-env --tls-server-name --tls-no-verify -r --recursive -R --no-recursive --pattern -j --jobs --retries --retry-delay --max-rate --no-progress --report --warnings-ok -q --quiet -v --verbose --debug --no-color --json -h --help"
             if [[ "$cur" != -* ]]; then
                 return 0  # arguments: the shell's default completion
             fi

@@ -1,8 +1,12 @@
 """One exception tree for the whole package.
 
-The CLI maps these to exit codes (see ``cli/exitcodes.py``); services and the core raise only these.
-Protocol errors carry the A-ABORT reason to send (PS3.8 §9.3.8, Table 9-26) so the driver never has to
-guess what to put on the wire.
+The CLI maps these to exit codes (see ``cli/exitcodes.py``, one table entry per class here); services and
+the core raise only these. Protocol errors carry the A-ABORT reason to send (PS3.8 §9.3.8, Table 9-26) so
+the driver never has to guess what to put on the wire.
+
+Whose fault, as in h11: a ``Local…`` error is our side (our input, or our own code), a ``Remote…`` error
+is the peer's (bytes or messages we cannot accept). The split decides the exit code: our bad input is a
+usage (2) or input (3) problem, never reported as the peer's fault (6) or as a bug (70).
 """
 
 from __future__ import annotations
@@ -46,7 +50,28 @@ class PDUDecodeError(RemoteProtocolError):
 
 
 class DIMSEError(DcmnetError):
-    """A DIMSE message was malformed (missing element, bad group, wrong type)."""
+    """A DIMSE message (command set or data set) could not be built or read. Raise a subclass, which
+    says whose fault it is; ``except DIMSEError`` catches both."""
+
+
+class LocalDIMSEError(DIMSEError):
+    """We cannot build a message from our own input (e.g. an identifier that does not encode): nothing
+    was sent for it (exit 3)."""
+
+
+class QueryKeyError(LocalDIMSEError, ValueError):
+    """A query/retrieve key typed by the user (``-k``) has a value its attribute's VR cannot hold, e.g.
+    ``Rows=70000`` (US: 0..65535): a usage error caught before any association (exit 2). Also a
+    ValueError, so key-parsing callers that catch ValueError see it."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class RemoteDIMSEError(DIMSEError):
+    """The peer sent a malformed or unexpected DIMSE message (bad command set, undecodable identifier,
+    a response to another request): the association is aborted (exit 6)."""
 
 
 class InputError(DcmnetError):
@@ -82,11 +107,3 @@ class AssociationAborted(DcmnetError):
 
 class TimeoutExpired(DcmnetError):
     """An ACSE, DIMSE or network timeout expired mid-operation (exit 6)."""
-
-
-class DIMSEStatusError(DcmnetError):
-    """An operation answered a failure status (exit 7)."""
-
-    def __init__(self, status: int, message: str | None = None) -> None:
-        self.status = status
-        super().__init__(message or f"status 0x{status:04X}")

@@ -233,8 +233,8 @@ class _FindHandler:
         self.scp = scp
         self.parts: list[bytes] = []
 
-    def begin(self, channel, context_id, message, report) -> None:  # type: ignore[no-untyped-def]
-        self.channel, self.context_id, self.message = channel, context_id, message
+    def begin(self, session, context_id, message) -> None:  # type: ignore[no-untyped-def]
+        self.channel, self.context_id, self.message = session.driver, context_id, message
 
     def fragment(self, data, last) -> None:  # type: ignore[no-untyped-def]
         self.parts.append(bytes(data))
@@ -242,7 +242,11 @@ class _FindHandler:
     def abandon(self) -> None:
         pass
 
-    def complete(self) -> None:
+    def refuse(self, session, event) -> None:  # type: ignore[no-untyped-def]
+        session.answer(event.context_id, event.message, event.status, event.reason)
+
+    def complete(self, dataset: bytes | None) -> None:
+        self.parts.append(dataset or b"")
         from dcmnet_cli.dimse.commandset import c_find_rsp
         from dcmnet_cli.services.query import decode_identifier, encode_identifier
 

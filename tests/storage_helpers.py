@@ -161,7 +161,8 @@ def store(channel, dataset: bytes, sop_instance: str, sop_class: str = SC_IMAGE,
 def send_partial(channel, dataset: bytes, sop_instance: str, pdus: int, sop_class: str = SC_IMAGE) -> None:
     """Send the command and only the first ``pdus`` P-DATA-TF PDUs of the data set (then stall)."""
     cid = context_for(channel, sop_class)
-    message = c_store_rq(channel.next_message_id(), sop_class, sop_instance)
+    channel.partial_message_id = channel.next_message_id()  # for send_rest
+    message = c_store_rq(channel.partial_message_id, sop_class, sop_instance)
     for pdu in islice(fragment_message(cid, message.encode(), dataset, channel.assoc.peer_max_pdu), pdus):
         channel.assoc.send_pdata(pdu)
         channel.flush()
@@ -170,7 +171,7 @@ def send_partial(channel, dataset: bytes, sop_instance: str, pdus: int, sop_clas
 def send_rest(channel, dataset: bytes, sop_instance: str, pdus: int, sop_class: str = SC_IMAGE) -> None:
     """The remaining PDUs after :func:`send_partial` (same message ID rule: re-derive the fragments)."""
     cid = context_for(channel, sop_class)
-    message = c_store_rq(channel._message_id, sop_class, sop_instance)
+    message = c_store_rq(channel.partial_message_id, sop_class, sop_instance)
     for pdu in islice(fragment_message(cid, message.encode(), dataset, channel.assoc.peer_max_pdu), pdus, None):
         channel.assoc.send_pdata(pdu)
         channel.flush()

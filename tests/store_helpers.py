@@ -26,7 +26,7 @@ from pydicom.uid import (
 )
 
 from dcmnet_cli.dimse.commandset import C_STORE_RQ, c_store_rsp
-from dcmnet_cli.part10.dicomfile import read_meta
+from dcmnet_cli.services.dicomfiles import read_meta
 from dcmnet_cli.services.scp.entity import ALL_UNCOMPRESSED, ApplicationEntity, MessageHandler
 from dcmnet_cli.ul.negotiation import AcceptorPolicy
 
@@ -163,14 +163,14 @@ class _StoreHandler(MessageHandler):
     def __init__(self, scp: "ScriptedStorageSCP") -> None:
         self.scp = scp
 
-    def begin(self, channel, context_id, message, report) -> None:  # type: ignore[no-untyped-def]
-        self.channel, self.context_id, self.message = channel, context_id, message
+    def begin(self, session, context_id, message) -> None:  # type: ignore[no-untyped-def]
+        self.channel, self.context_id, self.message = session.driver, context_id, message
         self.size = 0
 
     def fragment(self, data, last) -> None:  # type: ignore[no-untyped-def]
         self.size += len(data)
 
-    def complete(self) -> None:
+    def complete(self, dataset: bytes | None) -> None:
         uid_ = self.message.affected_sop_instance_uid
         with self.scp.lock:
             association = self.scp.associations.get(self.channel, 0)

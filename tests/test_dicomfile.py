@@ -1,4 +1,4 @@
-"""File Meta parsing without decoding (``dcmnet_cli.part10.dicomfile``): offsets, bare data sets, bad input."""
+"""File Meta parsing without decoding (``services.dicomfiles`` over ``part10.filehead``): offsets, bare data sets, bad input."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pydicom.uid import CTImageStorage, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, MRImageStorage
 
 from dcmnet_cli.errors import InputError
-from dcmnet_cli.part10.dicomfile import iter_chunks, read_meta
+from dcmnet_cli.services.dicomfiles import iter_chunks, read_meta
 
 from store_helpers import make_dataset, uid, write
 
@@ -113,6 +113,18 @@ def test_bad_files_raise_input_error(tmp_path: Path, content: bytes, reason: str
         read_meta(tmp_path / "bad")
 
 
+@pytest.mark.parametrize("skew", [-2, 2])
+def test_meta_group_length_must_match_its_elements(tmp_path: Path, skew: int) -> None:
+    """PS3.10 §7.1: (0002,0000) counts the bytes of the group after it; a wrong count means a wrong offset."""
+    elements = (_meta_element(0x00020002, b"UI", _uid_value(CTImageStorage))
+                + _meta_element(0x00020003, b"UI", _uid_value("1.2.3.4"))
+                + _meta_element(0x00020010, b"UI", _uid_value(ExplicitVRLittleEndian)))
+    length = _meta_element(0x00020000, b"UL", struct.pack("<I", len(elements) + skew))
+    (tmp_path / "m").write_bytes(b"\0" * 128 + b"DICM" + length + elements + b"\x08\x00\x60\x00CS\x02\x00CT")
+    with pytest.raises(InputError, match=rf"group length \({len(elements) + skew} bytes\) does not match its elements"):
+        read_meta(tmp_path / "m")
+
+
 def test_missing_sop_instance_in_meta(tmp_path: Path) -> None:
     elements = _meta_element(0x00020002, b"UI", _uid_value(CTImageStorage)) + _meta_element(0x00020010, b"UI", _uid_value(ExplicitVRLittleEndian))
     (tmp_path / "m").write_bytes(b"\0" * 128 + b"DICM" + elements)
@@ -173,7 +185,7 @@ def test_any_truncation_of_a_real_file_is_input_error_or_consistent(tmp_path: Pa
 
 def test_meta_group_longer_than_the_first_read(tmp_path: Path) -> None:
     """A File Meta group past HEAD_SIZE (a big Private Information element) is read on demand."""
-    from dcmnet_cli.part10.dicomfile import HEAD_SIZE
+    from dcmnet_cli.services.dicomfiles import HEAD_SIZE
 
     body = b"\x08\x00\x60\x00CS\x02\x00CT"
     elements = (_meta_element(0x00020001, b"OB", b"\0\1")
@@ -202,7 +214,7 @@ def test_bare_dataset_with_uids_past_the_first_read(tmp_path: Path) -> None:
 
 
 def test_small_file_content_identity_and_dataset_bytes(tmp_path: Path) -> None:
-    from dcmnet_cli.part10.dicomfile import dataset_bytes
+    from dcmnet_cli.services.dicomfiles import dataset_bytes
 
     path = write(tmp_path / "small.dcm", make_dataset("small", rows=8, columns=8))
     raw = path.read_bytes()
@@ -220,7 +232,7 @@ def test_small_file_content_identity_and_dataset_bytes(tmp_path: Path) -> None:
 def test_open_dataset_checks_the_size(tmp_path: Path) -> None:
     import os
 
-    from dcmnet_cli.part10.dicomfile import open_dataset
+    from dcmnet_cli.services.dicomfiles import open_dataset
 
     path = write(tmp_path / "big.dcm", make_dataset("big", rows=256, columns=256))
     meta = read_meta(path)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import struct
 
 import pytest
+from wire import parse_pdata, receive_pdata
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dcmnet_cli.dimse import commandset as cs
 from dcmnet_cli.dimse.assembler import (Assembler, CommandReceived, DatasetFragment, InvalidCommand,
-                                        MessageComplete, parse_pdata_body)
+                                        MessageComplete)
 from dcmnet_cli.dimse.fragment import fragment_message, pdu_bytes
 from dcmnet_cli.errors import AbortReason, RemoteProtocolError
 
@@ -54,13 +55,13 @@ def aborts(reason: AbortReason, asm: Assembler, *items: tuple[int, int, bytes]) 
 ])
 def test_pdata_framing_aborts(body: bytes) -> None:
     with pytest.raises(RemoteProtocolError) as info:
-        Assembler().receive_pdata(memoryview(body))
+        receive_pdata(Assembler(), memoryview(body))
     assert info.value.reason == INVALID
 
 
 def test_bad_last_pdv_rejects_whole_pdu_before_any_event() -> None:
     with pytest.raises(RemoteProtocolError):
-        parse_pdata_body(memoryview(pdv(1, 3, ECHO) + struct.pack(">IBB", 9, 1, 3)))
+        parse_pdata(memoryview(pdv(1, 3, ECHO) + struct.pack(">IBB", 9, 1, 3)))
 
 
 # --- 29: context IDs -----------------------------------------------------------------------------
@@ -135,7 +136,7 @@ def test_empty_final_fragments_are_valid() -> None:
     assert [type(e) for e in events] == [CommandReceived, DatasetFragment, DatasetFragment, MessageComplete]
     assert events[-2] == DatasetFragment(1, memoryview(b""), True) and asm.idle
     body = pdv(1, CMD | LAST, ECHO)
-    assert [type(e) for e in Assembler().receive_pdata(memoryview(body))] == [CommandReceived, MessageComplete]
+    assert [type(e) for e in receive_pdata(Assembler(), memoryview(body))] == [CommandReceived, MessageComplete]
 
 
 # --- 33 is the service layer's job (asynchronous window); the assembler just delivers in order. -----
@@ -205,6 +206,6 @@ def test_mutated_streams_only_raise_protocol_errors(edits: list[tuple[int, int]]
             stream[pos % len(stream)] = value
     asm = Assembler(valid_context_ids={1})
     try:
-        asm.receive_pdata(memoryview(bytes(stream)))
+        receive_pdata(asm, memoryview(bytes(stream)))
     except RemoteProtocolError:
         pass

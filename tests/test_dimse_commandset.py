@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dcmnet_cli.dimse import commandset as cs
-from dcmnet_cli.dimse.assembler import Assembler, CommandReceived, DatasetFragment, MessageComplete, parse_pdata_body
+from dcmnet_cli.dimse.assembler import Assembler, CommandReceived, DatasetFragment, MessageComplete
+from wire import parse_pdata
 from dcmnet_cli.dimse.commandset import CommandSetError, Message, decode, encode
 from dcmnet_cli.errors import DIMSEError
 
@@ -252,7 +253,7 @@ def capture_messages(name: str) -> list[tuple[str, Message, bytes, int]]:
         assert pdu[0] == 4 and struct.unpack(">I", pdu[2:6])[0] == len(pdu) - 6
         asm, parts = streams.setdefault((assoc, direction), (Assembler(), []))
         body = memoryview(pdu)[6:]
-        for ctx, control, frag in parse_pdata_body(body):
+        for ctx, control, frag in parse_pdata(body):
             if control & 1:
                 parts.append(bytes(frag))
             for ev in asm.receive_pdv(ctx, control, frag):

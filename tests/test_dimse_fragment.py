@@ -7,12 +7,12 @@ import time
 from collections.abc import Iterable, Iterator
 
 import pytest
+from wire import parse_pdata, receive_pdata
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dcmnet_cli.dimse import commandset as cs
-from dcmnet_cli.dimse.assembler import (Assembler, CommandReceived, DatasetFragment, Event, MessageComplete,
-                                        parse_pdata_body)
+from dcmnet_cli.dimse.assembler import (Assembler, CommandReceived, DatasetFragment, Event, MessageComplete)
 from dcmnet_cli.dimse.fragment import UNLIMITED_PDU_CAP, Buffer, fragment_message, pdu_bytes
 
 ECHO_CMD = cs.encode(cs.c_echo_rq(1))
@@ -27,7 +27,7 @@ def check_wire(pdu: bytes, max_pdu: int) -> list[tuple[int, int, memoryview]]:
     """Check one P-DATA-TF against PS3.8 §9.3.5: type 4, length field, body within the peer's limit."""
     assert pdu[0] == 0x04 and pdu[1] == 0
     assert struct.unpack(">I", pdu[2:6])[0] == len(pdu) - 6 <= (max_pdu or UNLIMITED_PDU_CAP)
-    pdvs = parse_pdata_body(memoryview(pdu)[6:])
+    pdvs = parse_pdata(memoryview(pdu)[6:])
     for _ctx, control, data in pdvs:
         assert len(data) % 2 == 0 or control & 2, "non-final fragments are even"
     return pdvs
@@ -39,7 +39,7 @@ def round_trip(command: bytes, dataset: object, max_pdu: int, context_id: int = 
     received = bytearray()
     for pdu in pdus(context_id, command, dataset, max_pdu):
         check_wire(pdu, max_pdu)
-        for ev in asm.receive_pdata(memoryview(pdu)[6:]):
+        for ev in receive_pdata(asm, memoryview(pdu)[6:]):
             events.append(ev)
             if isinstance(ev, DatasetFragment):
                 received += ev.data  # consume before the next PDU, as documented
@@ -159,7 +159,7 @@ def test_throughput() -> None:
         asm = Assembler({1})
         n = 0
         for bufs in fragment_message(1, STORE_CMD, (chunk for _ in range(total)), max_pdu):
-            for ev in asm.receive_pdata(memoryview(pdu_bytes(bufs))[6:]):
+            for ev in receive_pdata(asm, memoryview(pdu_bytes(bufs))[6:]):
                 if isinstance(ev, DatasetFragment):
                     n += len(ev.data)
         elapsed = time.perf_counter() - start
@@ -174,7 +174,7 @@ def many_messages(count: int) -> Iterable[bytes]:
 
 def test_assembler_many_messages() -> None:
     asm = Assembler({1})
-    completes = [ev for p in many_messages(20) for ev in asm.receive_pdata(memoryview(p)[6:])
+    completes = [ev for p in many_messages(20) for ev in receive_pdata(asm, memoryview(p)[6:])
                  if isinstance(ev, MessageComplete)]
     assert [m.message.message_id for m in completes] == list(range(20))
 

@@ -1,5 +1,5 @@
 """Layering (DESIGN.md "Layers"): imports point only down cli -> services -> transport -> dimse -> part10 -> ul -> errors,
-and the sans-IO core (ul/, dimse/) imports no I/O, clock, thread, DICOM-toolkit or UI module.
+and the sans-IO core (ul/, dimse/, part10/) imports no I/O, clock, thread, DICOM-toolkit or UI module.
 
 Every module under dcmnet_cli/ is parsed (never imported) and every import statement is checked, including
 imports inside functions and ``if TYPE_CHECKING`` blocks. Relative imports are resolved against the module's
@@ -21,7 +21,7 @@ LAYERS = ["cli", "services", "transport", "dimse", "part10", "ul"]
 RANK = {name: len(LAYERS) - i for i, name in enumerate(LAYERS)}  # cli=5 ... ul=1
 BASE = {f"{PACKAGE}", f"{PACKAGE}.errors"}  # top-level __init__ constants and the exception tree: rank 0
 
-SANS_IO = {"ul", "dimse"}
+SANS_IO = {"ul", "dimse", "part10"}
 FORBIDDEN_IN_CORE = {
     "socket", "asyncio", "threading", "_thread", "time", "ssl", "selectors", "select", "subprocess", "os",
     "pathlib", "shutil", "tempfile", "multiprocessing", "concurrent", "signal", "pydicom", "click", "rich",
@@ -143,6 +143,44 @@ def test_imports_point_down(path):
 def test_sans_io_core_imports_no_io(path):
     bad = [(line, t) for line, t in _imports(path) if t.split(".")[0] in FORBIDDEN_IN_CORE]
     assert not bad, f"{_module_name(path)} (sans-IO core) imports " + ", ".join(f"line {n}: {t}" for n, t in bad)
+
+
+# Threads, processes, sockets and signals live in transport/ only (DESIGN.md "Transport"); the one
+# exception is the hook runner, whose subprocesses are its whole job (services/scp/hooks.py).
+ABOVE_TRANSPORT = {"cli", "services", "top"}
+TRANSPORT_ONLY = {"socket", "select", "selectors", "threading", "_thread", "signal", "multiprocessing",
+                  "concurrent", "asyncio", "ssl"}
+ALLOWED_ABOVE_TRANSPORT = {
+    f"{PACKAGE}.services.scp.hooks": {"threading"},  # reaps --exec-* subprocesses; named for that job
+}
+
+
+def _forks(path: Path) -> list[int]:
+    """Lines that call os.fork / os.forkpty / pidfd_open (process control belongs in transport/)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    return [node.lineno for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and node.attr in ("fork", "forkpty", "pidfd_open", "kill", "waitpid")]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in MODULES if _layer_of_module(_module_name(p)) in ABOVE_TRANSPORT],
+    ids=[_module_name(p) for p in MODULES if _layer_of_module(_module_name(p)) in ABOVE_TRANSPORT],
+)
+def test_threads_processes_sockets_signals_only_in_transport(path):
+    me = _module_name(path)
+    allowed = ALLOWED_ABOVE_TRANSPORT.get(me, set())
+    bad = [(line, t) for line, t in _imports(path) if t.split(".")[0] in TRANSPORT_ONLY - allowed]
+    if me not in ALLOWED_ABOVE_TRANSPORT:
+        bad += [(line, "os.fork/kill/waitpid") for line in _forks(path)]
+    assert not bad, f"{me} (above transport/) uses " + ", ".join(f"line {n}: {t}" for n, t in bad)
+
+
+def test_transport_rule_catches_a_thread_and_a_fork(tmp_path):
+    (tmp_path / "m.py").write_text("import os\ndef f():\n    import threading\n    os.fork()\n")
+    got = [t for _, t in _imports_as(tmp_path / "m.py", "dcmnet_cli.services.m")]
+    assert "threading" in got
+    assert _forks(tmp_path / "m.py") == [4]
 
 
 # --------------------------------------------------------------------------- the checker itself

@@ -17,9 +17,9 @@ from typing import Callable, Iterator
 import pytest
 from pydicom import Dataset
 
-from dcmnet_cli.cli.commands.move import operation_code
 from dcmnet_cli.cli.exitcodes import ExitCode
 from dcmnet_cli.cli.main import main
+from dcmnet_cli.cli.retrieve import operation_code
 from dcmnet_cli.dimse.assembler import CommandReceived, MessageComplete
 from dcmnet_cli.dimse.commandset import (
     C_CANCEL_RQ,
@@ -32,7 +32,8 @@ from dcmnet_cli.dimse.commandset import (
     c_store_rq,
 )
 from dcmnet_cli.services.query import encode_identifier
-from dcmnet_cli.services.scu.retrieve import Operation, requests_from_ndjson
+from dcmnet_cli.services.scu.retrieve import Operation
+from dcmnet_cli.services.scu.retrieve_requests import requests_from_ndjson
 from dcmnet_cli.services.scp.entity import ApplicationEntity, MessageHandler
 from dcmnet_cli.ul.negotiation import AcceptorPolicy
 from helpers.procs import serving
@@ -89,13 +90,14 @@ class _ScriptHandler(MessageHandler):
     def __init__(self, script: Callable[[Script], None]) -> None:
         self.script, self.data = script, bytearray()
 
-    def begin(self, channel, context_id, message, report) -> None:  # type: ignore[no-untyped-def]
-        self.channel, self.context_id, self.message = channel, context_id, message
+    def begin(self, session, context_id, message) -> None:  # type: ignore[no-untyped-def]
+        self.channel, self.context_id, self.message = session.driver, context_id, message
 
     def fragment(self, data: memoryview, last: bool) -> None:
         self.data += data
 
-    def complete(self) -> None:
+    def complete(self, dataset: bytes | None) -> None:
+        self.data += dataset or b""
         self.script(Script(self.channel, self.context_id, self.message, bytes(self.data)))
 
 

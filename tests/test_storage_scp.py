@@ -187,12 +187,12 @@ def test_template_folder_removed_or_swapped_after_first_use(tmp_path):
 def test_temp_names_unique_across_forked_workers(tmp_path):
     """Temp names are a per-process random tag + a counter; a forked child gets a fresh tag."""
     code = ("import os, sys\n"
-            "from dcmnet_cli.services.scp import storage as s\n"
-            "a = [s._TEMP_NAMES.next() for _ in range(3)]\n"
+            "from dcmnet_cli.services.scp import placement as s\n"
+            "a = [s.TEMP_NAMES.next() for _ in range(3)]\n"
             "r, w = os.pipe()\n"
             "pid = os.fork()\n"
             "if pid == 0:\n"
-            "    os.write(w, s._TEMP_NAMES.next().encode()); os._exit(0)\n"
+            "    os.write(w, s.TEMP_NAMES.next().encode()); os._exit(0)\n"
             "os.waitpid(pid, 0); child = os.read(r, 200).decode()\n"
             "print(len(set(a)) == 3, child not in a, child.split('-')[2] != a[0].split('-')[2])\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)

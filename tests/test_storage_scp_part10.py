@@ -12,9 +12,9 @@ from pydicom.sequence import Sequence
 
 from dcmnet_cli import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from dcmnet_cli.part10 import filemeta as part10
+from dcmnet_cli.part10.syntaxes import encoding_of
 from dcmnet_cli.part10.sopclasses import (
     all_transfer_syntaxes,
-    encoding_of,
     narrowed,
     resolve_transfer_syntax,
     storage_sop_classes,

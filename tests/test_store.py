@@ -24,7 +24,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from dcmnet_cli.part10.dicomfile import DicomFile, read_meta
+from dcmnet_cli.services.dicomfiles import DicomFile, read_meta
 from dcmnet_cli.services.scu.store import choose_context, convert, partition, proposed_contexts
 from dcmnet_cli.ul.negotiation import AcceptedContext
 

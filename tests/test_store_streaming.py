@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from dcmnet_cli.part10.dicomfile import INLINE_MAX, read_meta
+from dcmnet_cli.services.dicomfiles import INLINE_MAX, read_meta
 from dcmnet_cli.services.peer import Peer
 from dcmnet_cli.services.scu.store import collect, store
 

@@ -156,7 +156,7 @@ def test_store_to_storescp_tls_with_client_certificate(certs: Certs, dcmtk, star
     got = received(out)
     assert len(got) == 2
     for source in (small, big):
-        from dcmnet_cli.part10.dicomfile import read_meta
+        from dcmnet_cli.services.dicomfiles import read_meta
 
         assert_same(source, got[read_meta(source).sop_instance_uid])
 

@@ -20,7 +20,7 @@ import pytest
 
 from dcmnet_cli.dimse.fragment import FileRegion, fragment_message
 from dcmnet_cli.errors import InputError
-from dcmnet_cli.transport.channel import send_all
+from dcmnet_cli.transport.writes import send_all
 
 from helpers.procs import LOOPBACK
 

@@ -423,30 +423,6 @@ def test_pdus_after_abort_are_discarded():
     assert [type(e) for e in got] == [Aborted]  # the P-DATA behind the bad PDU never reaches the user
 
 
-@pytest.mark.parametrize("context_id", [2, 5, 0, 255], ids=["even", "never-proposed", "zero", "255"])
-def test_pdv_on_unaccepted_context_aborts(context_id):
-    """Scenario E.29: PDV on an unaccepted, never proposed or even context -> A-ABORT reason 6."""
-    req, acc = _established()
-    req.send_pdata([_pdata(context_id, b"x")])
-    pump(req, acc)
-    got = events(acc)
-    assert len(got) == 1 and isinstance(got[0], Aborted) and got[0].reason == AbortReason.INVALID_PDU_PARAMETER_VALUE
-    assert acc.state is State.STA13
-    got = events(req)
-    assert len(got) == 1 and isinstance(got[0], Aborted) and (got[0].source, got[0].reason) == (2, 6)
-    assert req.state is State.STA1
-
-
-def test_pdv_on_rejected_context_aborts():
-    rq = _request(contexts=((VERIFICATION, [IMPLICIT]), (MR, [IMPLICIT])))
-    req, acc = _established(rq)
-    assert set(acc.contexts) == {1} and set(req.contexts) == {1}
-    acc.send_pdata([_pdata(3, b"x")])
-    req.receive_data(b"".join(bytes(x) for x in acc.data_to_send()))
-    assert _sent(req) == [Abort(2, 6)]
-    assert isinstance(events(req)[0], Aborted)
-
-
 def test_garbage_on_established_aborts():
     req, acc = _established()
     acc.receive_data(bytes.fromhex("99 00 00000004 00000000"))

@@ -2,17 +2,43 @@
 
 stdout carries results only; stderr carries logs, progress and errors. Rich is imported only by commands
 that draw progress, never here, so ``dcmnet echo`` starts fast.
+
+Every line a command prints goes through one :class:`App` method: :meth:`App.result` and :meth:`App.json`
+for stdout, :meth:`App.say` (by level) and :meth:`App.trace` for stderr. Lines come whole from any thread
+(the store jobs, a move's receiver, the listener's associations), and above a live display (a progress
+bar, the listen dashboard) while one is showing (:meth:`App.showing`).
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import IO, Any
+from contextlib import contextmanager
+from typing import IO, Any, Iterator, Protocol
+
+from ..transport.threads import Lock
+
+LEVELS = ("error", "warning", "info", "detail")
+"""Levels of :meth:`App.say`: error (always shown), warning and info (unless -q), detail (-v only)."""
+
+_STYLES = {"error": "red", "warning": "yellow"}
+
+
+class LiveDisplay(Protocol):
+    """A progress bar or dashboard drawn on stderr: it prints log lines above itself."""
+
+    def __enter__(self) -> Any: ...
+
+    def __exit__(self, *exc: Any) -> Any: ...
+
+    def print(self, text: str, style: str | None = None) -> None: ...
 
 
 class App:
-    """Verbosity, colour and the two streams; built by the group callback, passed to every command."""
+    """Verbosity, colour and the two streams; built by the group callback, passed to every command.
+
+    The output options given after the command name are merged in by :meth:`apply`.
+    """
 
     def __init__(
         self,
@@ -23,46 +49,106 @@ class App:
         out: IO[str] | None = None,
         err: IO[str] | None = None,
         command: str = "dcmnet",
+        json_output: bool = False,
     ) -> None:
         self.quiet, self.verbose, self.debug, self.command = quiet, verbose, debug, command
+        self.json_output = json_output
+        """--json given before the command name (commands OR it with their own --json)."""
         self.color = color and not os.environ.get("NO_COLOR")
         self.out = out if out is not None else sys.stdout
         self.err = err if err is not None else sys.stderr
+        self._live: LiveDisplay | None = None
+        self._lock = Lock()
+
+    def apply(self, quiet: bool = False, verbose: int = 0, debug: bool = False, no_color: bool = False,
+              json_output: bool = False) -> None:
+        """Merge output options given after the command name into those given before it.
+
+        The same flag means the same in both places, and the two combine: -v counts add up
+        (``dcmnet -v echo ... -v`` is -vv); -q, --debug, --no-color and --json are switches that either
+        place turns on. -q wins over -v (only errors are printed); --debug implies -vv.
+        """
+        self.quiet = self.quiet or quiet
+        self.verbose += verbose + (2 if debug and not self.debug else 0)
+        self.debug = self.debug or debug
+        self.color = self.color and not no_color
+        self.json_output = self.json_output or json_output
 
     @property
     def err_is_terminal(self) -> bool:
         return self.err.isatty()
 
+    @contextmanager
+    def showing(self, display: LiveDisplay | None) -> Iterator[None]:
+        """Draw ``display`` (None: nothing) for the length of the block; stderr lines go above it."""
+        if display is None:
+            yield
+            return
+        with display:
+            self._live = display
+            try:
+                yield
+            finally:
+                self._live = None
+
+    # ------------------------------------------------------------------ stdout
+
     def result(self, text: str) -> None:
         """A result line on stdout (silenced by -q)."""
         if not self.quiet:
-            print(text, file=self.out, flush=True)
+            self._write(self.out, text)
 
     def json(self, obj: dict[str, Any]) -> None:
         """One JSON object per line on stdout; never silenced (it is the requested output)."""
         import json  # only --json runs pay for it
 
-        print(json.dumps(obj, separators=(",", ":"), default=str), file=self.out, flush=True)
+        self._write(self.out, json.dumps(obj, separators=(",", ":"), default=str))
+
+    # ------------------------------------------------------------------ stderr
+
+    def say(self, text: str, level: str = "info") -> None:
+        """One line on stderr by level (:data:`LEVELS`): "error" always, prefixed ``dcmnet CMD: error:``
+        (red on a terminal); "warning" (prefixed, yellow) and "info" unless -q; "detail" only with -v."""
+        if level != "error" and (self.quiet or level == "detail" and not self.verbose):
+            return
+        prefix = {"error": f"{self.command}: error: ", "warning": f"{self.command}: warning: "}.get(level, "")
+        style = _STYLES.get(level) if self.color else None
+        live = self._live
+        if live is not None:
+            with self._lock:
+                live.print(prefix + text, style=style)
+            return
+        if style is not None and level == "error" and self.err_is_terminal:
+            prefix = f"\x1b[31m{prefix}\x1b[0m"
+        self._write(self.err, prefix + text)
 
     def info(self, text: str) -> None:
-        if not self.quiet:
-            print(text, file=self.err, flush=True)
+        """``say(text, "info")``: shown unless -q."""
+        self.say(text, "info")
 
     def detail(self, text: str) -> None:
-        """Association and DIMSE detail, shown with -v."""
-        if self.verbose and not self.quiet:
-            print(text, file=self.err, flush=True)
-
-    def trace(self, direction: str, summary: str) -> None:
-        """A PDU summary (--debug)."""
-        arrow = "->" if direction == "sent" else "<-"
-        print(f"{arrow} {escape(summary)}", file=self.err, flush=True)
+        """``say(text, "detail")``: association and DIMSE detail, shown with -v."""
+        self.say(text, "detail")
 
     def error(self, text: str) -> None:
-        prefix = f"{self.command}: error: "
-        if self.color and self.err_is_terminal:
-            prefix = f"\x1b[31m{prefix}\x1b[0m"
-        print(prefix + text, file=self.err, flush=True)
+        """``say(text, "error")``: always shown."""
+        self.say(text, "error")
+
+    def trace(self, direction: str, summary: str) -> None:
+        """A PDU summary (--debug), shown even with -q: it was asked for."""
+        line = f"{'->' if direction == 'sent' else '<-'} {escape(summary)}"
+        live = self._live
+        if live is not None:
+            with self._lock:
+                live.print(line)
+        else:
+            self._write(self.err, line)
+
+    def _write(self, stream: IO[str], line: str) -> None:
+        """One whole line, flushed; never interleaved with another thread's."""
+        with self._lock:
+            stream.write(line + "\n")
+            stream.flush()
 
 
 def escape(text: str) -> str:

@@ -7,10 +7,11 @@ redraws four times a second, and log lines are printed above the live view inste
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import deque
 from typing import IO, Any
+
+from ..transport.threads import Lock
 
 RATE_WINDOW = 5.0
 """Seconds of history behind the MB/s figure."""
@@ -23,7 +24,7 @@ class Dashboard:
 
         self.console = Console(file=stream, no_color=not color, highlight=False)
         self.title = title
-        self._lock = threading.Lock()
+        self._lock = Lock()
         self.active = self.associations = self.rejected = self.stored = self.failed = self.bytes = 0
         self._samples: deque[tuple[float, int]] = deque()
         self._started = time.monotonic()
@@ -36,11 +37,13 @@ class Dashboard:
     def __exit__(self, *exc: object) -> None:
         self._live.stop()
 
-    def log(self, line: str) -> None:
-        self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+    def print(self, text: str, style: str | None = None) -> None:
+        """A log line above the live view (App.say sends them here while the dashboard shows)."""
+        self.console.print(text, style=style, markup=False, highlight=False, soft_wrap=True)
 
-    def event(self, event: dict[str, Any]) -> None:
-        kind = event.get("event")
+    def event(self, event: Any) -> None:
+        """Count one listener event record."""
+        kind = event.event
         with self._lock:
             if kind == "associated":
                 self.active += 1
@@ -51,7 +54,7 @@ class Dashboard:
                 self.rejected += 1
             elif kind in ("stored", "received"):
                 self.stored += 1
-                size = int(event.get("bytes") or 0)
+                size = int(event.bytes or 0)
                 self.bytes += size
                 self._samples.append((time.monotonic(), size))
             elif kind == "store-failed":

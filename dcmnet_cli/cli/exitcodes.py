@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import IntEnum
+from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from ..errors import (
     AssociationAborted,
     AssociationRejected,
     ConnectError,
+    DcmnetError,
     DIMSEError,
-    DIMSEStatusError,
     InputError,
+    LocalDIMSEError,
+    LocalProtocolError,
     NoAcceptedContext,
+    PDUDecodeError,
     ProtocolError,
+    QueryKeyError,
+    RemoteDIMSEError,
+    RemoteProtocolError,
     TimeoutExpired,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..dimse.status import Category
 
 
 class ExitCode(IntEnum):
@@ -70,7 +82,7 @@ def combine(codes: list[ExitCode] | set[ExitCode], warnings_ok: bool = False) ->
     return ExitCode.SUCCESS
 
 
-_BY_CATEGORY: dict | None = None  # Category → ExitCode, built on first use (dimse.status loads lazily)
+_BY_CATEGORY: "dict[Category, ExitCode] | None" = None  # built on first use (dimse.status loads lazily)
 
 
 def for_status(status: int) -> ExitCode:
@@ -88,20 +100,38 @@ def for_status(status: int) -> ExitCode:
     return _BY_CATEGORY.get(category_of(status), ExitCode.FAILURE)
 
 
+# Exception class → exit code, one entry per class of errors.py (a test checks none is missing). The
+# most-derived class wins: for_error walks the exception's MRO, so a class defined elsewhere (e.g.
+# dimse.commandset.CommandSetError, a RemoteDIMSEError) gets the code of its nearest listed base.
+# Anything not listed at all is a bug: 70.
+ERROR_CODES: Mapping[type[BaseException], ExitCode] = MappingProxyType({
+    KeyboardInterrupt: ExitCode.INTERRUPTED,
+    DcmnetError: ExitCode.INTERNAL,  # raised bare only by mistake: a more specific class is always meant
+    QueryKeyError: ExitCode.USAGE,  # a -k value its VR cannot hold, found before any association
+    LocalDIMSEError: ExitCode.INPUT,  # our identifier does not encode: nothing was sent for it
+    InputError: ExitCode.INPUT,
+    ConnectError: ExitCode.CONNECT,
+    AssociationRejected: ExitCode.REJECTED,
+    NoAcceptedContext: ExitCode.REJECTED,
+    AssociationAborted: ExitCode.ABORTED,
+    TimeoutExpired: ExitCode.ABORTED,
+    ProtocolError: ExitCode.ABORTED,
+    RemoteProtocolError: ExitCode.ABORTED,
+    PDUDecodeError: ExitCode.ABORTED,
+    # Our side broke the state table (e.g. sending after the peer's abort raced ours): the association is
+    # gone all the same, and the contract counts a protocol error as 6.
+    LocalProtocolError: ExitCode.ABORTED,
+    DIMSEError: ExitCode.ABORTED,  # unclassified DIMSE error: treated as the peer's, as before the split
+    RemoteDIMSEError: ExitCode.ABORTED,
+})
+
+
 def for_error(error: BaseException) -> ExitCode:
-    """Exit code for an exception reaching the CLI."""
-    if isinstance(error, KeyboardInterrupt):
-        return ExitCode.INTERRUPTED
-    if isinstance(error, ConnectError):
-        return ExitCode.CONNECT
-    if isinstance(error, (AssociationRejected, NoAcceptedContext)):
-        return ExitCode.REJECTED
-    if isinstance(error, (AssociationAborted, TimeoutExpired, ProtocolError, DIMSEError)):
-        return ExitCode.ABORTED
-    if isinstance(error, DIMSEStatusError):
-        return for_status(error.status)
-    if isinstance(error, InputError):
-        return ExitCode.INPUT
+    """Exit code for an exception reaching the CLI: the entry of its most-derived class in ERROR_CODES."""
+    for cls in type(error).__mro__:
+        code = ERROR_CODES.get(cls)
+        if code is not None:
+            return code
     return ExitCode.INTERNAL
 
 

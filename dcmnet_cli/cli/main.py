@@ -12,6 +12,7 @@ from .. import __version__
 from ..errors import DcmnetError
 from .app import App
 from .exitcodes import ExitCode, for_error, table_text
+from .options import group_output_options
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "echo": ("dcmnet_cli.cli.commands.echo", "Check that a DICOM node answers (C-ECHO)."),
@@ -44,18 +45,21 @@ EPILOG = "\b\nExit codes:\n" + table_text()
 
 @click.group(cls=LazyGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="dcmnet")
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
-@click.option("-v", "--verbose", count=True, help="Association and DIMSE detail on stderr.")
-@click.option("--debug", is_flag=True, help="PDU summaries and tracebacks.")
-@click.option("--no-color", is_flag=True, help="No colours (NO_COLOR is honoured too).")
+@group_output_options
 @click.pass_context
-def cli(ctx: click.Context, quiet: bool, verbose: int, debug: bool, no_color: bool) -> None:
+def cli(ctx: click.Context, quiet: bool, verbose: int, debug: bool, no_color: bool, as_json: bool) -> None:
     """dcmnet: DICOM networking from the shell — echo, store, find, move, get, listen.
 
     PEER is HOST PORT, [AET@]HOST:PORT, or a node named in ~/.config/dcmnet/config.toml.
+
+    \b
+    Output options (-q, -v, --debug, --no-color, --json) go before or after the
+    command name with the same meaning; given in both places they combine: -v
+    counts add up, the others are switches either place turns on. -q wins over -v.
     """
     command = f"dcmnet {ctx.invoked_subcommand}" if ctx.invoked_subcommand else "dcmnet"
-    ctx.obj = App(quiet=quiet, verbose=verbose + (2 if debug else 0), debug=debug, color=not no_color, command=command)
+    ctx.obj = App(command=command)
+    ctx.obj.apply(quiet=quiet, verbose=verbose, debug=debug, no_color=no_color, json_output=as_json)
 
 
 def main(argv: list[str] | None = None) -> None:

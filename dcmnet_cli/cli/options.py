@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sys
@@ -10,17 +11,68 @@ from typing import Any, Callable
 import click
 
 from ..services.peer import Peer
+from .app import App
 
 F = Callable[..., Any]
 
 
-def _stack(*decorators: Callable[[F], F]) -> Callable[[F], F]:
+def stack(*decorators: Callable[[F], F]) -> Callable[[F], F]:
+    """One decorator made of several, applied as if written one above the other in this order."""
+
     def apply(function: F) -> F:
         for decorator in reversed(decorators):
             function = decorator(function)
         return function
 
     return apply
+
+
+# --------------------------------------------------------------------------- output options
+
+def _output_flags(json_help: str | None) -> list[Callable[[F], F]]:
+    flags: list[Callable[[F], F]] = [
+        click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors."),
+        click.option("-v", "--verbose", count=True,
+                     help="Association and DIMSE detail on stderr (one line per file, response or event)."),
+        click.option("--debug", is_flag=True, help="PDU summaries and tracebacks (implies -vv)."),
+        click.option("--no-color", is_flag=True, help="No colours (NO_COLOR is honoured too)."),
+    ]
+    if json_help is not None:
+        flags.append(click.option("--json", "as_json", is_flag=True, help=json_help))
+    return flags
+
+
+def output_options(json_help: str | None = None) -> Callable[[F], F]:
+    """The output option stack of a command: -q, -v, --debug, --no-color, and --json when ``json_help``.
+
+    The group takes the same flags before the command name (:func:`group_output_options`); this stack
+    merges the ones given after it into the App (:meth:`App.apply`), so the command sees one App. A
+    command with --json receives ``as_json`` (true when --json came before or after the name); one
+    without refuses a --json given before its name (usage error).
+    """
+
+    def decorate(function: F) -> F:
+        @functools.wraps(function)
+        def merged(*args: Any, **kwargs: Any) -> Any:
+            ctx = click.get_current_context()
+            app = ctx.find_object(App)
+            if app is None:  # the command invoked without the group (tests)
+                app = ctx.obj = App(command=f"dcmnet {ctx.info_name}")
+            app.apply(quiet=kwargs.pop("quiet"), verbose=kwargs.pop("verbose"), debug=kwargs.pop("debug"),
+                      no_color=kwargs.pop("no_color"), json_output=kwargs.get("as_json", False))
+            if json_help is not None:
+                kwargs["as_json"] = app.json_output
+            elif app.json_output:
+                raise click.UsageError(f"{app.command} has no --json output")
+            return function(*args, **kwargs)
+
+        return stack(*_output_flags(json_help))(merged)  # type: ignore[return-value]
+
+    return decorate
+
+
+group_output_options = stack(*_output_flags("Machine-readable output (JSON on stdout), as the command's --json."))
+"""The same flags on the ``dcmnet`` group, before the command name; the group callback builds the App."""
 
 
 def ae_title(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -47,7 +99,7 @@ def seconds_or_unlimited(ctx: click.Context, param: click.Parameter, value: floa
     return value
 
 
-network_options = _stack(
+network_options = stack(
     click.option("-aet", "--calling-aet", default="DCMNET", show_default=True, callback=ae_title,
                  envvar="DCMNET_CALLING_AET", help="Our AE title."),
     click.option("-aec", "--called-aet", default=None, callback=ae_title, envvar="DCMNET_CALLED_AET",
@@ -68,7 +120,7 @@ network_options = _stack(
 
 _FILE = click.Path(dir_okay=False)
 
-tls_options = _stack(
+tls_options = stack(
     click.option("--tls/--no-tls", "tls", default=None, envvar="DCMNET_TLS",
                  help="Connect with TLS (DICOM secure transport, TLS 1.2 or later) [default: plain TCP, or the node's "
                       "tls setting]."),
@@ -90,7 +142,7 @@ tls_options = _stack(
 
 _TLS_DETAIL = ("tls_ca", "tls_cert", "tls_key", "tls_key_password_env", "tls_server_name", "tls_no_verify")
 
-server_tls_options = _stack(
+server_tls_options = stack(
     click.option("--tls", "tls", is_flag=True, help="Require TLS on every connection (needs --tls-cert/--tls-key)."),
     click.option("--tls-cert", type=_FILE, default=None, metavar="FILE", help="Our certificate (PEM) for --tls."),
     click.option("--tls-key", type=_FILE, default=None, metavar="FILE",
@@ -177,7 +229,7 @@ def timeouts_from(options: dict[str, Any]):
     )
 
 
-_AET_HOST_PORT = re.compile(r"^(?:(?P<aet>[^@]{1,16})@)?(?P<host>\[[^\]]+\]|[^:@\[\]]+|[0-9a-fA-F:]+):(?P<port>\d+)$")
+AET_HOST_PORT = re.compile(r"^(?:(?P<aet>[^@]{1,16})@)?(?P<host>\[[^\]]+\]|[^:@\[\]]+|[0-9a-fA-F:]+):(?P<port>\d+)$")
 
 
 def config_path() -> str:
@@ -237,7 +289,7 @@ def parse_peer(args: tuple[str, ...], called_aet: str | None, options: dict[str,
     if len(args) == 2:
         host, port, aet = args[0], _port(args[1]), None
     elif len(args) == 1:
-        match = _AET_HOST_PORT.match(args[0])
+        match = AET_HOST_PORT.match(args[0])
         if match:
             host, port, aet = match["host"].strip("[]"), _port(match["port"]), match["aet"]
         else:

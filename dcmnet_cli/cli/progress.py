@@ -7,8 +7,9 @@ when the bar stops, so no thread outlives the command.
 
 from __future__ import annotations
 
-import threading
 from typing import IO, Any
+
+from ..transport.threads import Lock
 
 
 class TransferProgress:
@@ -38,7 +39,7 @@ class TransferProgress:
         )
         self._task = self._progress.add_task(label, total=max(total_bytes, 1), done=0, files=files)
         self._done = 0
-        self._lock = threading.Lock()
+        self._lock = Lock()
 
     def __enter__(self) -> "TransferProgress":
         self._progress.start()

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
-from .options import _stack
+from .options import stack
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..services.query import QuerySpec
@@ -40,7 +40,7 @@ def _model_from_flags(function: F) -> F:
     return wrapper
 
 
-query_options = _stack(
+query_options = stack(
     click.option("-P", "--patient-root", is_flag=True, help="Patient Root information model."),
     click.option("-S", "--study-root", is_flag=True, help="Study Root information model [default]."),
     click.option("-O", "--patient-study-only", is_flag=True, help="Patient/Study Only information model (retired)."),

@@ -48,39 +48,16 @@ class DatasetFragment(NamedTuple):
 
 
 class MessageComplete(NamedTuple):
-    """The message (command and any data set) is complete."""
+    """The message (command and any data set) is complete. ``dataset`` holds the data set's bytes when
+    the assembler collected it (see ``collect``); a streamed data set came as :class:`DatasetFragment`."""
 
     context_id: int
     message: Message
+    dataset: bytes | None = None
 
 
 Event = Union[CommandReceived, InvalidCommand, DatasetFragment, MessageComplete]
 ContextCheck = Union[Container[int], Callable[[int], bool], None]
-
-
-def parse_pdata_body(body: memoryview) -> list[tuple[int, int, memoryview]]:
-    """Split a P-DATA-TF variable field into ``(context_id, control, fragment)`` (PS3.8 §9.3.5.1).
-
-    Validates the whole body before returning anything, so a bad last PDV never leaves earlier ones
-    half-processed: no PDVs, item length < 2, past the end or not adding up → abort (scenario 28).
-    """
-    view = body if isinstance(body, memoryview) else memoryview(body)
-    end = len(view)
-    if end == 0:
-        raise RemoteProtocolError("P-DATA-TF PDU carries no PDV items", reason=_INVALID)
-    out: list[tuple[int, int, memoryview]] = []
-    off = 0
-    while off < end:
-        if end - off < 6:
-            raise RemoteProtocolError(f"truncated PDV item at offset {off}", reason=_INVALID)
-        length = _PDV_LEN.unpack_from(view, off)[0]
-        if length < 2:
-            raise RemoteProtocolError(f"PDV item length {length} < 2", reason=_INVALID)
-        if length > end - off - 4:
-            raise RemoteProtocolError(f"PDV item length {length} runs past the PDU end", reason=_INVALID)
-        out.append((view[off + 4], view[off + 5], view[off + 6:off + 4 + length]))
-        off += 4 + length
-    return out
 
 
 class _State(Enum):
@@ -95,8 +72,13 @@ class Assembler:
     """Sans-IO PDV → event state machine for one association (PS3.8 Annex E, PS3.7 §6.3)."""
 
     def __init__(self, valid_context_ids: ContextCheck = None, max_dataset_bytes: int | None = None,
-                 max_command_bytes: int = MAX_COMMAND_BYTES, allow_odd_fragments: bool = False) -> None:
+                 max_command_bytes: int = MAX_COMMAND_BYTES, allow_odd_fragments: bool = False,
+                 collect: Callable[[Message], bool] | None = None) -> None:
+        """``collect(message)`` True: gather that message's data set and hand it whole in MessageComplete
+        instead of as fragments (None: stream every data set)."""
         self._valid = valid_context_ids
+        self._collect = collect
+        self._collected: list[bytes] | None = None
         self._max_dataset = max_dataset_bytes
         self._max_command = max_command_bytes
         self._allow_odd = allow_odd_fragments
@@ -111,13 +93,6 @@ class Assembler:
     def idle(self) -> bool:
         """True between messages (nothing half-received)."""
         return self._state is _State.IDLE
-
-    def receive_pdata(self, body: memoryview) -> list[Event]:
-        """Feed a whole P-DATA-TF variable field; return the events of all its PDVs in order."""
-        events: list[Event] = []
-        for context_id, control, data in parse_pdata_body(body):
-            events.extend(self.receive_pdv(context_id, control, data))
-        return events
 
     def receive_pdv(self, context_id: int, control: int, data: memoryview) -> list[Event]:
         """Feed one PDV (bits 2–7 of ``control`` are reserved and not tested, PS3.8 E.2)."""
@@ -171,6 +146,8 @@ class Assembler:
             self._state = _State.IDLE
             return [CommandReceived(context_id, message, False), MessageComplete(context_id, message)]
         self._state, self._message, self._ds_len = _State.DATASET, message, 0
+        collect = self._collect
+        self._collected = [] if collect is not None and collect(message) else None
         return [CommandReceived(context_id, message, True)]
 
     def _dataset(self, context_id: int, data: memoryview, last: bool) -> list[Event]:
@@ -189,6 +166,13 @@ class Assembler:
             elif state is _State.MAYBE_DATASET:
                 self._state = _State.DISCARD
             return []
+        collected = self._collected
+        if collected is not None:
+            collected.append(bytes(data))
+            if not last:
+                return []
+            message, self._message, self._state, self._collected = self._message, None, _State.IDLE, None
+            return [MessageComplete(context_id, message, b"".join(collected))]  # type: ignore[arg-type]
         fragment = DatasetFragment(context_id, data, last)
         if not last:
             return [fragment]

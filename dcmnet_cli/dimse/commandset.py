@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from typing import Any, Final, NamedTuple
 
-from ..errors import DIMSEError
+from ..errors import RemoteDIMSEError
 
 VERIFICATION_SOP_CLASS: Final = "1.2.840.10008.1.1"
 
@@ -99,8 +99,9 @@ REQUIRED: Final[dict[int, tuple[str, ...]]] = {
 }
 
 
-class CommandSetError(DIMSEError):
-    """A command set could not be decoded or lacks a mandatory element (PS3.7 §9.3, scenario 34).
+class CommandSetError(RemoteDIMSEError):
+    """A received command set could not be decoded or lacks a mandatory element (PS3.7 §9.3, scenario 34):
+    the peer's fault (exit 6 if it ends the run).
 
     Carries whatever was learnt before the failure so the caller can answer a failure status
     (if ``message_id`` is known) instead of aborting. ``message_id`` is the Message ID, or for a
@@ -178,7 +179,7 @@ def _encode_value(vr: str, value: Any) -> bytes:
         return _US.pack(value)
     if vr == "AT":
         return b"".join(struct.pack("<HH", t >> 16, t & 0xFFFF) for t in value)
-    raw = value.encode("latin-1")
+    raw: bytes = value.encode("latin-1")
     return raw + _STR_PAD[vr] if len(raw) & 1 else raw
 
 

@@ -125,3 +125,13 @@ def describe(status: int, service: str | None = None) -> StatusInfo:
     if known is not None:
         return StatusInfo(status, *known)
     return StatusInfo(status, category_of(status), f"unknown status 0x{status:04X}")
+
+
+# Status values the services answer with, named once (PS3.7 Annex C, PS3.4 B.2.3).
+SUCCESS: Final = 0x0000
+SOP_CLASS_NOT_SUPPORTED: Final = 0x0122
+UNRECOGNIZED_OPERATION: Final = 0x0211
+OUT_OF_RESOURCES: Final = 0xA700
+DATASET_MISMATCH: Final = 0xA900
+CANNOT_UNDERSTAND: Final = 0xC000
+CANCEL: Final = 0xFE00

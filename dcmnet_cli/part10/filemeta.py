@@ -3,7 +3,8 @@
 ``listen`` writes received data sets as they arrive, behind a header built here from the C-STORE command
 and the presentation context: a 128-byte preamble, ``DICM`` and the File Meta Information group (0002) in
 explicit VR little endian with its group length. :func:`peek_elements` reads just the first elements of a
-received data set (SOP Class and Instance UID, PS3.4 B.2.2 / scenario F.37) in any binary transfer syntax.
+received data set (SOP Class and Instance UID, PS3.4 B.2.2 / scenario F.37) in any binary transfer syntax,
+with the one element walker (:mod:`.walker`).
 """
 
 from __future__ import annotations
@@ -14,25 +15,22 @@ from functools import lru_cache
 from typing import Callable
 
 from .. import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from .vr import LONG_VRS
+from .walker import Part10Error, Walker
 
 PREAMBLE = bytes(128) + b"DICM"
 SOP_CLASS_UID = 0x00080016
 SOP_INSTANCE_UID = 0x00080018
-_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
 _PAD = {b"UI": b"\0", b"OB": b"\0"}
-_ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
-UNDEFINED = 0xFFFFFFFF
-
-
-class Part10Error(ValueError):
-    """A value cannot go into the header, or a data set is malformed where we had to read it."""
+PEEK_MAX_VALUE = 1 << 16
+"""A peeked element longer than this is malformed for our purpose (they are UIDs, names, IDs)."""
 
 
 def _element(group: int, elem: int, vr: bytes, value: bytes) -> bytes:
     """One explicit VR little endian element, value padded to even length (PS3.5 §7.1.2)."""
     if len(value) & 1:
         value += _PAD.get(vr, b" ")
-    if vr in _LONG_VRS:
+    if vr in LONG_VRS:
         return struct.pack("<HH2sHI", group, elem, vr, 0, len(value)) + value
     if len(value) > 0xFFFE:
         raise Part10Error(f"({group:04X},{elem:04X}) value of {len(value)} bytes is too long for {vr.decode()}")
@@ -74,89 +72,22 @@ def _tail(transfer_syntax: str, implementation_class_uid: str, implementation_ve
 
 # ------------------------------------------------------------------------------------------ peeking
 
-class NeedMore(Exception):
-    """The buffer ends before the answer is known."""
-
-
-class _Reader:
-    def __init__(self, buf: bytes, implicit: bool, little: bool) -> None:
-        self.buf, self.implicit = buf, implicit
-        self.e = "<" if little else ">"
-        self.tag_fmt = struct.Struct(self.e + "HH")
-        self.u16 = struct.Struct(self.e + "H")
-        self.u32 = struct.Struct(self.e + "I")
-
-    def need(self, off: int, n: int) -> None:
-        if off + n > len(self.buf):
-            raise NeedMore()
-
-    def header(self, off: int) -> tuple[int, bytes | None, int, int]:
-        """(tag, vr, length, value offset) of the element at ``off``."""
-        self.need(off, 8)
-        group, elem = self.tag_fmt.unpack_from(self.buf, off)
-        tag = group << 16 | elem
-        if group == 0xFFFE or self.implicit:  # item tags are always 4+4, with no VR
-            return tag, None, self.u32.unpack_from(self.buf, off + 4)[0], off + 8
-        vr = bytes(self.buf[off + 4:off + 6])
-        if not (65 <= vr[0] <= 90 and 65 <= vr[1] <= 90):
-            raise Part10Error(f"invalid VR {vr!r} at offset {off}")
-        if vr in _LONG_VRS:
-            self.need(off, 12)
-            return tag, vr, self.u32.unpack_from(self.buf, off + 8)[0], off + 12
-        return tag, vr, self.u16.unpack_from(self.buf, off + 6)[0], off + 8
-
-    def skip_undefined(self, off: int) -> int:
-        """Offset just past an undefined-length sequence (items until the sequence delimiter)."""
-        while True:
-            tag, _vr, length, off = self.header(off)
-            if tag == _SEQ_END:
-                return off
-            if tag != _ITEM:
-                raise Part10Error(f"({tag >> 16:04X},{tag & 0xFFFF:04X}) inside a sequence where an item was expected")
-            if length != UNDEFINED:
-                off += length
-                continue
-            while True:  # undefined-length item: elements until the item delimiter
-                tag, _vr, length, off = self.header(off)
-                if tag == _ITEM_END:
-                    break
-                off = self.skip_undefined(off) if length == UNDEFINED else off + length
-
-
-def peek_elements(buf: bytes, implicit: bool, little: bool, wanted: frozenset[int] = frozenset({SOP_CLASS_UID, SOP_INSTANCE_UID}),
+def peek_elements(buf: bytes | bytearray | memoryview, implicit: bool, little: bool,
+                  wanted: frozenset[int] = frozenset({SOP_CLASS_UID, SOP_INSTANCE_UID}),
                   complete: bool = True) -> dict[int, str] | None:
     """Values (text, trailing NUL/space stripped) of the ``wanted`` top-level elements found in ``buf``.
 
     Stops at the first tag past the largest wanted one. Returns None when ``buf`` is only the start of a
-    longer data set and ends before the answer is known; raises Part10Error on a malformed encoding.
+    longer data set (``complete`` false) and ends before the answer is known; raises Part10Error on a
+    malformed encoding, or when a ``complete`` data set ends inside an element or a sequence.
     """
-    reader = _Reader(buf, implicit, little)
-    last = max(wanted)
-    found: dict[int, str] = {}
-    off = 0
-    try:
-        while True:
-            if off >= len(buf):
-                if complete or len(found) == len(wanted):
-                    break
-                raise NeedMore()  # a fragment ended between two elements: more may follow
-            tag, _vr, length, value_at = reader.header(off)
-            if tag > last:
-                break
-            if length == UNDEFINED:
-                off = reader.skip_undefined(value_at)
-                continue
-            reader.need(value_at, length)
-            if tag in wanted:
-                found[tag] = bytes(buf[value_at:value_at + length]).decode("latin-1").rstrip("\0 ")
-            off = value_at + length
-    except NeedMore:
-        if complete:
-            raise Part10Error("the data set ends inside an element") from None
+    walker = Walker(not implicit, little, wanted, PEEK_MAX_VALUE, span=(0, max(wanted, default=0xFFFFFFFF)))
+    walker.feed(buf)
+    if complete or walker.stopped:
+        walker.finish()
+    elif len(walker.values) < len(wanted):
         return None
-    except struct.error as error:
-        raise Part10Error(str(error)) from None
-    return found
+    return {tag: value.decode("latin-1").rstrip("\0 ") for tag, value in walker.values.items()}
 
 
 def read_prefix(read_at: Callable[[int, int], bytes], start: int, deflated: bool, limit: int) -> tuple[bytes, bool]:

@@ -17,10 +17,11 @@ device names and ``.``/``..`` are hashed too, so a name is safe on any file syst
 from __future__ import annotations
 
 import hashlib
-import os
+import posixpath
 import re
 import string
 from dataclasses import dataclass
+from typing import Callable
 
 UNKNOWN = "UNKNOWN"
 MAX_KEPT = 64
@@ -106,7 +107,7 @@ class PathTemplate:
         return path
 
 
-def parse_template(text: str, is_keyword=None) -> PathTemplate:
+def parse_template(text: str, is_keyword: Callable[[str], bool] | None = None) -> PathTemplate:
     """Validate ``--filepath``: relative, no ``..``, fields are plain keywords (no format spec).
 
     ``is_keyword`` checks a DICOM keyword (pydicom's dictionary, passed in so this module stays
@@ -136,6 +137,6 @@ def parse_template(text: str, is_keyword=None) -> PathTemplate:
 def inside(root: str, path: str) -> bool:
     """True when ``path`` (already resolved) is ``root`` or below it (both resolved)."""
     try:
-        return os.path.commonpath([root, path]) == root
+        return posixpath.commonpath([root, path]) == root
     except ValueError:
         return False

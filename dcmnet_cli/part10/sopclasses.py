@@ -3,6 +3,7 @@
 The tables below were generated once from pydicom 3.0.2's ``pydicom._uid_dict`` (so ``listen`` starts without
 importing pydicom, which was most of its start-up time); ``tests/test_storage_scp_part10.py`` recomputes them
 from the installed pydicom with the rule below, so they cannot drift silently when pydicom is upgraded.
+The transfer syntax UIDs themselves, and what each implies for the encoding, are :mod:`.syntaxes`.
 
 Rule for "a Storage SOP class" (PS3.4 Annex B.5 lists them; the registry does not flag them): a registry
 entry of type "SOP Class" whose name contains the word "Storage" and not "Commitment" (Storage Commitment
@@ -15,19 +16,9 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
-EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
-IMPLICIT_VR_LE = "1.2.840.10008.1.2"
-EXPLICIT_VR_BE = "1.2.840.10008.1.2.2"
-DEFLATED_EXPLICIT_VR_LE = "1.2.840.10008.1.2.1.99"
-
-NOT_NETWORK_SYNTAXES = frozenset({"1.2.840.10008.1.2.6.1", "1.2.840.10008.1.2.6.2"})
-"""RFC 2557 MIME and XML encoding (both retired): not binary DICOM encodings, never sent over DIMSE."""
-
-_IMPLICIT = frozenset({IMPLICIT_VR_LE, "1.2.840.10008.1.20"})  # the latter: Papyrus 3 implicit VR LE
-_BIG_ENDIAN = frozenset({EXPLICIT_VR_BE})
-_DEFLATED = frozenset({DEFLATED_EXPLICIT_VR_LE, "1.2.840.10008.1.2.4.95", "1.2.840.10008.1.2.4.205"})
+from .syntaxes import EXPLICIT_LE, IMPLICIT_LE, NOT_NETWORK_SYNTAXES
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
@@ -166,14 +157,6 @@ STORAGE_SOP_CLASSES: frozenset[str] = frozenset({
 # ---- end of generated tables ----
 
 
-def encoding_of(transfer_syntax: str) -> tuple[bool, bool, bool]:
-    """``(implicit_vr, little_endian, deflated)`` of a data set in ``transfer_syntax`` (PS3.5 §10, A).
-
-    Unknown (private) syntaxes are taken as explicit VR little endian, which every encapsulated syntax is.
-    """
-    return (transfer_syntax in _IMPLICIT, transfer_syntax not in _BIG_ENDIAN, transfer_syntax in _DEFLATED)
-
-
 def storage_sop_classes() -> frozenset[str]:
     return STORAGE_SOP_CLASSES
 
@@ -187,8 +170,8 @@ def all_transfer_syntaxes() -> tuple[str, ...]:
     that and store the pixel data as sent.
     """
     rest = [uid for uid, _keyword in TRANSFER_SYNTAX_KEYWORDS
-            if uid not in NOT_NETWORK_SYNTAXES and uid not in (EXPLICIT_VR_LE, IMPLICIT_VR_LE)]
-    return (EXPLICIT_VR_LE, IMPLICIT_VR_LE, *rest)
+            if uid not in NOT_NETWORK_SYNTAXES and uid not in (EXPLICIT_LE, IMPLICIT_LE)]
+    return (EXPLICIT_LE, IMPLICIT_LE, *rest)
 
 
 def resolve_transfer_syntax(text: str) -> str:
@@ -209,7 +192,8 @@ def narrowed(accept: Iterable[str]) -> tuple[str, ...]:
     return (*known, *(uid for uid in wanted if uid not in known))
 
 
-def storage_contexts(syntaxes: Sequence[str], promiscuous: bool, verification: Sequence[str]):
+def storage_contexts(syntaxes: Sequence[str], promiscuous: bool,
+                     verification: Sequence[str]) -> Callable[[str], Sequence[str] | None]:
     """The ``AcceptorPolicy.contexts`` callable: abstract syntax → transfer syntaxes, or None."""
     storage = storage_sop_classes()
     accepted = tuple(syntaxes)

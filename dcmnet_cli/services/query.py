@@ -10,6 +10,14 @@ Key syntax (``-k``), as DCMTK's findscu, plus sequence paths:
   creating the sequence and its items as needed; ``Seq`` alone is an empty sequence (return key);
 - a value for a multi-valued VR may use ``\\`` to separate values (UID lists, PS3.4 C.2.2.2.2).
 
+Values are checked against their attribute's VR when the identifier is built, before any association:
+a value the VR cannot hold (``Rows=70000``: US is 0..65535; ``SeriesNumber=abc``; ``StudyDate=2024-13-01``)
+raises :class:`QueryKeyError` naming the key and what is allowed (exit 2), instead of failing later while
+the identifier is encoded on an open association. Binary numbers (US SS UL SL UV SV FL FD) and AT must
+fit; IS and DS must be integer / decimal strings in range; DA, TM and DT must be a value or a range
+(PS3.4 C.2.2.2.5); UI a list of UIDs (C.2.2.2.2). These VRs take no wildcards (C.2.2.2.4); a lone ``*``
+is let through for DA/TM/DT/UI because many SCPs read it as universal matching.
+
 Default return keys rule: when ``default_return_keys`` is true, the keys of the level's
 ``DEFAULT_RETURN_KEYS`` that the identifier does not already contain are added as return keys, **unless**
 the user asked for at least one return key (a key without a value) anywhere, in which case the user's
@@ -24,7 +32,9 @@ from io import BytesIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 
-from ..errors import DIMSEError, InputError
+from ..errors import DIMSEError, InputError, LocalDIMSEError, QueryKeyError, RemoteDIMSEError
+from ..part10.syntaxes import IMPLICIT_LE
+from ..part10.walker import walk
 
 if TYPE_CHECKING:  # pragma: no cover
     from pydicom import Dataset
@@ -147,8 +157,9 @@ def _split_path(path: str) -> list[tuple[int, int | None]]:
     return parts
 
 
-def _set_value(ds: "Dataset", tag: int, value: str | None) -> None:
-    """Set ``tag`` to ``value`` (None / "" = zero-length return key) with its dictionary VR."""
+def _set_value(ds: "Dataset", tag: int, value: str | None, key: str | None = None) -> None:
+    """Set ``tag`` to ``value`` (None / "" = zero-length return key) with its dictionary VR. A value the
+    VR cannot hold raises :class:`QueryKeyError` naming ``key`` (the ``-k`` text) and what is allowed."""
     vr = _vr_of(tag)
     if vr == "SQ":
         if value:
@@ -160,6 +171,7 @@ def _set_value(ds: "Dataset", tag: int, value: str | None) -> None:
     if not value:
         ds.add_new(tag, vr, None)
         return
+    _check_value(tag, vr, value, key)
     if vr in ("US", "SS", "UL", "SL", "UV", "SV", "FL", "FD", "AT", "OB", "OW", "OF", "OD", "OL", "OV", "UN"):
         ds.add_new(tag, vr, _binary_value(tag, vr, value))
         return
@@ -170,10 +182,18 @@ def _set_value(ds: "Dataset", tag: int, value: str | None) -> None:
         raise ValueError(f"({tag >> 16:04X},{tag & 0xFFFF:04X}) has VR {vr}: {value!r} is not a valid value ({error})") from None
 
 
+def _int(text: str) -> int:
+    """A decimal integer (leading zeros allowed), else Python's 0x / 0o / 0b forms; ValueError otherwise."""
+    try:
+        return int(text, 10)
+    except ValueError:
+        return int(text, 0)
+
+
 def _binary_value(tag: int, vr: str, value: str) -> Any:
     try:
         if vr in ("US", "SS", "UL", "SL", "UV", "SV"):
-            numbers = [int(v, 0) for v in value.split("\\")]
+            numbers = [_int(v) for v in value.split("\\")]
             return numbers if len(numbers) > 1 else numbers[0]
         if vr in ("FL", "FD"):
             floats = [float(v) for v in value.split("\\")]
@@ -183,6 +203,139 @@ def _binary_value(tag: int, vr: str, value: str) -> Any:
     except ValueError:
         raise ValueError(f"({tag >> 16:04X},{tag & 0xFFFF:04X}) has VR {vr}: {value!r} is not a valid value") from None
     return value.encode("latin-1", "replace")
+
+
+# ---------------------------------------------------------------------------------- value checks
+
+_INT_RANGES: dict[str, tuple[int, int]] = {
+    "US": (0, 0xFFFF), "SS": (-0x8000, 0x7FFF), "UL": (0, 0xFFFFFFFF), "SL": (-0x80000000, 0x7FFFFFFF),
+    "UV": (0, 0xFFFFFFFFFFFFFFFF), "SV": (-0x8000000000000000, 0x7FFFFFFFFFFFFFFF),
+    "IS": (-0x80000000, 0x7FFFFFFF),  # PS3.5 Table 6.2-1
+}
+_FLOAT32_MAX = 3.4028234663852886e38
+_IS = re.compile(r"^ *[+-]?[0-9]+ *$")
+_DS = re.compile(r"^ *[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)? *$")
+_TM = re.compile(r"^([0-9]{2})(?:([0-9]{2})(?:([0-9]{2})(?:\.[0-9]{1,6})?)?)?$")
+_DT = re.compile(r"^([0-9]{4})(?:([0-9]{2})(?:([0-9]{2})(?:([0-9]{2})(?:([0-9]{2})(?:([0-9]{2})(?:\.[0-9]{1,6})?)?)?)?)?)?"
+                 r"(?:[+-]([0-9]{2})([0-9]{2}))?$")
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+_RANGE_VRS = frozenset(("DA", "TM", "DT"))
+
+
+def _allowed(vr: str) -> str:
+    """What a value of ``vr`` may be, for the error message."""
+    if vr in _INT_RANGES:
+        low, high = _INT_RANGES[vr]
+        return f"an integer {low}..{high}" + (" of at most 12 characters" if vr == "IS" else "")
+    return {
+        "FL": f"a finite number within +-{_FLOAT32_MAX:.7g}",
+        "FD": "a finite number",
+        "DS": "a decimal number of at most 16 characters, e.g. 1.5 or -2e3",
+        "AT": "a tag gggg,eeee or a keyword",
+        "DA": "a date YYYYMMDD or a range YYYYMMDD-YYYYMMDD (either end may be left out)",
+        "TM": "a time HH[MM[SS[.FFFFFF]]] or a range of two (either end may be left out)",
+        "DT": "a date-time YYYY[MM[DD[HH[MM[SS[.FFFFFF]]]]]][+-ZZZZ] or a range of two",
+        "UI": "a UID (digits and dots, at most 64 characters), or a list UID1\\UID2",
+    }.get(vr, "")
+
+
+def _valid_one(vr: str, text: str) -> bool:
+    """Is ``text`` one acceptable query value of ``vr`` (ranges included for DA/TM/DT)?"""
+    import math
+
+    if vr in _INT_RANGES:
+        if vr == "IS" and (not _IS.match(text) or len(text) > 12):
+            return False
+        try:
+            number = int(text, 10) if vr == "IS" else _int(text)
+        except ValueError:
+            return False
+        low, high = _INT_RANGES[vr]
+        return low <= number <= high
+    if vr in ("FL", "FD", "DS"):
+        if vr == "DS" and (not _DS.match(text) or len(text) > 16):
+            return False
+        try:
+            real = float(text)
+        except ValueError:
+            return False
+        return math.isfinite(real) and (vr != "FL" or abs(real) <= _FLOAT32_MAX)
+    if vr == "AT":
+        try:
+            _tag_of(text)
+        except ValueError:
+            return False
+        return True
+    if vr == "UI":
+        return text == "*" or (len(text) <= 64 and _UID.match(text) is not None)
+    if vr in _RANGE_VRS:
+        if text == "*":
+            return True
+        if _valid_point(vr, text):
+            return True  # (a DT with a negative offset contains "-" and is still one value)
+        for at, char in enumerate(text):
+            if char == "-":
+                start, end = text[:at], text[at + 1:]
+                if (start or end) and all(not part or _valid_point(vr, part) for part in (start, end)):
+                    return True
+        return False
+    return True
+
+
+def _valid_point(vr: str, text: str) -> bool:
+    """One DA, TM or DT value (not a range)."""
+    import datetime
+
+    if vr == "DA":
+        if len(text) != 8 or not text.isdigit():
+            return False
+        try:
+            datetime.date(int(text[:4]), int(text[4:6]), int(text[6:]))
+        except ValueError:
+            return False
+        return True
+    if vr == "TM":
+        match = _TM.match(text)
+        return match is not None and _clock_ok(match[1], match[2], match[3])
+    match = _DT.match(text)
+    if match is None:
+        return False
+    month, day = match[2], match[3]
+    if month is not None and not 1 <= int(month) <= 12:
+        return False
+    if day is not None and not 1 <= int(day) <= 31:
+        return False
+    if match[7] is not None and not (int(match[7]) <= 14 and int(match[8]) <= 59):
+        return False
+    return _clock_ok(match[4], match[5], match[6])
+
+
+def _clock_ok(hour: str | None, minute: str | None, second: str | None) -> bool:
+    return ((hour is None or int(hour) <= 23) and (minute is None or int(minute) <= 59)
+            and (second is None or int(second) <= 60))  # 60: a leap second
+
+
+def value_problem(vr: str, value: str) -> tuple[str, str] | None:
+    """``(bad value, what is allowed)`` when ``value`` (one ``-k`` value, ``\\`` separating several)
+    cannot be sent as ``vr``; None when it can, or when ``vr`` is not one this module checks."""
+    if not _allowed(vr):
+        return None
+    for text in value.split("\\"):
+        if not _valid_one(vr, text):
+            return text, _allowed(vr)
+    return None
+
+
+def _check_value(tag: int, vr: str, value: str, key: str | None) -> None:
+    """QueryKeyError naming the key, the attribute, its VR and what it allows, for a value it cannot hold."""
+    problem = value_problem(vr, value)
+    if problem is None:
+        return
+    from pydicom.datadict import keyword_for_tag
+
+    bad, allowed = problem
+    name = f"{keyword_for_tag(tag) or 'attribute'} ({tag >> 16:04X},{tag & 0xFFFF:04X})"
+    raise QueryKeyError(f"{key or name}: {bad!r} is not a valid value for {name}, VR {vr}: {allowed}", key=key)
 
 
 def apply_key(ds: "Dataset", key: str) -> bool:
@@ -206,7 +359,7 @@ def apply_key(ds: "Dataset", key: str) -> bool:
     tag, index = parts[-1]
     if index is not None and _vr_of(tag) != "SQ":
         raise ValueError(f"bad key {key!r}: only sequences take an [index]")
-    _set_value(target, tag, value if eq else None)
+    _set_value(target, tag, value if eq else None, key.strip())
     return not value
 
 
@@ -215,14 +368,21 @@ def build_identifier(keys: Sequence[str], level: str | None, base: "Dataset | No
     """The C-FIND/MOVE/GET identifier: ``base`` (from ``-f``), then ``keys`` (``-k``, which override it),
     QueryRetrieveLevel set to ``level`` (when not None), and the level's default return keys when asked
     and the user named no return key (see the module docstring). ``level`` "WORKLIST" or None with
-    model "worklist" uses the worklist defaults. Raises ValueError with a one-line reason on a bad key."""
+    model "worklist" uses the worklist defaults. Raises ValueError with a one-line reason on a bad key
+    (:class:`QueryKeyError`, also a ValueError, for a value its VR cannot hold or an identifier that does
+    not encode)."""
     import warnings
 
     with warnings.catch_warnings():
         # Query values are not stored values: "*" in a UI or "2024-" in a DA are valid keys (PS3.4 C.2.2.2),
         # so pydicom's value validation has nothing useful to say here.
         warnings.simplefilter("ignore")
-        return _build_identifier(keys, level, base, default_return_keys, model)
+        ds = _build_identifier(keys, level, base, default_return_keys, model)
+    try:  # what the value checks do not cover (e.g. a value from -f) fails here, not on the wire; implicit
+        encode_identifier(ds, IMPLICIT_LE)  # VR LE is the most permissive encoding (no 16-bit value lengths)
+    except LocalDIMSEError as error:
+        raise QueryKeyError(f"{error} (check the -k values and any -f file)") from None
+    return ds
 
 
 def _build_identifier(keys: Sequence[str], level: str | None, base: "Dataset | None",
@@ -292,13 +452,14 @@ def check_level(model: str, level: str | None) -> None:
 
 def _encoding(transfer_syntax_uid: str) -> tuple[bool, bool, bool]:
     """(implicit VR, little endian, deflated) of a transfer syntax; uncompressed ones only for identifiers."""
-    from ..part10.sopclasses import encoding_of
+    from ..part10.syntaxes import encoding_of
 
     return encoding_of(transfer_syntax_uid)
 
 
 def encode_identifier(ds: "Dataset", transfer_syntax_uid: str) -> bytes:
-    """The identifier as bytes in the context's transfer syntax (explicit/implicit, LE/BE, deflate)."""
+    """The identifier as bytes in the context's transfer syntax (explicit/implicit, LE/BE, deflate).
+    :class:`LocalDIMSEError` when a value cannot be encoded (our input: nothing is sent)."""
     import warnings
 
     from pydicom.filebase import DicomBytesIO
@@ -313,7 +474,7 @@ def encode_identifier(ds: "Dataset", transfer_syntax_uid: str) -> bytes:
             warnings.simplefilter("ignore")
             write_dataset(buffer, ds)
     except Exception as error:  # pydicom raises many types for unencodable values
-        raise ValueError(f"cannot encode the identifier: {error}") from error
+        raise LocalDIMSEError(f"cannot encode the identifier: {_one_line(error)}") from error
     data = buffer.getvalue()
     if deflated:
         import zlib
@@ -323,9 +484,27 @@ def encode_identifier(ds: "Dataset", transfer_syntax_uid: str) -> bytes:
     return data
 
 
+_PYDICOM_TAG_ERROR = re.compile(r"^With tag \(([0-9A-Fa-f]{4}),([0-9A-Fa-f]{4})\) got exception: (.*)$")
+
+
+def _one_line(error: Exception) -> str:
+    """pydicom's write errors carry whole tracebacks in their text: keep the first line, as "(gggg,eeee)
+    Keyword: reason" when it names the element."""
+    lines = str(error).strip().splitlines()
+    first = lines[0] if lines else type(error).__name__
+    match = _PYDICOM_TAG_ERROR.match(first)
+    if match is None:
+        return first
+    from pydicom.datadict import keyword_for_tag
+
+    tag = (int(match[1], 16) << 16) | int(match[2], 16)
+    keyword = keyword_for_tag(tag)
+    return f"({match[1]},{match[2]}){' ' + keyword if keyword else ''}: {match[3]}"
+
+
 def decode_identifier(data: bytes, transfer_syntax_uid: str) -> "Dataset":
     """Decode a response identifier fully (every value read and character set applied now, so a
-    malformed identifier fails here with DIMSEError rather than later while printing)."""
+    malformed identifier fails here with RemoteDIMSEError rather than later while printing)."""
     from pydicom.filereader import read_dataset
 
     implicit, little, deflated = _encoding(transfer_syntax_uid)
@@ -334,7 +513,7 @@ def decode_identifier(data: bytes, transfer_syntax_uid: str) -> "Dataset":
             import zlib
 
             data = zlib.decompress(data, -zlib.MAX_WBITS)
-        check_lengths(data, implicit, little)
+        walk(data, not implicit, little)  # structure first: pydicom silently truncates an overlong value
         ds = read_dataset(BytesIO(data), implicit, little)
         if len(data) and len(ds) == 0:
             raise ValueError("no elements could be read")
@@ -343,45 +522,8 @@ def decode_identifier(data: bytes, transfer_syntax_uid: str) -> "Dataset":
     except DIMSEError:
         raise
     except Exception as error:
-        raise DIMSEError(f"the peer sent an undecodable identifier ({len(data)} bytes): {error}") from None
+        raise RemoteDIMSEError(f"the peer sent an undecodable identifier ({len(data)} bytes): {error}") from None
     return ds
-
-
-_LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
-
-
-def check_lengths(data: bytes, implicit: bool, little: bool) -> None:
-    """Walk the top-level element headers: every defined length must fit in what is left (pydicom
-    silently truncates a value whose length runs past the end). Undefined lengths are left to pydicom,
-    which checks their delimiters. ValueError names the first bad element."""
-    import struct
-
-    endian = "<" if little else ">"
-    short, long_ = struct.Struct(endian + "HH2sH"), struct.Struct(endian + "HH2s2xI")
-    implicit_header = struct.Struct(endian + "HHI")
-    offset, end = 0, len(data)
-    while offset < end:
-        if end - offset < 8:
-            raise ValueError(f"truncated element header at offset {offset}")
-        if implicit:
-            group, element, length = implicit_header.unpack_from(data, offset)
-            header = 8
-        else:
-            group, element, vr, length = short.unpack_from(data, offset)
-            header = 8
-            if not (vr.isalpha() and vr.isupper()):
-                raise ValueError(f"({group:04X},{element:04X}) has no valid VR ({vr!r})")
-            if vr in _LONG_VRS:
-                if end - offset < 12:
-                    raise ValueError(f"truncated element header at offset {offset}")
-                _g, _e, _vr, length = long_.unpack_from(data, offset)
-                header = 12
-        if length == 0xFFFFFFFF:
-            return
-        if length > end - offset - header:
-            raise ValueError(f"({group:04X},{element:04X}) length {length} runs past the end "
-                             f"({end - offset - header} bytes left)")
-        offset += header + length
 
 
 def _force(ds: "Dataset") -> None:
@@ -399,6 +541,7 @@ def _force(ds: "Dataset") -> None:
 def load_query_file(path: str | Path) -> "Dataset":
     """A query dataset from a DICOM file (Part 10 or raw) or a DICOM JSON file (PS3.18 F)."""
     import json
+    import warnings
 
     from pydicom import Dataset, dcmread
 
@@ -415,7 +558,9 @@ def load_query_file(path: str | Path) -> "Dataset":
                 if len(obj) != 1:
                     raise ValueError("a JSON array must hold exactly one dataset")
                 obj = obj[0]
-            return Dataset.from_json(obj)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # pydicom's value warnings: build_identifier checks encoding
+                return Dataset.from_json(obj)
         except Exception as error:
             raise InputError(f"{path} is not a DICOM JSON dataset: {error}") from None
     try:

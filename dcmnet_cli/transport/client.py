@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import TYPE_CHECKING, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, TypeVar
 
 from ..errors import AssociationAborted, AssociationRejected, ConnectError, TimeoutExpired
-from ..ul.association import Aborted, Association, AssociationAccepted, AssociationRejected as RejectedEvent
+from ..dimse.connection import Aborted, AssociationAccepted, DIMSEConnection
+from ..dimse.connection import AssociationRejected as RejectedEvent
 from ..ul.negotiation import describe_rejection
 from ..ul.pdu import AssociateRQ
 from ..ul.statemachine import Role
-from .channel import Channel
+from .channel import Channel, Driver
+
+D = TypeVar("D", bound=Driver)
 
 if TYPE_CHECKING:
     from .tls import ClientTLS
@@ -35,7 +38,8 @@ def connect_socket(host: str, port: int, timeout: float | None) -> socket.socket
     """TCP connect with a deadline; every failure becomes ConnectError with the cause in words."""
     try:
         # An ASCII host goes as bytes: a str host makes the socket module load the idna codec (~2 ms).
-        return socket.create_connection((host.encode("ascii") if host.isascii() else host, port), timeout=timeout)
+        address: Any = (host.encode("ascii") if host.isascii() else host, port)
+        return socket.create_connection(address, timeout=timeout)
     except socket.gaierror as error:
         raise ConnectError(f"cannot resolve host {host!r}: {error.strerror}") from None
     except ConnectionRefusedError:
@@ -66,19 +70,33 @@ def open_association(
         from .tls import wrap_client
 
         sock = wrap_client(sock, tls, host, port)
-    assoc = Association(Role.REQUESTOR, max_receive or request.user_info.max_length or 0)
-    assoc.trace = trace
-    assoc.request(request)
-    assoc.connection_made()
-    channel = Channel(sock, assoc, network_timeout=timeouts.network)
+    conn = requestor(request, max_receive, trace)
+    channel = Channel(sock, conn, network_timeout=timeouts.network)
+    return establish(channel, timeouts.acse, tls is not None, f"{host}:{port}")
+
+
+def requestor(request: AssociateRQ, max_receive: int | None = None,
+              trace: Callable[[str, str], None] | None = None) -> DIMSEConnection:
+    """A requestor's DIMSE connection that sends ``request`` once its driver starts."""
+    conn = DIMSEConnection(Role.REQUESTOR, max_receive or request.user_info.max_length or 0)
+    conn.association.trace = trace
+    conn.request(request)
+    conn.connection_made()
+    return conn
+
+
+def establish(channel: D, acse_timeout: float | None, tls: bool = False, where: str = "") -> D:
+    """Wait (ACSE timeout) for the answer to the A-ASSOCIATE-RQ the driver's connection sends; return the
+    driver once accepted, else raise what the answer means (5 rejected, 6 aborted or silent, 4 TLS)."""
+    host, _, port = where.rpartition(":")
     try:
-        event = channel.next_event(timeouts.acse)
+        event = channel.next_event(acse_timeout)
     except TimeoutExpired:
         channel.abort()
-        raise TimeoutExpired(f"no answer to A-ASSOCIATE-RQ within {timeouts.acse:g} s (ACSE timeout)") from None
+        raise TimeoutExpired(f"no answer to A-ASSOCIATE-RQ within {acse_timeout:g} s (ACSE timeout)") from None
     except AssociationAborted:
         channel.abort()
-        if tls is not None and channel.bytes_received == 0:
+        if tls and channel.bytes_received == 0:
             raise _tls_refused(channel, host, port) from None
         raise
     except BaseException:
@@ -88,7 +106,7 @@ def open_association(
         return channel
     channel.close()
     silent = channel.bytes_received == 0 and (event is None or isinstance(event, Aborted))
-    if silent and tls is not None:
+    if silent and tls:
         raise _tls_refused(channel, host, port)
     if isinstance(event, RejectedEvent):
         rj = event.reject
@@ -100,26 +118,27 @@ def open_association(
     raise AssociationAborted(f"the peer closed the connection during association set-up{hint}")
 
 
-def _tls_refused(channel: Channel, host: str, port: int) -> ConnectError:
+def _tls_refused(channel: Driver, host: str, port: str) -> ConnectError:
     """The peer ended a TLS connection before answering anything: with TLS 1.3 that is how a server
     refuses our client certificate (its alert comes after our side of the handshake is done)."""
     from .tls import describe_alert
 
-    if channel.tls_error is not None:
-        why = describe_alert(channel.tls_error)
+    tls_error = getattr(channel, "tls_error", None)
+    if tls_error is not None:
+        why = describe_alert(tls_error)
     else:
         why = ("the connection was closed before any answer (the peer may require a client certificate "
                "it trusts: --tls-cert FILE --tls-key FILE)")
     return ConnectError(f"TLS connection to {host}:{port} refused by the peer after the handshake: {why}")
 
 
-def release(channel: Channel, timeout: float | None) -> None:
+def release(channel: Driver, timeout: float | None) -> None:
     """A-RELEASE and wait for the RP (bounded by the ACSE timeout); abort if the peer never answers."""
-    from ..ul.association import ReleaseConfirmed, ReleaseRequested
+    from ..dimse.connection import ReleaseConfirmed, ReleaseRequested
 
     if channel.closed:
         return
-    channel.assoc.release()
+    channel.conn.release()
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
         while True:
@@ -128,7 +147,7 @@ def release(channel: Channel, timeout: float | None) -> None:
             if event is None or isinstance(event, ReleaseConfirmed):
                 break
             if isinstance(event, ReleaseRequested):
-                channel.assoc.release_response()  # release collision (Sta9 → Sta11)
+                channel.conn.release_response()  # release collision (Sta9 → Sta11)
             elif isinstance(event, Aborted):
                 raise AssociationAborted(f"{event.message} during release", event.source, event.reason)
     except TimeoutExpired:

@@ -22,10 +22,20 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from ..errors import DcmnetError
-from ..ul.association import Aborted, Association, AssociationRequested
+from ..dimse.connection import Aborted, AssociationRequested, DIMSEConnection
 from ..ul.pdu import AssociateAC, AssociateRJ, AssociateRQ
 from ..ul.statemachine import Role
-from .channel import Channel, _peer_name
+from .channel import Channel, Driver, peer_name
+from .notices import (
+    AssociationFailed,
+    ConnectionRefused,
+    InternalFailure,
+    LimitRejected,
+    ProtocolViolation,
+    ServerNotice,
+    TLSEstablished,
+    TLSFailed,
+)
 
 LOCAL_LIMIT_EXCEEDED = AssociateRJ(2, 3, 2)
 _OUT_OF_RESOURCES = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
@@ -36,7 +46,7 @@ ACCEPT_BACKOFF = 0.1
 class Handler(Protocol):
     def negotiate(self, request: AssociateRQ, peer: str) -> AssociateAC | AssociateRJ: ...
 
-    def serve(self, channel: Channel) -> None: ...
+    def serve(self, channel: Driver) -> None: ...
 
 
 @dataclass
@@ -58,7 +68,7 @@ class Server:
     network_timeout: float | None = None
     max_receive: int = 0
     reuse_port: bool = False
-    log: Callable[[dict], None] = lambda event: None
+    log: Callable[[ServerNotice], None] = lambda event: None
     trace: Callable[[str, str, str], None] | None = None
     """Called with (peer, "sent" | "received", PDU summary) for every PDU when set (--debug)."""
     stats: ServerStats = field(default_factory=ServerStats)
@@ -110,7 +120,7 @@ class Server:
             with self._lock:
                 crowded = len(self._workers) >= self.max_connections
             if crowded:
-                self.log({"event": "connection-refused", "peer": f"{addr[0]}:{addr[1]}", "reason": "too many connections"})
+                self.log(ConnectionRefused(f"{addr[0]}:{addr[1]}", "too many connections"))
                 conn.close()
                 continue
             worker = threading.Thread(target=self._run, args=(conn,), name=f"assoc-{addr[0]}:{addr[1]}", daemon=True)
@@ -166,7 +176,7 @@ class Server:
         """TLS server handshake bounded by ARTIM; None (logged, closed) when it fails."""
         from .tls import accept_tls
 
-        peer = _peer_name(conn)
+        peer = peer_name(conn)
         with self._lock:
             self._handshaking.add(conn)
         try:
@@ -176,18 +186,18 @@ class Server:
                 self._handshaking.discard(conn)
         if wrapped is None:
             self.stats.errors += 1
-            self.log({"event": "tls-error", "peer": peer, "detail": detail})
+            self.log(TLSFailed(peer, detail))
             return None
-        self.log({"event": "tls", "peer": peer, "detail": detail})
+        self.log(TLSEstablished(peer, detail))
         return wrapped
 
     def _serve(self, conn: socket.socket) -> None:
-        assoc = Association(Role.ACCEPTOR, self.max_receive)
-        assoc.connection_made()
-        channel = Channel(conn, assoc, artim_timeout=self.artim_timeout, network_timeout=self.network_timeout)
+        dimse = DIMSEConnection(Role.ACCEPTOR, self.max_receive)
+        dimse.connection_made()
+        channel = Channel(conn, dimse, artim_timeout=self.artim_timeout, network_timeout=self.network_timeout)
         if self.trace is not None:
             trace, peer = self.trace, channel.peer
-            assoc.trace = lambda direction, summary: trace(peer, direction, summary)
+            dimse.association.trace = lambda direction, summary: trace(peer, direction, summary)
         counted = False
         try:
             with self._lock:
@@ -195,7 +205,7 @@ class Server:
             event = channel.next_event(None)  # ARTIM bounds this wait
             if not isinstance(event, AssociationRequested):
                 if isinstance(event, Aborted):
-                    self.log({"event": "protocol-error", "peer": channel.peer, "detail": event.message})
+                    self.log(ProtocolViolation(channel.peer, event.message))
                 return
             with self._lock:
                 counted = self.stats.active < self.max_associations
@@ -203,25 +213,21 @@ class Server:
                     self.stats.active += 1
             if not counted:
                 self.stats.rejected += 1
-                self.log({"event": "rejected", "peer": channel.peer, "reason": "local limit exceeded"})
-                self._answer_and_drain(channel, LOCAL_LIMIT_EXCEEDED)
+                self.log(LimitRejected(channel.peer))
+                reject_and_drain(channel, LOCAL_LIMIT_EXCEEDED)
                 return
-            answer = self.handler.negotiate(event.request, channel.peer)
-            if isinstance(answer, AssociateRJ):
+            if not answer_request(channel, self.handler, event.request):
                 self.stats.rejected += 1
-                self._answer_and_drain(channel, answer)
                 return
-            assoc.accept(answer)
-            channel.flush()
             self.stats.associations += 1
             self.handler.serve(channel)
         except DcmnetError as error:
             self.stats.errors += 1
-            self.log({"event": "error", "peer": channel.peer, "detail": str(error)})
+            self.log(AssociationFailed(channel.peer, str(error)))
             channel.abort()
         except Exception as error:  # a bug in a handler must not kill the server
             self.stats.errors += 1
-            self.log({"event": "internal-error", "peer": channel.peer, "detail": f"{type(error).__name__}: {error}"})
+            self.log(InternalFailure(channel.peer, f"{type(error).__name__}: {error}"))
             channel.abort()
         finally:
             channel.close()
@@ -230,11 +236,41 @@ class Server:
                     self.stats.active -= 1
                 self._channels.discard(channel)
 
-    @staticmethod
-    def _answer_and_drain(channel: Channel, rj: AssociateRJ) -> None:
-        """Send the RJ, then wait (ARTIM-bounded, Sta13) for the peer to close."""
-        channel.assoc.reject(rj)
-        channel.flush()
-        while channel.next_event(None) is not None:
-            pass
 
+def answer_request(channel: Driver, handler: Handler, request: AssociateRQ) -> bool:
+    """Negotiate an A-ASSOCIATE-RQ: accept (True, the association is established) or reject and wait
+    (ARTIM-bounded, Sta13) for the peer to close (False)."""
+    answer = handler.negotiate(request, channel.peer)
+    if isinstance(answer, AssociateRJ):
+        reject_and_drain(channel, answer)
+        return False
+    channel.conn.accept(answer)
+    channel.flush()
+    return True
+
+
+def reject_and_drain(channel: Driver, rj: AssociateRJ) -> None:
+    channel.conn.reject(rj)
+    channel.flush()
+    while channel.next_event(None) is not None:
+        pass
+
+
+class BackgroundServer:
+    """A :class:`Server` accepting in a thread of its own between :meth:`start` and :meth:`stop` (the C-MOVE
+    destination inside ``move --store-port``): bound before the thread exists, joined when stopped."""
+
+    def __init__(self, server: Server, grace: float = 5.0, name: str = "dcmnet-server") -> None:
+        self.server, self.grace, self.name = server, grace, name
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.server.bind()  # OSError (port in use) reaches the caller before any thread exists
+        self._thread = threading.Thread(target=self.server.serve_forever, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.server.stop(self.grace)
+        if self._thread is not None:
+            self._thread.join(self.grace + 5.0)
+            self._thread = None

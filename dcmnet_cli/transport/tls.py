@@ -44,7 +44,8 @@ class ServerSettings(NamedTuple):
     """``listen --tls``: our certificate and key; client certificates verified against ``ca``."""
 
     cert: str
-    key: str
+    key: str | None
+    """None: the key is in the ``cert`` file."""
     ca: str | None = None
     require_client_cert: bool = False
     key_password_env: str | None = None

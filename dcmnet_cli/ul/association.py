@@ -16,7 +16,7 @@ Rules:
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 from ..errors import AbortReason, LocalProtocolError, PDUDecodeError, RemoteProtocolError
 from .framing import UNLIMITED_PDATA_CAP, PDUReader
@@ -121,7 +121,7 @@ class Association:
         self.state = State.STA1
         self.max_receive = max_receive
         self._reader = PDUReader(max_receive)
-        self._out: list[bytes | memoryview] = []
+        self._out: list[Any] = []
         self._events: deque[AssociationEvent] = deque()
         self.artim_running = False
         self.artim_starts = 0
@@ -133,7 +133,7 @@ class Association:
         self.peer_max_pdu = send_limit(None)
         # The PDU that the next SEND_* effect puts on the wire, set just before stepping.
         self._pending: PDU | None = None
-        self._pending_pdata: Sequence[bytes | memoryview] = ()
+        self._pending_pdata: Sequence[Any] = ()
         self._indication: AssociationEvent | None = None
         self._desynchronised = False
         self.trace: Callable[[str, str], None] | None = None
@@ -159,11 +159,11 @@ class Association:
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Feed received bytes; whole PDUs are decoded and stepped through the state machine."""
-        if self.state is State.STA1 or self._desynchronised:
+        if self._idle() or self._desynchronised:
             return
         reader = self._reader
         reader.feed(data)
-        while self.state is not State.STA1:
+        while not self._idle():
             try:
                 framed = reader.next_pdu()
                 if framed is None:
@@ -173,10 +173,7 @@ class Association:
                     pdata = decode_pdata(memoryview(framed[1]))
                     if self.trace is not None:
                         self.trace("received", summarize(pdata))
-                    bad = self._check_contexts(pdata)
-                    if bad is not None:
-                        self.abort_for(bad)
-                        return
+                    # Which contexts a PDV may use is checked once, above the UL (dimse.connection).
                     self._events.append(DataReceived(pdata))
                     continue
                 pdu = decode_pdu(framed[0], memoryview(framed[1]))
@@ -187,7 +184,14 @@ class Association:
                 return
             self._receive_pdu(pdu)
 
-    def data_to_send(self) -> list[bytes | memoryview]:
+    def _idle(self) -> bool:
+        """Sta1: nothing to receive for. A method rather than an inline test because each PDU stepped in the
+        loop of :meth:`receive_data` may change the state, which a type checker's narrowing cannot see."""
+        return self.state is State.STA1
+
+    def data_to_send(self) -> list[Any]:
+        """Buffers to write in order: PDU bytes, and the driver's own buffers (file regions) given to
+        :meth:`send_pdata`, which the UL never looks inside."""
         out, self._out = self._out, []
         return out
 
@@ -221,7 +225,7 @@ class Association:
         self._pending = rj
         self._step(Event.EVT8)
 
-    def send_pdata(self, buffers: Sequence[bytes | memoryview]) -> None:
+    def send_pdata(self, buffers: Sequence[Any]) -> None:
         """Evt9: ``buffers`` are whole P-DATA-TF PDUs (possibly split for scatter-gather writes)."""
         if self.state is State.STA6:
             self._out.extend(buffers)  # hot path: Evt9 in Sta6 is always DT-1 (send)
@@ -295,10 +299,6 @@ class Association:
         elif isinstance(pdu, AssociateRJ):
             self._indication = AssociationRejected(pdu)
         elif isinstance(pdu, PDataTF):
-            bad = self._check_contexts(pdu)
-            if bad is not None:
-                self.abort_for(bad)
-                return
             self._indication = DataReceived(pdu)
         elif isinstance(pdu, ReleaseRQ):
             self._indication = ReleaseRequested()
@@ -316,17 +316,6 @@ class Association:
             self.accept_pdu = ac
             self.contexts = requestor_contexts(self.request_pdu, ac)
             self.peer_max_pdu = send_limit(ac.user_info.max_length)
-
-    def _check_contexts(self, pdata: PDataTF) -> RemoteProtocolError | None:
-        if self.state is not State.STA6 and self.state is not State.STA7:
-            return None  # the table decides what a P-DATA-TF means here
-        for pdv in pdata.pdvs:
-            if pdv.context_id not in self.contexts:
-                return RemoteProtocolError(
-                    f"PDV on presentation context {pdv.context_id}, which was not accepted",
-                    AbortReason.INVALID_PDU_PARAMETER_VALUE,
-                )
-        return None
 
     def _step(
         self, event: Event, *, acceptable: bool = True, abort_from_user: bool = False, from_peer: PDU | None = None

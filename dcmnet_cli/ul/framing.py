@@ -108,5 +108,6 @@ class PDUReader:
         head = bytes(self._buf[:6]) + bytes(self._view[self._pos : self._pos + 6])
         if len(head) < 6:
             return 6 - len(head)
+        length: int
         _, _, length = HEADER.unpack_from(head)
         return max(1, 6 + length - self.buffered)

@@ -9,7 +9,7 @@ are kept as :class:`RawSubItem` so that a request decodes and re-encodes to the 
 from __future__ import annotations
 
 import struct
-from typing import Iterator, NamedTuple
+from typing import Callable, Iterator, NamedTuple
 
 from ..errors import AbortReason, PDUDecodeError
 
@@ -403,7 +403,7 @@ SubItem = (
     | RawSubItem
 )
 
-_SUB_DECODERS = {
+_SUB_DECODERS: dict[int, Callable[[memoryview], SubItem]] = {
     ItemType.MAXIMUM_LENGTH: MaximumLength.decode,
     ItemType.IMPLEMENTATION_CLASS_UID: ImplementationClassUID.decode,
     ItemType.IMPLEMENTATION_VERSION_NAME: ImplementationVersionName.decode,

@@ -193,17 +193,21 @@ def _decode_associate(pdu_type: int, body: memoryview) -> AssociateRQ | Associat
         raise PDUDecodeError(f"{name} of {len(body)} bytes is shorter than its 68-byte fixed part")
     version, _, called, calling, _ = _ASSOCIATE_FIXED.unpack_from(body)
     application_context: str | None = None
-    contexts: list = []
+    rq_contexts: list[PresentationContextRQ] = []
+    ac_contexts: list[PresentationContextAC] = []
     user_info: UserInformation | None = None
-    context_type = ItemType.PRESENTATION_CONTEXT_RQ if pdu_type == PDUType.ASSOCIATE_RQ else ItemType.PRESENTATION_CONTEXT_AC
-    context_class = PresentationContextRQ if pdu_type == PDUType.ASSOCIATE_RQ else PresentationContextAC
+    is_rq = pdu_type == PDUType.ASSOCIATE_RQ
+    context_type = ItemType.PRESENTATION_CONTEXT_RQ if is_rq else ItemType.PRESENTATION_CONTEXT_AC
     for item_type, value in iter_items(body[_ASSOCIATE_FIXED.size :], name):
         if item_type == ItemType.APPLICATION_CONTEXT:
             if application_context is not None:
                 raise PDUDecodeError(f"{name}: two application context items", AbortReason.UNEXPECTED_PDU_PARAMETER)
             application_context = decode_uid(value, "application context name")
         elif item_type == context_type:
-            contexts.append(context_class.decode(value))
+            if is_rq:
+                rq_contexts.append(PresentationContextRQ.decode(value))
+            else:
+                ac_contexts.append(PresentationContextAC.decode(value))
         elif item_type == ItemType.USER_INFORMATION:
             if user_info is not None:
                 raise PDUDecodeError(f"{name}: two user information items", AbortReason.UNEXPECTED_PDU_PARAMETER)
@@ -211,15 +215,11 @@ def _decode_associate(pdu_type: int, body: memoryview) -> AssociateRQ | Associat
         # Any other item type is skipped (PS3.8 §9.3.1).
     if application_context is None:
         raise PDUDecodeError(f"{name} without an application context item", AbortReason.INVALID_PDU_PARAMETER_VALUE)
-    cls = AssociateRQ if pdu_type == PDUType.ASSOCIATE_RQ else AssociateAC
-    return cls(
-        called_ae=decode_ae(called),
-        calling_ae=decode_ae(calling),
-        user_info=user_info or UserInformation(),
-        application_context=application_context,
-        protocol_version=version,
-        presentation_contexts=tuple(contexts),
-    )
+    # called_ae, calling_ae, user_info, application_context, protocol_version: the same for RQ and AC.
+    fixed = (decode_ae(called), decode_ae(calling), user_info or UserInformation(), application_context, version)
+    if is_rq:
+        return AssociateRQ(*fixed, presentation_contexts=tuple(rq_contexts))
+    return AssociateAC(*fixed, presentation_contexts=tuple(ac_contexts))
 
 
 def decode_pdata(body: memoryview) -> PDataTF:

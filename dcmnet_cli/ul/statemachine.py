@@ -16,7 +16,9 @@ Rules:
 * Three actions branch on context the table cannot know: AE-6 on whether the A-ASSOCIATE-RQ is
   acceptable (Table 9-6), AR-8 on our role in a release collision (Table 9-8), AA-3 on whether the
   A-ABORT came from the peer user or the peer provider (Table 9-9).
-* Every transition is precomputed at import, so :func:`transition` is one dict lookup on the hot path.
+* :data:`TABLE` is built at import; the :class:`Transition` of each cell is built on its first use and
+  cached (building every state/event/role/branch combination up front would cost ~3 ms of every
+  start-up), so from then on :func:`transition` is one dict lookup on the hot path.
 """
 
 from __future__ import annotations
@@ -267,13 +269,12 @@ _TRANSITIONS: dict[tuple[State, Event, Role, bool, bool], Transition] = {}
 
 def transition(
     state: State, event: Event, role: Role, *, acceptable: bool = True, abort_from_user: bool = False,
-    artim_running: bool = False,
 ) -> Transition:
     """Look up what ``event`` does in ``state`` (PS3.8 Table 9-10).
 
     ``acceptable`` picks the AE-6 branch (is the received A-ASSOCIATE-RQ acceptable?), ``abort_from_user``
-    the AA-3 indication (A-ABORT PDU source is the peer service-user). ``artim_running`` is accepted for
-    callers that track it; AA-2 always lists STOP_ARTIM, which is harmless when ARTIM is not running.
+    the AA-3 indication (A-ABORT PDU source is the peer service-user). Whether ARTIM runs is the driver's
+    business: AA-2 always lists STOP_ARTIM, which is harmless when ARTIM is not running.
 
     Raises :class:`LocalProtocolError` for a local event that cannot occur in ``state`` and
     :class:`RemoteProtocolError` (``AbortReason.UNEXPECTED_PDU``) for a received PDU that cannot.

@@ -10,7 +10,7 @@ from ...dimse.status import describe
 from ...errors import DcmnetError
 from ..app import App
 from ..exitcodes import ExitCode, combine, for_error, for_status
-from ..options import network_options, tls_options, parse_peer, timeouts_from
+from ..options import network_options, output_options, parse_peer, timeouts_from, tls_options
 
 
 @click.command("echo")
@@ -20,7 +20,7 @@ from ..options import network_options, tls_options, parse_peer, timeouts_from
 @click.option("-c", "--count", type=click.IntRange(min=1), default=1, show_default=True, help="Echoes to send over one association.")
 @click.option("-i", "--interval", type=click.FloatRange(min=0), default=0.0, help="Seconds between echoes with --count.")
 @click.option("--abort", "abort", is_flag=True, help="End with A-ABORT instead of a release.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object with statuses and timings.")
+@output_options(json_help="One JSON object with statuses and timings.")
 @click.pass_obj
 def command(app: App, peer: tuple[str, ...], count: int, interval: float, abort: bool, as_json: bool, **options: Any) -> int:
     """Check that a DICOM node answers (C-ECHO).

@@ -22,7 +22,7 @@ from ...dimse.status import Category
 from ...errors import DcmnetError, InputError
 from ..app import App
 from ..exitcodes import ExitCode, for_error
-from ..options import network_options, tls_options, parse_peer, timeouts_from
+from ..options import network_options, output_options, parse_peer, timeouts_from, tls_options
 from ..query_options import query_from_options, query_options
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -37,7 +37,6 @@ UNIQUE = {"PATIENT": "PatientID", "STUDY": "StudyInstanceUID", "SERIES": "Series
 @network_options
 @tls_options
 @query_options
-@click.option("--json", "as_json", is_flag=True, help="One DICOM JSON object (PS3.18 F) per match, one per line.")
 @click.option("--write", "write_dir", type=click.Path(file_okay=False), default=None, metavar="DIR",
               help="Also write each match as a DICOM file in DIR (created if missing).")
 @click.option("--cancel-after", type=click.IntRange(min=1), default=None, metavar="N",
@@ -46,6 +45,7 @@ UNIQUE = {"PATIENT": "PatientID", "STUDY": "StudyInstanceUID", "SERIES": "Series
 @click.option("--datetime-matching", is_flag=True, help="Ask for combined date-time matching (extended negotiation).")
 @click.option("--fuzzy", is_flag=True, help="Ask for fuzzy semantic matching of person names (extended negotiation).")
 @click.option("--timezone-adjust", is_flag=True, help="Ask for timezone query adjustment (extended negotiation).")
+@output_options(json_help="One DICOM JSON object (PS3.18 F) per match, one per line.")
 @click.pass_obj
 def command(app: App, peer: tuple[str, ...], as_json: bool, write_dir: str | None, cancel_after: int | None,
             relational: bool, datetime_matching: bool, fuzzy: bool, timezone_adjust: bool, **options: Any) -> int:
@@ -216,7 +216,7 @@ def print_table(app: App, columns: list[tuple[str, tuple[int, ...]]], rows: list
 def write_match(folder: str, index: int, match: "Dataset", sop_class: str, level: str | None) -> str:
     """Write one match as a Part-10 file ``rspNNNNN[-UNIQUEKEY].dcm``; the name is path-safe."""
     from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
     from ...part10.filenames import is_valid_uid, safe_component
 
@@ -225,8 +225,8 @@ def write_match(folder: str, index: int, match: "Dataset", sop_class: str, level
     path = os.path.join(folder, name)
     out = match.copy()
     out.file_meta = FileMetaDataset()
-    out.file_meta.MediaStorageSOPClassUID = sop_class
-    out.file_meta.MediaStorageSOPInstanceUID = key if is_valid_uid(key) else generate_uid()
+    out.file_meta.MediaStorageSOPClassUID = UID(sop_class)
+    out.file_meta.MediaStorageSOPInstanceUID = UID(key) if is_valid_uid(key) else generate_uid()
     out.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     try:
         out.save_as(path, enforce_file_format=True)

@@ -10,16 +10,8 @@ from ..app import App
 from ..exitcodes import ExitCode
 from ..options import network_options, tls_options, parse_peer
 from ..query_options import query_options
-from .move import (
-    Say,
-    _local_flags,
-    build_requests,
-    finish,
-    make_storage,
-    retrieve_options,
-    run_retrieve,
-    storage_options,
-)
+from ..retrieve import build_requests, finish, make_storage, retrieve_options, run_retrieve
+from ..storage_options import storage_options
 
 
 @click.command("get", context_settings={"help_option_names": ["-h", "--help"]})
@@ -58,7 +50,6 @@ def command(app: App, peer: tuple[str, ...], from_json: Any, storage_classes: tu
     from ...services.scu.retrieve import MAX_STORAGE_CLASSES, resolve_storage_class
     from ...services.scu.retrieve_classes import DEFAULT_STORAGE_CLASSES
 
-    _local_flags(app, options)
     target = parse_peer(peer, options["called_aet"], options)
     try:
         classes = tuple(dict.fromkeys(resolve_storage_class(c) for c in storage_classes)) or DEFAULT_STORAGE_CLASSES
@@ -74,13 +65,12 @@ def command(app: App, peer: tuple[str, ...], from_json: Any, storage_classes: tu
         if from_json is not None:
             app.error("nothing to get: no usable line in --from-json")
         return finish(app, options, "get", target, None, None, problems)
-    received: list[dict] = []
-    say = Say(app)
-    storage, _contexts = make_storage(say, output_directory, filepath, on_duplicate, no_fsync, received)
+    received: list[dict[str, Any]] = []
+    storage, _contexts = make_storage(app, output_directory, filepath, on_duplicate, no_fsync, received)
     if storage is None:
         return ExitCode.USAGE
     try:
-        result = run_retrieve(say, options, "get", target, model.get, requests, storage=storage, storage_classes=classes)
+        result = run_retrieve(app, options, "get", target, model.get, requests, storage=storage, storage_classes=classes)
     finally:
         storage.close(5.0)
     return finish(app, options, "get", target, result, received, problems)

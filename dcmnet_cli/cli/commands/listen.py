@@ -1,40 +1,59 @@
-"""``dcmnet listen``: a DICOM node on a port (Verification SCP; storage with -od)."""
+"""``dcmnet listen``: a DICOM node on a port (Verification SCP; storage with -od).
+
+The accept loop, the worker processes of --workers and the stop on SIGTERM/SIGINT live in transport/
+(``transport.workers.run_workers``); this module turns options into a listener, and events into lines.
+"""
 
 from __future__ import annotations
 
-import signal
-import threading
-from typing import Any
+from typing import Any, Callable
 
 import click
 
-from ..app import App, escape
+from ...transport.workers import run_workers
+from ..app import App
 from ..exitcodes import ExitCode
-from ..options import ae_title, positive_seconds, seconds_or_unlimited, server_tls_from, server_tls_options
+from ..options import (
+    ae_title,
+    output_options,
+    positive_seconds,
+    seconds_or_unlimited,
+    server_tls_from,
+    server_tls_options,
+)
+from ..storage_options import NOTABLE_EVENTS, build_storage, log_line
+
+STORAGE_ONLY = ("filepath", "accept_syntaxes", "promiscuous", "exec_on_receive", "exec_on_association_end")
+"""Options that mean nothing without -od or --ignore."""
 
 
-class _Stop(Exception):
-    """Raised in the main thread by SIGTERM so the accept loop unwinds like Ctrl-C."""
+class EventLog:
+    """Where the listener's events go: the dashboard's counters, and JSON lines on stdout or log lines
+    on stderr (the routine ones with -v only). Called from every association thread; App keeps each
+    line whole. ``storage`` is the Storage SCP with -od/--ignore (its totals end the summary).
+    """
 
+    def __init__(self, app: App, as_json: bool) -> None:
+        self.app, self.as_json = app, as_json
+        self.dashboard: Any = None
+        self.storage: Any = None
 
-def log_line(event: dict) -> str:
-    kind = event.get("event")
-    peer = event.get("peer", "?")
-    if kind == "association":
-        return (f"{peer} {escape(event['calling_ae'])} -> {escape(event['called_ae'])}: {event['outcome']}, "
-                f"{event['echoes']} echo(es), {event['stored']} stored, {event['failed']} failed, "
-                f"{event['bytes']} bytes in {event['duration_ms']:.1f} ms")
-    if kind == "associated":
-        return f"{peer} {escape(event['calling_ae'])} -> {escape(event['called_ae'])}: associated ({event['contexts']} contexts)"
-    if kind == "rejected":
-        return f"{peer} rejected: {event.get('reason_text') or event.get('reason')}"
-    if kind in ("stored", "received", "store-failed"):
-        where = event.get("path") or "(discarded)"
-        extra = f" ({event['duplicate']})" if event.get("duplicate") else ""
-        why = f": {escape(event['detail'])}" if event.get("detail") else ""
-        return (f"{peer} {kind} {escape(event.get('sop_instance_uid') or '?')} {event['status']} "
-                f"{escape(where)}{extra}, {event['bytes']} bytes{why}")
-    return f"{peer} {kind}: {escape(str(event.get('detail', '')))}"
+    def __call__(self, event: Any) -> None:
+        """One event record (services/scp/events.py, transport/notices.py)."""
+        if self.dashboard is not None:
+            self.dashboard.event(event)
+        if self.as_json:
+            from ...services.scp.events import event_dict
+
+            self.app.json(event_dict(event))
+        elif event.event in NOTABLE_EVENTS:
+            self.app.say(log_line(event))
+        elif self.app.verbose:
+            self.app.say(log_line(event), "detail")
+
+    def trace(self, peer: str, direction: str, summary: str) -> None:
+        """One PDU summary (--debug)."""
+        self.app.trace(direction, f"{peer} {summary}")
 
 
 @click.command("listen")
@@ -58,8 +77,6 @@ def log_line(event: dict) -> str:
 @click.option("--shutdown-grace", type=float, default=10.0, show_default=True,
               help="On SIGINT/SIGTERM, seconds to let in-flight associations finish.")
 @click.option("--no-progress", is_flag=True, help="No live dashboard on a terminal (log lines only).")
-@click.option("--json", "as_json", is_flag=True,
-              help="One JSON object per line on stdout: per stored object and per association event.")
 @click.option("-od", "--output-directory", type=click.Path(file_okay=False), default=None,
               help="Enable storage: write received objects below this folder (created if missing).")
 @click.option("--filepath", default=None, metavar="TEMPLATE",
@@ -85,14 +102,10 @@ def log_line(event: dict) -> str:
 @click.option("--workers", type=click.IntRange(min=1, max=256), default=1, show_default=True,
               help="Processes sharing the port (SO_REUSEPORT), to use more than one core.")
 @server_tls_options
+@output_options(json_help="One JSON object per line on stdout: per stored object and per association event.")
 @click.pass_obj
-def command(app: App, port: int, aetitle: str, bind: str, require_called_aet: bool, allow_calling_aet: tuple[str, ...],
-            max_associations: int, artim_timeout: float, network_timeout: float | None, max_pdu: int,
-            shutdown_grace: float, as_json: bool, output_directory: str | None = None, filepath: str | None = None,
-            on_duplicate: str = "replace", ignore: bool = False, accept_syntaxes: tuple[str, ...] = (),
-            promiscuous: bool = False, no_fsync: bool = False, exec_on_receive: str | None = None,
-            exec_on_association_end: str | None = None, exec_timeout: float = 60.0, workers: int = 1,
-            no_progress: bool = False, **tls_settings: Any) -> int:
+def command(app: App, port: int, aetitle: str, bind: str, workers: int, shutdown_grace: float, as_json: bool,
+            no_progress: bool, **options: Any) -> int:
     """Run a DICOM node until interrupted: Verification SCP, and Storage SCP with -od or --ignore.
 
     Without -od (or --ignore) only C-ECHO is answered. With -od DIR every Storage SOP class is accepted in
@@ -111,131 +124,94 @@ def command(app: App, port: int, aetitle: str, bind: str, require_called_aet: bo
     PORT 0 picks a free port (printed on stderr at start). Ctrl-C or SIGTERM stops accepting, lets
     in-flight associations finish, and exits 0 with a summary.
     """
-    from ...services.scp.entity import ListenerSettings, build_listener
-
-    tls = server_tls_from(tls_settings)
-    lock = threading.Lock()
-
-    storage: Any = None
-
-    dashboard: Any = None
-
-    def on_event(event: dict) -> None:
-        with lock:
-            if dashboard is not None:
-                dashboard.event(event)
-            if as_json:
-                app.json(event)
-            elif event.get("event") in ("association", "rejected", "error", "internal-error", "protocol-error",
-                                        "store-failed", "hook-error", "tls-error"):
-                say(log_line(event))
-            elif app.verbose:
-                say(log_line(event))
-
-        if storage is not None and event.get("event") == "association":
-            storage.association_ended(event)
-
-    def say(line: str) -> None:
-        if dashboard is not None:
-            dashboard.log(line)
-        else:
-            app.info(line)
-
+    tls = server_tls_from(options)
+    events = EventLog(app, as_json)
     contexts: Any = None  # Verification only
-    if output_directory or ignore:
-        storage, contexts = build_storage(app, output_directory, filepath, on_duplicate, ignore, accept_syntaxes,
-                                          promiscuous, no_fsync, exec_on_receive, exec_on_association_end,
-                                          exec_timeout, on_event)
-        if storage is None:
+    if options["output_directory"] or options["ignore"]:
+        events.storage, contexts = _storage(app, options, events)
+        if events.storage is None:
             return ExitCode.USAGE
-    elif filepath or accept_syntaxes or promiscuous or exec_on_receive or exec_on_association_end:
+    elif any(options[name] for name in STORAGE_ONLY):
         raise click.UsageError("--filepath, --accept, --promiscuous and --exec-* need -od DIR (or --ignore)")
-    settings = ListenerSettings(
-        ae_title=aetitle, host=bind, port=port, max_pdu=max_pdu, require_called_aet=require_called_aet,
-        allowed_calling_aets=frozenset(allow_calling_aet) if allow_calling_aet else None,
-        max_associations=max_associations, artim_timeout=artim_timeout, network_timeout=network_timeout,
-        reuse_port=workers > 1, tls=tls,
-    )
-
-    def show_pdu(peer: str, direction: str, summary: str) -> None:
-        with lock:
-            app.trace(direction, f"{peer} {summary}")
-
-    trace = show_pdu if app.debug else None
-
-    def make_server(listen_port: int) -> Any:
-        handlers = storage.handlers() if storage is not None else None
-        return build_listener(settings._replace(port=listen_port), contexts, handlers, on_event, trace)
-
+    make_server = _server_factory(app, aetitle, bind, workers, tls, contexts, events, options)
     server = make_server(port)
     try:
         bound = server.bind()
     except OSError as error:
         app.error(f"cannot listen on {bind}:{port}: {error.strerror or error}")
         return ExitCode.CONNECT
-    children: list[int] = []
-    if workers > 1:
-        child = _fork_workers(app, as_json, workers, bound, make_server, children, shutdown_grace, storage, on_event)
-        if child is not None:
-            return child
-    stopping: list[bool] = []
+    _announce(app, events, bind, bound, aetitle, tls is not None, dashboard=workers == 1 and not no_progress)
 
-    def terminate(signum: int, frame: object) -> None:
-        if stopping:
-            return
-        stopping.append(True)
-        for pid in children:
-            _signal_quietly(pid)
-        raise _Stop()
+    def serve(first: Any) -> None:
+        with app.showing(events.dashboard):
+            first.serve_forever()
 
-    # SIGINT too: a listener started in the background by a script inherits SIGINT ignored.
-    previous = {sig: signal.signal(sig, terminate) for sig in (signal.SIGTERM, signal.SIGINT)}
-    if as_json:
-        on_event({"event": "listening", "address": bind, "port": bound, "aet": aetitle, "tls": tls is not None})
-    else:
-        app.info(f"listening on {bind}:{bound}{' (TLS)' if tls is not None else ''} as {aetitle} (Ctrl-C to stop)")
-    if app.err_is_terminal and not (as_json or app.quiet or no_progress) and workers == 1:
-        from ..dashboard import Dashboard
+    def on_stop(stopped: Any, worker: int) -> None:
+        stopped.stop(shutdown_grace)
+        if events.storage is not None:
+            events.storage.close(shutdown_grace)
+        if worker:  # a worker process reports its own totals; the parent's come after the reaping
+            _summary(app, events, stopped, worker)
 
-        dashboard = Dashboard(app.err, f"dcmnet listen {bind}:{bound} as {aetitle}", color=app.color)
-    try:
-        if dashboard is not None:
-            with dashboard:
-                server.serve_forever()
-        else:
-            server.serve_forever()
-    except (KeyboardInterrupt, _Stop):
-        pass
-    finally:
-        stopping.append(True)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)  # a second Ctrl-C during the grace period forces the exit
-        for pid in children:
-            _signal_quietly(pid)
-        server.stop(shutdown_grace)
-        if storage is not None:
-            storage.close(shutdown_grace)
-        if children:
-            _wait_children(children, shutdown_grace + 5.0)
-    _summary(app, as_json, on_event, server, storage)
+    run_workers(workers, lambda: make_server(bound), on_stop, shutdown_grace, first=server, serve=serve,
+                on_error=lambda worker, error: app.error(f"worker {worker}: {type(error).__name__}: {error}"))
+    _summary(app, events, server)
     return ExitCode.SUCCESS
 
 
-def _signal_quietly(pid: int) -> None:
-    import os
+def _announce(app: App, events: EventLog, bind: str, port: int, aetitle: str, tls: bool, dashboard: bool) -> None:
+    """The ``listening`` line (or JSON event); the live dashboard when stderr is a terminal and
+    ``dashboard`` (one process, no --no-progress) and neither --json nor -q."""
+    if events.as_json:
+        app.json({"event": "listening", "address": bind, "port": port, "aet": aetitle, "tls": tls})
+    else:
+        app.info(f"listening on {bind}:{port}{' (TLS)' if tls else ''} as {aetitle} (Ctrl-C to stop)")
+    if dashboard and app.err_is_terminal and not (events.as_json or app.quiet):
+        from ..dashboard import Dashboard
 
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except OSError:
-        pass
+        events.dashboard = Dashboard(app.err, f"dcmnet listen {bind}:{port} as {aetitle}", color=app.color)
 
 
-def _summary(app: App, as_json: bool, on_event: Any, server: Any, storage: Any, worker: int | None = None) -> None:
+def _storage(app: App, options: dict[str, Any], events: EventLog) -> tuple[Any, Any]:
+    """The Storage SCP (-od or --ignore) and its negotiation callable; (None, None) when unusable."""
+    return build_storage(app, options["output_directory"], options["filepath"], options["on_duplicate"],
+                         options["ignore"], options["accept_syntaxes"], options["promiscuous"], options["no_fsync"],
+                         options["exec_on_receive"], options["exec_on_association_end"], options["exec_timeout"],
+                         events)
+
+
+def _server_factory(app: App, aetitle: str, bind: str, workers: int, tls: Any, contexts: Any, events: EventLog,
+                    options: dict[str, Any]) -> Callable[[int], Any]:
+    """``make_server(port)``: a listener (unbound) with these settings; one per worker process."""
+    from ...services.scp.entity import ListenerSettings, build_listener
+
+    allowed = options["allow_calling_aet"]
+    settings = ListenerSettings(
+        ae_title=aetitle, host=bind, port=0, max_pdu=options["max_pdu"],
+        require_called_aet=options["require_called_aet"], allowed_calling_aets=frozenset(allowed) if allowed else None,
+        max_associations=options["max_associations"], artim_timeout=options["artim_timeout"],
+        network_timeout=options["network_timeout"], reuse_port=workers > 1, tls=tls,
+    )
+    trace = events.trace if app.debug else None
+
+    def make_server(port: int) -> Any:
+        storage = events.storage
+        if storage is None:
+            return build_listener(settings._replace(port=port), contexts, None, events, trace)
+        return build_listener(settings._replace(port=port), contexts, storage.handlers(), events, trace,
+                              on_association_end=storage.association_ended)
+
+    return make_server
+
+
+def _summary(app: App, events: EventLog, server: Any, worker: int | None = None) -> None:
+    """The ``stopped`` line (or JSON event): connections, associations, and with storage the totals."""
     stats = server.stats
-    summary = {"event": "stopped", "connections": stats.connections, "associations": stats.associations,
-               "rejected": stats.rejected, "errors": stats.errors}
+    summary: dict[str, Any] = {"event": "stopped", "connections": stats.connections,
+                               "associations": stats.associations, "rejected": stats.rejected, "errors": stats.errors}
     text = (f"stopped: {stats.connections} connection(s), {stats.associations} association(s), "
             f"{stats.rejected} rejected, {stats.errors} error(s)")
+    storage = events.storage
     if storage is not None:
         totals = storage.totals
         summary.update(stored=totals.stored, failed=totals.failed, bytes=totals.bytes)
@@ -243,119 +219,7 @@ def _summary(app: App, as_json: bool, on_event: Any, server: Any, storage: Any, 
     if worker is not None:
         summary["worker"] = worker
         text = f"worker {worker} {text}"
-    if as_json:
-        on_event(summary)
+    if events.as_json:
+        app.json(summary)
     else:
         app.info(text)
-
-
-
-def build_storage(app: App, output_directory: str | None, filepath: str | None, on_duplicate: str, ignore: bool,
-                   accept: tuple[str, ...], promiscuous: bool, no_fsync: bool, exec_on_receive: str | None,
-                   exec_on_association_end: str | None, exec_timeout: float, on_event: Any) -> tuple[Any, Any]:
-    """The Storage SCP and the negotiation callable (imports pydicom: storage only)."""
-    from ...part10 import sopclasses
-    from ...part10.filenames import TemplateError, parse_template
-    from ...services.scp.hooks import HookRunner, split_command
-    from ...services.scp.entity import ALL_UNCOMPRESSED
-    from ...services.scp.storage import StorageConfig, StorageSCP
-
-    try:
-        syntaxes = sopclasses.narrowed(sopclasses.resolve_transfer_syntax(a) for a in accept) if accept \
-            else sopclasses.all_transfer_syntaxes()
-    except ValueError as error:
-        raise click.BadParameter(str(error), param_hint="--accept") from None
-    template = None
-    if filepath:
-        from pydicom.datadict import tag_for_keyword
-
-        try:
-            template = parse_template(filepath, lambda keyword: tag_for_keyword(keyword) is not None)
-        except TemplateError as error:
-            raise click.BadParameter(str(error), param_hint="--filepath") from None
-    try:
-        on_receive = split_command(exec_on_receive) if exec_on_receive else None
-        on_end = split_command(exec_on_association_end) if exec_on_association_end else None
-    except ValueError as error:
-        raise click.BadParameter(f"cannot split the command: {error}", param_hint="--exec-*") from None
-    config = StorageConfig(None if ignore else output_directory, template, on_duplicate, not no_fsync, ignore,
-                           on_receive, on_end)
-    storage = StorageSCP(config, on_event, HookRunner(8, exec_timeout, on_event))
-    try:
-        removed = storage.prepare()
-    except OSError as error:
-        app.error(f"cannot use output folder {output_directory}: {error.strerror or error}")
-        return None, None
-    if removed:
-        app.info(f"removed {removed} leftover temporary file(s) from {storage.root}")
-    return storage, sopclasses.storage_contexts(syntaxes, promiscuous, ALL_UNCOMPRESSED)
-
-
-def _fork_workers(app: App, as_json: bool, workers: int, port: int, make_server: Any, children: list[int],
-                  grace: float, storage: Any, on_event: Any) -> int | None:
-    """``--workers N``: fork N-1 processes, each with its own SO_REUSEPORT socket on ``port``.
-
-    Returns None in the parent (which serves too); a child serves until SIGTERM and never returns.
-    A child ignores SIGINT: Ctrl-C reaches the whole process group and the parent forwards SIGTERM.
-    """
-    import os
-
-    for index in range(1, workers):
-        pid = os.fork()
-        if pid:
-            children.append(pid)
-            continue
-        code = 0
-        try:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            stopping: list[bool] = []
-
-            def terminate(signum: int, frame: object) -> None:
-                if not stopping:
-                    stopping.append(True)
-                    raise _Stop()
-
-            signal.signal(signal.SIGTERM, terminate)
-            server = make_server(port)
-            server.bind()
-            try:
-                server.serve_forever()
-            except _Stop:
-                pass
-            finally:
-                stopping.append(True)
-                server.stop(grace)
-                if storage is not None:
-                    storage.close(grace)
-            _summary(app, as_json, on_event, server, storage, worker=index)
-        except BaseException as error:  # noqa: BLE001 - a child must never return into the parent's code
-            app.error(f"worker {index}: {type(error).__name__}: {error}")
-            code = 70
-        finally:
-            os._exit(code)
-    return None
-
-
-def _wait_children(children: list[int], timeout: float) -> None:
-    """Reap the workers; SIGKILL any still running after ``timeout`` (pidfd: no polling)."""
-    import os
-    import select
-    import time
-
-    deadline = time.monotonic() + timeout
-    for pid in children:
-        try:
-            fd = os.pidfd_open(pid)
-        except (AttributeError, OSError):
-            fd = None
-        if fd is not None:
-            try:
-                ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
-                if not ready:
-                    os.kill(pid, signal.SIGKILL)
-            finally:
-                os.close(fd)
-        try:
-            os.waitpid(pid, 0)
-        except ChildProcessError:
-            pass

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import sys
-import threading
 from typing import Any
 
 import click
 
 from ..app import App
 from ..exitcodes import ExitCode, combine, for_error, for_status
-from ..options import _AET_HOST_PORT, network_options, tls_options, parse_peer, timeouts_from
+from ..options import AET_HOST_PORT, network_options, output_options, parse_peer, timeouts_from, tls_options
 
 
 def split_args(args: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """PEER is one word (``[AET@]HOST:PORT`` or a node name) or two (``HOST PORT``); the rest are paths."""
     if not args:
         raise click.UsageError("missing PEER and PATH")
-    if len(args) >= 2 and not _AET_HOST_PORT.match(args[0]) and args[1].isdigit():
+    if len(args) >= 2 and not AET_HOST_PORT.match(args[0]) and args[1].isdigit():
         peer, paths = args[:2], args[2:]
     else:
         peer, paths = args[:1], args[1:]
@@ -53,16 +52,14 @@ def read_paths(paths: tuple[str, ...]) -> list[str]:
 @click.option("--max-rate", type=click.FloatRange(min=0.001), default=None, metavar="MB/S",
               envvar="DCMNET_MAX_RATE", help="Cap the send rate over all associations (1 MB = 10^6 bytes).")
 @click.option("--no-progress", is_flag=True, help="No progress bar (only drawn when stderr is a terminal).")
-@click.option("--json", "as_json", is_flag=True, help="One JSON summary object on stdout.")
 @click.option("--report", type=click.Path(dir_okay=False, writable=True), default=None, metavar="FILE",
               help="Write the JSON summary to FILE as well.")
 @click.option("--warnings-ok", is_flag=True, help="Exit 0 instead of 1 when the peer answered warnings only.")
-@click.option("-q", "--quiet", "quiet_here", is_flag=True, help="Print nothing but errors.")
-@click.option("-v", "--verbose", "verbose_here", count=True, help="One line per file, association detail.")
+@output_options(json_help="One JSON summary object on stdout.")
 @click.pass_obj
 def command(app: App, args: tuple[str, ...], recursive: bool, pattern: str | None, jobs: int, retries: int,
             retry_delay: float, max_rate: float | None, no_progress: bool, as_json: bool, report: str | None,
-            warnings_ok: bool, quiet_here: bool, verbose_here: int, **options: Any) -> int:
+            warnings_ok: bool, **options: Any) -> int:
     """Send DICOM files to a Storage SCP (C-STORE).
 
     PEER is HOST PORT, [AET@]HOST:PORT or the name of a node in ~/.config/dcmnet/config.toml. PATH is a
@@ -70,10 +67,8 @@ def command(app: App, args: tuple[str, ...], recursive: bool, pattern: str | Non
     paths from stdin, one per line. Only the File Meta of each file is read; the data set is streamed
     as it is on disk, or converted through pydicom when the peer accepts none of its transfer syntax.
     """
-    from ...services.scu.store import Callbacks, collect, store
+    from ...services.scu.store import collect, store
 
-    app.quiet = app.quiet or quiet_here
-    app.verbose += verbose_here
     peer_args, path_args = split_args(args)
     target = parse_peer(peer_args, options["called_aet"], options)
     files, problems = collect(read_paths(path_args), recursive, pattern)
@@ -86,31 +81,43 @@ def command(app: App, args: tuple[str, ...], recursive: bool, pattern: str | Non
         _emit(app, as_json, report, target, problems, [], 0.0, code, warnings_ok)
         return code
 
-    total_bytes = sum(f.dataset_length for f in files)
-    show_bar = app.err_is_terminal and not no_progress and not app.quiet
-    bar = None
-    if show_bar:
-        from ..progress import TransferProgress
+    bar = _progress_bar(app, files, no_progress)
+    callbacks = _callbacks(app, target, files, bar)
+    with app.showing(bar):
+        result = store(target, files, options["calling_aet"], timeouts_from(options), max_pdu=options["max_pdu"],
+                       jobs=jobs, retries=retries, backoff=retry_delay,
+                       max_rate=max_rate * 1_000_000 if max_rate else None, callbacks=callbacks)
 
-        bar = TransferProgress(app.err, len(files), total_bytes, color=app.color)
-    lock = threading.Lock()
+    outcomes = problems + result.files
+    code = combine([_file_code(o) for o in outcomes], warnings_ok=warnings_ok)
+    if not as_json:
+        sent = result.bytes_sent
+        stored = sum(1 for o in result.files if o.status is not None and _file_code(o) in (ExitCode.SUCCESS, ExitCode.WARNING))
+        rate = sent / result.elapsed / 1e6 if result.elapsed else 0.0
+        app.say(f"{stored} of {len(outcomes)} files stored, {_size(sent)} in {result.elapsed:.2f} s ({rate:.1f} MB/s), "
+                f"{len(result.associations)} association(s)", "info" if bar is not None else "detail")
+    _emit(app, as_json, report, target, problems, result.files, result.elapsed, code, warnings_ok, len(result.associations))
+    return code
+
+
+def _progress_bar(app: App, files: list[Any], no_progress: bool) -> Any:
+    """The transfer bar (files, bytes, rate, ETA) when stderr is a terminal and neither -q nor --no-progress."""
+    if not app.err_is_terminal or no_progress or app.quiet:
+        return None
+    from ..progress import TransferProgress
+
+    return TransferProgress(app.err, len(files), sum(f.dataset_length for f in files), color=app.color)
+
+
+def _callbacks(app: App, target: Any, files: list[Any], bar: Any) -> Any:
+    """The store's callbacks: the bar, one line per failed or warned file (per file with -v), association
+    and retry lines. Called from the job threads; App.say keeps lines whole."""
+    from ...services.scu.store import Callbacks
 
     sizes = {f.path: f.dataset_length for f in files}
+    chatty = "info" if bar is not None else "detail"  # shown above a bar, or with -v
 
-    def say(text: str, level: str = "detail") -> None:
-        """level: "error" (always), "warning" (unless -q), "detail" (-v, or above the bar)."""
-        if level == "detail" and not app.verbose and bar is None or level != "error" and app.quiet:
-            return
-        prefix = {"error": f"{app.command}: error: ", "warning": f"{app.command}: warning: "}.get(level, "")
-        with lock:
-            if bar is not None:
-                bar.print(prefix + text, style={"error": "red", "warning": "yellow"}.get(level) if app.color else None)
-            elif level == "error":
-                app.error(text)
-            else:
-                print(prefix + text, file=app.err, flush=True)
-
-    def on_file(outcome) -> None:  # type: ignore[no-untyped-def]
+    def on_file(outcome: Any) -> None:
         if bar is not None:
             bar.file_done()
             if outcome.status is None or outcome.converted:
@@ -118,42 +125,23 @@ def command(app: App, args: tuple[str, ...], recursive: bool, pattern: str | Non
                 bar.adjust_total(outcome.bytes - on_disk if outcome.status is not None else -on_disk)
         code = _file_code(outcome)
         if code not in (ExitCode.SUCCESS, ExitCode.WARNING):
-            say(_file_line(outcome), "error")
+            app.say(_file_line(outcome), "error")
         elif code is ExitCode.WARNING:
-            say(_file_line(outcome), "warning")
-        elif app.verbose:
-            say(_file_line(outcome))
+            app.say(_file_line(outcome), "warning")
+        elif app.verbose:  # the line costs a status lookup: only when it is shown
+            app.say(_file_line(outcome), "detail")
 
-    def on_association(log) -> None:  # type: ignore[no-untyped-def]
+    def on_association(log: Any) -> None:
         if app.verbose:
             state = f"{log.accepted}/{log.contexts} contexts accepted" if log.outcome == "released" else log.detail
-            say(f"association to {target} ({target.called_ae}): {log.files} files, {state}")
+            app.say(f"association to {target} ({target.called_ae}): {log.files} files, {state}", "detail")
 
     def on_retry(reason: str, delay: float) -> None:
-        say(f"retrying in {delay:g} s: {reason}")
+        app.say(f"retrying in {delay:g} s: {reason}", chatty)
 
-    callbacks = Callbacks(on_file=on_file, on_bytes=bar.advance if bar is not None else (lambda n: None),
-                          on_association=on_association, on_retry=on_retry,
-                          trace=app.trace if app.debug else None, log=app.detail if app.verbose else None)
-    run = lambda: store(target, files, options["calling_aet"], timeouts_from(options), max_pdu=options["max_pdu"],  # noqa: E731
-                        jobs=jobs, retries=retries, backoff=retry_delay,
-                        max_rate=max_rate * 1_000_000 if max_rate else None, callbacks=callbacks)
-    if bar is not None:
-        with bar:
-            result = run()
-    else:
-        result = run()
-
-    outcomes = problems + result.files
-    code = combine([_file_code(o) for o in outcomes], warnings_ok=warnings_ok)
-    sent = result.bytes_sent
-    if not as_json and (app.verbose or app.err_is_terminal) and not app.quiet:
-        stored = sum(1 for o in result.files if o.status is not None and _file_code(o) in (ExitCode.SUCCESS, ExitCode.WARNING))
-        rate = sent / result.elapsed / 1e6 if result.elapsed else 0.0
-        say(f"{stored} of {len(outcomes)} files stored, {_size(sent)} in {result.elapsed:.2f} s ({rate:.1f} MB/s), "
-            f"{len(result.associations)} association(s)")
-    _emit(app, as_json, report, target, problems, result.files, result.elapsed, code, warnings_ok, len(result.associations))
-    return code
+    return Callbacks(on_file=on_file, on_bytes=bar.advance if bar is not None else (lambda n: None),
+                     on_association=on_association, on_retry=on_retry,
+                     trace=app.trace if app.debug else None, log=app.detail if app.verbose else None)
 
 
 def _size(count: int) -> str:
@@ -178,9 +166,9 @@ def _file_line(outcome) -> str:  # type: ignore[no-untyped-def]
     info = describe(outcome.status, "storage")
     line = f"{outcome.path}: 0x{outcome.status:04X} {info.meaning} ({outcome.bytes} bytes"
     if outcome.converted:
-        from ...services.scu.store import _syntax_name
+        from ...part10.syntaxes import syntax_name
 
-        line += f", converted from {_syntax_name(outcome.transfer_syntax)} to {_syntax_name(outcome.sent_syntax)}"
+        line += f", converted from {syntax_name(outcome.transfer_syntax)} to {syntax_name(outcome.sent_syntax)}"
     return line + ")"
 
 

@@ -19,6 +19,8 @@ import threading
 import time
 from typing import Callable
 
+from .events import HookFailed
+
 
 def split_command(text: str) -> list[str]:
     argv = shlex.split(text)
@@ -32,7 +34,7 @@ def _env_value(value: object) -> str:
 
 
 class HookRunner:
-    def __init__(self, limit: int = 8, timeout: float = 60.0, log: Callable[[dict], None] = lambda e: None) -> None:
+    def __init__(self, limit: int = 8, timeout: float = 60.0, log: Callable[[HookFailed], None] = lambda e: None) -> None:
         self.limit = max(1, limit)
         self.timeout = timeout
         self.log = log
@@ -64,7 +66,7 @@ class HookRunner:
                                     start_new_session=True)
         except OSError as error:
             self.failed += 1
-            self.log({"event": "hook-error", "detail": f"{argv[0]}: {error.strerror or error}"})
+            self.log(HookFailed(f"{argv[0]}: {error.strerror or error}"))
             return
         with self._lock:
             self.started += 1
@@ -80,12 +82,12 @@ class HookRunner:
             if code is None and now >= deadline:
                 proc.kill()
                 code = proc.wait()
-                self.log({"event": "hook-error", "detail": f"{name}: killed after {self.timeout:g} s"})
+                self.log(HookFailed(f"{name}: killed after {self.timeout:g} s"))
             if code is None:
                 keep.append((proc, deadline, name))
             elif code != 0:
                 self.failed += 1
-                self.log({"event": "hook-error", "detail": f"{name}: exit status {code}"})
+                self.log(HookFailed(f"{name}: exit status {code}"))
         with self._lock:
             self._running = keep + self._running
 
@@ -104,6 +106,6 @@ class HookRunner:
         for proc, _deadline, name in running:
             if proc.poll() is None:
                 proc.kill()
-                self.log({"event": "hook-error", "detail": f"{name}: killed at shutdown"})
+                self.log(HookFailed(f"{name}: killed at shutdown"))
             if proc.wait() != 0:
                 self.failed += 1

@@ -31,30 +31,30 @@ links to ``name_1.dcm``, ``name_2.dcm`` … with the same no-overwrite guarantee
 from __future__ import annotations
 
 import errno
-import itertools
 import importlib
 import os
 import re
-import secrets
-import threading
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from ...dimse.commandset import C_STORE_RQ, Message, c_store_rsp
-from ...transport.channel import Channel
+from ...dimse.connection import RequestRefused
 from ...part10 import filemeta as part10
+from ...transport.threads import Lock
 from ...part10.filenames import PathTemplate, TemplateError, escaped, inside, safe_component
 from .hooks import HookRunner
-from .entity import AssociationReport, EchoHandler, MessageHandler
-from ...part10.sopclasses import encoding_of
+from .placement import clean_leftovers, create_temp as _create_temp, fsync_dir as _fsync_dir
+from .placement import write_all as _write_all, writev_all as _writev_all
+from ..session import AssociationReport, MessageHandler, Session
+from .entity import EchoHandler
+from .events import RECEIVED, STORE_FAILED, STORED, CheckSkipped, ListenEvent, ObjectOutcome, UnsafeValue
+from ...part10.syntaxes import encoding_of
 
 SUCCESS = 0x0000
 OUT_OF_RESOURCES = 0xA700
 DATASET_MISMATCH = 0xA900
 CANNOT_UNDERSTAND = 0xC000
 
-TEMP_PREFIX = ".dcmnet-tmp-"
-TEMP_SUFFIX = ".part"
 PEEK_LIMIT = 1 << 20
 """Bytes at the start of a data set searched for (0008,0016)/(0008,0018); past that the check is skipped."""
 MAX_FOLDERS = 4096
@@ -87,7 +87,7 @@ class StorageTotals:
     stored: int = 0
     failed: int = 0
     bytes: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    lock: Any = field(default_factory=Lock, repr=False)
 
     def add(self, ok: bool, size: int = 0) -> None:
         with self.lock:
@@ -98,94 +98,6 @@ class StorageTotals:
                 self.failed += 1
 
 
-def clean_leftovers(root: str) -> int:
-    """Remove ``.dcmnet-tmp-*.part`` files left in ``root`` by a crash (scenario G.43).
-
-    Temporary files are only ever created in the root itself (then renamed into template folders), so
-    one directory is scanned, never the tree: ``get -od .`` in a large folder must start at once.
-    """
-    removed = 0
-    try:
-        entries = list(os.scandir(root))
-    except OSError:
-        return 0
-    for entry in entries:
-        if entry.name.startswith(TEMP_PREFIX) and entry.name.endswith(TEMP_SUFFIX) and not entry.is_dir(follow_symlinks=False):
-            try:
-                os.unlink(entry.path)
-                removed += 1
-            except OSError:
-                pass
-    return removed
-
-
-class _TempNames:
-    """Temp file names: a random per-process tag (renewed in a forked child and on a clash) + a counter.
-
-    O_EXCL | O_NOFOLLOW makes any name safe; the random tag keeps names unguessable for other local
-    users without a getrandom() per file.
-    """
-
-    def __init__(self) -> None:
-        self.renew()
-        os.register_at_fork(after_in_child=self.renew)
-
-    def renew(self) -> None:
-        self.tag = secrets.token_hex(8)
-        self.counter = itertools.count()
-
-    def next(self) -> str:
-        return f"{TEMP_PREFIX}{self.tag}-{next(self.counter)}{TEMP_SUFFIX}"
-
-
-_TEMP_NAMES = _TempNames()
-_TEMP_FLAGS = os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_RDWR | os.O_CLOEXEC
-
-
-def _create_temp(root: str) -> tuple[str, int]:
-    for attempt in range(3):
-        path = os.path.join(root, _TEMP_NAMES.next())
-        try:
-            return path, os.open(path, _TEMP_FLAGS, 0o644)
-        except FileExistsError:
-            if attempt == 2:
-                raise
-            _TEMP_NAMES.renew()  # someone planted our next name: move to fresh random names
-    raise AssertionError("unreachable")
-
-
-def _write_all(fd: int, data: bytes | memoryview) -> None:
-    """``os.write`` until all of ``data`` is written (a regular file may take less on a signal or near full)."""
-    done = os.write(fd, data)
-    if done == len(data):
-        return
-    view = memoryview(data)
-    while done < len(view):
-        n = os.write(fd, view[done:])
-        if n <= 0:
-            raise OSError(errno.EIO, "write wrote nothing")
-        done += n
-
-
-def _writev_all(fd: int, first: bytes, second: bytes | memoryview) -> None:
-    """Both buffers, in one ``os.writev`` when the kernel takes them whole."""
-    done = os.writev(fd, (first, second))
-    if done == len(first) + len(second):
-        return
-    if done < len(first):
-        _write_all(fd, memoryview(first)[done:])
-        done = len(first)
-    _write_all(fd, memoryview(second)[done - len(first):])
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _os_failure(error: OSError, doing: str) -> StoreFailure:
     return StoreFailure(OUT_OF_RESOURCES, f"{doing}: {error.strerror or error}"[:64])
 
@@ -193,7 +105,7 @@ def _os_failure(error: OSError, doing: str) -> StoreFailure:
 class StorageSCP:
     """The storage side of ``listen``: handler factory, totals, hooks. Thread-safe; one per process."""
 
-    def __init__(self, config: StorageConfig, on_event: Callable[[dict], None] = lambda e: None,
+    def __init__(self, config: StorageConfig, on_event: Callable[[ListenEvent], None] = lambda e: None,
                  hooks: HookRunner | None = None) -> None:
         self.config = config
         self.on_event = on_event
@@ -201,7 +113,7 @@ class StorageSCP:
         self.hooks = hooks or HookRunner(log=on_event)
         self.root = os.path.realpath(config.output_dir) if config.output_dir else None
         self._active: set[str] = set()
-        self._lock = threading.Lock()
+        self._lock = Lock()
         self._folders: dict[str, tuple[str, tuple[int, int]]] = {}  # template folder → (real path, (dev, inode))
         if config.template is not None and config.template.dataset_fields:
             importlib.import_module("pydicom")  # pay for it now, not in the first association
@@ -218,13 +130,13 @@ class StorageSCP:
 
         return {C_ECHO_RQ: EchoHandler, C_STORE_RQ: lambda: StoreHandler(self)}
 
-    def association_ended(self, event: dict) -> None:
+    def association_ended(self, report: AssociationReport) -> None:
         """``--exec-on-association-end``, for associations that stored at least one object."""
         argv = self.config.exec_on_association_end
-        if argv and event.get("event") == "association" and event.get("stored", 0) > 0:
+        if argv and report.stored > 0:
             self.hooks.run([*argv, self.root or ""], {
-                "DCMNET_COUNT": event["stored"], "DCMNET_DIR": self.root or "", "DCMNET_REMOTE_AET": event["calling_ae"],
-                "DCMNET_LOCAL_AET": event["called_ae"], "DCMNET_PEER": event["peer"]})
+                "DCMNET_COUNT": report.stored, "DCMNET_DIR": self.root or "", "DCMNET_REMOTE_AET": report.calling_ae,
+                "DCMNET_LOCAL_AET": report.called_ae, "DCMNET_PEER": report.peer})
 
     def folder(self, relative: str) -> str:
         """The real path of template folder ``relative`` (non-empty), created if needed and checked to be
@@ -303,15 +215,16 @@ class StoreHandler(MessageHandler):
 
     # ---------------------------------------------------------------- MessageHandler
 
-    def begin(self, channel: Channel, context_id: int, message: Message, report: AssociationReport) -> None:
-        self.channel, self.context_id, self.message, self.report = channel, context_id, message, report
-        context = channel.assoc.contexts.get(context_id)
+    def begin(self, session: Session, context_id: int, message: Message) -> None:
+        self.session, self.context_id, self.message, self.report = session, context_id, message, session.report
+        self.peer = session.driver.peer
+        context = session.contexts.get(context_id)
         self.transfer_syntax = context.transfer_syntax if context else "1.2.840.10008.1.2"
         if self.scp.config.ignore or not message.has_dataset:
             return
         try:
             header = part10.file_meta(message.affected_sop_class_uid or "", message.affected_sop_instance_uid or "",
-                                      self.transfer_syntax, report.calling_ae)
+                                      self.transfer_syntax, self.report.calling_ae)
         except part10.Part10Error as error:
             self.failure = StoreFailure(CANNOT_UNDERSTAND, str(error)[:64])
             return
@@ -331,7 +244,7 @@ class StoreHandler(MessageHandler):
         self.received += len(data)
         if self.fd < 0:
             return
-        if not self.check.decided:
+        if self.check is not None and not self.check.decided:
             self._check_uids(data, last)
             if self.fd < 0:
                 return
@@ -345,7 +258,7 @@ class StoreHandler(MessageHandler):
         except OSError as error:
             self._fail(_os_failure(error, "write failed"))
 
-    def complete(self) -> None:
+    def complete(self, dataset: bytes | None = None) -> None:
         message = self.message
         path, duplicate = None, None
         try:
@@ -361,12 +274,18 @@ class StoreHandler(MessageHandler):
         finally:
             self._discard()
         assert message.message_id is not None
-        self.channel.send_message(self.context_id, c_store_rsp(
+        self.session.send(self.context_id, c_store_rsp(
             message.message_id, status, message.affected_sop_class_uid, message.affected_sop_instance_uid, comment))
         self._account(status, path, duplicate, comment)
 
     def abandon(self) -> None:
         self._discard()
+
+    def refuse(self, session: Session, event: RequestRefused) -> None:
+        """A C-STORE-RQ whose SOP class does not fit its context: answered, counted, logged; nothing written."""
+        self.session, self.message, self.report, self.peer = session, event.message, session.report, session.driver.peer
+        session.answer(event.context_id, event.message, event.status, event.reason[:64])
+        self._account(event.status, None, None, event.reason)
 
     # ---------------------------------------------------------------- internals
 
@@ -399,13 +318,14 @@ class StoreHandler(MessageHandler):
                 self.header = None
         except OSError as error:
             raise _os_failure(error, "write failed") from None
-        if not self.check.decided:  # the data set ended without a fragment marked last
+        check = self.check
+        assert check is not None  # set with the temporary file in begin()
+        if not check.decided:  # the data set ended without a fragment marked last
             self._check_uids(b"", True)
         if self.failure is not None:
             raise self.failure
-        if self.check.found is None:
-            self.scp.on_event({"event": "check-skipped", "peer": self.channel.peer,
-                               "detail": "SOP UIDs not within the first MiB of the data set"})
+        if check.found is None:
+            self.scp.on_event(CheckSkipped(self.peer, "SOP UIDs not within the first MiB of the data set"))
         relative = self._relative_path()
         folder, _sep, name = relative.rpartition("/")
         final_dir = self.scp.folder(folder) if folder else self.scp.root
@@ -456,8 +376,7 @@ class StoreHandler(MessageHandler):
         if template is None:  # the default name: no other field to look at
             name = safe_component(sop_instance)
             if sop_instance and name != sop_instance:
-                self.scp.on_event({"event": "unsafe-value", "peer": self.channel.peer,
-                                   "detail": f"SOPInstanceUID {escaped(sop_instance)!r} stored as {name!r}"})
+                self.scp.on_event(UnsafeValue(self.peer, f"SOPInstanceUID {escaped(sop_instance)!r} stored as {name!r}"))
             return name + ".dcm"
         values: dict[str, str | None] = {"SOPInstanceUID": sop_instance, "SOPClassUID": message.affected_sop_class_uid,
                                          "CallingAET": self.report.calling_ae, "CalledAET": self.report.called_ae}
@@ -466,8 +385,7 @@ class StoreHandler(MessageHandler):
         for name in template.fields:
             raw = values.get(name)
             if raw and safe_component(raw) != raw:
-                self.scp.on_event({"event": "unsafe-value", "peer": self.channel.peer,
-                                   "detail": f"{name} {escaped(raw)!r} stored as {safe_component(raw)!r}"})
+                self.scp.on_event(UnsafeValue(self.peer, f"{name} {escaped(raw)!r} stored as {safe_component(raw)!r}"))
         try:
             return template.render(values)
         except TemplateError as error:
@@ -479,7 +397,7 @@ class StoreHandler(MessageHandler):
         from pydicom.datadict import tag_for_keyword
         from pydicom.multival import MultiValue
 
-        tags = [tag_for_keyword(k) for k in keywords]
+        tags = [int(tag_for_keyword(k) or 0) for k in keywords]  # keywords were checked when the template was parsed
         try:
             with os.fdopen(os.dup(self.fd), "rb") as handle:
                 handle.seek(0)  # the duplicate shares the writer's offset (at the end)
@@ -531,18 +449,14 @@ class StoreHandler(MessageHandler):
         else:
             report.failed += 1
         self.scp.totals.add(ok, size)
-        event = {"event": "stored" if ok and path else "received" if ok else "store-failed", "path": path,
-                 "sop_class_uid": message.affected_sop_class_uid, "sop_instance_uid": message.affected_sop_instance_uid,
-                 "bytes": size, "status": f"0x{status:04X}", "calling_ae": report.calling_ae, "peer": self.channel.peer}
-        if duplicate:
-            event["duplicate"] = duplicate
-        if comment:
-            event["detail"] = comment
-        self.scp.on_event(event)
+        self.scp.on_event(ObjectOutcome(
+            STORED if ok and path else RECEIVED if ok else STORE_FAILED, path, message.affected_sop_class_uid,
+            message.affected_sop_instance_uid, size, f"0x{status:04X}", report.calling_ae, self.peer,
+            duplicate or None, comment or None))
         argv = self.scp.config.exec_on_receive
         if ok and path and argv and duplicate != "kept":
             self.scp.hooks.run([*argv, path], {
                 "DCMNET_PATH": path, "DCMNET_SOP_CLASS_UID": message.affected_sop_class_uid or "",
                 "DCMNET_SOP_INSTANCE_UID": message.affected_sop_instance_uid or "",
                 "DCMNET_REMOTE_AET": report.calling_ae, "DCMNET_LOCAL_AET": report.called_ae,
-                "DCMNET_PEER": self.channel.peer})
+                "DCMNET_PEER": self.peer})

@@ -6,13 +6,11 @@ import time
 from typing import Callable
 
 from ...dimse.commandset import VERIFICATION_SOP_CLASS, c_echo_rq
+from ...part10.syntaxes import EXPLICIT_LE, IMPLICIT_LE
 from ...transport.client import Timeouts, release
 from ...ul.negotiation import DEFAULT_MAX_PDU, build_contexts
-from .association import associate, await_response, context_for
+from .association import associate, context_for
 from ..peer import Peer
-
-IMPLICIT_LE = "1.2.840.10008.1.2"
-EXPLICIT_LE = "1.2.840.10008.1.2.1"
 
 
 class EchoResult:
@@ -43,18 +41,18 @@ def echo(
     """Echo ``count`` times over one association. Raises the package errors on failure."""
     result = EchoResult(peer)
     start = time.perf_counter()
-    channel = associate(peer, calling_ae, build_contexts([(VERIFICATION_SOP_CLASS, (EXPLICIT_LE, IMPLICIT_LE))]), timeouts, max_pdu,
-                        trace=trace, log=log)
+    session = associate(peer, calling_ae, build_contexts([(VERIFICATION_SOP_CLASS, (EXPLICIT_LE, IMPLICIT_LE))]), timeouts,
+                        max_pdu, trace=trace, log=log)
+    channel = session.driver
     result.setup_ms = (time.perf_counter() - start) * 1000
     try:
-        context = context_for(channel, VERIFICATION_SOP_CLASS)
+        context = context_for(session, VERIFICATION_SOP_CLASS)
         for index in range(count):
             if index and interval:
                 time.sleep(interval)
             sent = time.perf_counter()
-            message_id = channel.next_message_id()
-            channel.send_message(context.context_id, c_echo_rq(message_id))
-            response, _ = await_response(channel, message_id, timeouts.dimse)
+            message_id = session.request(context.context_id, c_echo_rq)
+            response, _ = session.response(message_id, timeouts.dimse)
             rtt = (time.perf_counter() - sent) * 1000
             status = response.status if response.status is not None else 0xFFFF
             result.statuses.append(status)

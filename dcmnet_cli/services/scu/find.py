@@ -19,20 +19,18 @@ from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from ...dimse.commandset import C_FIND_RSP, PRIORITY_MEDIUM, c_cancel_rq, c_find_rq
 from ...dimse.status import Category, describe
-from ...errors import DIMSEError
-from ...transport.channel import Channel
+from ...errors import DIMSEError, RemoteDIMSEError
+from ...part10.syntaxes import EXPLICIT_LE, IMPLICIT_LE
 from ...transport.client import Timeouts, release
 from ...ul.items import SOPClassExtendedNegotiation
-from ...ul.negotiation import DEFAULT_MAX_PDU, build_contexts
-from .association import associate, context_for, responses
+from ...ul.negotiation import DEFAULT_MAX_PDU, AcceptedContext, build_contexts
+from .association import associate, context_for
 from ..peer import Peer
 from ..query import QuerySpec, decode_identifier, encode_identifier
+from ..session import DimseTimeout, Session
 
 if TYPE_CHECKING:  # pragma: no cover
     from pydicom import Dataset
-
-EXPLICIT_LE = "1.2.840.10008.1.2.1"
-IMPLICIT_LE = "1.2.840.10008.1.2"
 
 
 class ExtendedFlags(NamedTuple):
@@ -98,44 +96,22 @@ def find(
     sop_class = spec.model.find
     result = FindResult(peer)
     negotiation = (SOPClassExtendedNegotiation(sop_class, extended.info()),) if extended.any() else ()
-    channel = associate(peer, calling_ae, build_contexts([(sop_class, (EXPLICIT_LE, IMPLICIT_LE))]), timeouts, max_pdu,
+    session = associate(peer, calling_ae, build_contexts([(sop_class, (EXPLICIT_LE, IMPLICIT_LE))]), timeouts, max_pdu,
                         trace=trace, log=log, extended=negotiation)
+    channel = session.driver
     try:
-        context = context_for(channel, sop_class)
+        context = context_for(session, sop_class)
         if negotiation:
-            result.extended_accepted = _accepted_flags(channel, sop_class)
+            result.extended_accepted = _accepted_flags(session, sop_class)
             if log is not None:
                 log(f"extended negotiation: proposed {_flags_text(extended)}, "
                     f"accepted {_flags_text(result.extended_accepted) if result.extended_accepted else 'none (no reply)'}")
         identifier = encode_identifier(spec.identifier, context.transfer_syntax)
-        message_id = channel.next_message_id()
-        channel.send_message(context.context_id, c_find_rq(message_id, sop_class, priority), identifier)
+        message_id = session.request(context.context_id, lambda mid: c_find_rq(mid, sop_class, priority), identifier)
         if log is not None:
             log(f"sent C-FIND-RQ (message {message_id}, {spec.model.name} model, level {spec.level or '-'}, "
                 f"{len(identifier)} byte identifier)")
-        for response, data in responses(channel, message_id, timeouts.dimse, C_FIND_RSP, "C-FIND response"):
-            status = response.status if response.status is not None else 0xFFFF
-            category = describe(status, "find").category
-            if category is Category.PENDING:
-                if data is None:
-                    raise DIMSEError(f"pending C-FIND-RSP (status 0x{status:04X}) without an identifier")
-                if result.cancel_sent:
-                    result.dropped_after_cancel += 1
-                    continue
-                match = decode_identifier(data, context.transfer_syntax)
-                result.matches += 1
-                if on_match is not None:
-                    on_match(result.matches, match)
-                if cancel_after is not None and result.matches >= cancel_after:
-                    channel.send_message(context.context_id, c_cancel_rq(message_id))
-                    result.cancel_sent = True
-                    if log is not None:
-                        log(f"sent C-CANCEL-RQ after {result.matches} match(es)")
-                continue
-            result.status = status
-            result.error_comment = response.error_comment
-            result.offending_element = response.offending_element
-            break
+        _matches(session, message_id, context, timeouts.dimse, result, cancel_after, on_match, log)
         release(channel, timeouts.acse)
     except DIMSEError:
         channel.abort()
@@ -147,8 +123,36 @@ def find(
     return result
 
 
-def _accepted_flags(channel: Channel, sop_class: str) -> ExtendedFlags | None:
-    ac = channel.assoc.accept_pdu
+def _matches(session: Session, message_id: int, context: AcceptedContext, dimse_timeout: float | None,
+             result: FindResult, cancel_after: int | None, on_match: Callable[[int, "Dataset"], None] | None,
+             log: Callable[[str], None] | None) -> None:
+    """Read the responses to our C-FIND-RQ into ``result`` until the final one (see the module rules)."""
+    waits = DimseTimeout(dimse_timeout, "C-FIND response")
+    for response, data in session.responses(message_id, waits, C_FIND_RSP, "C-FIND response"):
+        status = response.status if response.status is not None else 0xFFFF
+        if describe(status, "find").category is not Category.PENDING:
+            result.status = status
+            result.error_comment = response.error_comment
+            result.offending_element = response.offending_element
+            return
+        if data is None:
+            raise RemoteDIMSEError(f"pending C-FIND-RSP (status 0x{status:04X}) without an identifier")
+        if result.cancel_sent:
+            result.dropped_after_cancel += 1
+            continue
+        match = decode_identifier(data, context.transfer_syntax)
+        result.matches += 1
+        if on_match is not None:
+            on_match(result.matches, match)
+        if cancel_after is not None and result.matches >= cancel_after:
+            session.send(context.context_id, c_cancel_rq(message_id))
+            result.cancel_sent = True
+            if log is not None:
+                log(f"sent C-CANCEL-RQ after {result.matches} match(es)")
+
+
+def _accepted_flags(session: Session, sop_class: str) -> ExtendedFlags | None:
+    ac = session.driver.assoc.accept_pdu
     if ac is None or ac.user_info is None:
         return None
     for item in ac.user_info.extended:

@@ -4,7 +4,7 @@ The plan, file by file:
 
 1. **Inputs** (:func:`collect`): paths, folders (optionally recursive, filtered by a glob), DICOMDIRs
    (their referenced files; the DICOMDIR itself is not sent). Only the File Meta group of each file is
-   read (:mod:`.dicomfile`); unusable files become input errors and the rest still go.
+   read (:mod:`..dicomfiles`); unusable files become input errors and the rest still go.
 2. **Contexts** (:func:`proposed_contexts`): for every (SOP class, transfer syntax) the files need, one
    context proposing just that syntax, plus one context per SOP class proposing explicit and implicit
    VR little endian as a fallback, so whatever the acceptor picks per context, each file still finds its
@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import socket
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Sequence
@@ -43,24 +41,15 @@ from ...errors import (
     ProtocolError,
     TimeoutExpired,
 )
-from ...transport.channel import Channel
+from ...transport.pool import Pool
+from ...transport.rate import TokenBucket
 from ...transport.client import Timeouts, release
 from ...ul.negotiation import DEFAULT_MAX_PDU, MAX_CONTEXTS, AcceptedContext, build_contexts
-from ...part10.dicomfile import (
-    CHUNK_SIZE,
-    DEFLATED_LE,
-    EXPLICIT_BE,
-    EXPLICIT_LE,
-    IMPLICIT_LE,
-    INLINE_MAX,
-    UNCOMPRESSED,
-    DicomFile,
-    dataset_bytes,
-    open_dataset,
-    read_meta,
-)
-from .association import associate, await_response
+from ...part10.syntaxes import DEFLATED_LE, EXPLICIT_BE, EXPLICIT_LE, IMPLICIT_LE, UNCOMPRESSED, syntax_name
+from ..dicomfiles import CHUNK_SIZE, INLINE_MAX, DicomFile, dataset_bytes, open_dataset, read_meta
+from .association import associate
 from ..peer import Peer
+from ..session import Session
 
 FALLBACK = (EXPLICIT_LE, IMPLICIT_LE)
 TARGET_PREFERENCE = (EXPLICIT_LE, IMPLICIT_LE, EXPLICIT_BE, DEFLATED_LE)
@@ -280,7 +269,7 @@ def convert(file: DicomFile, target: str) -> bytes:
     except Exception as error:  # pydicom's errors are not one family
         raise NoAcceptedContext(
             f"{file.path}: the peer accepted none of the syntaxes proposed for this file's own transfer syntax "
-            f"{_syntax_name(file.transfer_syntax)}, and converting it to {_syntax_name(target)} failed: {error}"
+            f"{syntax_name(file.transfer_syntax)}, and converting it to {syntax_name(target)} failed: {error}"
         ) from None
 
 
@@ -293,8 +282,8 @@ def _convert(file: DicomFile, target: str) -> bytes:
 
     if target not in TARGET_PREFERENCE:
         raise NoAcceptedContext(
-            f"{file.path}: the peer accepted only {_syntax_name(target)} for {file.sop_class_uid}; "
-            f"dcmnet does not compress to that syntax (the file is {_syntax_name(file.transfer_syntax)})"
+            f"{file.path}: the peer accepted only {syntax_name(target)} for {file.sop_class_uid}; "
+            f"dcmnet does not compress to that syntax (the file is {syntax_name(file.transfer_syntax)})"
         )
     ds = pydicom.dcmread(file.path, force=not file.has_meta)
     source = file.transfer_syntax
@@ -330,11 +319,8 @@ def _swap_bytes(ds) -> None:  # type: ignore[no-untyped-def]
             element.value = words.tobytes()
 
 
-def _syntax_name(uid: str) -> str:
-    names = {IMPLICIT_LE: "implicit VR little endian", EXPLICIT_LE: "explicit VR little endian",
-             EXPLICIT_BE: "explicit VR big endian", DEFLATED_LE: "deflated explicit VR little endian"}
-    if uid in names:
-        return names[uid]
+def _class_name(uid: str) -> str:
+    """A SOP class's registry name (pydicom's, only on this error path), or the UID itself."""
     try:
         import pydicom.uid
 
@@ -345,25 +331,6 @@ def _syntax_name(uid: str) -> str:
 
 
 # --------------------------------------------------------------------------- rate limit
-
-
-class TokenBucket:
-    """Shared byte budget for ``--max-rate``: callers sleep (outside the lock) until their bytes fit."""
-
-    def __init__(self, rate: float, burst: float | None = None) -> None:
-        self.rate = rate
-        self.burst = burst if burst is not None else max(rate / 10, 64 * 1024)
-        self._lock = threading.Lock()
-        self._next = time.monotonic()
-
-    def take(self, count: int) -> None:
-        with self._lock:
-            now = time.monotonic()
-            start = max(self._next, now - self.burst / self.rate)
-            self._next = start + count / self.rate
-            wait = self._next - now - self.burst / self.rate
-        if wait > 0:
-            time.sleep(wait)
 
 
 # --------------------------------------------------------------------------- transfer
@@ -384,9 +351,7 @@ class _Settings:
     chunk_size: int
     bucket: TokenBucket | None
     callbacks: Callbacks
-    stop: threading.Event
-    channels: set[Channel]
-    lock: threading.Lock
+    pool: Pool
 
 
 def store(
@@ -412,7 +377,7 @@ def store(
     started = time.perf_counter()
     settings = _Settings(peer, calling_ae, timeouts, max_pdu, retries, backoff,
                          max(1024, min(chunk_size, int(max_rate / 10) if max_rate else chunk_size)),
-                         TokenBucket(max_rate) if max_rate else None, callbacks, threading.Event(), set(), threading.Lock())
+                         TokenBucket(max_rate) if max_rate else None, callbacks, Pool())
     tasks: list[list[DicomFile]] = []
     for group in partition(files, max_contexts):
         shards = max(1, min(jobs, len(group)))
@@ -425,11 +390,7 @@ def store(
     result = StoreResult(peer)
     outcomes: list[list[FileOutcome]] = [[] for _ in tasks]
     logs: list[list[AssociationLog]] = [[] for _ in tasks]
-    if jobs <= 1 or len(tasks) <= 1:
-        for index, task in enumerate(tasks):
-            _run_task(settings, index, task, outcomes[index], logs[index])
-    else:
-        _run_parallel(settings, tasks, outcomes, logs, jobs)
+    settings.pool.run(len(tasks), jobs, lambda index: _run_task(settings, index, tasks[index], outcomes[index], logs[index]))
     order = {f.path: i for i, f in enumerate(files)}
     result.files = sorted((o for chunk in outcomes for o in chunk), key=lambda o: order.get(o.path, len(order)))
     result.associations = [log for chunk in logs for log in chunk]
@@ -437,50 +398,6 @@ def store(
         log.index = index + 1
     result.elapsed = time.perf_counter() - started
     return result
-
-
-def _run_parallel(settings: _Settings, tasks: list[list[DicomFile]], outcomes: list[list[FileOutcome]],
-                  logs: list[list[AssociationLog]], jobs: int) -> None:
-    """``jobs`` worker threads pull tasks; all are joined before returning, Ctrl-C included."""
-    import queue
-
-    work: queue.SimpleQueue[int] = queue.SimpleQueue()
-    for index in range(len(tasks)):
-        work.put(index)
-    failures: list[BaseException] = []
-
-    def worker() -> None:
-        while not settings.stop.is_set():
-            try:
-                index = work.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                _run_task(settings, index, tasks[index], outcomes[index], logs[index])
-            except BaseException as error:  # a bug: keep it for the caller, stop the others
-                failures.append(error)
-                settings.stop.set()
-                return
-
-    threads = [threading.Thread(target=worker, name=f"store-{n + 1}") for n in range(min(jobs, len(tasks)))]
-    for thread in threads:
-        thread.start()
-    try:
-        for thread in threads:
-            thread.join()
-    except BaseException:
-        settings.stop.set()
-        with settings.lock:
-            for channel in list(settings.channels):
-                try:
-                    channel.sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked recv/send in the worker
-                except OSError:
-                    pass
-        for thread in threads:
-            thread.join()
-        raise
-    if failures:
-        raise failures[0]
 
 
 def _retryable(error: DcmnetError) -> bool:
@@ -495,14 +412,14 @@ def _run_task(settings: _Settings, index: int, files: list[DicomFile], outcomes:
     pending = list(files)
     attempts = 0
     while pending:
-        if settings.stop.is_set():
+        if settings.pool.stopping:
             _fail_all(settings, pending, outcomes, AssociationAborted("interrupted before this file was sent"), attempts)
             return
         pairs = proposed_contexts(pending)
         log = AssociationLog(index, len(pending), len(pairs))
         logs.append(log)
         try:
-            channel = associate(settings.peer, settings.calling_ae, build_contexts(pairs), settings.timeouts, settings.max_pdu,
+            session = associate(settings.peer, settings.calling_ae, build_contexts(pairs), settings.timeouts, settings.max_pdu,
                                 trace=settings.callbacks.trace, log=settings.callbacks.log)
         except DcmnetError as error:
             log.outcome, log.detail = "failed", str(error)
@@ -513,38 +430,37 @@ def _run_task(settings: _Settings, index: int, files: list[DicomFile], outcomes:
                 continue
             _fail_all(settings, pending, outcomes, error, attempts + 1)
             return
-        with settings.lock:
-            settings.channels.add(channel)
-        log.accepted = len(channel.assoc.contexts)
+        channel = session.driver
+        settings.pool.track(channel)
+        log.accepted = len(session.contexts)
         settings.callbacks.on_association(log)
         try:
-            error = _send_files(settings, channel, pending, outcomes, attempts + 1)
-            if error is None:
+            stopped = _send_files(settings, session, pending, outcomes, attempts + 1)
+            if stopped is None:
                 try:
                     release(channel, settings.timeouts.acse)
                 except DcmnetError as problem:  # every file has its answer: note it, do not fail them
                     log.outcome, log.detail = "release failed", str(problem)
                 return
         finally:
-            with settings.lock:
-                settings.channels.discard(channel)
+            settings.pool.untrack(channel)
             if not channel.closed:
                 channel.abort()
-        log.outcome, log.detail = "aborted", str(error)
-        if isinstance(error, _Reconnect):
+        log.outcome, log.detail = "aborted", str(stopped)
+        if isinstance(stopped, _Reconnect):
             continue
-        if _retryable(error) and attempts < settings.retries and not settings.stop.is_set():
+        if _retryable(stopped) and attempts < settings.retries and not settings.pool.stopping:
             attempts += 1
-            _back_off(settings, attempts, str(error))
+            _back_off(settings, attempts, str(stopped))
             continue
-        _fail_all(settings, pending, outcomes, error, attempts + 1)
+        _fail_all(settings, pending, outcomes, stopped, attempts + 1)
         return
 
 
 def _back_off(settings: _Settings, attempt: int, reason: str) -> None:
     delay = min(settings.backoff * 2 ** (attempt - 1), 30.0)
     settings.callbacks.on_retry(reason, delay)
-    settings.stop.wait(delay)
+    settings.pool.sleep(delay)
 
 
 def _fail_all(settings: _Settings, pending: list[DicomFile], outcomes: list[FileOutcome], error: DcmnetError,
@@ -561,22 +477,22 @@ def _outcome(file: DicomFile) -> FileOutcome:
     return FileOutcome(file.path, file.sop_class_uid, file.sop_instance_uid, file.transfer_syntax)
 
 
-def _send_files(settings: _Settings, channel: Channel, pending: list[DicomFile], outcomes: list[FileOutcome],
+def _send_files(settings: _Settings, session: Session, pending: list[DicomFile], outcomes: list[FileOutcome],
                 attempt: int) -> DcmnetError | None:
     """Send files until done or the association breaks; answered files leave ``pending``.
 
     Returns the association-level error that stopped it (the unanswered files stay pending), or None.
     """
-    contexts = list(channel.assoc.contexts.values())
+    contexts = list(session.contexts.values())
     choices: dict[tuple[str, str], tuple[AcceptedContext | None, bool]] = {}
     while pending:
-        if settings.stop.is_set():
+        if settings.pool.stopping:
             return AssociationAborted("interrupted")
         file = pending[0]
         outcome = _outcome(file)
         outcome.attempts = attempt
         try:
-            _send_one(settings, channel, file, contexts, outcome, choices)
+            _send_one(settings, session, file, contexts, outcome, choices)
         except (AssociationAborted, TimeoutExpired, DIMSEError, ProtocolError) as error:
             return error
         except InputError as failed:  # a file ended mid-message: the channel dropped the connection
@@ -584,7 +500,7 @@ def _send_files(settings: _Settings, channel: Channel, pending: list[DicomFile],
             outcomes.append(outcome)
             pending.pop(0)
             settings.callbacks.on_file(outcome)
-            channel.abort()
+            session.driver.abort()
             return _Reconnect(f"aborted after a read error on {file.path}")
         outcomes.append(outcome)
         pending.pop(0)
@@ -592,7 +508,7 @@ def _send_files(settings: _Settings, channel: Channel, pending: list[DicomFile],
     return None
 
 
-def _send_one(settings: _Settings, channel: Channel, file: DicomFile, contexts: list[AcceptedContext],
+def _send_one(settings: _Settings, session: Session, file: DicomFile, contexts: list[AcceptedContext],
               outcome: FileOutcome, choices: dict[tuple[str, str], tuple[AcceptedContext | None, bool]] | None = None
               ) -> None:
     """Send one file and wait for its answer.
@@ -612,7 +528,7 @@ def _send_one(settings: _Settings, channel: Channel, file: DicomFile, contexts: 
     if context is None:
         outcome.error = NoAcceptedContext(
             f"{file.path}: the peer accepted no presentation context for SOP class {file.sop_class_uid} "
-            f"({_syntax_name(file.sop_class_uid)})")
+            f"({_class_name(file.sop_class_uid)})")
         return
     dataset: Dataset
     fd = -1
@@ -638,12 +554,12 @@ def _send_one(settings: _Settings, channel: Channel, file: DicomFile, contexts: 
             return
     outcome.sent_syntax = context.transfer_syntax
     try:
-        message_id = channel.next_message_id()
-        channel.send_message(context.context_id, c_store_rq(message_id, file.sop_class_uid, file.sop_instance_uid), dataset)
+        message_id = session.request(
+            context.context_id, lambda mid: c_store_rq(mid, file.sop_class_uid, file.sop_instance_uid), dataset)
     finally:
         if fd >= 0:
             os.close(fd)
-    response, _ = await_response(channel, message_id, settings.timeouts.dimse)
+    response, _ = session.response(message_id, settings.timeouts.dimse)
     outcome.status = response.status if response.status is not None else NO_STATUS
     outcome.elapsed = time.perf_counter() - started
 

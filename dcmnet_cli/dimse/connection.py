@@ -1,0 +1,277 @@
+"""One association's DIMSE service, sans-IO: DIMSE composed over the Upper Layer (PS3.7 §6, PS3.8 §9.3.5).
+
+The model is wsproto over h11. A :class:`DIMSEConnection` owns one :class:`~dcmnet_cli.ul.association.Association`
+and nothing else: no socket, no clock, no thread. Its rules:
+
+- The driver feeds received bytes (:meth:`receive_data`), reports the transport (:meth:`connection_made`,
+  :meth:`connection_lost`, :meth:`artim_expired`) and writes what :meth:`data_to_send` returns until it
+  returns nothing: bytes, and :class:`~.fragment.FileRegion` slices it may ``sendfile``.
+- The user reads one stream of typed events from :meth:`next_event`: the association's own events
+  (requested, accepted, rejected, release requested/confirmed, aborted) and the DIMSE ones (a command
+  received, data set fragments as they arrive, a message complete, a malformed command). P-DATA never
+  reaches the user as such.
+- One message collector: data sets of the messages ``collect`` selects (by default every message but a
+  C-STORE-RQ: responses and identifiers are small) arrive whole in :class:`MessageComplete`; the others
+  stream as :class:`DatasetFragment` views of the received bytes, never copied.
+- One context check and one place that ends an association on a protocol error above the UL: a PDV on
+  a context that was not accepted, a fragment out of order, an undecodable command set. The association
+  is aborted (A-ABORT source 2 with the error's reason) and the user sees exactly one :class:`Aborted`.
+- Sending a message on an association that has ended raises :class:`AssociationAborted` naming what ended
+  it; the data set is pulled lazily, a batch per :meth:`data_to_send` call, so memory stays bounded by
+  the batch, never by the object.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Final, NamedTuple, Union, cast
+
+from ..errors import AssociationAborted, RemoteProtocolError
+from ..ul.association import (
+    Aborted,
+    Association,
+    AssociationAccepted,
+    AssociationRejected,
+    AssociationRequested,
+    DataReceived,
+    ReleaseConfirmed,
+    ReleaseRequested,
+)
+from ..ul.negotiation import DEFAULT_MAX_PDU, AcceptedContext
+from ..ul.pdu import AssociateAC, AssociateRJ, AssociateRQ
+from ..ul.statemachine import Role, State
+from .assembler import Assembler, CommandReceived, DatasetFragment, InvalidCommand, MessageComplete
+from .commandset import C_STORE_RQ, Message
+from .fragment import Dataset, Piece, fragment_message
+from .status import SOP_CLASS_NOT_SUPPORTED
+
+__all__ = [
+    "DIMSEConnection", "Event", "Aborted", "AssociationAccepted", "AssociationRejected", "AssociationRequested",
+    "ReleaseConfirmed", "ReleaseRequested", "CommandReceived", "DatasetFragment", "InvalidCommand",
+    "MessageComplete", "RequestRefused", "Role", "collect_all_but_store",
+]
+
+BATCH_BYTES: Final = 1 << 20
+"""At most this many bytes of whole PDUs per :meth:`DIMSEConnection.data_to_send` batch (one gathered write)."""
+BATCH_BUFFERS: Final = 512
+"""At most this many buffers per batch: the kernel's IOV_MAX for one ``sendmsg``."""
+
+
+
+class RequestRefused(NamedTuple):
+    """A request the DIMSE layer refuses before any service sees it: answer it with ``status``; its data
+    set, if any, is swallowed. Today: the request's SOP class does not fit its presentation context."""
+
+    context_id: int
+    message: Message
+    status: int
+    reason: str
+
+
+Event = Union[
+    AssociationRequested, AssociationAccepted, AssociationRejected, ReleaseRequested, ReleaseConfirmed, Aborted,
+    CommandReceived, DatasetFragment, InvalidCommand, MessageComplete, RequestRefused,
+]
+
+
+def collect_all_but_store(message: Message) -> bool:
+    """The default collector: a C-STORE-RQ's data set streams (it may be gigabytes); all else is collected."""
+    return message.command_field != C_STORE_RQ
+
+
+class DIMSEConnection:
+    """The DIMSE side of one association. Not thread-safe: one thread drives it."""
+
+    def __init__(
+        self,
+        role: Role,
+        max_receive: int = DEFAULT_MAX_PDU,
+        *,
+        max_dataset_bytes: int | None = None,
+        collect: Callable[[Message], bool] = collect_all_but_store,
+    ) -> None:
+        self.association = Association(role, max_receive)
+        assoc = self.association
+        # The association replaces its contexts dict once negotiated: look it up at each check.
+        self._assembler = Assembler(valid_context_ids=lambda cid: cid in assoc.contexts,
+                                    max_dataset_bytes=max_dataset_bytes, collect=collect)
+        self._events: deque[Event] = deque()
+        self._sending: Iterator[list[Piece]] | None = None
+        self._message_id = 0
+        self._refused = False  # swallowing the rest of a refused request
+        self.ended: Aborted | None = None
+        """The event that ended the association abnormally, once one has (for the error a late send raises)."""
+
+    # ------------------------------------------------------------------ association, user side
+
+    @property
+    def role(self) -> Role:
+        return self.association.role
+
+    @property
+    def state(self) -> State:
+        return self.association.state
+
+    @property
+    def contexts(self) -> dict[int, AcceptedContext]:
+        return self.association.contexts
+
+    @property
+    def is_established(self) -> bool:
+        return self.association.state is State.STA6
+
+    def request(self, rq: AssociateRQ) -> None:
+        self.association.request(rq)
+
+    def accept(self, ac: AssociateAC) -> None:
+        self.association.accept(ac)
+
+    def reject(self, rj: AssociateRJ) -> None:
+        self.association.reject(rj)
+
+    def release(self) -> None:
+        self.association.release()
+
+    def release_response(self) -> None:
+        self.association.release_response()
+
+    def abort(self, source: int = 0, reason: int = 0) -> None:
+        self._sending = None
+        self.association.abort(source, reason)
+
+    def next_message_id(self) -> int:
+        """Message IDs 1..65535, wrapping (PS3.7 §9.3.1.1: unique among the outstanding ones)."""
+        self._message_id = self._message_id % 0xFFFF + 1
+        return self._message_id
+
+    def send_message(self, context_id: int, message: Message, dataset: Dataset = None) -> None:
+        """Queue one DIMSE message; its PDUs come out of :meth:`data_to_send` a batch at a time.
+
+        ``dataset`` is bytes, a :class:`~.fragment.FileRegion`, or an iterable of either, pulled lazily
+        (a generator may meter the rate between chunks). Chunks must not be reused once handed over.
+        """
+        self._raise_if_ended()
+        if self._sending is not None:
+            raise RuntimeError("send_message() while the previous message is still being sent: drain data_to_send()")
+        pdus = fragment_message(context_id, message.encode(), dataset, self.association.peer_max_pdu)
+        self._sending = pdus
+
+    # ------------------------------------------------------------------ driver side
+
+    def connection_made(self) -> None:
+        self.association.connection_made()
+
+    def connection_lost(self) -> None:
+        self._sending = None
+        self.association.connection_lost()
+
+    def artim_expired(self) -> None:
+        self.association.artim_expired()
+
+    @property
+    def artim_starts(self) -> int:
+        """Counts ARTIM (re)starts, so a driver tells a restart from a running timer."""
+        return self.association.artim_starts
+
+    @property
+    def artim_running(self) -> bool:
+        return self.association.artim_running
+
+    @property
+    def close_requested(self) -> bool:
+        return self.association.close_requested
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Feed received bytes. Data set fragments handed out later are views of ``data``: the driver must
+        not reuse its buffer until :meth:`next_event` has returned None."""
+        self.association.receive_data(data)
+
+    def data_to_send(self) -> list[Piece]:
+        """The next batch of buffers to write, in order; empty when nothing is waiting."""
+        assoc = self.association
+        out: list[Piece] = list(assoc.data_to_send())
+        sending = self._sending
+        if sending is None:
+            return out
+        size = sum(len(b) for b in out)
+        for pdu in sending:
+            assoc.send_pdata(pdu)
+            queued = assoc.data_to_send()
+            out.extend(queued)
+            size += sum(len(b) for b in queued)
+            if size >= BATCH_BYTES or len(out) >= BATCH_BUFFERS:
+                return out
+        self._sending = None
+        return out
+
+    @property
+    def sending(self) -> bool:
+        """True while a message's PDUs are still to come out of :meth:`data_to_send`."""
+        return self._sending is not None
+
+    def next_event(self) -> Event | None:
+        """The next event, or None until more bytes arrive."""
+        events = self._events
+        while not events:
+            event = self.association.next_event()
+            if event is None:
+                return None
+            if type(event) is DataReceived:
+                self._pdata(event)
+                continue
+            if type(event) is Aborted:
+                self.ended = event
+                self._sending = None
+            return event  # type: ignore[return-value]
+        return events.popleft()
+
+    # ------------------------------------------------------------------ internals
+
+    def _pdata(self, event: DataReceived) -> None:
+        assembler, events = self._assembler, self._events
+        try:
+            for pdv in event.pdata.pdvs:
+                # PDV data are views of the received PDU (ul.pdu.decode_pdata slices a memoryview).
+                for item in assembler.receive_pdv(pdv.context_id, pdv.control, cast(memoryview, pdv.data)):
+                    kind = type(item)
+                    if self._refused:
+                        if kind is MessageComplete:
+                            self._refused = False
+                        continue
+                    if kind is CommandReceived and not item.message.is_response:  # type: ignore[union-attr]
+                        refusal = self._refusal(item)  # type: ignore[arg-type]
+                        if refusal is not None:
+                            events.append(refusal)
+                            self._refused = True
+                            continue
+                    events.append(item)
+        except RemoteProtocolError as error:
+            # Nothing of a broken message reaches the user: only why the association ended.
+            events.clear()
+            self._sending = None
+            self.association.abort_for(error)
+
+    def _refusal(self, event: CommandReceived) -> RequestRefused | None:
+        """PS3.7 §9.1: a request's Affected SOP Class must be its context's abstract syntax (a CT C-STORE
+        on the Verification context, a C-ECHO on a CT context): refused 0x0122, for every role."""
+        sop_class = event.message.affected_sop_class_uid
+        context = self.association.contexts.get(event.context_id)
+        if sop_class is None or context is None or context.abstract_syntax == sop_class:
+            return None
+        return RequestRefused(event.context_id, event.message, SOP_CLASS_NOT_SUPPORTED,
+                              f"SOP class {sop_class} does not fit presentation context {event.context_id} "
+                              f"({context.abstract_syntax})")
+
+    def _raise_if_ended(self) -> None:
+        """Sending on an association that ended (an A-ABORT read with the AC, a closed transport) raises
+        what ended it (exit 6), not a LocalProtocolError from the state table."""
+        if self.association.state not in (State.STA1, State.STA13, State.STA2):
+            return
+        while (event := self.association.next_event()) is not None:  # a pending abort explains why
+            if type(event) is Aborted:
+                self.ended = event
+        ended = self.ended
+        if ended is not None:
+            raise AssociationAborted(ended.message, ended.source, ended.reason)
+        raise AssociationAborted("the association ended before the message could be sent")

@@ -1,0 +1,292 @@
+"""One association seen from the application: the single consumer of the DIMSE event stream.
+
+Every SCU and the SCP read events here and nowhere else. A :class:`Session` sends requests and yields
+their responses (:meth:`Session.responses`), serves requests the peer sends meanwhile (C-STORE
+sub-operations of a C-GET) or for as long as the association lasts (:meth:`Session.serve`, the SCP), and
+turns the ways an association can end into the package's errors. The rules, once:
+
+- A request whose SOP class does not fit its presentation context is refused by the DIMSE layer
+  (PS3.7 §9.1: 0x0122); the session answers it and the association goes on.
+- A request nobody handles is answered 0x0211 (unrecognised operation); a malformed request whose
+  Message ID is known gets 0xC000 (PS3.7 scenario F.34). An SCU-only session (``handlers`` None) takes
+  any request from the peer as a protocol error.
+- A malformed or misaddressed response, a release request or an abort while a request is outstanding
+  end the run with :class:`RemoteDIMSEError` / :class:`AssociationAborted` (exit 6).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol
+
+from ..dimse.commandset import C_STORE_RQ, Message, c_store_rsp
+from ..dimse.connection import (
+    Aborted,
+    CommandReceived,
+    DatasetFragment,
+    Event,
+    InvalidCommand,
+    MessageComplete,
+    ReleaseRequested,
+    RequestRefused,
+)
+from ..dimse.fragment import Dataset
+from ..dimse.status import CANNOT_UNDERSTAND, UNRECOGNIZED_OPERATION
+from ..errors import AssociationAborted, RemoteDIMSEError, TimeoutExpired
+from ..transport.channel import Driver
+from ..ul.negotiation import AcceptedContext
+
+
+class Response(NamedTuple):
+    """One response to our request; ``dataset`` is its whole data set (identifier), if it had one."""
+
+    message: Message
+    dataset: bytes | None
+
+
+@dataclass
+class AssociationReport:
+    """What one association did, for logs and ``--json``."""
+
+    peer: str
+    calling_ae: str
+    called_ae: str
+    started: float = field(default_factory=time.monotonic)
+    echoes: int = 0
+    stored: int = 0
+    failed: int = 0
+    bytes: int = 0
+    outcome: str = "released"
+
+    @property
+    def duration_ms(self) -> float:
+        return round((time.monotonic() - self.started) * 1000, 3)
+
+
+class MessageHandler:
+    """Receives one DIMSE request from the peer (command, data set) and answers it."""
+
+    def begin(self, session: "Session", context_id: int, message: Message) -> None:
+        self.session, self.context_id, self.message = session, context_id, message
+
+    def fragment(self, data: memoryview, last: bool) -> None:
+        """A streamed data set fragment (C-STORE-RQ); valid only until this call returns."""
+
+    def complete(self, dataset: bytes | None) -> None:
+        """The request is whole; ``dataset`` is its collected data set (None when streamed or absent)."""
+
+    def abandon(self) -> None:
+        """The association ended mid-message: undo partial work (temporary files)."""
+
+    def refuse(self, session: "Session", event: RequestRefused) -> None:
+        """The DIMSE layer refused this request (its SOP class does not fit the context): answer it."""
+        session.answer(event.context_id, event.message, event.status, event.reason)
+
+
+HandlerFactory = Callable[[], MessageHandler]
+
+
+class Waits(Protocol):
+    """The deadlines one outstanding request is bounded by."""
+
+    def wait(self) -> float | None:
+        """Seconds until the nearest deadline (None: none)."""
+
+    def expired(self, session: "Session") -> None:
+        """The wait ran out: raise TimeoutExpired, or act (send C-CANCEL) and return to wait on."""
+
+    def activity(self) -> None:
+        """The peer said something: restart what the silence between messages is bounded by."""
+
+
+class DimseTimeout:
+    """The DIMSE timeout (PS3.7 has none; every toolkit has one): the longest silence from the peer
+    while a response is outstanding; every event restarts it, so steady pending responses never trip it."""
+
+    def __init__(self, seconds: float | None, what: str = "DIMSE response") -> None:
+        self.seconds, self.what = seconds, what
+        self._at: float | None = None
+        self.activity()
+
+    def wait(self) -> float | None:
+        return None if self._at is None else max(0.0, self._at - time.monotonic())
+
+    def expired(self, session: "Session") -> None:
+        session.driver.abort()
+        raise TimeoutExpired(f"no {self.what} within {self.seconds:g} s (DIMSE timeout)")
+
+    def activity(self) -> None:
+        self._at = None if self.seconds is None else time.monotonic() + self.seconds
+
+
+class Session:
+    """The application's side of one established association."""
+
+    def __init__(self, driver: Driver, handlers: Mapping[int, HandlerFactory] | None = None,
+                 report: AssociationReport | None = None) -> None:
+        self.driver = driver
+        self.handlers = handlers
+        self.report = report or AssociationReport(driver.peer, "", "")
+        self._handler: MessageHandler | None = None
+
+    @property
+    def contexts(self) -> dict[int, AcceptedContext]:
+        return self.driver.conn.contexts
+
+    # ------------------------------------------------------------------ sending
+
+    def send(self, context_id: int, message: Message, dataset: Dataset = None) -> None:
+        self.driver.send_message(context_id, message, dataset)
+
+    def request(self, context_id: int, build: Callable[[int], Message], dataset: Dataset = None) -> int:
+        """Send the request ``build(message_id)``; returns its Message ID."""
+        message_id = self.driver.next_message_id()
+        self.driver.send_message(context_id, build(message_id), dataset)
+        return message_id
+
+    def answer(self, context_id: int, request: Message, status: int, comment: str | None = None) -> None:
+        """A response with only a status to ``request`` (refusals, unrecognised operations)."""
+        if request.message_id is None:
+            return
+        if request.command_field == C_STORE_RQ:
+            response = c_store_rsp(request.message_id, status, request.affected_sop_class_uid,
+                                   request.affected_sop_instance_uid, comment)
+        else:
+            response = Message(request.command_field | 0x8000, message_id_being_responded_to=request.message_id,
+                               affected_sop_class_uid=request.affected_sop_class_uid, status=status,
+                               error_comment=comment[:64] if comment else None)
+        self.send(context_id, response)
+
+    # ------------------------------------------------------------------ the SCU: responses to a request
+
+    def responses(self, message_id: int, waits: Waits, expected: int | None = None,
+                  what: str = "DIMSE response") -> Iterator[Response]:
+        """Each response to ``message_id``, pending ones included, until the caller stops asking (after
+        the final one). Requests from the peer in between are served."""
+        while True:
+            event = self._next_outstanding(waits, what)
+            if isinstance(event, MessageComplete):
+                if event.message.is_response:
+                    yield Response(event.message, event.dataset)
+                else:
+                    self._complete(event)
+            elif isinstance(event, CommandReceived):
+                if event.message.is_response:
+                    self._check_response(event.message, message_id, expected, what)
+                else:
+                    self._begin(event)
+            else:
+                self._other(event)
+
+    def response(self, message_id: int, timeout: float | None, expected: int | None = None) -> Response:
+        """The one (final) response to a request that has no pending responses (C-ECHO, C-STORE)."""
+        return next(self.responses(message_id, DimseTimeout(timeout), expected))
+
+    def _check_response(self, message: Message, message_id: int, expected: int | None, what: str) -> None:
+        wrong_field = expected is not None and message.command_field != expected
+        if wrong_field or message.message_id_being_responded_to != message_id:
+            self.driver.abort()
+            raise RemoteDIMSEError(f"unexpected {message.name} from the peer (expected a {what} to message {message_id})")
+
+    def _next_outstanding(self, waits: Waits, what: str) -> Event:
+        """The next event while a request is outstanding; the ends of an association raise."""
+        driver = self.driver
+        while True:
+            try:
+                event = driver.next_event(waits.wait())
+            except TimeoutExpired:
+                waits.expired(self)
+                continue
+            if event is None:
+                self._abandon()
+                raise AssociationAborted(f"the peer closed the connection while a {what} was outstanding")
+            if isinstance(event, Aborted):
+                self._abandon()
+                raise AssociationAborted(event.message, event.source, event.reason)
+            if isinstance(event, ReleaseRequested):
+                self._abandon()
+                driver.abort()
+                raise AssociationAborted(f"the peer asked to release while a {what} was outstanding")
+            waits.activity()
+            return event
+
+    # ------------------------------------------------------------------ the SCP: serve until the end
+
+    def serve(self, idle_timeout: float | None) -> str:
+        """Answer the peer's requests until it releases ("released") or the association ends otherwise
+        ("aborted"); ``idle_timeout`` bounds the silence between two events (TimeoutExpired)."""
+        driver, released = self.driver, False
+        try:
+            while True:
+                event = driver.next_event(idle_timeout)
+                if event is None or isinstance(event, Aborted):
+                    return "released" if released and event is None else "aborted"
+                if isinstance(event, ReleaseRequested):
+                    released = True
+                    driver.conn.release_response()
+                    driver.flush()
+                    continue  # Sta13: the peer closes (or ARTIM), then next_event returns None
+                if isinstance(event, CommandReceived):
+                    if event.message.is_response:
+                        self._handler = MessageHandler()  # a stray response: nothing to do with it
+                    else:
+                        self._begin(event)
+                elif isinstance(event, MessageComplete):
+                    self._complete(event)
+                else:
+                    self._other(event)
+        finally:
+            self._abandon()
+
+    # ------------------------------------------------------------------ requests from the peer
+
+    def _begin(self, event: CommandReceived) -> None:
+        message = event.message
+        factory = None if self.handlers is None else self.handlers.get(message.command_field)
+        if self.handlers is None:
+            self.driver.abort()
+            raise RemoteDIMSEError(f"unexpected {message.name} from the peer (no request of its kind was expected)")
+        if factory is None:
+            self.answer(event.context_id, message, UNRECOGNIZED_OPERATION)
+            self._handler = MessageHandler()  # swallows the data set of what was answered
+            return
+        handler = factory()
+        handler.begin(self, event.context_id, message)
+        self._handler = handler
+
+    def _complete(self, event: MessageComplete) -> None:
+        handler, self._handler = self._handler, None
+        if handler is not None:
+            handler.complete(event.dataset)
+
+    def _other(self, event: Event) -> None:
+        if isinstance(event, DatasetFragment):
+            self.report.bytes += len(event.data)
+            if self._handler is not None:
+                self._handler.fragment(event.data, event.last)
+        elif isinstance(event, RequestRefused):
+            self._refuse(event)
+        elif isinstance(event, InvalidCommand):
+            self._invalid(event)
+
+    def _refuse(self, event: RequestRefused) -> None:
+        factory = None if self.handlers is None else self.handlers.get(event.message.command_field)
+        (factory() if factory is not None else MessageHandler()).refuse(self, event)
+
+    def _invalid(self, event: InvalidCommand) -> None:
+        """A malformed request gets a failure answer; a malformed response ends the run."""
+        error = event.error
+        if error.command_field is not None and not error.command_field & 0x8000 and error.message_id is not None:
+            response = Message((error.command_field | 0x8000) & 0xFFFF, message_id_being_responded_to=error.message_id,
+                               status=CANNOT_UNDERSTAND, error_comment=str(error)[:64])
+            self.send(event.context_id, response)
+            return
+        self.driver.abort()
+        raise RemoteDIMSEError(f"malformed response from the peer: {error}")
+
+    def _abandon(self) -> None:
+        handler, self._handler = self._handler, None
+        if handler is not None:
+            handler.abandon()

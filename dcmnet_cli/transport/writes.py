@@ -1,0 +1,176 @@
+"""Writing many buffers to a socket: gathered ``sendmsg``, ``sendfile`` for file regions, TLS batches.
+
+Data set bytes given as a :class:`~dcmnet_cli.dimse.fragment.FileRegion` go from the file to the socket
+with ``os.sendfile`` (no copy through user space); the PDU and PDV headers before each region are written
+with ``MSG_MORE`` so they leave in the same TCP segments as the file bytes. Over TLS (an ``ssl.SSLSocket``)
+neither ``sendfile`` nor ``sendmsg`` exists: the buffers of a batch are joined and written with
+``sendall`` (TLS copies and encrypts them anyway), and file regions are read with ``pread`` first.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import socket
+import sys
+from collections import deque
+from itertools import islice
+from typing import Sequence
+
+from ..dimse.fragment import FileRegion, Piece
+from ..errors import InputError
+
+IOV_MAX = 512
+BATCH_BYTES = 1 << 20
+"""Join up to this many bytes per TLS write."""
+
+
+def send_all(sock: socket.socket, buffers: Sequence[Piece], *, use_sendfile: bool | None = None) -> int:
+    """Write every buffer, many per syscall, coping with partial writes; returns bytes written.
+
+    :class:`FileRegion` entries are sent from their file with ``os.sendfile`` (contiguous regions of one
+    file merged into one call) when ``use_sendfile`` (default: a plain TCP/Unix socket on a system that
+    has it), else read with ``pread`` and written like the rest. A region whose file ends early raises
+    :class:`InputError`; the stream is then cut mid-PDU and the connection must be dropped, not used.
+    """
+    if is_tls(sock):
+        return _send_tls(sock, buffers)
+    if not any(type(b) is FileRegion for b in buffers):
+        return _sendmsg_all(sock, buffers, 0)  # type: ignore[arg-type]
+    if use_sendfile is None:
+        use_sendfile = can_sendfile(sock)
+    total = 0
+    memory: list[bytes | bytearray | memoryview] = []
+    index, count = 0, len(buffers)
+    while index < count:
+        piece = buffers[index]
+        index += 1
+        if type(piece) is not FileRegion:
+            memory.append(piece)  # type: ignore[arg-type]
+            continue
+        region: FileRegion = piece  # type: ignore[assignment]
+        fd, offset, length = region.fd, region.offset, region.length
+        while index < count:  # merge the next regions while they continue this one
+            nxt = buffers[index]
+            if type(nxt) is not FileRegion or nxt.fd != fd or nxt.offset != offset + length:  # type: ignore[union-attr]
+                break
+            length += nxt.length  # type: ignore[union-attr]
+            index += 1
+        if not length:
+            continue
+        if use_sendfile:
+            total += _sendmsg_all(sock, memory, _MSG_MORE)
+            memory = []
+            total += _sendfile_all(sock, fd, offset, length, region.name)
+        else:
+            memory.append(_pread_all(fd, offset, length, region.name))
+    return total + _sendmsg_all(sock, memory, 0)
+
+
+_MSG_MORE = getattr(socket, "MSG_MORE", 0)
+SENDFILE_MAX = 1 << 30
+"""Bytes asked of one ``sendfile`` call (Linux moves at most 0x7ffff000 per call anyway)."""
+_CONNECTION_ERRNOS = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.ECONNABORTED, errno.ESHUTDOWN,
+                                errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETDOWN})
+
+
+def is_tls(sock: socket.socket) -> bool:
+    """An ``ssl.SSLSocket``, told without importing ``ssl`` (loaded already if such a socket exists)."""
+    ssl = sys.modules.get("ssl")
+    return ssl is not None and isinstance(sock, ssl.SSLSocket)
+
+
+def _send_tls(sock: socket.socket, buffers: Sequence[Piece]) -> int:
+    """TLS sockets have no ``sendmsg``/``sendfile``: join up to BATCH_BYTES at a time and ``sendall``."""
+    total = 0
+    batch: list[bytes | bytearray | memoryview] = []
+    size = 0
+    for piece in buffers:
+        if type(piece) is FileRegion:
+            region: FileRegion = piece  # type: ignore[assignment]
+            if not region.length:
+                continue
+            piece = _pread_all(region.fd, region.offset, region.length, region.name)
+        if not len(piece):  # type: ignore[arg-type]
+            continue
+        batch.append(piece)  # type: ignore[arg-type]
+        size += len(piece)  # type: ignore[arg-type]
+        if size >= BATCH_BYTES:
+            sock.sendall(b"".join(batch))
+            total, batch, size = total + size, [], 0
+    if batch:
+        sock.sendall(batch[0] if len(batch) == 1 else b"".join(batch))
+        total += size
+    return total
+
+
+def can_sendfile(sock: socket.socket) -> bool:
+    """``sendfile`` writes the descriptor directly: only for a plain socket (never a TLS wrapper)."""
+    return hasattr(os, "sendfile") and type(sock) is socket.socket and sock.family in (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX)
+
+
+def _sendmsg_all(sock: socket.socket, buffers: Sequence[bytes | bytearray | memoryview], flags: int) -> int:
+    views = deque(memoryview(b).cast("B") for b in buffers if len(b))
+    total = 0
+    while views:
+        sent = sock.sendmsg(list(islice(views, IOV_MAX)), (), flags) if flags else sock.sendmsg(list(islice(views, IOV_MAX)))
+        total += sent
+        while sent:
+            first = views[0]
+            if sent >= len(first):
+                sent -= len(first)
+                views.popleft()
+            else:
+                views[0] = first[sent:]
+                sent = 0
+    return total
+
+
+def _sendfile_all(sock: socket.socket, fd: int, offset: int, length: int, name: str) -> int:
+    """``length`` bytes of ``fd`` from ``offset`` to the socket; partial writes and EAGAIN handled.
+
+    A socket with a timeout is non-blocking underneath: on EAGAIN wait (``poll``, no busy loop) until it
+    is writable, at most the socket's timeout per wait, as ``sock.send`` would. Errors reading the file
+    raise InputError; errors on the connection raise OSError as a failed ``send`` would.
+    """
+    out = sock.fileno()
+    timeout = sock.gettimeout()
+    done = 0
+    while done < length:
+        try:
+            sent = os.sendfile(out, fd, offset + done, min(length - done, SENDFILE_MAX))
+        except BlockingIOError:
+            _wait_writable(out, timeout)
+            continue
+        except OSError as error:
+            if error.errno in _CONNECTION_ERRNOS or error.errno == errno.EAGAIN:
+                raise
+            raise InputError(f"{name or f'fd {fd}'}: cannot read: {error.strerror or error}") from None
+        if sent == 0:
+            raise InputError(f"{name or f'fd {fd}'}: the file shrank while it was being sent "
+                             f"({length - done} bytes missing)")
+        done += sent
+    return done
+
+
+def _wait_writable(fd: int, timeout: float | None) -> None:
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    if not poller.poll(None if timeout is None else max(0, int(timeout * 1000))):
+        raise TimeoutError("timed out")
+
+
+def _pread_all(fd: int, offset: int, length: int, name: str) -> bytes:
+    """The region's bytes in memory (the fallback when the socket cannot take ``sendfile``)."""
+    try:
+        data = os.pread(fd, length, offset)
+        while len(data) < length:  # pread is short only at the end of the file (or for huge reads)
+            more = os.pread(fd, length - len(data), offset + len(data))
+            if not more:
+                raise InputError(f"{name or f'fd {fd}'}: the file shrank while it was being sent "
+                                 f"({length - len(data)} bytes missing)")
+            data += more
+    except OSError as error:
+        raise InputError(f"{name or f'fd {fd}'}: cannot read: {error.strerror or error}") from None
+    return data
