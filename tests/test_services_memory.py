@@ -36,7 +36,8 @@ from dcmnet_cli.services.scp.storage import StorageConfig, StorageSCP
 from dcmnet_cli.services.scu.echo import echo
 from dcmnet_cli.services.scu.find import find
 from dcmnet_cli.services.scu.retrieve import GET, RetrieveRequest, retrieve
-from dcmnet_cli.services.scu.store import collect, store
+from dcmnet_cli.services.scu.store import store
+from dcmnet_cli.services.scu.store_inputs import collect
 from dcmnet_cli.services.session import MessageHandler, Session
 from dcmnet_cli.transport.client import Timeouts
 from dcmnet_cli.ul.negotiation import AcceptorPolicy

@@ -25,7 +25,8 @@ from pydicom.uid import (
 )
 
 from dcmnet_cli.services.dicomfiles import DicomFile, read_meta
-from dcmnet_cli.services.scu.store import choose_context, convert, partition, proposed_contexts
+from dcmnet_cli.services.scu.store_convert import convert
+from dcmnet_cli.services.scu.store_plan import choose_context, partition, proposed_contexts
 from dcmnet_cli.ul.negotiation import AcceptedContext
 
 from helpers.procs import base_env, dcmnet_argv, run_dcmnet

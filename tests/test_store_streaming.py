@@ -18,7 +18,8 @@ import pytest
 
 from dcmnet_cli.services.dicomfiles import INLINE_MAX, read_meta
 from dcmnet_cli.services.peer import Peer
-from dcmnet_cli.services.scu.store import collect, store
+from dcmnet_cli.services.scu.store import store
+from dcmnet_cli.services.scu.store_inputs import collect
 
 from helpers.procs import dcmnet_argv, base_env, run_dcmnet
 from store_helpers import assert_same, make_file, received, scripted_scp
@@ -104,7 +105,7 @@ def test_same_file_by_two_paths_is_sent_once(tmp_path: Path) -> None:
 
 
 def test_kept_content_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import dcmnet_cli.services.scu.store as store_module
+    import dcmnet_cli.services.scu.store_inputs as store_module
 
     files = [make_file(tmp_path, f"k{n}", rows=16, columns=16) for n in range(5)]
     monkeypatch.setattr(store_module, "CONTENT_BUDGET", 2 * files[0].stat().st_size)
@@ -117,7 +118,7 @@ def test_kept_content_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 
 def test_progress_counts_every_byte_once(tmp_path: Path) -> None:
-    from dcmnet_cli.services.scu.store import Callbacks
+    from dcmnet_cli.services.scu.store_results import Callbacks
 
     files = [make_file(tmp_path, "p-big", rows=512, columns=512, frames=6), make_file(tmp_path, "p-small", rows=8, columns=8)]
     found, _ = collect([str(f) for f in files])

@@ -67,7 +67,8 @@ def command(app: App, args: tuple[str, ...], recursive: bool, pattern: str | Non
     paths from stdin, one per line. Only the File Meta of each file is read; the data set is streamed
     as it is on disk, or converted through pydicom when the peer accepts none of its transfer syntax.
     """
-    from ...services.scu.store import collect, store
+    from ...services.scu.store import store
+    from ...services.scu.store_inputs import collect
 
     peer_args, path_args = split_args(args)
     target = parse_peer(peer_args, options["called_aet"], options)
@@ -112,7 +113,7 @@ def _progress_bar(app: App, files: list[Any], no_progress: bool) -> Any:
 def _callbacks(app: App, target: Any, files: list[Any], bar: Any) -> Any:
     """The store's callbacks: the bar, one line per failed or warned file (per file with -v), association
     and retry lines. Called from the job threads; App.say keeps lines whole."""
-    from ...services.scu.store import Callbacks
+    from ...services.scu.store_results import Callbacks
 
     sizes = {f.path: f.dataset_length for f in files}
     chatty = "info" if bar is not None else "detail"  # shown above a bar, or with -v

@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import itertools
 import os
+import re
 import secrets
 
 TEMP_PREFIX = ".dcmnet-tmp-"
@@ -114,3 +115,34 @@ def fsync_dir(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+MAX_RENAME = 10000
+"""``--on-duplicate rename``: NAME_1 … NAME_9999 are tried before the store fails."""
+_EXT = re.compile(r"\.[A-Za-z0-9]{1,8}$")
+
+
+def place(tmp: str, folder: str, name: str, policy: str) -> tuple[str, str | None]:
+    """Move the finished temporary file to ``folder/name`` per the ``--on-duplicate`` policy; returns the
+    path and what happened to an existing file ("replaced", "renamed", "kept" or None). Never truncates in
+    place: ``replace`` renames over (a symlink at the name is replaced, not followed), the others link
+    (which refuses to overwrite) and unlink the temporary. With "kept" the temporary is left for the
+    caller to remove."""
+    target = os.path.join(folder, name)
+    if policy == "replace":
+        existed = os.path.lexists(target)
+        os.replace(tmp, target)
+        return target, "replaced" if existed else None
+    match = _EXT.search(name)
+    stem, ext = (name[:match.start()], match.group()) if match else (name, "")
+    for n in range(MAX_RENAME if policy == "rename" else 1):
+        candidate = target if n == 0 else os.path.join(folder, f"{stem}_{n}{ext}")
+        try:
+            os.link(tmp, candidate, follow_symlinks=False)
+        except FileExistsError:
+            continue
+        os.unlink(tmp)
+        return candidate, "renamed" if n else None
+    if policy == "keep":
+        return target, "kept"
+    raise OSError(errno.EEXIST, f"{MAX_RENAME} copies of this name exist")

@@ -2,15 +2,15 @@
 
 The plan, file by file:
 
-1. **Inputs** (:func:`collect`): paths, folders (optionally recursive, filtered by a glob), DICOMDIRs
+1. **Inputs** (:func:`.store_inputs.collect`): paths, folders (optionally recursive, filtered by a glob), DICOMDIRs
    (their referenced files; the DICOMDIR itself is not sent). Only the File Meta group of each file is
    read (:mod:`..dicomfiles`); unusable files become input errors and the rest still go.
-2. **Contexts** (:func:`proposed_contexts`): for every (SOP class, transfer syntax) the files need, one
+2. **Contexts** (:mod:`.store_plan`): for every (SOP class, transfer syntax) the files need, one
    context proposing just that syntax, plus one context per SOP class proposing explicit and implicit
    VR little endian as a fallback, so whatever the acceptor picks per context, each file still finds its
    own syntax if the peer supports it. More than 128 contexts (PS3.8 §9.3.2.2) → several associations.
 3. **Transfer**: a file whose own syntax was accepted is streamed as it is on disk; otherwise it is
-   re-encoded through pydicom into an accepted syntax (PS3.5 conversions between uncompressed syntaxes,
+   re-encoded through pydicom (:mod:`.store_convert`) into an accepted syntax (PS3.5 conversions between uncompressed syntaxes,
    decompression where pydicom has a handler), or reported with the reason. Streaming never copies a
    large data set through Python: it is handed to the channel as a :class:`FileRegion` and goes from the
    page cache to the socket with ``sendfile``; a small file goes as the bytes its meta read already
@@ -23,11 +23,10 @@ with exponential back-off, re-sending only files the peer has not answered yet.
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Sequence
 
 from ...dimse.commandset import c_store_rq
 from ...dimse.fragment import Dataset, FileRegion
@@ -45,295 +44,15 @@ from ...transport.pool import Pool
 from ...transport.rate import TokenBucket
 from ...transport.client import Timeouts, release
 from ...ul.negotiation import DEFAULT_MAX_PDU, MAX_CONTEXTS, AcceptedContext, build_contexts
-from ...part10.syntaxes import DEFLATED_LE, EXPLICIT_BE, EXPLICIT_LE, IMPLICIT_LE, UNCOMPRESSED, syntax_name
-from ..dicomfiles import CHUNK_SIZE, INLINE_MAX, DicomFile, dataset_bytes, open_dataset, read_meta
+from ..dicomfiles import CHUNK_SIZE, INLINE_MAX, DicomFile, dataset_bytes, open_dataset
 from .association import associate
+from .store_convert import class_name, convert
+from .store_plan import choose_context, partition, proposed_contexts
+from .store_results import AssociationLog, Callbacks, FileOutcome, StoreResult
 from ..peer import Peer
 from ..session import Session
 
-FALLBACK = (EXPLICIT_LE, IMPLICIT_LE)
-TARGET_PREFERENCE = (EXPLICIT_LE, IMPLICIT_LE, EXPLICIT_BE, DEFLATED_LE)
-"""Syntaxes we can always encode to (pydicom, no codec needed), best first."""
 NO_STATUS = 0xFFFF
-CONTENT_BUDGET = 16 << 20
-"""Bytes of small files :func:`collect` keeps in memory from their meta read (sent without reopening)."""
-
-
-# --------------------------------------------------------------------------- results
-
-
-@dataclass
-class FileOutcome:
-    """What happened to one input. ``status`` is the peer's answer; ``error`` why there is none."""
-
-    path: str
-    sop_class_uid: str | None = None
-    sop_instance_uid: str | None = None
-    transfer_syntax: str | None = None
-    sent_syntax: str | None = None
-    status: int | None = None
-    bytes: int = 0
-    error: DcmnetError | None = None
-    attempts: int = 0
-    elapsed: float = 0.0
-
-    @property
-    def converted(self) -> bool:
-        return self.sent_syntax is not None and self.sent_syntax != self.transfer_syntax
-
-
-@dataclass
-class AssociationLog:
-    index: int
-    files: int
-    contexts: int
-    accepted: int = 0
-    outcome: str = "released"
-    detail: str = ""
-
-
-@dataclass
-class StoreResult:
-    peer: Peer
-    files: list[FileOutcome] = field(default_factory=list)
-    associations: list[AssociationLog] = field(default_factory=list)
-    elapsed: float = 0.0
-
-    @property
-    def bytes_sent(self) -> int:
-        return sum(f.bytes for f in self.files if f.status is not None)
-
-
-@dataclass(frozen=True)
-class Callbacks:
-    """Hooks the CLI uses for progress and per-file lines; called from worker threads (keep them cheap)."""
-
-    on_file: Callable[[FileOutcome], None] = lambda outcome: None
-    on_bytes: Callable[[int], None] = lambda count: None
-    on_association: Callable[[AssociationLog], None] = lambda log: None
-    on_retry: Callable[[str, float], None] = lambda reason, delay: None
-    trace: Callable[[str, str], None] | None = None
-    """Every PDU as a one-line summary (--debug)."""
-    log: Callable[[str], None] | None = None
-    """What each association negotiated (-v)."""
-
-
-# --------------------------------------------------------------------------- inputs
-
-
-def collect(paths: Iterable[str], recursive: bool = True, pattern: str | None = None) -> tuple[list[DicomFile], list[FileOutcome]]:
-    """Files to send (deduplicated, in order) and the inputs that cannot be sent, with the reason.
-
-    ``pattern`` filters the names of files found in folders (DCMTK's ``--scan-pattern`` habit); files
-    named explicitly are always taken.
-    """
-    files: list[DicomFile] = []
-    problems: list[FileOutcome] = []
-    seen: set[tuple[int, int] | None] = set()
-    budget = CONTENT_BUDGET
-
-    def take(path: str, from_folder: bool) -> None:
-        nonlocal budget
-        try:
-            meta = read_meta(path, keep_content=budget > 0)
-        except InputError as error:
-            problems.append(FileOutcome(path, error=error))
-            return
-        if meta.identity in seen:  # the same file by another path or link: (st_dev, st_ino) from its fstat
-            return
-        seen.add(meta.identity)
-        if meta.is_dicomdir:
-            if not from_folder:  # a folder walk finds the referenced files anyway
-                for referenced in _dicomdir_files(meta, problems):
-                    take(referenced, False)
-            return
-        if meta.content is not None:
-            budget -= len(meta.content)
-        files.append(meta)
-
-    for path in paths:
-        if os.path.isdir(path):
-            for found in _walk(path, recursive, pattern):
-                take(found, True)
-        elif os.path.exists(path):
-            take(path, False)
-        else:
-            problems.append(FileOutcome(path, error=InputError(f"{path}: no such file or folder")))
-    return files, problems
-
-
-def _walk(folder: str, recursive: bool, pattern: str | None) -> Iterator[str]:
-    for root, dirs, names in os.walk(folder):
-        dirs.sort()
-        if not recursive:
-            dirs.clear()
-        for name in sorted(names):
-            if pattern is None or fnmatch.fnmatch(name, pattern):
-                yield os.path.join(root, name)
-
-
-def _dicomdir_files(meta: DicomFile, problems: list[FileOutcome]) -> list[str]:
-    """ReferencedFileID of every directory record (PS3.10 §8.6, PS3.3 F.3); paths relative to the DICOMDIR."""
-    import pydicom
-
-    base = os.path.dirname(meta.path)
-    try:
-        dicomdir = pydicom.dcmread(meta.path, force=True)
-        records = dicomdir.get("DirectoryRecordSequence", [])
-    except Exception as error:  # pydicom raises many types for a broken file
-        problems.append(FileOutcome(meta.path, error=InputError(f"{meta.path}: cannot read the DICOMDIR: {error}")))
-        return []
-    found = []
-    for record in records:
-        file_id = record.get("ReferencedFileID")
-        if not file_id:
-            continue
-        parts = [file_id] if isinstance(file_id, str) else list(file_id)
-        found.append(os.path.join(base, *[str(p).strip() for p in parts]))
-    if not found:
-        problems.append(FileOutcome(meta.path, error=InputError(f"{meta.path}: the DICOMDIR references no files")))
-    return found
-
-
-# --------------------------------------------------------------------------- contexts
-
-
-def proposed_contexts(files: Sequence[DicomFile]) -> list[tuple[str, tuple[str, ...]]]:
-    """One context per (SOP class, own syntax) plus an explicit/implicit LE fallback per SOP class.
-
-    The fallback is left out only where both little endian syntaxes already have their own context.
-    """
-    by_class: dict[str, list[str]] = {}
-    for file in files:
-        syntaxes = by_class.setdefault(file.sop_class_uid, [])
-        if file.transfer_syntax not in syntaxes:
-            syntaxes.append(file.transfer_syntax)
-    pairs: list[tuple[str, tuple[str, ...]]] = []
-    for sop_class, syntaxes in by_class.items():
-        pairs.extend((sop_class, (syntax,)) for syntax in syntaxes)
-        if not set(FALLBACK) <= set(syntaxes):
-            pairs.append((sop_class, FALLBACK))
-    return pairs
-
-
-def _contexts_needed(syntaxes: set[str]) -> int:
-    return len(syntaxes) + (0 if set(FALLBACK) <= syntaxes else 1)
-
-
-def partition(files: Sequence[DicomFile], max_contexts: int = MAX_CONTEXTS) -> list[list[DicomFile]]:
-    """Split files into groups whose contexts fit one association, keeping each SOP class in one group."""
-    by_class: dict[str, list[DicomFile]] = {}
-    for file in files:
-        by_class.setdefault(file.sop_class_uid, []).append(file)
-    groups: list[list[DicomFile]] = []
-    current: list[DicomFile] = []
-    used = 0
-    for members in by_class.values():
-        need = min(_contexts_needed({f.transfer_syntax for f in members}), max_contexts)
-        if current and used + need > max_contexts:
-            groups.append(current)
-            current, used = [], 0
-        current.extend(members)
-        used += need
-    if current:
-        groups.append(current)
-    return groups
-
-
-def choose_context(file: DicomFile, contexts: Iterable[AcceptedContext]) -> tuple[AcceptedContext | None, bool]:
-    """The accepted context to send ``file`` on and whether it must be converted; (None, False) if none."""
-    usable = [c for c in contexts if c.abstract_syntax == file.sop_class_uid and c.scu_role]
-    for context in usable:
-        if context.transfer_syntax == file.transfer_syntax:
-            return context, False
-    for syntax in TARGET_PREFERENCE:
-        for context in usable:
-            if context.transfer_syntax == syntax:
-                return context, True
-    return (usable[0], True) if usable else (None, False)
-
-
-# --------------------------------------------------------------------------- conversion
-
-
-_SWAP_WIDTH = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
-
-
-def convert(file: DicomFile, target: str) -> bytes:
-    """Re-encode the data set of ``file`` in ``target`` through pydicom; InputError-free, raises
-    NoAcceptedContext with the reason when pydicom cannot do it (no codec, broken file)."""
-    try:
-        return _convert(file, target)
-    except NoAcceptedContext:
-        raise
-    except Exception as error:  # pydicom's errors are not one family
-        raise NoAcceptedContext(
-            f"{file.path}: the peer accepted none of the syntaxes proposed for this file's own transfer syntax "
-            f"{syntax_name(file.transfer_syntax)}, and converting it to {syntax_name(target)} failed: {error}"
-        ) from None
-
-
-def _convert(file: DicomFile, target: str) -> bytes:
-    import zlib
-
-    import pydicom
-    from pydicom.filebase import DicomBytesIO
-    from pydicom.filewriter import write_dataset
-
-    if target not in TARGET_PREFERENCE:
-        raise NoAcceptedContext(
-            f"{file.path}: the peer accepted only {syntax_name(target)} for {file.sop_class_uid}; "
-            f"dcmnet does not compress to that syntax (the file is {syntax_name(file.transfer_syntax)})"
-        )
-    ds = pydicom.dcmread(file.path, force=not file.has_meta)
-    source = file.transfer_syntax
-    if source not in UNCOMPRESSED and source != DEFLATED_LE:
-        ds.decompress()  # raises when pydicom has no handler (numpy, pylibjpeg, gdcm missing)
-        source = EXPLICIT_LE
-    source_big = source == EXPLICIT_BE
-    target_big = target == EXPLICIT_BE
-    if source_big != target_big:
-        _swap_bytes(ds)
-    buffer = DicomBytesIO()
-    buffer.is_little_endian = not target_big
-    buffer.is_implicit_VR = target == IMPLICIT_LE
-    write_dataset(buffer, ds)
-    data = buffer.getvalue()
-    if target == DEFLATED_LE:  # PS3.5 A.5: raw deflate, no zlib header
-        packer = zlib.compressobj(6, zlib.DEFLATED, -15)
-        data = packer.compress(data) + packer.flush()
-    return data
-
-
-def _swap_bytes(ds) -> None:  # type: ignore[no-untyped-def]
-    """pydicom keeps OW/OF/OL/OD/OV values as bytes in the source byte order: swap them for the target."""
-    from array import array
-
-    codes = {2: "H", 4: "I", 8: "Q"}
-    for element in ds.iterall():
-        width = _SWAP_WIDTH.get(element.VR)
-        value = element.value
-        if width and isinstance(value, (bytes, bytearray)) and len(value) % width == 0:
-            words = array(codes[width], value)
-            words.byteswap()
-            element.value = words.tobytes()
-
-
-def _class_name(uid: str) -> str:
-    """A SOP class's registry name (pydicom's, only on this error path), or the UID itself."""
-    try:
-        import pydicom.uid
-
-        name = pydicom.uid.UID(uid).name
-        return name if name != uid else uid
-    except Exception:
-        return uid
-
-
-# --------------------------------------------------------------------------- rate limit
-
-
-# --------------------------------------------------------------------------- transfer
 
 
 class _Reconnect(AssociationAborted):
@@ -528,7 +247,7 @@ def _send_one(settings: _Settings, session: Session, file: DicomFile, contexts: 
     if context is None:
         outcome.error = NoAcceptedContext(
             f"{file.path}: the peer accepted no presentation context for SOP class {file.sop_class_uid} "
-            f"({_class_name(file.sop_class_uid)})")
+            f"({class_name(file.sop_class_uid)})")
         return
     dataset: Dataset
     fd = -1
