@@ -7,11 +7,12 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.install-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install test demo man completions docs bench lint clean distclean
+.PHONY: help install test fuzz demo man completions docs bench lint clean distclean
 
 help:
-	@echo "make install      create $(VENV) and install dcmnet (editable) with the test extras"
+	@echo "make install      create $(VENV) and install dcmnet (editable) with the test and codecs extras"
 	@echo "make test         run the test suite"
+	@echo "make fuzz         fuzz a real listener for FUZZ_SECONDS (default 300; seed: DCMNET_FUZZ_SEED)"
 	@echo "make demo         start a local listener, echo it (and store to it when 'store' exists)"
 	@echo "make docs         regenerate man/ and completions/ from the click commands"
 	@echo "make bench        run bench/run_all.sh"
@@ -28,7 +29,7 @@ $(PY):
 # finder costs ~10 ms at every start of `dcmnet`. Byte-compiling matters too where PYTHONDONTWRITEBYTECODE
 # is set (it is on our CI machines): without cached bytecode each start compiles the package (~25 ms).
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]' --config-settings editable_mode=compat
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,codecs]' --config-settings editable_mode=compat
 	$(PY) -m compileall -q dcmnet_cli
 	@touch $@
 
@@ -36,6 +37,10 @@ install: $(STAMP)
 
 test: install
 	$(PY) -m pytest
+
+FUZZ_SECONDS ?= 300
+fuzz: install
+	DCMNET_FUZZ_SECONDS=$(FUZZ_SECONDS) $(PY) -m pytest -q -s -p no:cacheprovider tests/test_fuzz.py
 
 demo: install
 	bash scripts/demo.sh

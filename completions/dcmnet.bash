@@ -7,14 +7,20 @@ _dcmnet() {
     cmd=""
     for ((i = 1; i < COMP_CWORD; i++)); do
         case "${COMP_WORDS[i]}" in
-            echo|find|get|listen|move|store) cmd="${COMP_WORDS[i]}"; break ;;
+            completion|echo|find|get|listen|move|nodes|store) cmd="${COMP_WORDS[i]}"; break ;;
         esac
     done
     case "$cmd" in
         "")
             opts="--version -q --quiet -v --verbose --debug --no-color --json -h --help"
             if [[ "$cur" != -* ]]; then
-                COMPREPLY=($(compgen -W "echo find get listen move store" -- "$cur")); return 0
+                COMPREPLY=($(compgen -W "completion echo find get listen move nodes store" -- "$cur")); return 0
+            fi
+            ;;
+        completion)
+            opts="-h --help"
+            if [[ "$cur" != -* ]]; then
+                return 0  # arguments: the shell's default completion
             fi
             ;;
         echo)
@@ -36,7 +42,8 @@ _dcmnet() {
             esac
             opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu --tls --no-tls --tls-ca --tls-cert --tls-key --tls-key-password-env --tls-server-name --tls-no-verify -c --count -i --interval --abort -q --quiet -v --verbose --debug --no-color --json -h --help"
             if [[ "$cur" != -* ]]; then
-                return 0  # arguments: the shell's default completion
+                COMPREPLY=($(compgen -W "$(dcmnet nodes --names 2>/dev/null)" -- "$cur"))  # else files
+                return 0
             fi
             ;;
         find)
@@ -54,14 +61,18 @@ _dcmnet() {
                 --tls-key-password-env) return 0 ;;
                 --tls-server-name) return 0 ;;
                 -L|--level) COMPREPLY=($(compgen -W "PATIENT STUDY SERIES IMAGE" -- "$cur")); return 0 ;;
-                -k|--key) return 0 ;;
+                -k|--key) COMPREPLY=($(compgen -W "$(dcmnet completion --keywords "${cur%%=*}" 2>/dev/null)" -- "$cur")); return 0 ;;
                 -f|--query-file) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
-                --write) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+                --format) COMPREPLY=($(compgen -W "table tsv csv json" -- "$cur")); return 0 ;;
+                -od|--output-directory) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
                 --cancel-after) return 0 ;;
+                --deadline) return 0 ;;
+                --max-identifier) return 0 ;;
             esac
-            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu --tls --no-tls --tls-ca --tls-cert --tls-key --tls-key-password-env --tls-server-name --tls-no-verify -P --patient-root -S --study-root -O --patient-study-only -W --worklist -L --level -k --key -f --query-file --write --cancel-after --relational --datetime-matching --fuzzy --timezone-adjust -q --quiet -v --verbose --debug --no-color --json -h --help"
+            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu --tls --no-tls --tls-ca --tls-cert --tls-key --tls-key-password-env --tls-server-name --tls-no-verify -P --patient-root -S --study-root -O --patient-study-only -W --worklist -L --level -k --key -f --query-file --format -od --output-directory --cancel-after --deadline --max-identifier --relational --datetime-matching --fuzzy --timezone-adjust -q --quiet -v --verbose --debug --no-color --json -h --help"
             if [[ "$cur" != -* ]]; then
-                return 0  # arguments: the shell's default completion
+                COMPREPLY=($(compgen -W "$(dcmnet nodes --names 2>/dev/null)" -- "$cur"))  # else files
+                return 0
             fi
             ;;
         get)
@@ -79,19 +90,21 @@ _dcmnet() {
                 --tls-key-password-env) return 0 ;;
                 --tls-server-name) return 0 ;;
                 -L|--level) COMPREPLY=($(compgen -W "PATIENT STUDY SERIES IMAGE" -- "$cur")); return 0 ;;
-                -k|--key) return 0 ;;
+                -k|--key) COMPREPLY=($(compgen -W "$(dcmnet completion --keywords "${cur%%=*}" 2>/dev/null)" -- "$cur")); return 0 ;;
                 -f|--query-file) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
                 --from-json) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
                 --storage-class) return 0 ;;
+                --accept) return 0 ;;
                 -od|--output-directory) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
                 --filepath) return 0 ;;
                 --on-duplicate) COMPREPLY=($(compgen -W "replace keep rename" -- "$cur")); return 0 ;;
                 --cancel-after-seconds) return 0 ;;
                 --deadline) return 0 ;;
             esac
-            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu --tls --no-tls --tls-ca --tls-cert --tls-key --tls-key-password-env --tls-server-name --tls-no-verify -P --patient-root -S --study-root -O --patient-study-only -W --worklist -L --level -k --key -f --query-file --from-json --storage-class -od --output-directory --filepath --on-duplicate --no-fsync --cancel-after-seconds --deadline --no-progress --warnings-ok -q --quiet -v --verbose --debug --no-color --json -h --help"
+            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu --tls --no-tls --tls-ca --tls-cert --tls-key --tls-key-password-env --tls-server-name --tls-no-verify -P --patient-root -S --study-root -O --patient-study-only -W --worklist -L --level -k --key -f --query-file --from-json --storage-class --accept -od --output-directory --filepath --on-duplicate --no-fsync --cancel-after-seconds --deadline --all --no-progress --warnings-ok -q --quiet -v --verbose --debug --no-color --json -h --help"
             if [[ "$cur" != -* ]]; then
-                return 0  # arguments: the shell's default completion
+                COMPREPLY=($(compgen -W "$(dcmnet nodes --names 2>/dev/null)" -- "$cur"))  # else files
+                return 0
             fi
             ;;
         listen)
@@ -117,7 +130,7 @@ _dcmnet() {
                 --tls-key-password-env) return 0 ;;
                 --tls-ca) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
             esac
-            opts="-aet --aetitle --bind --require-called-aet --allow-calling-aet --max-associations --artim-timeout --network-timeout --idle-timeout -pdu --max-pdu --shutdown-grace --no-progress -od --output-directory --filepath --on-duplicate --ignore --accept --promiscuous --no-fsync --exec-on-receive --exec-on-association-end --exec-timeout --workers --tls --tls-cert --tls-key --tls-key-password-env --tls-ca --tls-require-client-cert -q --quiet -v --verbose --debug --no-color --json -h --help"
+            opts="-aet --aetitle --bind --require-called-aet --allow-calling-aet --max-associations --artim-timeout --network-timeout --idle-timeout -pdu --max-pdu --shutdown-grace --no-progress -od --output-directory --verify-only --no-store --filepath --on-duplicate --ignore --accept --promiscuous --no-fsync --exec-on-receive --exec-on-association-end --exec-timeout --workers --tls --tls-cert --tls-key --tls-key-password-env --tls-ca --tls-require-client-cert --tls-allow-anonymous -q --quiet -v --verbose --debug --no-color --json -h --help"
             if [[ "$cur" != -* ]]; then
                 return 0  # arguments: the shell's default completion
             fi
@@ -137,7 +150,7 @@ _dcmnet() {
                 --tls-key-password-env) return 0 ;;
                 --tls-server-name) return 0 ;;
                 -L|--level) COMPREPLY=($(compgen -W "PATIENT STUDY SERIES IMAGE" -- "$cur")); return 0 ;;
-                -k|--key) return 0 ;;
+                -k|--key) COMPREPLY=($(compgen -W "$(dcmnet completion --keywords "${cur%%=*}" 2>/dev/null)" -- "$cur")); return 0 ;;
                 -f|--query-file) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
                 --dest|-aem|--move-destination) return 0 ;;
                 --from-json) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
@@ -149,7 +162,24 @@ _dcmnet() {
                 --cancel-after-seconds) return 0 ;;
                 --deadline) return 0 ;;
             esac
-            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu --tls --no-tls --tls-ca --tls-cert --tls-key --tls-key-password-env --tls-server-name --tls-no-verify -P --patient-root -S --study-root -O --patient-study-only -W --worklist -L --level -k --key -f --query-file --dest -aem --move-destination --from-json --store-port --bind --store-tls -od --output-directory --filepath --on-duplicate --no-fsync --cancel-after-seconds --deadline --no-progress --warnings-ok -q --quiet -v --verbose --debug --no-color --json -h --help"
+            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu --tls --no-tls --tls-ca --tls-cert --tls-key --tls-key-password-env --tls-server-name --tls-no-verify -P --patient-root -S --study-root -O --patient-study-only -W --worklist -L --level -k --key -f --query-file --dest -aem --move-destination --from-json --store-port --bind --store-tls -od --output-directory --filepath --on-duplicate --no-fsync --cancel-after-seconds --deadline --all --no-progress --warnings-ok -q --quiet -v --verbose --debug --no-color --json -h --help"
+            if [[ "$cur" != -* ]]; then
+                COMPREPLY=($(compgen -W "$(dcmnet nodes --names 2>/dev/null)" -- "$cur"))  # else files
+                return 0
+            fi
+            ;;
+        nodes)
+            case "$prev" in
+                -j|--jobs) return 0 ;;
+                -aet|--calling-aet) return 0 ;;
+                -aec|--called-aet) return 0 ;;
+                --connect-timeout) return 0 ;;
+                -ta|--acse-timeout) return 0 ;;
+                -td|--dimse-timeout) return 0 ;;
+                --network-timeout) return 0 ;;
+                -pdu|--max-pdu) return 0 ;;
+            esac
+            opts="--check -j --jobs -aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu -q --quiet -v --verbose --debug --no-color --json -h --help"
             if [[ "$cur" != -* ]]; then
                 return 0  # arguments: the shell's default completion
             fi
@@ -177,7 +207,8 @@ _dcmnet() {
             esac
             opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu --tls --no-tls --tls-ca --tls-cert --tls-key --tls-key-password-env --tls-server-name --tls-no-verify -r --recursive -R --no-recursive --pattern -j --jobs --retries --retry-delay --max-rate --no-progress --report --warnings-ok -q --quiet -v --verbose --debug --no-color --json -h --help"
             if [[ "$cur" != -* ]]; then
-                return 0  # arguments: the shell's default completion
+                COMPREPLY=($(compgen -W "$(dcmnet nodes --names 2>/dev/null)" -- "$cur"))  # else files
+                return 0
             fi
             ;;
     esac

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# dcmnet in one minute: start a listener on a free local port, C-ECHO it once and five times, and, when
-# the `store` command exists, send it a few generated studies. Cleans up after itself; exits non-zero
-# if any step fails. Run from the repository root (make demo).
+# dcmnet in one minute: start a listener on a free local port, C-ECHO it once and five times, send it a
+# few generated studies, and show what it received (a tree of the stored files) and where. The listener
+# is stopped at the end; the received files are kept in $DEMO_DIR (default: a new folder under $TMPDIR
+# or /tmp, printed at the end). Exits non-zero if any step fails. Run from the repository root (make demo).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -9,7 +10,13 @@ PY=.venv/bin/python
 DCMNET=.venv/bin/dcmnet
 STUDIES=2 SERIES=2 IMAGES=3
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/dcmnet-demo.XXXXXX")
+if [[ -n "${DEMO_DIR:-}" ]]; then
+    mkdir -p "$DEMO_DIR"
+    tmp=$(cd "$DEMO_DIR" && pwd)
+    rm -rf "$tmp/src" "$tmp/received"
+else
+    tmp=$(mktemp -d "${TMPDIR:-/tmp}/dcmnet-demo.XXXXXX")
+fi
 listener=""
 
 cleanup() {
@@ -27,8 +34,14 @@ cleanup() {
         echo "--- listener log"
         sed 's/^/    /' "$tmp/listen.log"
     fi
-    rm -rf "$tmp"
-    if [[ $status -eq 0 ]]; then echo "demo: OK"; else echo "demo: FAILED (exit $status)" >&2; fi
+    rm -rf "$tmp/src"
+    if [[ $status -eq 0 ]]; then
+        echo
+        echo "demo: OK. What the listener received is kept in $tmp/received (log: $tmp/listen.log)."
+        echo "Look inside a file with dcmdump FILE (DCMTK); remove it all with: rm -r $tmp"
+    else
+        echo "demo: FAILED (exit $status); files and log kept in $tmp" >&2
+    fi
     exit "$status"
 }
 trap cleanup EXIT
@@ -49,7 +62,7 @@ elif ! "$DCMNET" listen --help 2>/dev/null | grep -q -- '-od[ ,]'; then
 else
     with_store=1
     mkdir -p "$tmp/received"
-    listen_args+=(-od "$tmp/received")
+    listen_args+=(-od "$tmp/received" --filepath '{PatientID}/{StudyInstanceUID}/{SeriesInstanceUID}/{SOPInstanceUID}.dcm')
 fi
 
 echo "\$ $DCMNET ${listen_args[*]} &"
@@ -81,8 +94,13 @@ if [[ $with_store -eq 1 ]]; then
     step "$PY" scripts/gen_studies.py "$tmp/src" --studies "$STUDIES" --series "$SERIES" --images "$IMAGES"
     step "$DCMNET" store 127.0.0.1 "$port" "$tmp/src"
     sent=$(find "$tmp/src" -type f -name '*.dcm' | wc -l)
-    received=$(find "$tmp/received" -type f | wc -l)
-    echo "received $received of $sent files in $tmp/received"
+    received=$(find "$tmp/received" -type f -name '*.dcm' | wc -l)
+    echo
+    echo "received $received of $sent files in $tmp/received:"
+    # A tree of what was stored (patient / study / series / instance), without needing tree(1).
+    (cd "$tmp/received" && find . -mindepth 1 | LC_ALL=C sort | awk -F/ '{
+        indent = ""; for (i = 2; i < NF; i++) indent = indent "    ";
+        print "    " indent $NF }')
     [[ $received -eq $sent ]] || { echo "demo: expected $sent files, received $received" >&2; exit 1; }
 else
     echo

@@ -181,7 +181,7 @@ def test_listen_verbose_after_the_port() -> None:
     _, _, plain = _listen()
     assert "listening on" in plain and "stopped:" in plain and "associated (1 contexts)" not in plain
     _, _, verbose = _listen("-v")
-    assert "associated (1 contexts)" in verbose and "released, 1 echo(es)" in verbose
+    assert "associated (1 context)" in verbose and "released, 1 echo," in verbose
 
 
 def test_listen_json_after_the_port() -> None:

@@ -117,7 +117,8 @@ def test_group_length_optional() -> None:
 @pytest.mark.parametrize(
     "raw, text",
     [
-        (ECHO_RQ + struct.pack("<HHI", 8, 0x18, 0), "outside group 0000"),  # scenario 36
+        # scenario 36; trailing elements of another group are tolerated (tests/test_retrieve_tolerant.py)
+        (ECHO_RQ + struct.pack("<HHI", 8, 0x18, 0) + el(0x0902, b"ab"), "after elements of another group"),
         (ECHO_RQ[12:] + struct.pack("<HHI", 0, 0x0902, 0x80000000), "past"),  # length >= 2^31
         (ECHO_RQ[12:] + struct.pack("<HHI", 0, 0x0902, 0xFFFFFFFF), "past"),  # undefined length
         (ECHO_RQ[12:] + struct.pack("<HHI", 0, 0x0902, 4) + b"ab", "past"),

@@ -17,9 +17,9 @@ from dcmnet_cli.part10.filenames import (
     safe_component,
 )
 
-SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
-HOSTILE = ["../../x", "/etc/x", "..", ".", "a/b", "a\\b", "C:x", "a\0b", "1." * 40 + "1", "", "é", "1.2.3 ",
-           "1.2.3\0", "UNKNOWN", "con", "nul.txt", "-rf", ".hidden", "x" * 300, "a b", "日本"]
+SAFE_NAME = re.compile(r"^\w[\w.^=+,@~-]*$")  # letters and digits of any script are kept (NFC)
+HOSTILE = ["../../x", "/etc/x", "..", ".", "a/b", "a\\b", "C:x", "a\0b", "1." * 40 + "1", "", "1.2.3 ",
+           "1.2.3\0", "UNKNOWN", "con", "nul.txt", "-rf", ".hidden", "x" * 300, "a b", "1.2.3\n", "e\u0301"]
 
 
 @pytest.mark.parametrize("value", HOSTILE)

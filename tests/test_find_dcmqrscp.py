@@ -117,7 +117,7 @@ def test_tsv_output(capsys, archive) -> None:
     code, out, err = find(capsys, archive, "-k", "PatientName", "-k", "StudyDate", "-k", "PatientID=PAT00[23]")
     assert code == 0, err
     lines = out.splitlines()
-    assert lines[0].split("\t") == ["StudyDate", "PatientName", "PatientID"]  # tag order, no level column
+    assert lines[0].split("\t") == ["PatientName", "StudyDate", "PatientID"]  # -k order, no level column
     code, out, err = find(capsys, archive, "-k", "PatientName", "-k", "StudyDate=20240101-")
     names = sorted(row["PatientName"] for row in rows(out))
     assert names == ["Doe^John", "Doe^John", UTF8_NAME]

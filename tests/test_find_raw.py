@@ -248,7 +248,7 @@ def test_table_on_a_terminal_and_no_rich_otherwise(tmp_path) -> None:
                 os.close(slave)
         table = b"".join(chunks).decode("utf-8", "replace")
         assert proc.returncode == 0, proc.stderr
-        assert "Doe^Jane" in table and "┃" in table and "PatientName" in table
+        assert "Doe^Jane" in table and "┃" in table and "Patient Name" in table  # headers split into words
         probe = ("import sys\nfrom dcmnet_cli.cli.main import main\n"
                  "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n    code = e.code\n"
                  "print('RICH' if 'rich' in sys.modules else 'NORICH', code, file=sys.stderr)\n")

@@ -78,7 +78,7 @@ def storescp_refuse(dcmtk):
 
 @pytest.fixture(scope="module")
 def listener():
-    with listen_server("--artim-timeout", "2") as server:
+    with listen_server("--artim-timeout", "2", "--verify-only") as server:
         yield server
 
 
@@ -164,7 +164,7 @@ def test_echo_to_listen(listener):
     rc, out, err = run_dcmnet("echo", "--count", "2", LOOPBACK, str(listener.port))
     assert rc == 0, err
     assert "min/avg/max" in out
-    assert listener.wait_for_stderr("DCMNET -> ANY-SCP: released, 2 echo(es)", since=mark)
+    assert listener.wait_for_stderr("DCMNET -> ANY-SCP: released, 2 echoes", since=mark)
 
 
 # --------------------------------------------------------------------------- exit 4: cannot connect

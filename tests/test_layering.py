@@ -210,3 +210,72 @@ def test_forbidden_names_detected(tmp_path):
     (tmp_path / "m.py").write_text(src)
     got = [t.split(".")[0] for _, t in _imports_as(tmp_path / "m.py", "dcmnet_cli.ul.m")]
     assert [t for t in got if t in FORBIDDEN_IN_CORE] == ["socket", "os", "time", "threading"]
+
+
+# --------------------------------------------------------------------------- no import cycles
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """Module → the package modules it imports (lazy imports inside functions included)."""
+    names = {_module_name(p) for p in MODULES if not _is_package(p)}
+    graph: dict[str, set[str]] = {}
+    for path in MODULES:
+        me = _module_name(path)
+        if me in names:
+            graph[me] = {t for _, t in _imports(path) if t in names and t != me}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    counter = 0
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph.get(child, ())))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_no_import_cycles():
+    """House style: no import cycles, lazy imports included (a cycle hidden in a function is still one)."""
+    assert _cycles(_module_graph()) == []
+
+
+def test_cycle_finder_finds_one():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []

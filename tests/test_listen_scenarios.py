@@ -64,7 +64,7 @@ PROVIDER = 2
 
 @pytest.fixture(scope="module")
 def server():
-    with listen_server("--artim-timeout", str(ARTIM)) as srv:
+    with listen_server("--artim-timeout", str(ARTIM), "--verify-only") as srv:
         yield srv
 
 
@@ -510,24 +510,17 @@ def test_c23_max_associations():
 
 
 def test_c23_half_open_connections_bounded():
-    """Idle connections beyond max-associations + margin are closed at once, not given a thread."""
+    """Idle connections wait in the accept loop's selector (no thread each) until ARTIM closes them; the
+    server's thread count stays bounded and a real client still gets through meanwhile."""
     with listen_server("--artim-timeout", str(ARTIM), "--max-associations", "2") as srv:
         socks = []
         try:
-            for _ in range(14):
+            threads_before = len(os.listdir(f"/proc/{srv.pid}/task"))
+            for _ in range(40):
                 socks.append(connect(srv.port))
             time.sleep(0.2)
-            closed_fast = 0
-            for sock in socks:
-                sock.settimeout(0.01)
-                try:
-                    if sock.recv(1) == b"":
-                        closed_fast += 1
-                except socket.timeout:
-                    pass
-                except OSError:
-                    closed_fast += 1
-            assert 1 <= closed_fast <= 6, closed_fast  # 2 + max(8, 0) = 10 workers allowed
+            assert len(os.listdir(f"/proc/{srv.pid}/task")) <= threads_before + 1
+            assert_alive(srv)  # a real echo while 40 idle connections are pending
         finally:
             for sock in socks:
                 sock.close()

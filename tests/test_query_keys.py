@@ -226,5 +226,6 @@ def test_unencodable_identifier_on_an_open_association_is_local(archive) -> None
     assert for_error(info.value) is ExitCode.INPUT
     result = retrieve(MOVE, Peer(LOOPBACK, port, aet), "DCMNET", model.move, [request_for_dataset(ds, "STUDY")],
                       destination="NOWHERE")
-    assert isinstance(result.error, LocalDIMSEError) and not isinstance(result.error, RemoteDIMSEError)
-    assert for_error(result.error) is ExitCode.INPUT
+    error = result.operations[0].error  # each request is its own operation (the others still run)
+    assert isinstance(error, LocalDIMSEError) and not isinstance(error, RemoteDIMSEError)
+    assert for_error(error) is ExitCode.INPUT

@@ -33,6 +33,7 @@ from dcmnet_cli.services.peer import Peer
 from dcmnet_cli.services.query import MODELS, QuerySpec, decode_identifier, encode_identifier
 from dcmnet_cli.services.scp.entity import ALL_UNCOMPRESSED, ApplicationEntity, EchoHandler
 from dcmnet_cli.services.scp.storage import StorageConfig, StorageSCP
+from dcmnet_cli.services.scp.store_handler import storage_handlers
 from dcmnet_cli.services.scu.echo import echo
 from dcmnet_cli.services.scu.find import find
 from dcmnet_cli.services.scu.retrieve import GET, RetrieveRequest, retrieve
@@ -58,7 +59,7 @@ def storage_entity(root: Path, events: list) -> tuple[ApplicationEntity, Storage
     scp = StorageSCP(StorageConfig(str(root), fsync=False), events.append)
     scp.prepare()
     policy = AcceptorPolicy(ae_title="MEMSCP", contexts=storage_contexts(ALL_UNCOMPRESSED, False, ALL_UNCOMPRESSED))
-    return ApplicationEntity(policy, handlers=scp.handlers(), on_event=events.append), scp
+    return ApplicationEntity(policy, handlers=storage_handlers(scp), on_event=events.append), scp
 
 
 # ------------------------------------------------------------------------------------------ C-ECHO

@@ -94,7 +94,8 @@ def test_folders_recursive_pattern_and_non_dicom(storescp, tmp_path: Path) -> No
     no_traceback(err)
     assert code == 3
     lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and "notes.txt" in lines[0] and "not a DICOM file" in lines[0], err
+    assert len(lines) == 2 and "notes.txt" in lines[0] and "not a DICOM file" in lines[0], err
+    assert lines[1].startswith("stored 3 of 4 files (1 not DICOM or unreadable)")  # the summary line
     by_uid = received(out)
     for path in [top, *deep]:
         assert_same(path, by_uid[read_meta(path).sop_instance_uid])

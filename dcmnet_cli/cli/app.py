@@ -59,6 +59,10 @@ class App:
         self.err = err if err is not None else sys.stderr
         self._live: LiveDisplay | None = None
         self._lock = Lock()
+        self.stdout_optional = False
+        """Set by commands whose stdout is a side stream (``listen --json``): when its reader goes away
+        (broken pipe) the command goes on without it, after one warning on stderr."""
+        self._out_gone = False
 
     def apply(self, quiet: bool = False, verbose: int = 0, debug: bool = False, no_color: bool = False,
               json_output: bool = False) -> None:
@@ -91,6 +95,17 @@ class App:
             finally:
                 self._live = None
 
+    def capture_warnings(self) -> None:
+        """Send Python warnings (pydicom's, about values a peer sent) to the -v log as one escaped line each,
+        from any thread: one ``warnings.showwarning`` hook for the process (``catch_warnings`` is not
+        thread-safe), installed once by commands that serve peers."""
+        import warnings
+
+        def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+            self.say(f"{category.__name__}: {escape(str(message))}", "detail")
+
+        warnings.showwarning = show
+
     # ------------------------------------------------------------------ stdout
 
     def result(self, text: str) -> None:
@@ -102,7 +117,30 @@ class App:
         """One JSON object per line on stdout; never silenced (it is the requested output)."""
         import json  # only --json runs pay for it
 
-        self._write(self.out, json.dumps(obj, separators=(",", ":"), default=str))
+        self._write_out(json.dumps(obj, separators=(",", ":"), default=str))
+
+    def _write_out(self, line: str) -> None:
+        """One line on stdout in one ``os.write`` when stdout is a file descriptor, so lines from several
+        processes (``listen --workers``) or threads never interleave, whatever the buffering."""
+        if self._out_gone:
+            return
+        data = (line + "\n").encode("utf-8", "surrogateescape")
+        try:
+            with self._lock:
+                try:
+                    fd = self.out.fileno()
+                except (AttributeError, OSError, ValueError):
+                    self.out.write(line + "\n")
+                    self.out.flush()
+                    return
+                self.out.flush()  # anything written through the text layer goes first
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+        except (BrokenPipeError, ConnectionResetError) if self.stdout_optional else ():
+            self._out_gone = True
+            self.say("stdout was closed (its reader went away): events are no longer printed; "
+                     "receiving goes on", "warning")
 
     # ------------------------------------------------------------------ stderr
 

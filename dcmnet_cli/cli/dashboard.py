@@ -26,6 +26,8 @@ class Dashboard:
         self.title = title
         self._lock = Lock()
         self.active = self.associations = self.rejected = self.stored = self.failed = self.bytes = 0
+        self.dropped = 0
+        """Connections closed before their A-ASSOCIATE-RQ (idle, slow, too many pending)."""
         self._samples: deque[tuple[float, int]] = deque()
         self._started = time.monotonic()
         self._live = Live(get_renderable=self._render, console=self.console, refresh_per_second=4, transient=True)
@@ -59,6 +61,8 @@ class Dashboard:
                 self._samples.append((time.monotonic(), size))
             elif kind == "store-failed":
                 self.failed += 1
+            elif kind == "dropped":
+                self.dropped += int(getattr(event, "connections", 1) or 1)
 
     def _rate(self) -> float:
         now = time.monotonic()
@@ -75,7 +79,8 @@ class Dashboard:
             table = Table.grid(padding=(0, 2))
             table.add_row(f"[bold]{self.title}[/bold]")
             table.add_row(
-                f"associations: {self.active} active, {self.associations} total, {self.rejected} rejected",
+                f"associations: {self.active} active, {self.associations} total, {self.rejected} rejected"
+                + (f", {self.dropped} connections dropped" if self.dropped else ""),
                 f"objects: {self.stored} stored, {self.failed} failed",
                 f"{self.bytes / 1e6:,.1f} MB, {rate:,.1f} MB/s",
             )

@@ -257,6 +257,33 @@ def _first_line(text: str | None) -> str:
     return " ".join((text or "").split("\n\n", 1)[0].split())
 
 
+NODE_NAMES = f"{PROG} nodes --names 2>/dev/null"
+"""What the scripts run to complete a PEER: the config file's node names (only when one is completed)."""
+
+
+def _keywords_command(prefix: str) -> str:
+    """What the scripts run to complete ``-k``: pydicom's keywords, loaded only then."""
+    return f"{PROG} completion --keywords {prefix} 2>/dev/null"
+
+
+def _takes_peer(command: click.Command) -> bool:
+    return any("PEER" in (a.metavar or (a.name or "").upper()) for a in _arguments(command))
+
+
+def _is_key(option: click.Option) -> bool:
+    return "--key" in option.opts
+
+
+def _bash_value_action(option: click.Option) -> str:
+    if _is_key(option):
+        return f'COMPREPLY=($(compgen -W "$({_keywords_command(chr(34) + "${cur%%=*}" + chr(34))})" -- "$cur")); return 0'
+    if _is_path(option):
+        return 'COMPREPLY=($(compgen -f -- "$cur")); return 0'
+    if _choices(option):
+        return f'COMPREPLY=($(compgen -W "{" ".join(_choices(option))}" -- "$cur")); return 0'
+    return "return 0"
+
+
 def _bash_case(words: list[str]) -> str:
     return "|".join(words)
 
@@ -293,12 +320,7 @@ def bash_completion() -> str:
         for option in options:
             if not _takes_value(option):
                 continue
-            if _is_path(option):
-                action = 'COMPREPLY=($(compgen -f -- "$cur")); return 0'
-            elif _choices(option):
-                action = f'COMPREPLY=($(compgen -W "{" ".join(_choices(option))}" -- "$cur")); return 0'
-            else:
-                action = "return 0"
+            action = _bash_value_action(option)
             value_cases.append(f"                {_bash_case(_names(option))}) {action} ;;")
         if value_cases:
             lines += ['            case "$prev" in', *value_cases, "            esac"]
@@ -307,6 +329,11 @@ def bash_completion() -> str:
         if not name:
             lines += ['            if [[ "$cur" != -* ]]; then',
                       f'                COMPREPLY=($(compgen -W "{" ".join(names)}" -- "$cur")); return 0',
+                      "            fi"]
+        elif _takes_peer(command):
+            lines += ['            if [[ "$cur" != -* ]]; then',
+                      f'                COMPREPLY=($(compgen -W "$({NODE_NAMES})" -- "$cur"))  # else files',
+                      "                return 0",
                       "            fi"]
         else:
             lines += ['            if [[ "$cur" != -* ]]; then',
@@ -338,7 +365,9 @@ def _zsh_option(option: click.Option) -> str:
     spec = f"[{desc}]"
     if _takes_value(option):
         metavar = (option.metavar or option.name or "value").lower().replace(":", "")
-        if _is_path(option):
+        if _is_key(option):
+            action = f"_{PROG}_keywords"
+        elif _is_path(option):
             action = "_files"
         elif _choices(option):
             action = "(" + " ".join(_choices(option)) + ")"
@@ -356,6 +385,8 @@ def _zsh_option(option: click.Option) -> str:
 
 def _zsh_argument(argument: click.Argument) -> str:
     action = "_files" if _is_path(argument) else ("(" + " ".join(_choices(argument)) + ")" if _choices(argument) else " ")
+    if "PEER" in (argument.metavar or (argument.name or "").upper()):
+        action = f"_{PROG}_peer"
     name = (argument.metavar or argument.name or "arg").lower().replace(":", "").replace("...", "")
     if argument.nargs == -1:
         return _zsh_quote(f"*:{name}:{action}")
@@ -370,6 +401,9 @@ def zsh_completion() -> str:
     for name, command, _ in cmds:
         lines.append("        " + _zsh_quote(f"{name.replace(':', chr(92) + ':')}:{short_help(command, name)}"))
     lines += ["    )", f"    _describe -t commands '{PROG} command' commands", "}", ""]
+    lines += [f"_{PROG}_peer() {{", f'    compadd -- ${{(f)"$({NODE_NAMES})"}}', "    _files", "}", "",
+              f"_{PROG}_keywords() {{", f'    compadd -- ${{(f)"$({_keywords_command(chr(34) + "${PREFIX%%=*}" + chr(34))})"}}',
+              "}", ""]
     for name, command, cctx in cmds:
         specs = [_zsh_option(o) for o in all_options(command, cctx)]
         specs += [_zsh_argument(a) for a in _arguments(command)]
@@ -410,7 +444,9 @@ def _fish_option(condition: str, option: click.Option) -> str:
             parts.append(f"-o {name[1:]}")
     if _takes_value(option):
         parts.append("-r")
-        if _is_path(option):
+        if _is_key(option):
+            parts.append("-a " + _fish_quote(f"({_keywords_command('(commandline -ct)')})"))
+        elif _is_path(option):
             parts.append("-F")
         elif _choices(option):
             parts.append("-a " + _fish_quote(" ".join(_choices(option))))
@@ -430,7 +466,9 @@ def fish_completion() -> str:
         condition = f"__fish_seen_subcommand_from {name}"
         for option in all_options(command, cctx):
             lines.append(_fish_option(condition, option))
-        if any(_is_path(a) for a in _arguments(command)):
+        if _takes_peer(command):
+            lines.append(f"complete -c {PROG} -n {_fish_quote(condition)} -a {_fish_quote(f'({NODE_NAMES})')}")
+        if any(_is_path(a) for a in _arguments(command)) or name == "store":
             lines.append(f"complete -c {PROG} -n {_fish_quote(condition)} -F")
     return "\n".join(lines) + "\n"
 

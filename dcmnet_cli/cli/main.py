@@ -10,6 +10,7 @@ import click
 
 from .. import __version__
 from ..errors import DcmnetError
+from . import config
 from .app import App
 from .exitcodes import ExitCode, for_error, table_text
 from .options import group_output_options
@@ -19,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "find": ("dcmnet_cli.cli.commands.find", "Query a node for patients, studies, series, images or worklist items (C-FIND)."),
     "get": ("dcmnet_cli.cli.commands.get", "Retrieve objects from a Q/R SCP over one association (C-GET)."),
     "listen": ("dcmnet_cli.cli.commands.listen", "Run a DICOM node: Verification and Storage SCP."),
+    "nodes": ("dcmnet_cli.cli.commands.nodes", "List the nodes of the config file; --check echoes them all."),
+    "completion": ("dcmnet_cli.cli.commands.completion", "Print the shell completion script (bash, zsh or fish)."),
     "move": ("dcmnet_cli.cli.commands.move", "Move objects from a Q/R SCP to an AE, or receive them here (C-MOVE)."),
     "store": ("dcmnet_cli.cli.commands.store", "Send DICOM files to a Storage SCP (C-STORE)."),
 }
@@ -33,7 +36,9 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in COMMANDS:
             return None
-        return importlib.import_module(COMMANDS[name][0]).command
+        from .config import with_environment
+
+        return with_environment(importlib.import_module(COMMANDS[name][0]).command)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with formatter.section("Commands"):
@@ -62,11 +67,36 @@ def cli(ctx: click.Context, quiet: bool, verbose: int, debug: bool, no_color: bo
     ctx.obj.apply(quiet=quiet, verbose=verbose, debug=debug, no_color=no_color, json_output=as_json)
 
 
+def command_sources() -> list[tuple[str, click.Command, bool]]:
+    """(name, command, is the group) for the group and every command, for the option catalogue."""
+    from .config import with_environment
+
+    root = click.Context(cli, info_name="dcmnet")
+    found: list[tuple[str, click.Command, bool]] = [("dcmnet", with_environment(cli, group=True), True)]
+    for name in sorted(COMMANDS):
+        command = cli.get_command(root, name)
+        if command is not None:
+            found.append((name, command, False))
+    return found
+
+
+config.use_commands(command_sources)
+config.with_environment(cli, group=True)  # the group's DCMNET_* variables, whoever renders it (help, docs)
+
+
+def _config_defaults() -> dict:
+    """Click's default_map from the config file's [defaults] (empty, and no file read, without a file)."""
+    from .config import default_map, with_environment
+
+    with_environment(cli, group=True)
+    return default_map(COMMANDS)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the group and turn whatever happened into the exit-code contract."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        result = cli.main(args=argv, prog_name="dcmnet", standalone_mode=False)
+        result = cli.main(args=argv, prog_name="dcmnet", standalone_mode=False, default_map=_config_defaults())
         code = int(result) if isinstance(result, int) else 0
     except click.exceptions.Exit as done:
         code = done.exit_code

@@ -150,9 +150,12 @@ server_tls_options = stack(
     click.option("--tls-key-password-env", default=None, metavar="VAR",
                  help="Name of the environment variable holding the password of an encrypted --tls-key."),
     click.option("--tls-ca", type=_FILE, default=None, metavar="FILE",
-                 help="CA certificates (PEM) that client certificates must chain to (checked when offered)."),
+                 help="CA certificates (PEM) that client certificates must chain to; with it, clients must "
+                      "present one (mutual TLS, as DCMTK storescp) unless --tls-allow-anonymous."),
     click.option("--tls-require-client-cert", is_flag=True,
-                 help="Refuse clients without a certificate signed by --tls-ca (mutual TLS)."),
+                 help="Refuse clients without a certificate signed by --tls-ca (the default with --tls-ca)."),
+    click.option("--tls-allow-anonymous", is_flag=True,
+                 help="With --tls-ca: also accept clients without a certificate (one offered is still verified)."),
 )
 """TLS for ``listen``: our certificate and key, and how clients are authenticated."""
 
@@ -161,7 +164,7 @@ def server_tls_from(options: dict[str, Any]) -> Any:
     """The server ``ssl.SSLContext`` for ``listen --tls`` (None without it); config errors are usage errors."""
     given = [name for name in ("tls_cert", "tls_key", "tls_ca", "tls_key_password_env") if options.get(name)]
     if not options.get("tls"):
-        if given or options.get("tls_require_client_cert"):
+        if given or options.get("tls_require_client_cert") or options.get("tls_allow_anonymous"):
             raise click.UsageError("the --tls-* options need --tls")
         return None
     if not options.get("tls_cert"):
@@ -171,7 +174,8 @@ def server_tls_from(options: dict[str, Any]) -> Any:
     try:
         return server_context(ServerSettings(options["tls_cert"], options.get("tls_key"), options.get("tls_ca"),
                                              bool(options.get("tls_require_client_cert")),
-                                             options.get("tls_key_password_env")))
+                                             options.get("tls_key_password_env"),
+                                             bool(options.get("tls_allow_anonymous"))))
     except TLSConfigError as error:
         raise click.UsageError(str(error)) from None
 
@@ -233,12 +237,10 @@ AET_HOST_PORT = re.compile(r"^(?:(?P<aet>[^@]{1,16})@)?(?P<host>\[[^\]]+\]|[^:@\
 
 
 def config_path() -> str:
-    """$DCMNET_CONFIG, else $XDG_CONFIG_HOME/dcmnet/config.toml, else ~/.config/dcmnet/config.toml.
+    """$DCMNET_CONFIG, else $XDG_CONFIG_HOME/dcmnet/config.toml, else ~/.config/dcmnet/config.toml."""
+    from .config import config_path as path
 
-    os.path, not pathlib: pathlib costs ~3 ms of start-up that ``dcmnet echo`` need not pay.
-    """
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return os.environ.get("DCMNET_CONFIG") or os.path.join(base, "dcmnet", "config.toml")
+    return path()
 
 
 _NODE_TLS = {"tls": bool, "tls_ca": str, "tls_cert": str, "tls_key": str, "tls_key_password_env": str,
@@ -246,22 +248,22 @@ _NODE_TLS = {"tls": bool, "tls_ca": str, "tls_cert": str, "tls_key": str, "tls_k
 
 
 def _node(name: str) -> tuple[str, int, str | None, dict[str, Any]]:
-    """A named node from the config file: ``[nodes.NAME] host, port, aet`` and the TLS keys of
-    ``_NODE_TLS`` (``tls = true``, ``tls_ca = "path"``, ...; relative paths from the config folder)."""
-    import tomllib
+    """A named node from the config file: ``[nodes.NAME] host, port, aet, calling_aet`` and the TLS keys of
+    ``_NODE_TLS`` (``tls = true``, ``tls_ca = "path"``, ...; relative paths from the config folder).
+    The node's ``calling_aet`` comes back in the dict under that key."""
+    from . import config
 
     path = config_path()
-    try:
-        with open(path, "rb") as handle:
-            config = tomllib.load(handle)
-    except FileNotFoundError:
-        raise click.BadParameter(f"{name!r} is not HOST PORT or [AET@]HOST:PORT, and there is no config file ({path}) naming nodes") from None
-    except (OSError, tomllib.TOMLDecodeError) as error:
-        raise click.BadParameter(f"cannot read {path}: {error}") from None
-    node = config.get("nodes", {}).get(name)
-    if not isinstance(node, dict) or "host" not in node or "port" not in node:
-        raise click.BadParameter(f"no node {name!r} (with host and port) in {path}")
-    tls: dict[str, Any] = {}
+    if config.load() is None:
+        raise click.BadParameter(f"{name!r} is not HOST PORT or [AET@]HOST:PORT, and there is no config file ({path}) naming nodes")
+    known = config.nodes()
+    node = known.get(name)
+    if node is None:
+        names = ", ".join(sorted(known)) or "none"
+        raise click.BadParameter(f"no node {name!r} in {path} (known nodes: {names})")
+    if "host" not in node or "port" not in node:
+        raise click.BadParameter(f"node {name!r} in {path} needs host and port")
+    extra: dict[str, Any] = {}
     for key, kind in _NODE_TLS.items():
         if key in node:
             if not isinstance(node[key], kind):
@@ -269,14 +271,45 @@ def _node(name: str) -> tuple[str, int, str | None, dict[str, Any]]:
             value = node[key]
             if key in ("tls_ca", "tls_cert", "tls_key"):
                 value = os.path.join(os.path.dirname(path), os.path.expanduser(value))
-            tls[key] = value
-    return str(node["host"]), _port(str(node["port"])), node.get("aet"), tls
+            extra[key] = value
+    for key in ("aet", "calling_aet"):
+        if key in node:
+            ae_title(None, None, str(node[key]))  # type: ignore[arg-type]
+    if "calling_aet" in node:
+        extra["calling_aet"] = str(node["calling_aet"])
+    return str(node["host"]), _port(str(node["port"])), node.get("aet"), extra
 
 
 def _port(text: str) -> int:
     if not text.isdigit() or not 0 < int(text) < 65536:
         raise click.BadParameter(f"{text!r} is not a port number (1-65535)")
     return int(text)
+
+
+def _hint_swapped(args: tuple[str, ...]) -> None:
+    """``104 pacs.example.org``: HOST and PORT the wrong way round; ``HOST Key=Value``: a forgotten -k."""
+    if "=" in args[1]:
+        raise click.BadParameter(f"{args[1]!r} is not a port number: query keys go after -k (-k {args[1]})",
+                                 param_hint="PEER")
+    if args[0].isdigit() and not args[1].isdigit():
+        raise click.BadParameter(f"{args[1]!r} is not a port number: did you swap HOST and PORT? "
+                                 f"(give {args[1]} {args[0]})", param_hint="PEER")
+
+
+def _given(options: dict[str, Any] | None, name: str) -> bool:
+    """True when option ``name`` came from the command line or the environment (not a default, not the
+    config file's [defaults]); True too outside a click context (a caller passing values itself)."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or options is None or name not in ctx.params and name not in options:
+        return True
+    source = ctx.get_parameter_source(name)
+    return source is None or source in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
+
+
+def _node_calling_aet(options: dict[str, Any], value: str) -> None:
+    """The node's ``calling_aet`` unless -aet came from the command line or the environment."""
+    if not _given(options, "calling_aet"):
+        options["calling_aet"] = value
 
 
 def parse_peer(args: tuple[str, ...], called_aet: str | None, options: dict[str, Any] | None = None,
@@ -287,16 +320,28 @@ def parse_peer(args: tuple[str, ...], called_aet: str | None, options: dict[str,
     """
     node: dict[str, Any] = {}
     if len(args) == 2:
+        _hint_swapped(args)
         host, port, aet = args[0], _port(args[1]), None
     elif len(args) == 1:
         match = AET_HOST_PORT.match(args[0])
         if match:
             host, port, aet = match["host"].strip("[]"), _port(match["port"]), match["aet"]
+        elif "=" in args[0]:
+            raise click.BadParameter(f"{args[0]!r} is not a peer: give HOST PORT first, and query keys after -k "
+                                     f"(-k {args[0]})", param_hint="PEER")
+        elif args[0].isdigit():
+            raise click.BadParameter(f"{args[0]!r} is a port number, not a peer: give HOST PORT", param_hint="PEER")
         else:
             host, port, aet, node = _node(args[0])
     else:
-        raise click.BadParameter("expected HOST PORT, [AET@]HOST:PORT or a node name", param_hint="PEER")
+        keys = [arg for arg in args if "=" in arg]
+        hint = f" (query keys go after -k: -k {keys[0]})" if keys else ""
+        raise click.BadParameter(f"expected HOST PORT, [AET@]HOST:PORT or a node name{hint}", param_hint="PEER")
     if aet is not None:
         ae_title(None, None, aet)  # type: ignore[arg-type]
+    if options is not None and "calling_aet" in node:
+        _node_calling_aet(options, node.pop("calling_aet"))
+    if aet is not None and called_aet is not None and not _given(options, "called_aet"):
+        called_aet = None  # the node's aet is more specific than [defaults] called_aet
     tls = _client_tls(options, node, tls_detail_used) if options is not None else None
     return Peer(host, port, called_aet or aet or "ANY-SCP", tls)

@@ -87,12 +87,30 @@ def query_from_options(options: dict[str, Any], *, for_retrieve: bool) -> "Query
         level = str(base.QueryRetrieveLevel).strip().upper()
     else:
         level = "PATIENT" if model_name in ("patient", "patient-study") else "STUDY"
+    notes: list[str] = []
     try:
         check_level(model_name, level)
-        identifier = build_identifier(options.get("keys", ()), level, base, not for_retrieve, model=model_name)
+        identifier = build_identifier(options.get("keys", ()), level, base, not for_retrieve, model=model_name,
+                                      notes=notes)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="-k/--key" if "level" not in str(error) else "-L/--level")
+    _say_notes(notes)
     return QuerySpec(model, level, identifier)
+
+
+def _say_notes(notes: list[str]) -> None:
+    """Hints about the keys (a keyword read in another case) as warnings on stderr."""
+    if not notes:
+        return
+    from .app import App
+
+    ctx = click.get_current_context(silent=True)
+    app = ctx.find_object(App) if ctx is not None else None
+    for note in notes:
+        if app is not None:
+            app.say(note, "warning")
+        else:
+            click.echo(f"warning: {note}", err=True)
 
 
 def _level_key(keys: Any) -> str | None:

@@ -14,7 +14,7 @@ import click
 from .app import App, escape
 from .exitcodes import ExitCode, combine, for_error, for_status
 from .options import output_options, positive_seconds, stack, timeouts_from
-from .storage_options import NOTABLE_EVENTS, STORE_EVENTS, build_storage, log_line
+from .storage_options import NOTABLE_EVENTS, STORE_EVENTS, build_storage, check_output_folder, log_line
 
 retrieve_options = stack(
     click.option("--cancel-after-seconds", "cancel_after", type=float, default=None, callback=positive_seconds,
@@ -22,12 +22,14 @@ retrieve_options = stack(
     click.option("--deadline", type=float, default=None, callback=positive_seconds, metavar="S",
                  help="Abort when the whole retrieve takes longer than S seconds (exit 6). Unlike -td, "
                       "which restarts with every message from the peer, this is never restarted."),
+    click.option("--all", "retrieve_all", is_flag=True,
+                 help="Allow a retrieve without matching keys (everything that matches, possibly the whole archive)."),
     click.option("--no-progress", is_flag=True, help="No progress bar (only drawn when stderr is a terminal)."),
     click.option("--warnings-ok", is_flag=True, help="Exit 0 instead of 1 when the peer answered warnings only."),
     output_options(json_help="One JSON summary object on stdout."),
 )
-"""The options after the query: the command receives ``cancel_after``, ``deadline``, ``no_progress``,
-``warnings_ok`` and ``as_json`` (pass them on in ``options``); -q/-v/--debug/--no-color go to the App."""
+"""The options after the query: the command receives ``cancel_after``, ``deadline``, ``retrieve_all``,
+``no_progress``, ``warnings_ok`` and ``as_json`` (pass them on in ``options``); -q/-v/--debug/--no-color go to the App."""
 
 
 def build_requests(options: dict[str, Any], from_json: Any) -> tuple[Any, list[Any], list[str]]:
@@ -38,7 +40,11 @@ def build_requests(options: dict[str, Any], from_json: Any) -> tuple[Any, list[A
 
     if from_json is None:
         spec = query_from_options(options, for_retrieve=True)
+        if not options.get("retrieve_all"):
+            require_keys(spec)
         return spec.model, [request_for_dataset(spec.identifier, spec.level)], []
+    if options.get("retrieve_all"):
+        raise click.UsageError("--all is for -k/-f retrieves: --from-json names what to retrieve")
     if options.get("keys") or options.get("query_file"):
         raise click.UsageError("--from-json takes the keys from its lines: drop -k/-f")
     name = options.get("model") or "study"
@@ -48,6 +54,35 @@ def build_requests(options: dict[str, Any], from_json: Any) -> tuple[Any, list[A
     level = options["level"].upper() if options.get("level") else None
     requests, problems = requests_from_ndjson(from_json.read().splitlines(), name, level)
     return MODELS[name], requests, problems
+
+
+def require_keys(spec: Any) -> None:
+    """A retrieve must say what to retrieve (PS3.4 C.4.2.2.1): at SERIES/IMAGE level the unique keys of
+    that level and the levels above; at PATIENT/STUDY level at least one key with a value. Without one
+    the peer sends everything it holds, which is never what a typo meant: ask for --all (exit 2)."""
+    from ..services.query import HIGHER_KEYS, UNIQUE_KEYS
+
+    ds, level = spec.identifier, spec.level
+
+    def given(keyword: str) -> bool:
+        value = ds.get(keyword)
+        return bool(str(value or "").strip().strip("*?\\"))
+
+    if level in ("SERIES", "IMAGE"):
+        keys = (*HIGHER_KEYS.get(spec.model.name, {}).get(level, ()), UNIQUE_KEYS[level])
+        missing = [key for key in keys if not given(key)]
+        if missing:
+            raise click.UsageError(f"a {level} retrieve needs {', '.join(missing)}: add "
+                                   + " ".join(f"-k {key}=..." for key in missing)
+                                   + " (or --all to retrieve everything that matches)")
+        return
+    if not any(given(element.keyword) for element in ds if element.keyword not in _NOT_MATCHING):
+        example = f"-k {UNIQUE_KEYS.get(level or 'STUDY', 'StudyInstanceUID')}=..."
+        raise click.UsageError(f"no matching key: this would retrieve the whole archive; add {example} "
+                               "(or another -k KEY=VALUE), or --all if that is what you want")
+
+
+_NOT_MATCHING = ("QueryRetrieveLevel", "SpecificCharacterSet", "TimezoneOffsetFromUTC", "")
 
 
 def make_storage(app: App, output_directory: str | None, filepath: str | None, on_duplicate: str, no_fsync: bool,
@@ -63,12 +98,13 @@ def make_storage(app: App, output_directory: str | None, filepath: str | None, o
         elif kind != "check-skipped":
             app.say(log_line(event), "detail")
 
-    return build_storage(app, output_directory or ".", filepath, on_duplicate, False, (), False, no_fsync, None, None,
+    return build_storage(app, check_output_folder(output_directory or "."), filepath, on_duplicate, False, (), False, no_fsync, None, None,
                          60.0, on_event)
 
 
 def run_retrieve(app: App, options: dict[str, Any], kind: str, target: Any, sop_class: str, requests: list[Any], *,
-                 destination: str | None = None, storage: Any = None, storage_classes: tuple[str, ...] = ()) -> Any:
+                 destination: str | None = None, storage: Any = None, storage_classes: tuple[str, ...] = (),
+                 storage_syntaxes: tuple[str, ...] | None = None) -> Any:
     """Run the C-MOVE/C-GET requests with a progress bar on a terminal and -v lines per response."""
     from ..services.scu.retrieve import RetrieveCallbacks, retrieve
 
@@ -86,7 +122,7 @@ def run_retrieve(app: App, options: dict[str, Any], kind: str, target: Any, sop_
         return retrieve(kind, target, options["calling_aet"], sop_class, requests, destination=destination,
                         storage=storage, storage_classes=storage_classes, timeouts=timeouts_from(options),
                         max_pdu=options["max_pdu"], deadline=options["deadline"],
-                        cancel_after=options["cancel_after"], callbacks=callbacks)
+                        cancel_after=options["cancel_after"], callbacks=callbacks, storage_syntaxes=storage_syntaxes)
 
 
 class RetrieveProgress:
@@ -141,7 +177,8 @@ def operation_code(operation: Any) -> ExitCode:
     from ..dimse.status import Category
 
     if operation.status is None:
-        return ExitCode.SUCCESS  # never answered: the error that ended the run decides
+        # never answered: the error that ended it decides (an abort is 6, never 0)
+        return for_error(operation.error) if operation.error is not None else ExitCode.SUCCESS
     category = operation.category
     if category is Category.CANCEL:
         code = ExitCode.SUCCESS if operation.cancel_sent else ExitCode.CANCELLED
@@ -159,6 +196,9 @@ def exit_code(result: Any, received: list[Any] | None, problems: list[str], warn
     codes: list[ExitCode] = [ExitCode.INPUT] if problems else []
     if result is not None:
         codes += [operation_code(op) for op in result.operations]
+        codes += [for_error(op.error) for op in result.operations if op.error is not None]
+        if result.not_attempted and result.error is None and not result.cancel_sent:
+            codes.append(ExitCode.ABORTED)  # stopped by the deadline after an operation's own error
         if result.error is not None:
             codes.append(for_error(result.error))
     if any(event.event == "store-failed" for event in received or ()):
@@ -167,21 +207,24 @@ def exit_code(result: Any, received: list[Any] | None, problems: list[str], warn
 
 
 def finish(app: App, options: dict[str, Any], kind: str, target: Any, result: Any, received: list[Any] | None,
-           problems: list[str], destination: str | None = None) -> ExitCode:
+           problems: list[str], destination: str | None = None, hints: dict[str, str] | None = None) -> ExitCode:
     """Print the summary (stderr) or the JSON object (stdout); return the exit code. ``received`` is None
-    when nothing is received in this process (a move to another AE)."""
+    when nothing is received in this process (a move to another AE). ``hints``: the words filled into the
+    status hints (see :mod:`.retrieve_hints`)."""
     code = exit_code(result, received, problems, options["warnings_ok"])
     if options["as_json"]:
         app.json(summary(kind, target, result, received, problems, destination, code))
-        if result is not None and result.error is not None:
-            app.error(str(result.error))
+        for error in _errors(result):
+            app.error(error)
         return code
     if result is None:
         return code
     for operation in result.operations:
-        _report_operation(app, kind, operation, len(result.operations) > 1)
+        _report_operation(app, kind, operation, len(result.operations) > 1, hints)
     if result.error is not None:
         app.error(str(result.error))
+    if result.not_attempted:
+        app.error(f"{len(result.not_attempted)} request(s) not attempted: " + ", ".join(map(escape, result.not_attempted)))
     if received:
         stored = sum(1 for e in received if e.event in ("stored", "received"))
         failed = sum(1 for e in received if e.event == "store-failed")
@@ -189,11 +232,26 @@ def finish(app: App, options: dict[str, Any], kind: str, target: Any, result: An
     return code
 
 
-def _report_operation(app: App, kind: str, operation: Any, several: bool) -> None:
+def _errors(result: Any) -> list[str]:
+    """The errors of a run for stderr: each operation's, then the run's own."""
+    if result is None:
+        return []
+    lines = [f"{op.label}: {op.error}" for op in result.operations if op.error is not None]
+    return lines + ([str(result.error)] if result.error is not None else [])
+
+
+def _report_operation(app: App, kind: str, operation: Any, several: bool, hints: dict[str, str] | None) -> None:
+    from .retrieve_hints import hint_for
+
     name = "C-MOVE" if kind == "move" else "C-GET"
     prefix = f"{operation.label}: " if several else ""
     code = operation_code(operation)
+    if operation.foreign_elements:
+        app.detail(f"{prefix}the peer put {', '.join(operation.foreign_elements)} (outside group 0000) in its "
+                   f"command set: ignored")
     if operation.status is None:
+        if operation.error is not None:
+            app.error(f"{prefix}{name} ended without a final status: {operation.error}")
         return
     line = f"{prefix}{name} {_status_words(operation.status, kind)}: {_counts(operation)}"
     if operation.cancel_sent:
@@ -202,6 +260,9 @@ def _report_operation(app: App, kind: str, operation: Any, several: bool) -> Non
         line += f"; peer says: {escape(operation.error_comment)}"
     if code in (ExitCode.FAILURE, ExitCode.CANCELLED):
         app.error(line)
+        hint = hint_for(kind, operation, hints or {})
+        if hint:
+            app.error(f"{prefix}hint: {hint}")
     else:
         app.say(line, "info" if code is ExitCode.SUCCESS else "warning")
     if operation.failed_uids:
@@ -238,7 +299,8 @@ def summary(kind: str, target: Any, result: Any, received: list[Any] | None, pro
         "operations": [_operation_json(op, kind) for op in operations],
         "cancel_sent": bool(result is not None and result.cancel_sent),
         "input_errors": problems,
-        "error": None if result is None or result.error is None else str(result.error),
+        "error": next(iter(_errors(result)), None),
+        "not_attempted": list(result.not_attempted) if result is not None else [],
         "elapsed_s": round(result.elapsed, 3) if result is not None else 0.0,
         "exit_code": int(code),
     }
@@ -262,5 +324,7 @@ def _operation_json(operation: Any, kind: str) -> dict[str, Any]:
         "warning": operation.warning, "failed_sop_instance_uids": operation.failed_uids,
         "pending_responses": operation.pending, "cancel_sent": operation.cancel_sent,
         "error_comment": operation.error_comment, "identifier_problems": operation.identifier_problems,
+        "error": None if operation.error is None else str(operation.error),
+        "ignored_command_elements": operation.foreign_elements,
         "exit_code": int(operation_code(operation)),
     }

@@ -73,11 +73,14 @@ class Assembler:
 
     def __init__(self, valid_context_ids: ContextCheck = None, max_dataset_bytes: int | None = None,
                  max_command_bytes: int = MAX_COMMAND_BYTES, allow_odd_fragments: bool = False,
-                 collect: Callable[[Message], bool] | None = None) -> None:
+                 collect: Callable[[Message], bool] | None = None,
+                 max_collected_bytes: int | None = None) -> None:
         """``collect(message)`` True: gather that message's data set and hand it whole in MessageComplete
-        instead of as fragments (None: stream every data set)."""
+        instead of as fragments (None: stream every data set). A collected data set over
+        ``max_collected_bytes`` ends the association (the peer decides its size, and we hold it whole)."""
         self._valid = valid_context_ids
         self._collect = collect
+        self.max_collected_bytes = max_collected_bytes
         self._collected: list[bytes] | None = None
         self._max_dataset = max_dataset_bytes
         self._max_command = max_command_bytes
@@ -168,6 +171,10 @@ class Assembler:
             return []
         collected = self._collected
         if collected is not None:
+            cap = self.max_collected_bytes
+            if cap is not None and self._ds_len > cap:
+                raise RemoteProtocolError(f"{_collected_name(self._message)} larger than {size_text(cap)}",
+                                          reason=_INVALID)
             collected.append(bytes(data))
             if not last:
                 return []
@@ -178,3 +185,22 @@ class Assembler:
             return [fragment]
         message, self._message, self._state = self._message, None, _State.IDLE
         return [fragment, MessageComplete(context_id, message)]  # type: ignore[arg-type]
+
+
+_IDENTIFIER_FIELDS: Final = frozenset((0x0020, 0x8020, 0x0021, 0x8021, 0x0010, 0x8010, 0x0FFF))
+"""C-FIND, C-MOVE, C-GET requests and responses and C-CANCEL: their data set is an identifier (PS3.7 §9.3)."""
+
+
+def _collected_name(message: Message | None) -> str:
+    if message is None:
+        return "data set"
+    word = "identifier" if message.command_field in _IDENTIFIER_FIELDS else "data set"
+    return f"{message.name} {word}"
+
+
+def size_text(count: int) -> str:
+    """64 MiB, 512 KiB, 1000 bytes: a byte count as a user wrote it."""
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if count >= 1 << shift and count % (1 << shift) == 0:
+            return f"{count >> shift} {unit}"
+    return f"{count} bytes"

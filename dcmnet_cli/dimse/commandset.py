@@ -118,7 +118,10 @@ class CommandSetError(RemoteDIMSEError):
 
 class Message(NamedTuple):
     """One decoded DIMSE command set. ``None`` means the element is absent; ``extra`` keeps unknown
-    group-0000 elements as raw ``(element, value)`` pairs so they survive a round trip."""
+    group-0000 elements as raw ``(element, value)`` pairs so they survive a round trip. ``foreign`` keeps
+    the elements outside group 0000 a peer put after its command elements, as ``(tag, raw value)`` pairs
+    (Orthanc 1.10 sends (0008,0000) and (0008,0058) in a failed C-GET-RSP): read for logs and the Failed
+    SOP Instance UID List, never encoded."""
 
     command_field: int
     message_id: int | None = None
@@ -144,6 +147,7 @@ class Message(NamedTuple):
     move_originator_aet: str | None = None
     move_originator_message_id: int | None = None
     extra: tuple[tuple[int, bytes], ...] = ()
+    foreign: tuple[tuple[int, bytes], ...] = ()
 
     @property
     def has_dataset(self) -> bool:
@@ -214,45 +218,60 @@ def _decode_value(vr: str, raw: bytes, elem: int) -> Any:
     return text.lstrip(" ") if vr == "AE" else text  # AE leading spaces are insignificant (PS3.5 6.2)
 
 
-def _split(buf: bytes) -> dict[int, bytes]:
-    """Split a command set into ``{element: raw value}``, checking every bound (PS3.7 §6.3.1)."""
+def _split(buf: bytes) -> tuple[dict[int, bytes], list[tuple[int, bytes]], int]:
+    """Split a command set into ``{element: raw value}``, checking every bound (PS3.7 §6.3.1).
+
+    Elements of another group after the group-0000 ones are tolerated (as DCMTK and pynetdicom do) and
+    returned apart as ``(tag, raw value)``; one before them means the bytes are no command set. Also
+    returns the byte count of the group-0000 elements after the group length element."""
     items: dict[int, bytes] = {}
-    off, end = 0, len(buf)
+    foreign: list[tuple[int, bytes]] = []
+    off, end, group0_end = 0, len(buf), 0
     unpack = _HDR.unpack_from
     while off < end:
         if end - off < 8:
             raise CommandSetError(f"truncated element header at offset {off}")
         group, elem, length = unpack(buf, off)
         off += 8
-        if group != 0:
+        if group != 0 and (not items or (foreign and (group << 16 | elem) <= foreign[-1][0])):
             raise CommandSetError(f"element ({group:04X},{elem:04X}) outside group 0000 in a command set")
         if length >= 0x80000000 or length > end - off:
-            raise CommandSetError(f"(0000,{elem:04X}) length {length} runs past the command set end")
-        if elem in items:
+            raise CommandSetError(f"({group:04X},{elem:04X}) length {length} runs past the command set end")
+        if group != 0:
+            foreign.append((group << 16 | elem, buf[off:off + length]))
+        elif foreign:
+            raise CommandSetError(f"element (0000,{elem:04X}) after elements of another group in a command set")
+        elif elem in items:
             raise CommandSetError(f"duplicate element (0000,{elem:04X})")
-        items[elem] = buf[off:off + length]
+        else:
+            items[elem] = buf[off:off + length]
+            group0_end = off + length
         off += length
-    return items
+    return items, foreign, group0_end
 
 
-def _check_group_length(items: dict[int, bytes], total: int) -> None:
+def _check_group_length(items: dict[int, bytes], group0_end: int, total: int) -> None:
+    """The group length must count the group-0000 bytes after it; a peer that appended other groups may
+    have counted those too (both are accepted)."""
     raw = items.pop(0x0000, None)
     if raw is None:
         return
     if len(raw) != 4:
         raise CommandSetError(f"CommandGroupLength has length {len(raw)}, expected 4")
-    if _UL.unpack(raw)[0] != total - 12:
-        raise CommandSetError(f"CommandGroupLength {_UL.unpack(raw)[0]} does not match {total - 12} bytes")
+    value = _UL.unpack(raw)[0]
+    if value not in (group0_end - 12, total - 12):
+        raise CommandSetError(f"CommandGroupLength {value} does not match {group0_end - 12} bytes")
 
 
 def decode(data: bytes | bytearray | memoryview) -> Message:
     """Decode a whole command set; raise :class:`CommandSetError` on any defect (scenarios 34–36).
 
-    Unknown group-0000 elements are kept in ``Message.extra``; retired ones likewise.
+    Unknown group-0000 elements are kept in ``Message.extra``; retired ones likewise; trailing elements
+    of other groups in ``Message.foreign``.
     """
     buf = bytes(data)
-    items = _split(buf)
-    _check_group_length(items, len(buf))
+    items, foreign, group0_end = _split(buf)
+    _check_group_length(items, group0_end, len(buf))
     kw: dict[str, Any] = {}
     extra: list[tuple[int, bytes]] = []
     for elem, raw in items.items():
@@ -261,10 +280,11 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
             extra.append((elem, raw))
         else:
             kw[spec[1]] = _decode_value(spec[0], raw, elem)
-    return _build(kw, tuple(sorted(extra)))
+    return _build(kw, tuple(sorted(extra)), tuple(foreign))
 
 
-def _build(kw: dict[str, Any], extra: tuple[tuple[int, bytes], ...]) -> Message:
+def _build(kw: dict[str, Any], extra: tuple[tuple[int, bytes], ...],
+           foreign: tuple[tuple[int, bytes], ...] = ()) -> Message:
     """Check mandatory elements for the Command Field and construct the Message."""
     field_value = kw.get("command_field")
     message_id = kw.get("message_id", kw.get("message_id_being_responded_to"))
@@ -280,7 +300,7 @@ def _build(kw: dict[str, Any], extra: tuple[tuple[int, bytes], ...]) -> Message:
                               command_field=field_value, has_dataset=has_ds)
     if dst is None:
         kw["command_data_set_type"] = NO_DATASET
-    return Message(extra=extra, **kw)
+    return Message(extra=extra, foreign=foreign, **kw)
 
 
 # --- convenience constructors (PS3.7 §9.3) -------------------------------------------------------

@@ -11,8 +11,10 @@ and nothing else: no socket, no clock, no thread. Its rules:
   received, data set fragments as they arrive, a message complete, a malformed command). P-DATA never
   reaches the user as such.
 - One message collector: data sets of the messages ``collect`` selects (by default every message but a
-  C-STORE-RQ: responses and identifiers are small) arrive whole in :class:`MessageComplete`; the others
-  stream as :class:`DatasetFragment` views of the received bytes, never copied.
+  C-STORE-RQ: responses and identifiers are small) arrive whole in :class:`MessageComplete`, up to
+  ``max_collected_bytes`` (64 MiB by default; a bigger one aborts the association, naming the message and
+  the cap); the others stream as :class:`DatasetFragment` views of the received bytes, never copied, even
+  from a P-DATA-TF of gigabytes (the UL hands its PDVs on in pieces as they arrive, see ``ul.framing``).
 - One context check and one place that ends an association on a protocol error above the UL: a PDV on
   a context that was not accepted, a fragment out of order, an undecodable command set. The association
   is aborted (A-ABORT source 2 with the error's reason) and the user sees exactly one :class:`Aborted`.
@@ -54,6 +56,9 @@ __all__ = [
 
 BATCH_BYTES: Final = 1 << 20
 """At most this many bytes of whole PDUs per :meth:`DIMSEConnection.data_to_send` batch (one gathered write)."""
+MAX_COLLECTED_BYTES: Final = 64 << 20
+"""Default cap on a data set collected whole (responses, identifiers, a C-ECHO-RQ's stray data set): the
+peer chooses its size and we hold all of it, so without a cap one message could take gigabytes."""
 BATCH_BUFFERS: Final = 512
 """At most this many buffers per batch: the kernel's IOV_MAX for one ``sendmsg``."""
 
@@ -90,18 +95,31 @@ class DIMSEConnection:
         *,
         max_dataset_bytes: int | None = None,
         collect: Callable[[Message], bool] = collect_all_but_store,
+        max_collected_bytes: int | None = MAX_COLLECTED_BYTES,
     ) -> None:
         self.association = Association(role, max_receive)
         assoc = self.association
         # The association replaces its contexts dict once negotiated: look it up at each check.
         self._assembler = Assembler(valid_context_ids=lambda cid: cid in assoc.contexts,
-                                    max_dataset_bytes=max_dataset_bytes, collect=collect)
+                                    max_dataset_bytes=max_dataset_bytes, collect=collect,
+                                    max_collected_bytes=max_collected_bytes)
         self._events: deque[Event] = deque()
         self._sending: Iterator[list[Piece]] | None = None
         self._message_id = 0
         self._refused = False  # swallowing the rest of a refused request
         self.ended: Aborted | None = None
         """The event that ended the association abnormally, once one has (for the error a late send raises)."""
+
+    @property
+    def max_collected_bytes(self) -> int | None:
+        """The largest data set collected whole (see ``collect``); a bigger one aborts the association
+        (A-ABORT source 2, reason 6) and the user sees one :class:`Aborted` naming the message and the cap.
+        Settable at any time (a C-FIND SCU sets its ``--max-identifier`` once associated)."""
+        return self._assembler.max_collected_bytes
+
+    @max_collected_bytes.setter
+    def max_collected_bytes(self, value: int | None) -> None:
+        self._assembler.max_collected_bytes = value
 
     # ------------------------------------------------------------------ association, user side
 

@@ -14,9 +14,10 @@ import struct
 from collections.abc import Iterable, Iterator
 from typing import Final, Union
 
+from ..ul.negotiation import MIN_MAX_PDU  # one PDV header (6) plus a 2-byte fragment; peers below are refused
+
 # Maximum Length 0 means "no limit" (PS3.8 D.1); we still bound PDUs so a receiver can stream them.
 UNLIMITED_PDU_CAP: Final = 1 << 20
-MIN_MAX_PDU: Final = 8  # one PDV header (6) plus a 2-byte fragment
 _MAX_PDU_FIELD: Final = 0xFFFFFFFF
 PDV_HEADER_LEN: Final = 6
 

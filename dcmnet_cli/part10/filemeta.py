@@ -5,6 +5,11 @@ and the presentation context: a 128-byte preamble, ``DICM`` and the File Meta In
 explicit VR little endian with its group length. :func:`peek_elements` reads just the first elements of a
 received data set (SOP Class and Instance UID, PS3.4 B.2.2 / scenario F.37) in any binary transfer syntax,
 with the one element walker (:mod:`.walker`).
+
+``listen`` itself now checks received data sets with :class:`.received.ReceivedDataset` (one walk of the
+whole data set: structure, SOP UIDs, File Meta elements inside it); :class:`HeadCheck`,
+:func:`peek_elements` and :func:`read_prefix` remain for their unit tests and any caller that only needs
+the first elements.
 """
 
 from __future__ import annotations

@@ -2,16 +2,21 @@
 
 Rules for one component (a SOP Instance UID, a Patient ID, an AE title …):
 
-- a valid UID (``^[0-9]+(\\.[0-9]+)*$``, at most 64 characters) is used as it is;
-- any other value made only of ``[A-Za-z0-9._-]``, at most 64 characters, not starting with ``.`` and
-  not looking like one of our hashed names is used as it is;
+- a valid UID (``[0-9]+(\\.[0-9]+)*``, the whole value, at most 64 characters) is used as it is;
+- any other value is used as it is when it is in Unicode NFC form, made only of letters and digits of
+  any script (``str.isalnum``) and ``. _ - ^ = + , @ ~``, starts with a letter, a digit or ``_``, does
+  not end with ``.``, is at most 64 characters and 128 bytes of UTF-8, is not a Windows device name and
+  does not look like one of our hashed names;
 - an empty or absent value becomes ``UNKNOWN`` (so the literal value ``UNKNOWN`` is hashed instead);
-- everything else becomes a readable sanitised prefix plus ``_`` plus 12 hex digits of SHA-256 of the
-  raw value.
+- everything else (path separators, control characters, spaces, ``.``/``..``, leading dots or dashes,
+  Windows-reserved characters, overlong names …) becomes a readable prefix (the value NFC-normalised,
+  each run of other characters replaced by ``_``) plus ``_`` plus 12 hex digits of SHA-256 of the raw
+  value.
 
-Kept names never end in ``_`` + 12 hex digits and hashed names always do, so two different raw values can
-only share a name through a SHA-256 prefix collision: nothing is silently overwritten (G.40). Windows
-device names and ``.``/``..`` are hashed too, so a name is safe on any file system we might share.
+Every check is a full match of the whole value (never ``$``, which also matches before a trailing
+newline). Kept names never end in ``_`` + 12 hex digits and hashed names always do, and a kept value is
+never changed (not even by normalisation: a value not in NFC form is hashed), so two different raw values
+can only share a name through a SHA-256 prefix collision: nothing is silently overwritten (G.40).
 """
 
 from __future__ import annotations
@@ -20,38 +25,47 @@ import hashlib
 import posixpath
 import re
 import string
+import unicodedata
 from dataclasses import dataclass
 from typing import Callable
 
 UNKNOWN = "UNKNOWN"
 MAX_KEPT = 64
-_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
-_SAFE = re.compile(r"^[A-Za-z0-9._-]+$")
-_HASHED_TAIL = re.compile(r"_[0-9a-f]{12}$")
-_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+MAX_KEPT_BYTES = 128
+_UID = re.compile(r"[0-9]+(\.[0-9]+)*", re.ASCII)
+_HASHED_TAIL = re.compile(r"_[0-9a-f]{12}\Z")
+_PUNCTUATION = frozenset("._-^=+,@~")
 _RESERVED = frozenset({"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10)),
                        UNKNOWN.lower()})
 
 
 def is_valid_uid(value: str) -> bool:
-    return len(value) <= 64 and bool(_UID.match(value))
+    return len(value) <= 64 and _UID.fullmatch(value) is not None
 
 
 def _digest(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:12]
 
 
+def _keepable(value: str) -> bool:
+    """True when ``value`` is safe as a file or folder name as it is (see the module docstring)."""
+    if len(value) > MAX_KEPT or not (value[0].isalnum() or value[0] == "_") or value.endswith("."):
+        return False
+    if not all(c.isalnum() or c in _PUNCTUATION for c in value):
+        return False
+    if _HASHED_TAIL.search(value) or value.split(".", 1)[0].lower() in _RESERVED:
+        return False
+    return unicodedata.is_normalized("NFC", value) and len(value.encode("utf-8")) <= MAX_KEPT_BYTES
+
+
 def safe_component(value: str | None) -> str:
     """One path component derived from a peer value: never empty, never ``.``/``..``, no separator."""
     if value is None or value == "":
         return UNKNOWN
-    if is_valid_uid(value):
+    if is_valid_uid(value) or _keepable(value):
         return value
-    stem = value.split(".", 1)[0].lower()
-    if (len(value) <= MAX_KEPT and _SAFE.match(value) and not value.startswith((".", "-"))
-            and not _HASHED_TAIL.search(value) and stem not in _RESERVED):
-        return value
-    prefix = _UNSAFE_CHARS.sub("_", value)[:32].lstrip(".-_").rstrip(".")
+    readable = "".join(c if c.isalnum() or c in _PUNCTUATION else "_" for c in unicodedata.normalize("NFC", value))
+    prefix = re.sub("_{2,}", "_", readable)[:32].strip("._-^=+,@~")
     return f"{prefix or 'x'}_{_digest(value)}"
 
 

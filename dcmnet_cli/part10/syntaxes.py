@@ -3,7 +3,7 @@
 The one place these UIDs are spelled out: the SCUs propose them, the Storage SCP accepts them, ``store``
 compares a file's syntax with the accepted one, the element walker is told the encoding they imply.
 Kept to a few constants because every command imports it (``echo`` included: start-up is performance);
-the full registry of transfer syntax keywords is :mod:`.sopclasses`' generated table, read only when a
+the full registry of transfer syntax keywords is :mod:`.syntax_keywords`' generated table, read only when a
 rarer syntax must be named, and never through pydicom.
 """
 
@@ -40,6 +40,6 @@ def syntax_name(uid: str) -> str:
     (``JPEGBaseline8Bit``), the UID itself for a private syntax."""
     if uid in _NAMES:
         return _NAMES[uid]
-    from .sopclasses import TRANSFER_SYNTAX_KEYWORDS  # the registry: only when naming a rarer syntax
+    from .syntax_keywords import TRANSFER_SYNTAX_KEYWORDS  # the registry: only when naming a rarer syntax
 
     return dict(TRANSFER_SYNTAX_KEYWORDS).get(uid, uid)

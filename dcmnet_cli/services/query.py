@@ -10,13 +10,19 @@ Key syntax (``-k``), as DCMTK's findscu, plus sequence paths:
   creating the sequence and its items as needed; ``Seq`` alone is an empty sequence (return key);
 - a value for a multi-valued VR may use ``\\`` to separate values (UID lists, PS3.4 C.2.2.2.2).
 
-Values are checked against their attribute's VR when the identifier is built, before any association:
-a value the VR cannot hold (``Rows=70000``: US is 0..65535; ``SeriesNumber=abc``; ``StudyDate=2024-13-01``)
-raises :class:`QueryKeyError` naming the key and what is allowed (exit 2), instead of failing later while
-the identifier is encoded on an open association. Binary numbers (US SS UL SL UV SV FL FD) and AT must
-fit; IS and DS must be integer / decimal strings in range; DA, TM and DT must be a value or a range
-(PS3.4 C.2.2.2.5); UI a list of UIDs (C.2.2.2.2). These VRs take no wildcards (C.2.2.2.4); a lone ``*``
-is let through for DA/TM/DT/UI because many SCPs read it as universal matching.
+Values are checked against their attribute's VR when the identifier is built, before any association
+(:mod:`.query_values`): a value the VR cannot hold (``Rows=70000``: US is 0..65535; ``SeriesNumber=abc``;
+``StudyDate=20241301``, a reversed range, a word; ``Modality`` over 16 characters; ``PatientAge=12X``)
+raises :class:`QueryKeyError` naming the key, the value, the reason and the expected form (exit 2),
+instead of matching nothing or failing later on an open association. ISO dates and times
+(``2024-01-01``, ``10:15``, also in ranges) are sent in DICOM form. A keyword typed in another case is
+accepted with a note; a misspelt one gets a suggestion. Binary numbers, AT, IS, DS, DA, TM, DT and UI take
+no wildcards (C.2.2.2.4); a lone ``*`` is let through for DA/TM/DT/UI because many SCPs read it as
+universal matching.
+
+Character sets: a non-ASCII key without a Specific Character Set gets ISO_IR 192 (UTF-8); with ISO 2022
+code extensions (``-k 'SpecificCharacterSet=\\ISO 2022 IR 87'``) text values are encoded by
+:mod:`..part10.iso2022`, as the standard's examples and DCMTK do, so byte-matching SCPs find them.
 
 Default return keys rule: when ``default_return_keys`` is true, the keys of the level's
 ``DEFAULT_RETURN_KEYS`` that the identifier does not already contain are added as return keys, **unless**
@@ -35,6 +41,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 from ..errors import DIMSEError, InputError, LocalDIMSEError, QueryKeyError, RemoteDIMSEError
 from ..part10.syntaxes import IMPLICIT_LE
 from ..part10.walker import walk
+from .query_values import normalize, tag_of, to_int, value_problem
+
+__all__ = ["MODELS", "QuerySpec", "build_identifier", "decode_identifier", "encode_identifier", "load_query_file",
+           "value_problem"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from pydicom import Dataset
@@ -75,13 +85,13 @@ UNIQUE_KEYS: dict[str, str] = {
     "IMAGE": "SOPInstanceUID",
 }
 
-DEFAULT_RETURN_KEYS: dict[str, tuple[str, ...]] = {
+DEFAULT_RETURN_KEYS: dict[str, tuple[str, ...]] = {  # in the order find shows them (most telling first)
     "PATIENT": ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "NumberOfPatientRelatedStudies"),
-    "STUDY": ("PatientName", "PatientID", "StudyDate", "StudyTime", "AccessionNumber", "StudyID", "StudyDescription",
-              "ModalitiesInStudy", "NumberOfStudyRelatedInstances", "StudyInstanceUID"),
-    "SERIES": ("StudyInstanceUID", "SeriesInstanceUID", "Modality", "SeriesNumber", "SeriesDescription",
-               "NumberOfSeriesRelatedInstances"),
-    "IMAGE": ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID", "InstanceNumber"),
+    "STUDY": ("PatientName", "PatientID", "StudyDate", "StudyDescription", "ModalitiesInStudy", "AccessionNumber",
+              "StudyInstanceUID", "NumberOfStudyRelatedInstances", "StudyTime", "StudyID"),
+    "SERIES": ("Modality", "SeriesNumber", "SeriesDescription", "NumberOfSeriesRelatedInstances", "SeriesInstanceUID",
+               "StudyInstanceUID"),
+    "IMAGE": ("InstanceNumber", "SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID"),
     "WORKLIST": ("PatientName", "PatientID", "AccessionNumber", "RequestedProcedureID", "RequestedProcedureDescription",
                  "ScheduledProcedureStepSequence"),
 }
@@ -110,21 +120,13 @@ class QuerySpec(NamedTuple):
 
 # --------------------------------------------------------------------------------------- key parsing
 
-_TAG = re.compile(r"^\(?([0-9A-Fa-f]{4}),?([0-9A-Fa-f]{4})\)?$")
 _COMPONENT = re.compile(r"^(?P<name>[^\[\]]+?)(?:\[(?P<index>\d+)\])?$")
 
 
-def _tag_of(name: str) -> int:
-    """A keyword or ``gggg,eeee`` as an integer tag; ValueError naming the culprit otherwise."""
-    from pydicom.datadict import tag_for_keyword
-
-    match = _TAG.match(name.strip())
-    if match:
-        return (int(match[1], 16) << 16) | int(match[2], 16)
-    tag = tag_for_keyword(name.strip())
-    if tag is None:
-        raise ValueError(f"unknown attribute {name!r}: use a DICOM keyword (e.g. PatientName) or gggg,eeee")
-    return tag
+def _tag_of(name: str, notes: list[str] | None = None) -> int:
+    """A keyword or ``gggg,eeee`` as an integer tag; ValueError naming the culprit (and the nearest
+    keywords) otherwise; a keyword in the wrong case is accepted with a note (see :mod:`.query_values`)."""
+    return tag_of(name, notes)
 
 
 def _vr_of(tag: int) -> str:
@@ -141,7 +143,7 @@ def _vr_of(tag: int) -> str:
     return vr.split(" or ")[0]  # US or SS etc.: the first is as good as any for a query
 
 
-def _split_path(path: str) -> list[tuple[int, int | None]]:
+def _split_path(path: str, notes: list[str] | None = None) -> list[tuple[int, int | None]]:
     """``Seq[0].Sub[1].Key`` → [(tag, 0), (tag, 1), (tag, None)]. An unindexed sequence means item 0."""
     parts: list[tuple[int, int | None]] = []
     components = path.split(".")
@@ -150,7 +152,7 @@ def _split_path(path: str) -> list[tuple[int, int | None]]:
         match = _COMPONENT.match(component.strip())
         if not match or not component.strip():
             raise ValueError(f"bad key path {path!r}: empty or malformed component {component!r}")
-        tag = _tag_of(match["name"])
+        tag = _tag_of(match["name"], notes)
         last = position == len(components) - 1
         index = int(match["index"]) if match["index"] is not None else (None if last else 0)
         parts.append((tag, index))
@@ -171,6 +173,7 @@ def _set_value(ds: "Dataset", tag: int, value: str | None, key: str | None = Non
     if not value:
         ds.add_new(tag, vr, None)
         return
+    value = normalize(vr, value.upper() if tag == 0x00080052 else value)  # ISO dates/times; the level is CS
     _check_value(tag, vr, value, key)
     if vr in ("US", "SS", "UL", "SL", "UV", "SV", "FL", "FD", "AT", "OB", "OW", "OF", "OD", "OL", "OV", "UN"):
         ds.add_new(tag, vr, _binary_value(tag, vr, value))
@@ -182,18 +185,10 @@ def _set_value(ds: "Dataset", tag: int, value: str | None, key: str | None = Non
         raise ValueError(f"({tag >> 16:04X},{tag & 0xFFFF:04X}) has VR {vr}: {value!r} is not a valid value ({error})") from None
 
 
-def _int(text: str) -> int:
-    """A decimal integer (leading zeros allowed), else Python's 0x / 0o / 0b forms; ValueError otherwise."""
-    try:
-        return int(text, 10)
-    except ValueError:
-        return int(text, 0)
-
-
 def _binary_value(tag: int, vr: str, value: str) -> Any:
     try:
         if vr in ("US", "SS", "UL", "SL", "UV", "SV"):
-            numbers = [_int(v) for v in value.split("\\")]
+            numbers = [to_int(v) for v in value.split("\\")]
             return numbers if len(numbers) > 1 else numbers[0]
         if vr in ("FL", "FD"):
             floats = [float(v) for v in value.split("\\")]
@@ -203,127 +198,6 @@ def _binary_value(tag: int, vr: str, value: str) -> Any:
     except ValueError:
         raise ValueError(f"({tag >> 16:04X},{tag & 0xFFFF:04X}) has VR {vr}: {value!r} is not a valid value") from None
     return value.encode("latin-1", "replace")
-
-
-# ---------------------------------------------------------------------------------- value checks
-
-_INT_RANGES: dict[str, tuple[int, int]] = {
-    "US": (0, 0xFFFF), "SS": (-0x8000, 0x7FFF), "UL": (0, 0xFFFFFFFF), "SL": (-0x80000000, 0x7FFFFFFF),
-    "UV": (0, 0xFFFFFFFFFFFFFFFF), "SV": (-0x8000000000000000, 0x7FFFFFFFFFFFFFFF),
-    "IS": (-0x80000000, 0x7FFFFFFF),  # PS3.5 Table 6.2-1
-}
-_FLOAT32_MAX = 3.4028234663852886e38
-_IS = re.compile(r"^ *[+-]?[0-9]+ *$")
-_DS = re.compile(r"^ *[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)? *$")
-_TM = re.compile(r"^([0-9]{2})(?:([0-9]{2})(?:([0-9]{2})(?:\.[0-9]{1,6})?)?)?$")
-_DT = re.compile(r"^([0-9]{4})(?:([0-9]{2})(?:([0-9]{2})(?:([0-9]{2})(?:([0-9]{2})(?:([0-9]{2})(?:\.[0-9]{1,6})?)?)?)?)?)?"
-                 r"(?:[+-]([0-9]{2})([0-9]{2}))?$")
-_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
-_RANGE_VRS = frozenset(("DA", "TM", "DT"))
-
-
-def _allowed(vr: str) -> str:
-    """What a value of ``vr`` may be, for the error message."""
-    if vr in _INT_RANGES:
-        low, high = _INT_RANGES[vr]
-        return f"an integer {low}..{high}" + (" of at most 12 characters" if vr == "IS" else "")
-    return {
-        "FL": f"a finite number within +-{_FLOAT32_MAX:.7g}",
-        "FD": "a finite number",
-        "DS": "a decimal number of at most 16 characters, e.g. 1.5 or -2e3",
-        "AT": "a tag gggg,eeee or a keyword",
-        "DA": "a date YYYYMMDD or a range YYYYMMDD-YYYYMMDD (either end may be left out)",
-        "TM": "a time HH[MM[SS[.FFFFFF]]] or a range of two (either end may be left out)",
-        "DT": "a date-time YYYY[MM[DD[HH[MM[SS[.FFFFFF]]]]]][+-ZZZZ] or a range of two",
-        "UI": "a UID (digits and dots, at most 64 characters), or a list UID1\\UID2",
-    }.get(vr, "")
-
-
-def _valid_one(vr: str, text: str) -> bool:
-    """Is ``text`` one acceptable query value of ``vr`` (ranges included for DA/TM/DT)?"""
-    import math
-
-    if vr in _INT_RANGES:
-        if vr == "IS" and (not _IS.match(text) or len(text) > 12):
-            return False
-        try:
-            number = int(text, 10) if vr == "IS" else _int(text)
-        except ValueError:
-            return False
-        low, high = _INT_RANGES[vr]
-        return low <= number <= high
-    if vr in ("FL", "FD", "DS"):
-        if vr == "DS" and (not _DS.match(text) or len(text) > 16):
-            return False
-        try:
-            real = float(text)
-        except ValueError:
-            return False
-        return math.isfinite(real) and (vr != "FL" or abs(real) <= _FLOAT32_MAX)
-    if vr == "AT":
-        try:
-            _tag_of(text)
-        except ValueError:
-            return False
-        return True
-    if vr == "UI":
-        return text == "*" or (len(text) <= 64 and _UID.match(text) is not None)
-    if vr in _RANGE_VRS:
-        if text == "*":
-            return True
-        if _valid_point(vr, text):
-            return True  # (a DT with a negative offset contains "-" and is still one value)
-        for at, char in enumerate(text):
-            if char == "-":
-                start, end = text[:at], text[at + 1:]
-                if (start or end) and all(not part or _valid_point(vr, part) for part in (start, end)):
-                    return True
-        return False
-    return True
-
-
-def _valid_point(vr: str, text: str) -> bool:
-    """One DA, TM or DT value (not a range)."""
-    import datetime
-
-    if vr == "DA":
-        if len(text) != 8 or not text.isdigit():
-            return False
-        try:
-            datetime.date(int(text[:4]), int(text[4:6]), int(text[6:]))
-        except ValueError:
-            return False
-        return True
-    if vr == "TM":
-        match = _TM.match(text)
-        return match is not None and _clock_ok(match[1], match[2], match[3])
-    match = _DT.match(text)
-    if match is None:
-        return False
-    month, day = match[2], match[3]
-    if month is not None and not 1 <= int(month) <= 12:
-        return False
-    if day is not None and not 1 <= int(day) <= 31:
-        return False
-    if match[7] is not None and not (int(match[7]) <= 14 and int(match[8]) <= 59):
-        return False
-    return _clock_ok(match[4], match[5], match[6])
-
-
-def _clock_ok(hour: str | None, minute: str | None, second: str | None) -> bool:
-    return ((hour is None or int(hour) <= 23) and (minute is None or int(minute) <= 59)
-            and (second is None or int(second) <= 60))  # 60: a leap second
-
-
-def value_problem(vr: str, value: str) -> tuple[str, str] | None:
-    """``(bad value, what is allowed)`` when ``value`` (one ``-k`` value, ``\\`` separating several)
-    cannot be sent as ``vr``; None when it can, or when ``vr`` is not one this module checks."""
-    if not _allowed(vr):
-        return None
-    for text in value.split("\\"):
-        if not _valid_one(vr, text):
-            return text, _allowed(vr)
-    return None
 
 
 def _check_value(tag: int, vr: str, value: str, key: str | None) -> None:
@@ -338,14 +212,15 @@ def _check_value(tag: int, vr: str, value: str, key: str | None) -> None:
     raise QueryKeyError(f"{key or name}: {bad!r} is not a valid value for {name}, VR {vr}: {allowed}", key=key)
 
 
-def apply_key(ds: "Dataset", key: str) -> bool:
-    """Apply one ``-k`` key to ``ds``; returns True when it is a return key (no value given)."""
+def apply_key(ds: "Dataset", key: str, notes: list[str] | None = None) -> bool:
+    """Apply one ``-k`` key to ``ds``; returns True when it is a return key (no value given). Notes for
+    the user (a keyword read in another case) are appended to ``notes``."""
     from pydicom import Dataset
 
     path, eq, value = key.partition("=")
     if not path.strip():
         raise ValueError(f"bad key {key!r}: expected Keyword=value, gggg,eeee=value or Keyword")
-    parts = _split_path(path)
+    parts = _split_path(path, notes)
     target = ds
     for tag, index in parts[:-1]:
         if _vr_of(tag) != "SQ":
@@ -364,20 +239,21 @@ def apply_key(ds: "Dataset", key: str) -> bool:
 
 
 def build_identifier(keys: Sequence[str], level: str | None, base: "Dataset | None" = None,
-                     default_return_keys: bool = True, model: str | None = None) -> "Dataset":
+                     default_return_keys: bool = True, model: str | None = None,
+                     notes: list[str] | None = None) -> "Dataset":
     """The C-FIND/MOVE/GET identifier: ``base`` (from ``-f``), then ``keys`` (``-k``, which override it),
     QueryRetrieveLevel set to ``level`` (when not None), and the level's default return keys when asked
     and the user named no return key (see the module docstring). ``level`` "WORKLIST" or None with
     model "worklist" uses the worklist defaults. Raises ValueError with a one-line reason on a bad key
     (:class:`QueryKeyError`, also a ValueError, for a value its VR cannot hold or an identifier that does
-    not encode)."""
+    not encode). Notes for the user (see :func:`apply_key`) are appended to ``notes``."""
     import warnings
 
     with warnings.catch_warnings():
         # Query values are not stored values: "*" in a UI or "2024-" in a DA are valid keys (PS3.4 C.2.2.2),
         # so pydicom's value validation has nothing useful to say here.
         warnings.simplefilter("ignore")
-        ds = _build_identifier(keys, level, base, default_return_keys, model)
+        ds = _build_identifier(keys, level, base, default_return_keys, model, notes)
     try:  # what the value checks do not cover (e.g. a value from -f) fails here, not on the wire; implicit
         encode_identifier(ds, IMPLICIT_LE)  # VR LE is the most permissive encoding (no 16-bit value lengths)
     except LocalDIMSEError as error:
@@ -386,7 +262,7 @@ def build_identifier(keys: Sequence[str], level: str | None, base: "Dataset | No
 
 
 def _build_identifier(keys: Sequence[str], level: str | None, base: "Dataset | None",
-                      default_return_keys: bool, model: str | None) -> "Dataset":
+                      default_return_keys: bool, model: str | None, notes: list[str] | None) -> "Dataset":
     from copy import deepcopy
 
     from pydicom import Dataset
@@ -396,7 +272,7 @@ def _build_identifier(keys: Sequence[str], level: str | None, base: "Dataset | N
         del ds.file_meta
     any_return_key = False
     for key in keys:
-        any_return_key |= apply_key(ds, key)
+        any_return_key |= apply_key(ds, key, notes)
     if "SpecificCharacterSet" not in ds and _has_non_ascii(ds):
         ds.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: what a non-ASCII key typed in a shell most likely is
     if level is not None:
@@ -472,7 +348,7 @@ def encode_identifier(ds: "Dataset", transfer_syntax_uid: str) -> bytes:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            write_dataset(buffer, ds)
+            write_dataset(buffer, _iso2022_ready(ds, None))
     except Exception as error:  # pydicom raises many types for unencodable values
         raise LocalDIMSEError(f"cannot encode the identifier: {_one_line(error)}") from error
     data = buffer.getvalue()
@@ -482,6 +358,39 @@ def encode_identifier(ds: "Dataset", transfer_syntax_uid: str) -> bytes:
         compressor = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
         data = compressor.compress(data) + compressor.flush()
     return data
+
+
+_TEXT_VRS = frozenset(("PN", "LO", "SH", "ST", "LT", "UC", "UT"))
+
+
+def _iso2022_ready(ds: "Dataset", inherited: list[str] | None) -> "Dataset":
+    """``ds``, or a copy whose non-ASCII text values are already bytes when its Specific Character Set
+    uses ISO 2022 code extensions: pydicom would put escape sequences where a byte-matching SCP finds
+    nothing (see :mod:`..part10.iso2022`). Sequence items inherit the character set (PS3.5 §6.1.2.5.4)."""
+    from pydicom import Dataset
+    from pydicom.dataelem import DataElement
+
+    from ..part10 import iso2022
+
+    charsets = inherited
+    if "SpecificCharacterSet" in ds and ds["SpecificCharacterSet"].value is not None:
+        value = ds["SpecificCharacterSet"].value
+        charsets = [str(v) for v in value] if ds["SpecificCharacterSet"].VM > 1 else [str(value)]
+    if charsets is None or not iso2022.handles(charsets) or not _has_non_ascii(ds):
+        return ds
+    out = Dataset()
+    for element in ds:
+        value = element.value
+        if element.VR == "SQ" and value:
+            out.add(DataElement(element.tag, "SQ", [_iso2022_ready(item, charsets) for item in value]))
+            continue
+        if element.VR in _TEXT_VRS and value not in (None, ""):
+            text = "\\".join(str(v) for v in value) if element.VM > 1 else str(value)
+            if not text.isascii():
+                out.add(DataElement(element.tag, element.VR, iso2022.encode(text, charsets)))
+                continue
+        out.add(element)
+    return out
 
 
 _PYDICOM_TAG_ERROR = re.compile(r"^With tag \(([0-9A-Fa-f]{4}),([0-9A-Fa-f]{4})\) got exception: (.*)$")
@@ -519,11 +428,37 @@ def decode_identifier(data: bytes, transfer_syntax_uid: str) -> "Dataset":
             raise ValueError("no elements could be read")
         _force(ds)
         ds.decode()
+        _drop_stray_escapes(ds)
     except DIMSEError:
         raise
     except Exception as error:
         raise RemoteDIMSEError(f"the peer sent an undecodable identifier ({len(data)} bytes): {error}") from None
     return ds
+
+
+_STRAY_ESCAPES = ("\x1b$)A",)
+"""Escape sequences pydicom 3.0 leaves in decoded text: ESC $ ) A (ISO 2022 IR 58, GB 2312 in G1), whose
+bytes it decodes as GB 2312 without taking the designation out."""
+
+
+def _drop_stray_escapes(ds: "Dataset") -> None:
+    from pydicom.valuerep import PersonName
+
+    for element in ds:
+        if element.VR == "SQ":
+            for item in element.value or ():
+                _drop_stray_escapes(item)
+            continue
+        if element.VR not in _TEXT_VRS or element.value is None:
+            continue
+        values = list(element.value) if element.VM > 1 else [element.value]
+        texts = [str(v) for v in values]
+        if not any(esc in text for text in texts for esc in _STRAY_ESCAPES):
+            continue
+        for esc in _STRAY_ESCAPES:
+            texts = [text.replace(esc, "") for text in texts]
+        fixed: list[Any] = [PersonName(t) if element.VR == "PN" else t for t in texts]
+        element.value = fixed if element.VM > 1 else fixed[0]
 
 
 def _force(ds: "Dataset") -> None:

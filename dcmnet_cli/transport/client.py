@@ -94,10 +94,13 @@ def establish(channel: D, acse_timeout: float | None, tls: bool = False, where: 
     except TimeoutExpired:
         channel.abort()
         raise TimeoutExpired(f"no answer to A-ASSOCIATE-RQ within {acse_timeout:g} s (ACSE timeout)") from None
-    except AssociationAborted:
+    except AssociationAborted as error:
         channel.abort()
         if tls and channel.bytes_received == 0:
             raise _tls_refused(channel, host, port) from None
+        web = _web_reply(channel, where)
+        if web is not None:
+            raise AssociationAborted(web, error.source, error.reason) from None
         raise
     except BaseException:
         channel.abort()
@@ -113,9 +116,30 @@ def establish(channel: D, acse_timeout: float | None, tls: bool = False, where: 
         words, hint = describe_rejection(rj)
         raise AssociationRejected(rj.result, rj.source, rj.reason, f"association rejected: {words} (hint: {hint})")
     hint = " (if it expects TLS on this port, add --tls)" if silent else ""
+    web = _web_reply(channel, where)
+    if web is not None:
+        raise AssociationAborted(web, *((event.source, event.reason) if isinstance(event, Aborted) else ()))
     if isinstance(event, Aborted):
         raise AssociationAborted(f"{event.message} during association set-up{hint}", event.source, event.reason)
     raise AssociationAborted(f"the peer closed the connection during association set-up{hint}")
+
+
+def _web_reply(channel: Driver, where: str) -> str | None:
+    """Words for a peer that answered our A-ASSOCIATE-RQ with HTTP or HTML (``HTTP/1.1 400 …``,
+    ``<!DOCTYPE html>``): a web port, not a DICOM one. None when the first bytes look like anything else.
+
+    The bytes are those of the last read, which during set-up is the first answer (a PDU header is
+    decoded as soon as 6 bytes are in)."""
+    buffer = getattr(channel, "_buf", None)
+    if channel.bytes_received == 0 or buffer is None:
+        return None
+    first = bytes(buffer[:min(channel.bytes_received, 80)])
+    if not (first.startswith(b"HTTP/") or first.lstrip().startswith(b"<")):
+        return None
+    line = first.split(b"\n", 1)[0].decode("latin-1").strip()
+    shown = "".join(c if c.isprintable() else "?" for c in line)[:60]
+    return (f"{where or 'the peer'} speaks HTTP, not DICOM (it answered {shown!r}): check the port "
+            "(a web or DICOMweb port? DICOM is often on 104 or 11112)")
 
 
 def _tls_refused(channel: Driver, host: str, port: str) -> ConnectError:

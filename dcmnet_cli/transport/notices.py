@@ -16,6 +16,17 @@ class ConnectionRefused(NamedTuple):
     event: str = "connection-refused"
 
 
+class ConnectionsDropped(NamedTuple):
+    """Connections closed before their whole A-ASSOCIATE-RQ (too many pending, ARTIM expired), logged at
+    most once per few seconds per reason: ``connections`` since the last such record; ``peer`` the address, or
+    "N addresses"."""
+
+    peer: str
+    detail: str
+    connections: int
+    event: str = "dropped"
+
+
 class LimitRejected(NamedTuple):
     """A-ASSOCIATE-RJ (transient, local limit exceeded): ``--max-associations`` are busy."""
 
@@ -37,7 +48,8 @@ class TLSFailed(NamedTuple):
 
 
 class ProtocolViolation(NamedTuple):
-    """The connection ended before a whole A-ASSOCIATE-RQ (garbage, an abort, a close)."""
+    """The peer broke the protocol (garbage instead of an A-ASSOCIATE-RQ, a PDU its state does not allow):
+    a fault of the peer, never of ours."""
 
     peer: str
     detail: str
@@ -60,5 +72,5 @@ class InternalFailure(NamedTuple):
     event: str = "internal-error"
 
 
-ServerNotice = Union[ConnectionRefused, LimitRejected, TLSEstablished, TLSFailed, ProtocolViolation,
+ServerNotice = Union[ConnectionRefused, ConnectionsDropped, LimitRejected, TLSEstablished, TLSFailed, ProtocolViolation,
                      AssociationFailed, InternalFailure]

@@ -1,46 +1,33 @@
-"""The accept loop: one worker thread per association, bounded, stoppable without polling.
+"""The server: an accept loop (:mod:`.acceptor`) plus one worker thread per association, bounded, stoppable.
 
-The loop blocks in ``accept()``; :meth:`Server.stop` wakes it by shutting the listening socket down.
-Each worker runs ARTIM until a whole A-ASSOCIATE-RQ is in, asks the handler to negotiate, then hands
-the established :class:`Channel` to the handler. Beyond ``max_associations`` a request is answered with
-A-ASSOCIATE-RJ (transient, presentation provider, local limit exceeded); beyond that plus a small margin of
-half-open connections, new connections are closed at once so threads stay bounded.
+New connections wait in the acceptor's selector, holding no thread, until a whole A-ASSOCIATE-RQ is in
+(a TLS handshake runs there too, non-blocking, bounded by ARTIM). Only then does a worker thread start:
+it asks the handler to negotiate, then hands the established :class:`Channel` to the handler. Beyond
+``max_associations`` a request is answered with A-ASSOCIATE-RJ (transient, presentation provider, local
+limit exceeded) by the acceptor, so worker threads never exceed ``max_associations``.
 
-With ``tls`` (an ``ssl.SSLContext`` from :func:`.tls.server_context`) the worker, never the accept loop,
-runs the TLS handshake on the accepted socket, bounded by ARTIM; a failure (plain DICOM on the TLS port,
-a TLS version below 1.2, a client certificate missing or not trusted) is logged as one ``tls-error``
-event and the connection closed (PS3.15 Annex B: no association without a secure transport).
+With ``tls`` (an ``ssl.SSLContext`` from :func:`.tls.server_context`) a handshake failure (plain DICOM on
+the TLS port, a TLS version below 1.2, a client certificate missing or not trusted) is logged as one
+``tls-error`` event and the connection closed (PS3.15 Annex B: no association without a secure transport).
 """
 
 from __future__ import annotations
 
-import errno
 import socket
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-from ..errors import DcmnetError
+from ..errors import DcmnetError, LocalProtocolError
 from ..dimse.connection import Aborted, AssociationRequested, DIMSEConnection
 from ..ul.pdu import AssociateAC, AssociateRJ, AssociateRQ
 from ..ul.statemachine import Role
-from .channel import Channel, Driver, peer_name
-from .notices import (
-    AssociationFailed,
-    ConnectionRefused,
-    InternalFailure,
-    LimitRejected,
-    ProtocolViolation,
-    ServerNotice,
-    TLSEstablished,
-    TLSFailed,
-)
+from .acceptor import ACCEPT_BACKOFF, LOCAL_LIMIT_EXCEEDED, Acceptor
+from .channel import Channel, Driver
+from .notices import AssociationFailed, InternalFailure, ProtocolViolation, ServerNotice
 
-LOCAL_LIMIT_EXCEEDED = AssociateRJ(2, 3, 2)
-_OUT_OF_RESOURCES = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
-ACCEPT_BACKOFF = 0.1
-"""Seconds to wait before accepting again when out of descriptors or memory."""
+__all__ = ["ACCEPT_BACKOFF", "LOCAL_LIMIT_EXCEEDED", "BackgroundServer", "Handler", "Server", "ServerStats",
+           "answer_request", "reject_and_drain"]
 
 
 class Handler(Protocol):
@@ -56,6 +43,10 @@ class ServerStats:
     rejected: int = 0
     active: int = 0
     errors: int = 0
+    dropped: int = 0
+    """Connections closed before a whole A-ASSOCIATE-RQ: too many pending, or ARTIM expired."""
+    protocol_errors: int = 0
+    """Associations or connections the peer broke (a PDU its state does not allow, garbage)."""
 
 
 @dataclass
@@ -74,6 +65,10 @@ class Server:
     stats: ServerStats = field(default_factory=ServerStats)
     tls: Any = None
     """An ``ssl.SSLContext`` (server side) to require TLS on every connection; None for plain TCP."""
+    max_pending: int = 4096
+    """Connections that have not sent a whole A-ASSOCIATE-RQ yet, in total (the oldest is dropped first)."""
+    max_pending_per_host: int = 1024
+    """The same, per remote address."""
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -81,160 +76,161 @@ class Server:
         self._sock: socket.socket | None = None
         self._stopping = threading.Event()
         self._channels: set[Channel] = set()
-        self._handshaking: set[socket.socket] = set()
-
-    @property
-    def max_connections(self) -> int:
-        """Threads allowed at once: the associations plus a margin for half-open or over-limit peers."""
-        return self.max_associations + max(8, self.max_associations // 4)
+        self._acceptor: Acceptor | None = None
+        self._loop_done = threading.Event()
 
     def bind(self) -> int:
         """Bind and listen; returns the port (useful with port 0)."""
         sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if self.reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((self.host, self.port))
-        sock.listen(128)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if self.reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((self.host, self.port))
+            sock.listen(1024)
+        except BaseException:
+            sock.close()
+            raise
         self._sock = sock
         self.port = sock.getsockname()[1]
         return self.port
+
+    def close_listener(self) -> None:
+        """Close the listening socket without serving (a forked worker's copy of its parent's)."""
+        if self._sock is not None:
+            self._sock.close()
 
     def serve_forever(self) -> None:
         """Accept until stop(); KeyboardInterrupt and SystemExit propagate to the caller."""
         if self._sock is None:
             self.bind()
         assert self._sock is not None
-        while not self._stopping.is_set():
-            try:
-                conn, addr = self._sock.accept()
-            except OSError as error:
-                if self._stopping.is_set():
-                    return
-                if error.errno in _OUT_OF_RESOURCES:
-                    # The connection stays queued, so accepting again at once would spin at 100 % CPU
-                    # until a descriptor frees up; stop() still ends the wait at once.
-                    self._stopping.wait(ACCEPT_BACKOFF)
-                continue
-            self.stats.connections += 1
-            with self._lock:
-                crowded = len(self._workers) >= self.max_connections
-            if crowded:
-                self.log(ConnectionRefused(f"{addr[0]}:{addr[1]}", "too many connections"))
-                conn.close()
-                continue
-            worker = threading.Thread(target=self._run, args=(conn,), name=f"assoc-{addr[0]}:{addr[1]}", daemon=True)
-            with self._lock:
-                self._workers.add(worker)
-            worker.start()
+        with self._lock:  # stop() either sees this acceptor (and waits for its loop) or came first
+            if self._stopping.is_set():
+                return
+            acceptor = self._acceptor = Acceptor(self._sock, self, artim=self.artim_timeout, tls=self.tls,
+                                                 max_pending=self.max_pending,
+                                                 max_pending_per_host=self.max_pending_per_host)
+            self._loop_done.clear()
+        try:
+            acceptor.run(self._stopping)
+        finally:
+            self._loop_done.set()
 
     def stop(self, grace: float = 10.0) -> None:
         """Stop accepting, let in-flight associations finish within ``grace`` seconds, then abort them."""
-        self._stopping.set()
+        import time
+
+        with self._lock:
+            self._stopping.set()
+            acceptor = self._acceptor
+        if acceptor is not None:
+            acceptor.wake()
+            self._loop_done.wait(5.0)  # the loop closes its pending connections on the way out
         if self._sock is not None:
-            try:
-                self._sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             self._sock.close()
         deadline = time.monotonic() + grace
-        for worker in list(self._workers):
+        for worker in self._worker_list():
             worker.join(max(0.0, deadline - time.monotonic()))
         with self._lock:
             leftovers = list(self._channels)
-            shaking = list(self._handshaking)
-        for conn in shaking:  # a TLS handshake still waiting for its peer: wake it too
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         for channel in leftovers:
             # Wake the worker's blocked read (close() alone does not on Linux); the worker then sees the
             # connection end and cleans up itself: this thread never drives another thread's association.
             channel.interrupt()
-        for worker in list(self._workers):
+        for worker in self._worker_list():
             worker.join(5.0)
+
+    def _worker_list(self) -> list[threading.Thread]:
+        with self._lock:
+            return list(self._workers)
 
     @property
     def active_threads(self) -> int:
         with self._lock:
             return len(self._workers)
 
-    def _run(self, conn: socket.socket) -> None:
-        try:
-            if self.tls is not None:
-                wrapped = self._handshake(conn)
-                if wrapped is None:
-                    return
-                conn = wrapped
-            self._serve(conn)
-        finally:
-            with self._lock:
-                self._workers.discard(threading.current_thread())
+    @property
+    def pending(self) -> int:
+        """Connections waiting in the acceptor (no thread) for their RQ, or to close after a rejection."""
+        acceptor = self._acceptor
+        return acceptor.pending if acceptor is not None else 0
 
-    def _handshake(self, conn: socket.socket) -> socket.socket | None:
-        """TLS server handshake bounded by ARTIM; None (logged, closed) when it fails."""
-        from .tls import accept_tls
+    # ------------------------------------------------------------------ called by the acceptor
 
-        peer = peer_name(conn)
-        with self._lock:
-            self._handshaking.add(conn)
-        try:
-            wrapped, detail = accept_tls(conn, self.tls, self.artim_timeout)
-        finally:
-            with self._lock:
-                self._handshaking.discard(conn)
-        if wrapped is None:
-            self.stats.errors += 1
-            self.log(TLSFailed(peer, detail))
-            return None
-        self.log(TLSEstablished(peer, detail))
-        return wrapped
-
-    def _serve(self, conn: socket.socket) -> None:
+    def new_connection(self, peer: str) -> DIMSEConnection:
         dimse = DIMSEConnection(Role.ACCEPTOR, self.max_receive)
-        dimse.connection_made()
-        channel = Channel(conn, dimse, artim_timeout=self.artim_timeout, network_timeout=self.network_timeout)
         if self.trace is not None:
-            trace, peer = self.trace, channel.peer
+            trace = self.trace
             dimse.association.trace = lambda direction, summary: trace(peer, direction, summary)
-        counted = False
+        return dimse
+
+    def hand_over(self, sock: socket.socket, conn: DIMSEConnection, event: AssociationRequested) -> bool:
+        """Start a worker for a connection whose A-ASSOCIATE-RQ is in; False when every slot is taken."""
+        with self._lock:
+            if self._stopping.is_set() or self.stats.active >= self.max_associations:
+                return False
+            self.stats.active += 1
+            worker = threading.Thread(target=self._run, args=(sock, conn, event), daemon=True,
+                                      name=f"assoc-{sock.getpeername()[0]}" if sock.fileno() >= 0 else "assoc")
+            self._workers.add(worker)
+        worker.start()
+        return True
+
+    # ------------------------------------------------------------------ a worker
+
+    def _run(self, sock: socket.socket, conn: DIMSEConnection, event: AssociationRequested) -> None:
+        channel: Channel | None = None
         try:
+            channel = Channel(sock, conn, artim_timeout=self.artim_timeout, network_timeout=self.network_timeout)
             with self._lock:
                 self._channels.add(channel)
-            event = channel.next_event(None)  # ARTIM bounds this wait
-            if not isinstance(event, AssociationRequested):
-                if isinstance(event, Aborted):
-                    self.log(ProtocolViolation(channel.peer, event.message))
-                return
+            self._serve(channel, event)
+        except OSError:  # the peer went away between its RQ and this thread (getpeername, setsockopt)
+            sock.close()
+        finally:
+            if channel is not None:
+                channel.close()
             with self._lock:
-                counted = self.stats.active < self.max_associations
-                if counted:
-                    self.stats.active += 1
-            if not counted:
-                self.stats.rejected += 1
-                self.log(LimitRejected(channel.peer))
-                reject_and_drain(channel, LOCAL_LIMIT_EXCEEDED)
-                return
+                self.stats.active -= 1
+                if channel is not None:
+                    self._channels.discard(channel)
+                self._workers.discard(threading.current_thread())
+
+    def _serve(self, channel: Channel, event: AssociationRequested) -> None:
+        try:
             if not answer_request(channel, self.handler, event.request):
                 self.stats.rejected += 1
                 return
             self.stats.associations += 1
             self.handler.serve(channel)
         except DcmnetError as error:
-            self.stats.errors += 1
-            self.log(AssociationFailed(channel.peer, str(error)))
+            fault = peer_fault(channel.conn) if isinstance(error, LocalProtocolError) else None
+            if fault is not None:  # our answer came too late: the peer had already broken the protocol
+                self.stats.protocol_errors += 1
+                self.log(ProtocolViolation(channel.peer, fault))
+            else:
+                self.stats.errors += 1
+                self.log(AssociationFailed(channel.peer, str(error)))
             channel.abort()
         except Exception as error:  # a bug in a handler must not kill the server
             self.stats.errors += 1
             self.log(InternalFailure(channel.peer, f"{type(error).__name__}: {error}"))
             channel.abort()
-        finally:
-            channel.close()
-            with self._lock:
-                if counted:
-                    self.stats.active -= 1
-                self._channels.discard(channel)
+
+
+def peer_fault(conn: DIMSEConnection) -> str | None:
+    """Why the peer ended the association, when it did (an A-ABORT it sent, or one its bad PDU made us
+    send), including an abort still queued behind the event being answered; None when it did not."""
+    if conn.ended is not None:
+        return conn.ended.message
+    try:
+        while (event := conn.next_event()) is not None:
+            if isinstance(event, Aborted):
+                return event.message
+    except DcmnetError:
+        return None
+    return None
 
 
 def answer_request(channel: Driver, handler: Handler, request: AssociateRQ) -> bool:

@@ -41,14 +41,18 @@ class ClientSettings(NamedTuple):
 
 
 class ServerSettings(NamedTuple):
-    """``listen --tls``: our certificate and key; client certificates verified against ``ca``."""
+    """``listen --tls``: our certificate and key; with ``ca``, clients must present a certificate that
+    chains to it (as DCMTK's storescp does when it verifies peers) unless ``allow_anonymous``."""
 
     cert: str
     key: str | None
     """None: the key is in the ``cert`` file."""
     ca: str | None = None
     require_client_cert: bool = False
+    """Kept for callers that ask for it explicitly; a ``ca`` alone already requires a certificate."""
     key_password_env: str | None = None
+    allow_anonymous: bool = False
+    """With ``ca``: clients without a certificate are accepted too (one they offer is still verified)."""
 
 
 class ClientTLS:
@@ -124,18 +128,23 @@ def client_tls(settings: ClientSettings) -> ClientTLS:
 
 
 def server_context(settings: ServerSettings) -> Any:
-    """The server context: TLS ≥ 1.2; client certificates verified against ``ca`` (required or, without
-    ``require_client_cert``, checked when offered). Raises :class:`TLSConfigError`."""
+    """The server context: TLS ≥ 1.2; with ``ca``, a client certificate that chains to it is required
+    (CERT_REQUIRED), or only checked when offered with ``allow_anonymous`` (CERT_OPTIONAL). Raises
+    :class:`TLSConfigError`."""
     import ssl
 
     if settings.require_client_cert and settings.ca is None:
         raise TLSConfigError("--tls-require-client-cert needs --tls-ca FILE (the CA that signs client certificates)")
+    if settings.allow_anonymous and settings.ca is None:
+        raise TLSConfigError("--tls-allow-anonymous needs --tls-ca FILE: without it no client certificate is asked for")
+    if settings.allow_anonymous and settings.require_client_cert:
+        raise TLSConfigError("--tls-allow-anonymous and --tls-require-client-cert contradict each other: give one")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     _load_chain(context, settings.cert, settings.key, settings.key_password_env)
     if settings.ca is not None:
         _load_ca(context, settings.ca)
-        context.verify_mode = ssl.CERT_REQUIRED if settings.require_client_cert else ssl.CERT_OPTIONAL
+        context.verify_mode = ssl.CERT_OPTIONAL if settings.allow_anonymous else ssl.CERT_REQUIRED
     return context
 
 
@@ -205,6 +214,14 @@ def _hint(reason: str) -> str:
     return ""
 
 
+def server_hint(error: BaseException) -> str:
+    """Server side: the fix for a handshake a client without a certificate failed (TLS 1.2 and 1.3)."""
+    if "PEER_DID_NOT_RETURN_A_CERTIFICATE" in str(getattr(error, "reason", "") or "").upper():
+        return (" (the client offered no certificate: one signed by --tls-ca is required; "
+                "--tls-allow-anonymous accepts clients without one)")
+    return ""
+
+
 def accept_tls(conn: socket.socket, context: Any, timeout: float | None) -> tuple[socket.socket | None, str]:
     """Server side of the handshake on an accepted socket, bounded by ``timeout`` (ARTIM).
 
@@ -222,7 +239,7 @@ def accept_tls(conn: socket.socket, context: Any, timeout: float | None) -> tupl
             return None, f"TLS handshake timed out after {timeout:g} s" if timeout else "TLS handshake timed out"
         if isinstance(error, ssl.SSLError):
             reason = getattr(error, "verify_message", None) or error.reason or str(error)
-            return None, f"TLS handshake failed: {_words(reason)}"
+            return None, f"TLS handshake failed: {_words(reason)}{server_hint(error)}"
         return None, f"TLS handshake failed: {getattr(error, 'strerror', None) or error or 'connection closed'}"
     return wrapped, summary(wrapped)
 

@@ -46,6 +46,8 @@ class Serving(Protocol):
 
     def serve_forever(self) -> None: ...
 
+    def close_listener(self) -> None: ...
+
 
 S = TypeVar("S", bound=Serving)
 
@@ -54,14 +56,15 @@ class _Stop(Exception):
     """Raised by the stop handler in the main thread: serving unwinds like Ctrl-C."""
 
 
-def run_workers(count: int, make_server: Callable[[], S], on_stop: Callable[[S, int], None], grace: float, *,
+def run_workers(count: int, make_server: Callable[[int], S], on_stop: Callable[[S, int], None], grace: float, *,
                 first: S, serve: Callable[[S], None] | None = None,
                 on_error: Callable[[int, BaseException], None] | None = None) -> None:
     """Serve ``first`` here and ``count`` - 1 servers from ``make_server()`` in forked workers, until
     SIGTERM or SIGINT; returns in the parent once every worker has been reaped.
 
-    ``first``: worker 0's server, already bound; ``make_server`` must make servers that bind to the
-    same port (``SO_REUSEPORT``). ``on_stop(server, index)`` runs in each process once its serving has
+    ``first``: worker 0's server, already bound; ``make_server(index)`` must make servers that bind to the
+    same port (``SO_REUSEPORT``). A worker closes its copy of ``first``'s socket (it must not sit in the
+    port's group with nothing accepting on it) and dies with the parent (PR_SET_PDEATHSIG, SIGTERM). ``on_stop(server, index)`` runs in each process once its serving has
     ended (index 0 in the parent). ``serve(first)`` replaces ``first.serve_forever()`` in the parent
     (e.g. to draw a live view around it). ``on_error(index, error)`` reports a worker's failure
     [default: one line on stderr]. Must run in the main thread (signal handlers live there).
@@ -70,11 +73,13 @@ def run_workers(count: int, make_server: Callable[[], S], on_stop: Callable[[S, 
 
     children: list[int] = []
     report = on_error if on_error is not None else _report
+    parent = os.getpid()
 
     def run() -> None:
         for index in range(1, count):
             pid = os.fork()
             if pid == 0:
+                _orphan_proof(parent, first)
                 _worker(index, make_server, on_stop, report)
             children.append(pid)
         if serve is not None:
@@ -92,7 +97,28 @@ def run_workers(count: int, make_server: Callable[[], S], on_stop: Callable[[S, 
             reap(children, grace + KILL_MARGIN)
 
 
-def _worker(index: int, make_server: Callable[[], S], on_stop: Callable[[S, int], None],
+def _orphan_proof(parent: int, first: Serving) -> None:
+    """In a new worker: close the parent's listening socket, and die (SIGTERM, a graceful stop) with
+    the parent, even a parent killed with SIGKILL; exit at once if the parent is already gone."""
+    import signal
+
+    try:
+        first.close_listener()
+    except OSError:
+        pass
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before the prctl: nobody would ever stop us
+        os._exit(0)
+
+
+def _worker(index: int, make_server: Callable[[int], S], on_stop: Callable[[S, int], None],
             report: Callable[[int, BaseException], None]) -> NoReturn:
     """A forked worker: serve until SIGTERM, stop, exit; never returns (os._exit skips the parent's code)."""
     import signal
@@ -100,7 +126,7 @@ def _worker(index: int, make_server: Callable[[], S], on_stop: Callable[[S, int]
     code = 0
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        server = make_server()
+        server = make_server(index)
         server.bind()
         try:
             _until_stopped(server.serve_forever, (signal.SIGTERM,), [], restore=False)

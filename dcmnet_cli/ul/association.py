@@ -19,12 +19,13 @@ from collections import deque
 from typing import Any, Callable, NamedTuple, Sequence
 
 from ..errors import AbortReason, LocalProtocolError, PDUDecodeError, RemoteProtocolError
-from .framing import UNLIMITED_PDATA_CAP, PDUReader
+from .framing import PDATA_START, PDV_PIECE, STREAM_ABOVE, UNLIMITED_PDATA_CAP, PDUReader
 from .negotiation import (
     DEFAULT_MAX_PDU,
     AcceptedContext,
     acceptor_contexts,
     check_request_structure,
+    peer_max_pdu_problem,
     requestor_contexts,
     send_limit,
 )
@@ -120,7 +121,9 @@ class Association:
         self.role = role
         self.state = State.STA1
         self.max_receive = max_receive
-        self._reader = PDUReader(max_receive)
+        self._reader = PDUReader(max_receive, stream_above=STREAM_ABOVE)
+        self._deliver_pieces = False
+        self._refused_ac: str | None = None
         self._out: list[Any] = []
         self._events: deque[AssociationEvent] = deque()
         self.artim_running = False
@@ -158,7 +161,9 @@ class Association:
             self._step(Event.EVT18)
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
-        """Feed received bytes; whole PDUs are decoded and stepped through the state machine."""
+        """Feed received bytes; whole PDUs are decoded and stepped through the state machine. A P-DATA-TF
+        over :data:`~.framing.STREAM_ABOVE` bytes that does not arrive whole inside one chunk is streamed: one :class:`DataReceived` per piece of PDV
+        (see :mod:`.framing`), so memory never grows with the PDU length the peer declares."""
         if self._idle() or self._desynchronised:
             return
         reader = self._reader
@@ -168,21 +173,40 @@ class Association:
                 framed = reader.next_pdu()
                 if framed is None:
                     return
-                if framed[0] == PDUType.P_DATA_TF and self.state is State.STA6:
+                kind, body = framed
+                if kind == PDV_PIECE:
+                    if self._deliver_pieces:
+                        self._events.append(DataReceived(PDataTF((body,))))  # type: ignore[arg-type]
+                    continue
+                if kind == PDATA_START:
+                    self._pdata_start(body)  # type: ignore[arg-type]
+                    continue
+                if kind == PDUType.P_DATA_TF and self.state is State.STA6:
                     # Hot path: Evt10 in Sta6 is always DT-2 (indicate), no table walk needed.
-                    pdata = decode_pdata(memoryview(framed[1]))
+                    pdata = decode_pdata(memoryview(body))  # type: ignore[arg-type]
                     if self.trace is not None:
                         self.trace("received", summarize(pdata))
                     # Which contexts a PDV may use is checked once, above the UL (dimse.connection).
                     self._events.append(DataReceived(pdata))
                     continue
-                pdu = decode_pdu(framed[0], memoryview(framed[1]))
+                pdu = decode_pdu(kind, memoryview(body))  # type: ignore[arg-type]
                 if self.trace is not None:
                     self.trace("received", summarize(pdu))
             except PDUDecodeError as error:
                 self._protocol_error(error)
                 return
             self._receive_pdu(pdu)
+
+    def _pdata_start(self, length: int) -> None:
+        """A streamed P-DATA-TF begins: Evt10 now; its PDVs go up as pieces only if the table indicates
+        P-DATA in this state (DT-2 in Sta6, AR-6 in Sta7), else they are checked and dropped."""
+        if self.trace is not None:
+            self.trace("received", f"P-DATA-TF {length} bytes (streamed)")
+        if self.state is State.STA6:
+            self._deliver_pieces = True
+            return
+        self._receive_pdu(PDataTF(()))
+        self._deliver_pieces = self.state is State.STA7
 
     def _idle(self) -> bool:
         """Sta1: nothing to receive for. A method rather than an inline test because each PDU stepped in the
@@ -218,6 +242,11 @@ class Association:
         self._step(Event.EVT7)
         self.accept_pdu = ac
         self.contexts = acceptor_contexts(self.request_pdu, ac)
+        # negotiate_acceptor rejects such a request; an acceptor built otherwise still must not send to it.
+        problem = peer_max_pdu_problem(self.request_pdu.user_info.max_length)
+        if problem is not None:
+            self.abort_for(RemoteProtocolError(problem, reason=AbortReason.INVALID_PDU_PARAMETER_VALUE))
+            return
         self.peer_max_pdu = send_limit(self.request_pdu.user_info.max_length)
         self._advertised(ac.user_info.max_length)
 
@@ -309,12 +338,21 @@ class Association:
             who = "the peer" if abort_from_user else "the peer's service provider"
             self._indication = Aborted("peer", pdu.source, pdu.reason, f"association aborted by {who}")
         self._step(event, acceptable=acceptable, abort_from_user=abort_from_user, from_peer=pdu)
+        if self._refused_ac is not None and self.state is State.STA6:
+            problem, self._refused_ac = self._refused_ac, None
+            self.abort_for(RemoteProtocolError(problem, reason=AbortReason.INVALID_PDU_PARAMETER_VALUE))
 
     def _accepted(self, ac: AssociateAC) -> None:
         self._indication = AssociationAccepted(ac)
         if self.state is State.STA5 and self.request_pdu is not None:
             self.accept_pdu = ac
             self.contexts = requestor_contexts(self.request_pdu, ac)
+            problem = peer_max_pdu_problem(ac.user_info.max_length)
+            if problem is not None:
+                # A requestor cannot reject an AC: the user never sees it accepted, only this abort.
+                self._indication = None
+                self._refused_ac = problem
+                return
             self.peer_max_pdu = send_limit(ac.user_info.max_length)
 
     def _step(

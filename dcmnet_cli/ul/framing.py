@@ -8,12 +8,21 @@ Zero copy where possible: a PDU that lies whole inside the chunk just fed is han
 of that chunk, valid until the next :meth:`PDUReader.feed` (the caller drains :meth:`next_pdu` to None
 first, and the unconsumed tail is then copied aside). Only PDUs that straddle chunks are assembled in
 an internal buffer.
+
+Streaming (``stream_above=N``, what the association uses): a P-DATA-TF longer than N bytes that does not
+lie whole inside one chunk is never assembled (shorter ones are, as above: one copy of at most N bytes). :meth:`PDUReader.next_pdu` then returns ``(PDATA_START, length)`` once, at
+its header, followed by ``(PDV_PIECE, PDV)`` for each run of PDV bytes as soon as it is in: views of the
+chunk fed, with the PDV's context ID and its message control header, except that a piece that does not
+end its PDV has the "last" bit cleared and an even length (one odd byte is carried to the next chunk).
+Held aside between chunks: at most N bytes (or 5 of a PDU header, 5 of a PDV header and 1 odd byte),
+whatever the PDU length the peer declares. Every PDV length is checked against what is left of its PDU as soon
+as its header is in, so the malformed cases :func:`~.pdu.decode_pdata` refuses are refused here too.
 """
 
 from __future__ import annotations
 
 from ..errors import AbortReason, PDUDecodeError
-from .pdu import HEADER, PDUType
+from .pdu import _PDV_HEADER, HEADER, PDV, PDUType
 
 ASSOCIATE_CAP = 1 << 20
 """A-ASSOCIATE-RQ/AC bodies above 1 MiB are refused: 128 contexts × 38 syntaxes is ~130 KiB."""
@@ -21,20 +30,42 @@ ASSOCIATE_CAP = 1 << 20
 UNLIMITED_PDATA_CAP = 64 << 20
 """When we advertise 0 (no limit) we still refuse P-DATA-TF bodies over 64 MiB."""
 
+STREAM_ABOVE = 256 << 10
+"""The association assembles a P-DATA-TF that straddles reads only up to this length (our default 128 KiB
+PDUs and DCMTK's 16 KiB ones keep arriving as one event); longer ones are streamed."""
+
+PDATA_START = -1
+"""Pseudo PDU type: a streamed P-DATA-TF begins; the body is its declared length (an int)."""
+PDV_PIECE = -2
+"""Pseudo PDU type: a piece of a streamed P-DATA-TF's PDV; the body is a :class:`~.pdu.PDV`."""
+
+_LAST = 0x02
 _FIXED_FOUR = (PDUType.ASSOCIATE_RJ, PDUType.RELEASE_RQ, PDUType.RELEASE_RP, PDUType.ABORT)
 _EMPTY = memoryview(b"")
 
+Framed = tuple[int, "bytes | memoryview | int | PDV"]
+
 
 class PDUReader:
-    """Yields ``(pdu_type, body)`` for each whole PDU in the bytes fed so far."""
+    """Yields ``(pdu_type, body)`` for each whole PDU in the bytes fed so far (and streamed P-DATA pieces)."""
 
-    __slots__ = ("_buf", "_view", "_pos", "max_pdata")
+    __slots__ = ("_buf", "_view", "_pos", "max_pdata", "stream_above", "_pdu_left", "_pdv_left",
+                 "_pdv_ctx", "_pdv_ctl", "_pdv_head", "_odd", "_pdu_len")
 
-    def __init__(self, max_pdata: int = 0) -> None:
+    def __init__(self, max_pdata: int = 0, *, stream_above: int | None = None) -> None:
         self._buf = bytearray()
         self._view = _EMPTY
         self._pos = 0
         self.max_pdata = max_pdata or UNLIMITED_PDATA_CAP
+        self.stream_above = stream_above
+        """Stream a straddling P-DATA-TF longer than this (None: never stream)."""
+        self._pdu_left = 0  # body bytes of the streamed P-DATA-TF not yet read (0: not streaming)
+        self._pdu_len = 0
+        self._pdv_left = 0  # data bytes of the current PDV not yet read (0: at a PDV header)
+        self._pdv_ctx = 0
+        self._pdv_ctl = 0
+        self._pdv_head = bytearray()  # a PDV header split between chunks (< 6 bytes)
+        self._odd: bytes | None = None  # one byte of a PDV held back to keep non-final pieces even
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         if self._pos < len(self._view):
@@ -45,6 +76,11 @@ class PDUReader:
     @property
     def buffered(self) -> int:
         return len(self._buf) + len(self._view) - self._pos
+
+    @property
+    def streaming(self) -> bool:
+        """True while the body of a streamed P-DATA-TF is being read."""
+        return self._pdu_left > 0 or self._pdv_left != 0
 
     def check_header(self, pdu_type: int, length: int) -> None:
         """Refuse a PDU from its header alone (scenarios B.8, B.9, B.11)."""
@@ -63,8 +99,10 @@ class PDUReader:
         else:
             raise PDUDecodeError(f"unrecognised PDU type 0x{pdu_type:02X}", AbortReason.UNRECOGNIZED_PDU)
 
-    def next_pdu(self) -> tuple[int, bytes | memoryview] | None:
-        """Return the next whole PDU, or None if more bytes are needed (the tail is then kept)."""
+    def next_pdu(self) -> Framed | None:
+        """Return the next whole PDU (or streamed piece), or None if more bytes are needed."""
+        if self._pdu_left or self._pdv_left:
+            return self._next_piece()
         view, pos, buf = self._view, self._pos, self._buf
         if not buf:
             available = len(view) - pos
@@ -75,12 +113,15 @@ class PDUReader:
                 if end <= len(view):
                     self._pos = end
                     return pdu_type, view[pos + 6 : end]
+                if pdu_type == PDUType.P_DATA_TF and self._streams(length):
+                    self._pos = pos + 6
+                    return self._start_stream(length)
             buf += view[pos:]
             self._pos = len(view)
             return None
         return self._from_buffer()
 
-    def _from_buffer(self) -> tuple[int, bytes] | None:
+    def _from_buffer(self) -> Framed | None:
         """Complete a PDU that straddles chunks, taking only the bytes it needs from the view."""
         buf = self._buf
         if len(buf) < 6:
@@ -89,6 +130,9 @@ class PDUReader:
                 return None
         pdu_type, _, length = HEADER.unpack_from(buf)
         self.check_header(pdu_type, length)
+        if pdu_type == PDUType.P_DATA_TF and self._streams(length):
+            buf.clear()
+            return self._start_stream(length)
         self._take(6 + length - len(buf))
         if len(buf) < 6 + length:
             return None
@@ -103,8 +147,101 @@ class PDUReader:
             self._buf += self._view[pos:end]
             self._pos = end
 
+    # ------------------------------------------------------------------ streamed P-DATA-TF
+
+    def _streams(self, length: int) -> bool:
+        above = self.stream_above
+        return above is not None and length > above
+
+    def _start_stream(self, length: int) -> Framed:
+        if length == 0:
+            raise PDUDecodeError("P-DATA-TF without any PDV")
+        self._pdu_left = self._pdu_len = length
+        self._pdv_left = 0
+        self._pdv_head.clear()
+        self._odd = None
+        return PDATA_START, length
+
+    def _next_piece(self) -> Framed | None:
+        """The next piece of the streamed P-DATA-TF, or None when the chunk fed is used up."""
+        while self._pdu_left or self._pdv_left:
+            if self._pdv_left == 0:
+                if not self._pdv_header():
+                    return None
+                continue
+            piece = self._pdv_bytes()
+            if piece is None:
+                return None
+            if piece is not True:
+                return PDV_PIECE, piece
+        return None
+
+    def _pdv_header(self) -> bool:
+        """Read (part of) the next PDV header; True once it is whole and checked."""
+        head, view, pos = self._pdv_head, self._view, self._pos
+        offset = self._pdu_len - self._pdu_left - len(head)  # where this PDV starts in the PDU body
+        if self._pdu_left + len(head) < 6:
+            raise PDUDecodeError(f"P-DATA-TF: truncated PDV header at offset {offset}")
+        if not head and len(view) - pos >= 6:
+            length, ctx, ctl = _PDV_HEADER.unpack_from(view, pos)
+            self._pos = pos + 6
+            self._pdu_left -= 6
+        else:
+            taken = view[pos : pos + 6 - len(head)]
+            head += taken
+            self._pos = pos + len(taken)
+            self._pdu_left -= len(taken)
+            if len(head) < 6:
+                return False
+            length, ctx, ctl = _PDV_HEADER.unpack_from(head)
+            head.clear()
+        return self._pdv_checked(length, ctx, ctl, offset, self._pdu_left + 2)
+
+    def _pdv_checked(self, length: int, ctx: int, ctl: int, offset: int, room: int) -> bool:
+        """``room``: the PDU bytes left after the PDV's 4-byte length field (what its length may cover)."""
+        if length < 2 or length > room:
+            raise PDUDecodeError(f"P-DATA-TF: PDV length {length} is invalid at offset {offset}")
+        self._pdv_left, self._pdv_ctx, self._pdv_ctl = length - 2, ctx, ctl
+        if length == 2:  # an empty PDV: hand it out at once
+            self._pdv_left = -1
+        return True
+
+    def _pdv_bytes(self) -> PDV | bool | None:
+        """The next piece of the current PDV's data; True when only internal state moved; None: need bytes."""
+        left, view, pos = self._pdv_left, self._view, self._pos
+        if left < 0:  # the empty PDV
+            self._pdv_left = 0
+            return PDV(self._pdv_ctx, self._pdv_ctl, _EMPTY)
+        available = len(view) - pos
+        if available == 0:
+            return None
+        odd = self._odd
+        if odd is not None:
+            self._odd = None
+            return self._emit(memoryview(odd + bytes(view[pos : pos + 1])), 1)
+        count = min(available, left)
+        if count < left and count & 1:
+            count -= 1
+            if count == 0:
+                self._odd = bytes(view[pos : pos + 1])
+                self._consume(1)
+                return True
+        return self._emit(view[pos : pos + count], count)
+
+    def _emit(self, data: bytes | memoryview, consumed: int) -> PDV:
+        self._consume(consumed)
+        control = self._pdv_ctl if self._pdv_left == 0 else self._pdv_ctl & ~_LAST
+        return PDV(self._pdv_ctx, control, data)
+
+    def _consume(self, count: int) -> None:
+        self._pos += count
+        self._pdv_left -= count
+        self._pdu_left -= count
+
     def needed(self) -> int:
         """Bytes still missing for the PDU being received (at least 1), to size the next read."""
+        if self._pdu_left:
+            return self._pdu_left
         head = bytes(self._buf[:6]) + bytes(self._view[self._pos : self._pos + 6])
         if len(head) < 6:
             return 6 - len(head)

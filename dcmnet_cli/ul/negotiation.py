@@ -29,6 +29,21 @@ SEND_CAP = 1 << 20
 
 DEFAULT_MAX_PDU = 16382 * 8  # 128 KiB - 16: large enough for throughput, small enough for any peer
 
+MIN_MAX_PDU = 8
+"""The smallest peer Maximum Length we can send to: one PDV header (6 bytes) plus a 2-byte fragment, the
+least :mod:`dcmnet_cli.dimse.fragment` can produce (PDV fragments stay even, PS3.5 §7.5). A peer that
+declares 1 to 7 (0 means "no limit", PS3.8 D.1) is refused at negotiation: an A-ASSOCIATE-RJ permanent,
+service-user, no-reason-given from an acceptor (PS3.8 Table 9-21 has no reason for a bad user-information
+value; the listener's log names it), an A-ABORT (source 2, reason 6 invalid-PDU-parameter-value) from a
+requestor, which has no way to reject an A-ASSOCIATE-AC."""
+
+
+def peer_max_pdu_problem(max_length: int | None) -> str | None:
+    """Why we cannot work with a peer that declares this Maximum Length, or None when we can."""
+    if max_length and max_length < MIN_MAX_PDU:
+        return f"the peer's maximum PDU length {max_length} is below the minimum {MIN_MAX_PDU}"
+    return None
+
 
 class RejectResult:
     PERMANENT = 1
@@ -152,7 +167,7 @@ def _reject_for_policy(rq: AssociateRQ, policy: AcceptorPolicy) -> AssociateRJ |
         return AssociateRJ(RejectResult.PERMANENT, RejectSource.SERVICE_USER, RejectReason.CALLED_AE_NOT_RECOGNIZED)
     if policy.allowed_calling_aets is not None and rq.calling_ae not in policy.allowed_calling_aets:
         return AssociateRJ(RejectResult.PERMANENT, RejectSource.SERVICE_USER, RejectReason.CALLING_AE_NOT_RECOGNIZED)
-    if not rq.presentation_contexts:
+    if not rq.presentation_contexts or peer_max_pdu_problem(rq.user_info.max_length) is not None:
         return AssociateRJ(RejectResult.PERMANENT, RejectSource.SERVICE_USER, RejectReason.NO_REASON)
     identity = rq.user_info.user_identity
     if identity is not None and policy.accept_user_identity is not None and not policy.accept_user_identity(identity):

@@ -1,4 +1,4 @@
-"""``dcmnet listen``: a DICOM node on a port (Verification SCP; storage with -od).
+"""``dcmnet listen``: a DICOM node on a port (Verification and Storage SCP; --verify-only for C-ECHO only).
 
 The accept loop, the worker processes of --workers and the stop on SIGTERM/SIGINT live in transport/
 (``transport.workers.run_workers``); this module turns options into a listener, and events into lines.
@@ -11,7 +11,7 @@ from typing import Any, Callable
 import click
 
 from ...transport.workers import run_workers
-from ..app import App
+from ..app import App, escape
 from ..exitcodes import ExitCode
 from ..options import (
     ae_title,
@@ -21,10 +21,10 @@ from ..options import (
     server_tls_from,
     server_tls_options,
 )
-from ..storage_options import NOTABLE_EVENTS, build_storage, log_line
+from ..storage_options import NOTABLE_EVENTS, bind_hint, build_storage, check_output_folder, human_size, log_line
 
 STORAGE_ONLY = ("filepath", "accept_syntaxes", "promiscuous", "exec_on_receive", "exec_on_association_end")
-"""Options that mean nothing without -od or --ignore."""
+"""Options that mean nothing with --verify-only."""
 
 
 class EventLog:
@@ -37,6 +37,8 @@ class EventLog:
         self.app, self.as_json = app, as_json
         self.dashboard: Any = None
         self.storage: Any = None
+        self.worker: int | None = None
+        """This process's index with --workers N > 1 (0 the parent): in every JSON event and log line."""
 
     def __call__(self, event: Any) -> None:
         """One event record (services/scp/events.py, transport/notices.py)."""
@@ -45,11 +47,15 @@ class EventLog:
         if self.as_json:
             from ...services.scp.events import event_dict
 
-            self.app.json(event_dict(event))
-        elif event.event in NOTABLE_EVENTS:
-            self.app.say(log_line(event))
-        elif self.app.verbose:
-            self.app.say(log_line(event), "detail")
+            record = event_dict(event)
+            if self.worker is not None:
+                record["worker"] = self.worker
+            self.app.json(record)
+            return
+        if event.event not in NOTABLE_EVENTS and not self.app.verbose:
+            return
+        line = log_line(event) if self.worker is None else f"worker {self.worker}: {log_line(event)}"
+        self.app.say(line, "info" if event.event in NOTABLE_EVENTS else "detail")
 
     def trace(self, peer: str, direction: str, summary: str) -> None:
         """One PDU summary (--debug)."""
@@ -78,11 +84,14 @@ class EventLog:
               help="On SIGINT/SIGTERM, seconds to let in-flight associations finish.")
 @click.option("--no-progress", is_flag=True, help="No live dashboard on a terminal (log lines only).")
 @click.option("-od", "--output-directory", type=click.Path(file_okay=False), default=None,
-              help="Enable storage: write received objects below this folder (created if missing).")
+              help="Write received objects below this folder (created if missing) [default: the current folder].")
+@click.option("--verify-only", "--no-store", "verify_only", is_flag=True,
+              help="A Verification SCP only: answer C-ECHO, accept no storage.")
 @click.option("--filepath", default=None, metavar="TEMPLATE",
               help="Path of each file below -od, from element keywords, e.g. "
                    "'{PatientID}/{StudyInstanceUID}/{SeriesInstanceUID}/{SOPInstanceUID}.dcm' "
-                   "[default: {SOPInstanceUID}.dcm]. Also {CallingAET}, {CalledAET}.")
+                   "[default: {SOPInstanceUID}.dcm]. Also {CallingAET}, {CalledAET}. Unsafe values are hashed; "
+                   "File Meta (0002) elements inside a data set are not stored.")
 @click.option("--on-duplicate", type=click.Choice(["replace", "keep", "rename"]), default="replace", show_default=True,
               help="An instance whose file exists: replace it atomically, keep the old one, or store as NAME_1.dcm.")
 @click.option("--ignore", is_flag=True, help="Storage SCP that receives and discards (no file written; benchmarks).")
@@ -106,41 +115,60 @@ class EventLog:
 @click.pass_obj
 def command(app: App, port: int, aetitle: str, bind: str, workers: int, shutdown_grace: float, as_json: bool,
             no_progress: bool, **options: Any) -> int:
-    """Run a DICOM node until interrupted: Verification SCP, and Storage SCP with -od or --ignore.
+    """Run a DICOM node until interrupted: Verification and Storage SCP (storescp's habit).
 
-    Without -od (or --ignore) only C-ECHO is answered. With -od DIR every Storage SOP class is accepted in
+    Received objects are written into the current folder, or below -od DIR (--verify-only: C-ECHO only,
+    no storage; --ignore: receive and discard). Every Storage SOP class is accepted in
     every known transfer syntax (explicit VR little endian preferred, then implicit; a compressed syntax
     is taken when it is all that is proposed, and stored as sent). Each object is streamed to a temporary
     file in DIR, then renamed to its final name and fsynced before Success is answered; an abort leaves
     nothing behind. Peer values in file names are made safe (UIDs kept, anything else hashed).
     Failures answer 0xA700 (disk full, folder gone), 0xA900 (data set UIDs differ from the command) or
-    0xC000 (unparsable where parsing is needed, or a path outside DIR).
+    0xC000 (unparsable where parsing is needed, or a path outside DIR). An output folder that cannot be
+    created or written, or a port that cannot be bound, exits 3 at start.
 
     With --tls every connection must complete a TLS handshake (TLS 1.2 or later, bounded by
     --artim-timeout) before any DICOM is read; a failure is logged as one tls-error line and the
-    connection closed. --tls-ca checks client certificates when offered; --tls-require-client-cert
-    refuses clients without one.
+    connection closed. With --tls-ca clients must present a certificate signed by it (as DCMTK's
+    storescp); --tls-allow-anonymous also accepts clients without one.
+
+    Connections that have not sent a whole A-ASSOCIATE-RQ hold no thread: idle or slow ones are closed by
+    --artim-timeout, and the oldest are dropped beyond 1024 per address or 4096 in all (logged).
 
     PORT 0 picks a free port (printed on stderr at start). Ctrl-C or SIGTERM stops accepting, lets
     in-flight associations finish, and exits 0 with a summary.
     """
     tls = server_tls_from(options)
+    app.stdout_optional = True  # a reader of --json that went away must never fail a store
+    app.capture_warnings()  # pydicom's warnings about peer values go to -v, not one stderr line per object
     events = EventLog(app, as_json)
     contexts: Any = None  # Verification only
-    if options["output_directory"] or options["ignore"]:
+    if options["verify_only"]:
+        if options["output_directory"] or options["ignore"] or any(options[name] for name in STORAGE_ONLY):
+            raise click.UsageError("--verify-only accepts no storage: drop -od, --ignore, --filepath, --accept, "
+                                   "--promiscuous and --exec-*")
+    else:
         events.storage, contexts = _storage(app, options, events)
         if events.storage is None:
-            return ExitCode.USAGE
-    elif any(options[name] for name in STORAGE_ONLY):
-        raise click.UsageError("--filepath, --accept, --promiscuous and --exec-* need -od DIR (or --ignore)")
+            return ExitCode.INPUT
     make_server = _server_factory(app, aetitle, bind, workers, tls, contexts, events, options)
     server = make_server(port)
     try:
         bound = server.bind()
     except OSError as error:
-        app.error(f"cannot listen on {bind}:{port}: {error.strerror or error}")
-        return ExitCode.CONNECT
-    _announce(app, events, bind, bound, aetitle, tls is not None, dashboard=workers == 1 and not no_progress)
+        app.error(f"cannot listen on {bind}:{port}: {error.strerror or error}{bind_hint(error, port)}")
+        return ExitCode.INPUT
+    escape("")  # load the codec now: a listener out of descriptors could not import it for a log line later
+    _announce(app, events, bind, bound, aetitle, tls is not None, dashboard=workers == 1 and not no_progress,
+              store=None if options["verify_only"] or options["ignore"] else options["output_directory"])
+
+    _serve(app, events, server, lambda: make_server(bound), workers, shutdown_grace)
+    return ExitCode.SUCCESS
+
+
+def _serve(app: App, events: EventLog, server: Any, make_server: Callable[[], Any], workers: int,
+           shutdown_grace: float) -> None:
+    """Serve in this process and ``workers`` - 1 forked ones until SIGTERM/SIGINT; then the summaries."""
 
     def serve(first: Any) -> None:
         with app.showing(events.dashboard):
@@ -153,19 +181,27 @@ def command(app: App, port: int, aetitle: str, bind: str, workers: int, shutdown
         if worker:  # a worker process reports its own totals; the parent's come after the reaping
             _summary(app, events, stopped, worker)
 
-    run_workers(workers, lambda: make_server(bound), on_stop, shutdown_grace, first=server, serve=serve,
+    def make_worker(index: int) -> Any:
+        events.worker = index  # this process's copy of the event log (after the fork)
+        return make_server()
+
+    if workers > 1:
+        events.worker = 0
+    run_workers(workers, make_worker, on_stop, shutdown_grace, first=server, serve=serve,
                 on_error=lambda worker, error: app.error(f"worker {worker}: {type(error).__name__}: {error}"))
-    _summary(app, events, server)
-    return ExitCode.SUCCESS
+    _summary(app, events, server, 0 if workers > 1 else None)
 
 
-def _announce(app: App, events: EventLog, bind: str, port: int, aetitle: str, tls: bool, dashboard: bool) -> None:
-    """The ``listening`` line (or JSON event); the live dashboard when stderr is a terminal and
-    ``dashboard`` (one process, no --no-progress) and neither --json nor -q."""
+def _announce(app: App, events: EventLog, bind: str, port: int, aetitle: str, tls: bool, dashboard: bool,
+              store: str | None) -> None:
+    """The ``listening`` line (or JSON event), saying where objects go; the live dashboard when stderr is
+    a terminal and ``dashboard`` (one process, no --no-progress) and neither --json nor -q."""
+    where = "verification only" if events.storage is None else f"storing into {store}" if store \
+        else "receiving and discarding (--ignore)"
     if events.as_json:
-        app.json({"event": "listening", "address": bind, "port": port, "aet": aetitle, "tls": tls})
+        app.json({"event": "listening", "address": bind, "port": port, "aet": aetitle, "tls": tls, "store": store})
     else:
-        app.info(f"listening on {bind}:{port}{' (TLS)' if tls else ''} as {aetitle} (Ctrl-C to stop)")
+        app.info(f"listening on {bind}:{port}{' (TLS)' if tls else ''} as {aetitle}, {where} (Ctrl-C to stop)")
     if dashboard and app.err_is_terminal and not (events.as_json or app.quiet):
         from ..dashboard import Dashboard
 
@@ -173,7 +209,10 @@ def _announce(app: App, events: EventLog, bind: str, port: int, aetitle: str, tl
 
 
 def _storage(app: App, options: dict[str, Any], events: EventLog) -> tuple[Any, Any]:
-    """The Storage SCP (-od or --ignore) and its negotiation callable; (None, None) when unusable."""
+    """The Storage SCP (-od, default ".", or --ignore) and its negotiation callable; (None, None) when
+    unusable. The output folder is checked first (created if missing, written to): InputError, exit 3."""
+    if not options["ignore"]:
+        options["output_directory"] = check_output_folder(options["output_directory"] or ".")
     return build_storage(app, options["output_directory"], options["filepath"], options["on_duplicate"],
                          options["ignore"], options["accept_syntaxes"], options["promiscuous"], options["no_fsync"],
                          options["exec_on_receive"], options["exec_on_association_end"], options["exec_timeout"],
@@ -184,6 +223,7 @@ def _server_factory(app: App, aetitle: str, bind: str, workers: int, tls: Any, c
                     options: dict[str, Any]) -> Callable[[int], Any]:
     """``make_server(port)``: a listener (unbound) with these settings; one per worker process."""
     from ...services.scp.entity import ListenerSettings, build_listener
+    from ...services.scp.store_handler import storage_handlers
 
     allowed = options["allow_calling_aet"]
     settings = ListenerSettings(
@@ -198,7 +238,7 @@ def _server_factory(app: App, aetitle: str, bind: str, workers: int, tls: Any, c
         storage = events.storage
         if storage is None:
             return build_listener(settings._replace(port=port), contexts, None, events, trace)
-        return build_listener(settings._replace(port=port), contexts, storage.handlers(), events, trace,
+        return build_listener(settings._replace(port=port), contexts, storage_handlers(storage), events, trace,
                               on_association_end=storage.association_ended)
 
     return make_server
@@ -208,14 +248,19 @@ def _summary(app: App, events: EventLog, server: Any, worker: int | None = None)
     """The ``stopped`` line (or JSON event): connections, associations, and with storage the totals."""
     stats = server.stats
     summary: dict[str, Any] = {"event": "stopped", "connections": stats.connections,
-                               "associations": stats.associations, "rejected": stats.rejected, "errors": stats.errors}
-    text = (f"stopped: {stats.connections} connection(s), {stats.associations} association(s), "
-            f"{stats.rejected} rejected, {stats.errors} error(s)")
+                               "associations": stats.associations, "rejected": stats.rejected, "errors": stats.errors,
+                               "protocol_errors": stats.protocol_errors, "dropped": stats.dropped}
+    text = (f"stopped: {plural(stats.connections, 'connection')}, {plural(stats.associations, 'association')}, "
+            f"{stats.rejected} rejected, {plural(stats.errors, 'error')}")
+    if stats.protocol_errors:
+        text += f", {plural(stats.protocol_errors, 'protocol error')} of peers"
+    if stats.dropped:
+        text += f", {stats.dropped} dropped before their association request"
     storage = events.storage
     if storage is not None:
         totals = storage.totals
         summary.update(stored=totals.stored, failed=totals.failed, bytes=totals.bytes)
-        text += f", {totals.stored} stored, {totals.failed} failed, {totals.bytes} bytes"
+        text += f", {totals.stored} stored, {totals.failed} failed, {human_size(totals.bytes)}"
     if worker is not None:
         summary["worker"] = worker
         text = f"worker {worker} {text}"
@@ -223,3 +268,8 @@ def _summary(app: App, events: EventLog, server: Any, worker: int | None = None)
         app.json(summary)
     else:
         app.info(text)
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 connection``, ``2 connections``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"

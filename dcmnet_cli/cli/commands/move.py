@@ -69,16 +69,33 @@ def command(app: App, peer: tuple[str, ...], destination: str | None, from_json:
             app.error("nothing to move: no usable line in --from-json")
         return finish(app, options, "move", target, None, None, problems, destination)
     received: list[dict[str, Any]] = []
+    hints = {"peer": target.called_ae, "destination": destination, "aet": options["calling_aet"]}
     if store_port is None:
         result = run_retrieve(app, options, "move", target, model.move, requests, destination=destination)
-        return finish(app, options, "move", target, result, None, problems, destination)
+        return finish(app, options, "move", target, result, None, problems, destination, hints)
+    return _move_here(app, options, target, model, requests, problems, destination, hints, received,
+                      (output_directory, filepath, on_duplicate, no_fsync), (bind, store_port, receiver_tls))
+
+
+def _move_here(app: App, options: dict[str, Any], target: Any, model: Any, requests: list[Any], problems: list[str],
+               destination: str, hints: dict[str, str], received: list[Any], where: tuple[Any, ...],
+               listen: tuple[Any, ...]) -> int:
+    """The move with a Storage SCP on --store-port for its length (and the hint when nothing arrived)."""
+    output_directory, filepath, on_duplicate, no_fsync = where
+    bind, store_port, receiver_tls = listen
     storage, contexts = make_storage(app, output_directory, filepath, on_duplicate, no_fsync, received)
     if storage is None:
         return ExitCode.USAGE
     from ...services.scu.retrieve import StoreReceiver
 
+    arrivals: list[Any] = []
+
+    def on_event(event: Any) -> None:
+        arrivals.append(None)  # anything the receiver reports means a peer connected to it
+        storage.on_event(event)
+
     receiver = StoreReceiver(storage, contexts, options["calling_aet"], bind, store_port, options["max_pdu"],
-                             on_event=storage.on_event, network_timeout=options["network_timeout"], tls=receiver_tls)
+                             on_event=on_event, network_timeout=options["network_timeout"], tls=receiver_tls)
     try:
         receiver.__enter__()
     except OSError as error:
@@ -90,12 +107,13 @@ def command(app: App, peer: tuple[str, ...], destination: str | None, from_json:
         result = run_retrieve(app, options, "move", target, model.move, requests, destination=destination)
     finally:
         receiver.__exit__(None, None, None)
-    return finish(app, options, "move", target, result, received, problems, destination)
+    hints.update(port=str(receiver.port), arrived="yes" if arrivals else "no")
+    return finish(app, options, "move", target, result, received, problems, destination, hints)
 
 
 def _receiver_tls(options: dict[str, Any]) -> Any:
     """``--store-tls``: the receiver's server TLS context from --tls-cert/--tls-key/--tls-ca."""
     if not options.get("tls_cert"):
         raise click.UsageError("--store-tls needs --tls-cert FILE (and --tls-key FILE): the receiver's certificate")
-    return server_tls_from({"tls": True, **{k: options.get(k) for k in
-                                            ("tls_cert", "tls_key", "tls_ca", "tls_key_password_env")}})
+    return server_tls_from({"tls": True, "tls_allow_anonymous": bool(options.get("tls_ca")),  # as documented
+                            **{k: options.get(k) for k in ("tls_cert", "tls_key", "tls_ca", "tls_key_password_env")}})

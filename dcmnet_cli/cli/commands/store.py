@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any
 
 import click
@@ -16,6 +17,9 @@ def split_args(args: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]
     """PEER is one word (``[AET@]HOST:PORT`` or a node name) or two (``HOST PORT``); the rest are paths."""
     if not args:
         raise click.UsageError("missing PEER and PATH")
+    if len(args) >= 2 and args[0].isdigit() and not args[1].isdigit() and not AET_HOST_PORT.match(args[1]):
+        raise click.UsageError(f"{args[0]!r} is a port number where HOST is expected: did you swap HOST and PORT? "
+                               f"(dcmnet store {args[1]} {args[0]} PATH...)")
     if len(args) >= 2 and not AET_HOST_PORT.match(args[0]) and args[1].isdigit():
         peer, paths = args[:2], args[2:]
     else:
@@ -34,6 +38,47 @@ def read_paths(paths: tuple[str, ...]) -> list[str]:
         else:
             result.append(path)
     return result
+
+
+class Tally:
+    """What the run has done so far, counted as each file's outcome arrives: the summary line, also
+    after Ctrl-C (when the service's result never comes back)."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.stored, self.bytes = total, 0, 0
+        self.counts: dict[str, int] = {}
+        self.started = time.perf_counter()
+        self.errors_shown: set[str] = set()
+
+    def add(self, outcome: Any) -> None:
+        code = _file_code(outcome)
+        if outcome.status is not None:
+            self.bytes += outcome.bytes
+        if code in (ExitCode.SUCCESS, ExitCode.WARNING):
+            self.stored += 1
+        kind = {ExitCode.WARNING: "with warnings", ExitCode.INPUT: "not DICOM or unreadable",
+                ExitCode.FAILURE: "failed", ExitCode.CANCELLED: "cancelled"}.get(code)
+        if kind is None and code is not ExitCode.SUCCESS:
+            kind = "not sent" if outcome.status is None else "failed"
+        if kind is not None:
+            self.counts[kind] = self.counts.get(kind, 0) + 1
+
+    def first_time(self, line: str) -> bool:
+        """True the first time a line is seen: a connection failure is reported once, not per file."""
+        if line in self.errors_shown:
+            return False
+        self.errors_shown.add(line)
+        return True
+
+    def line(self, interrupted: bool = False) -> str:
+        """``stored 3 of 5 files (2 not DICOM or unreadable), 1.2 MB in 0.4 s``."""
+        elapsed = time.perf_counter() - self.started
+        detail = ", ".join(f"{n} {kind}" for kind, n in self.counts.items())
+        text = f"stored {self.stored} of {self.total} files" + (f" ({detail})" if detail else "")
+        text += f", {_size(self.bytes)} in {elapsed:.{2 if elapsed < 1 else 1}f} s"
+        if self.bytes and elapsed:
+            text += f" ({self.bytes / elapsed / 1e6:.1f} MB/s)"
+        return ("interrupted: " + text) if interrupted else text
 
 
 @click.command("store", context_settings={"help_option_names": ["-h", "--help"]})
@@ -72,31 +117,40 @@ def command(app: App, args: tuple[str, ...], recursive: bool, pattern: str | Non
 
     peer_args, path_args = split_args(args)
     target = parse_peer(peer_args, options["called_aet"], options)
-    files, problems = collect(read_paths(path_args), recursive, pattern)
+    paths = read_paths(path_args)
+    if not paths:
+        app.error("stdin held no paths: give one file or folder per line after '-' (e.g. find DIR -name '*.dcm' | "
+                  "dcmnet store PEER -)")
+        return ExitCode.INPUT
+    files, problems = collect(paths, recursive, pattern)
+    tally = Tally(len(files) + len(problems))
     for problem in problems:
         app.error(str(problem.error))
+        tally.add(problem)
     if not files:
         if not problems:
             app.error("no files to send: the folders are empty or nothing matches --pattern")
         code = ExitCode.INPUT
+        app.info(tally.line())
         _emit(app, as_json, report, target, problems, [], 0.0, code, warnings_ok)
         return code
 
     bar = _progress_bar(app, files, no_progress)
-    callbacks = _callbacks(app, target, files, bar)
-    with app.showing(bar):
-        result = store(target, files, options["calling_aet"], timeouts_from(options), max_pdu=options["max_pdu"],
-                       jobs=jobs, retries=retries, backoff=retry_delay,
-                       max_rate=max_rate * 1_000_000 if max_rate else None, callbacks=callbacks)
+    callbacks = _callbacks(app, target, files, bar, tally)
+    try:
+        with app.showing(bar):
+            result = store(target, files, options["calling_aet"], timeouts_from(options), max_pdu=options["max_pdu"],
+                           jobs=jobs, retries=retries, backoff=retry_delay,
+                           max_rate=max_rate * 1_000_000 if max_rate else None, callbacks=callbacks)
+    except KeyboardInterrupt:
+        app.error(tally.line(interrupted=True))
+        return ExitCode.INTERRUPTED
 
     outcomes = problems + result.files
     code = combine([_file_code(o) for o in outcomes], warnings_ok=warnings_ok)
-    if not as_json:
-        sent = result.bytes_sent
-        stored = sum(1 for o in result.files if o.status is not None and _file_code(o) in (ExitCode.SUCCESS, ExitCode.WARNING))
-        rate = sent / result.elapsed / 1e6 if result.elapsed else 0.0
-        app.say(f"{stored} of {len(outcomes)} files stored, {_size(sent)} in {result.elapsed:.2f} s ({rate:.1f} MB/s), "
-                f"{len(result.associations)} association(s)", "info" if bar is not None else "detail")
+    if app.verbose:
+        app.detail(f"{len(result.associations)} association(s) to {target}")
+    app.info(tally.line())
     _emit(app, as_json, report, target, problems, result.files, result.elapsed, code, warnings_ok, len(result.associations))
     return code
 
@@ -110,15 +164,15 @@ def _progress_bar(app: App, files: list[Any], no_progress: bool) -> Any:
     return TransferProgress(app.err, len(files), sum(f.dataset_length for f in files), color=app.color)
 
 
-def _callbacks(app: App, target: Any, files: list[Any], bar: Any) -> Any:
+def _callbacks(app: App, target: Any, files: list[Any], bar: Any, tally: Tally) -> Any:
     """The store's callbacks: the bar, one line per failed or warned file (per file with -v), association
     and retry lines. Called from the job threads; App.say keeps lines whole."""
     from ...services.scu.store_results import Callbacks
 
     sizes = {f.path: f.dataset_length for f in files}
-    chatty = "info" if bar is not None else "detail"  # shown above a bar, or with -v
 
     def on_file(outcome: Any) -> None:
+        tally.add(outcome)
         if bar is not None:
             bar.file_done()
             if outcome.status is None or outcome.converted:
@@ -126,7 +180,9 @@ def _callbacks(app: App, target: Any, files: list[Any], bar: Any) -> Any:
                 bar.adjust_total(outcome.bytes - on_disk if outcome.status is not None else -on_disk)
         code = _file_code(outcome)
         if code not in (ExitCode.SUCCESS, ExitCode.WARNING):
-            app.say(_file_line(outcome), "error")
+            line = _file_line(outcome)
+            if tally.first_time(line):  # an association-level error is the same line for every file
+                app.say(line, "error")
         elif code is ExitCode.WARNING:
             app.say(_file_line(outcome), "warning")
         elif app.verbose:  # the line costs a status lookup: only when it is shown
@@ -138,7 +194,9 @@ def _callbacks(app: App, target: Any, files: list[Any], bar: Any) -> Any:
             app.say(f"association to {target} ({target.called_ae}): {log.files} files, {state}", "detail")
 
     def on_retry(reason: str, delay: float) -> None:
-        app.say(f"retrying in {delay:g} s: {reason}", chatty)
+        line = f"retrying in {delay:g} s: {reason}"
+        if tally.first_time(line):  # -j N: every association backs off alike; one line says it
+            app.say(line, "info")
 
     return Callbacks(on_file=on_file, on_bytes=bar.advance if bar is not None else (lambda n: None),
                      on_association=on_association, on_retry=on_retry,

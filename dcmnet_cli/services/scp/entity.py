@@ -15,7 +15,8 @@ from ...dimse.status import CANNOT_UNDERSTAND
 from ...part10.syntaxes import UNCOMPRESSED as ALL_UNCOMPRESSED
 from ...transport.channel import Driver
 from ...transport.server import Server
-from ...ul.negotiation import DEFAULT_MAX_PDU, AcceptorPolicy, describe_rejection, negotiate_acceptor
+from ...ul.negotiation import (DEFAULT_MAX_PDU, AcceptorPolicy, describe_rejection, negotiate_acceptor,
+                               peer_max_pdu_problem)
 from ...ul.pdu import AssociateAC, AssociateRJ, AssociateRQ
 from ..session import AssociationReport, HandlerFactory, MessageHandler, Session
 from .events import Associated, AssociationEnded, ListenEvent, Rejected
@@ -46,8 +47,10 @@ class ApplicationEntity:
     def negotiate(self, request: AssociateRQ, peer: str) -> AssociateAC | AssociateRJ:
         answer = negotiate_acceptor(request, self.policy)
         if isinstance(answer, AssociateRJ):
+            problem = peer_max_pdu_problem(request.user_info.max_length)
+            text = describe_rejection(answer)[0] + (f" ({problem})" if problem else "")
             self.on_event(Rejected(peer, request.calling_ae, request.called_ae, answer.result, answer.source,
-                                   answer.reason, describe_rejection(answer)[0]))
+                                   answer.reason, text))
         return answer
 
     def serve(self, channel: Driver) -> None:

@@ -4,7 +4,8 @@ The command line is split with :func:`shlex.split` once, at start; each run appe
 stored file, or the output directory) and passes details in ``DCMNET_*`` environment variables, so no
 peer value is ever parsed by a shell. Runs are bounded without a thread: at most ``limit`` hooks run at
 once (a further one makes its association wait for the oldest), each is killed after ``timeout`` seconds
-(checked whenever a hook starts and at shutdown), finished ones are reaped when the next one starts, and
+(checked whenever a hook starts and at shutdown) with its whole process group (each hook runs in a
+session of its own, so children it left in the background die with it, and at shutdown), finished ones are reaped when the next one starts, and
 :meth:`HookRunner.close` waits for the rest within the shutdown grace. Hook output goes to our stderr,
 never into the JSON on stdout.
 """
@@ -19,6 +20,7 @@ import threading
 import time
 from typing import Callable
 
+from ...transport.processes import group_alive, kill_group
 from .events import HookFailed
 
 
@@ -27,6 +29,25 @@ def split_command(text: str) -> list[str]:
     if not argv:
         raise ValueError("empty command")
     return argv
+
+
+DCMTK_PLACEHOLDERS = ("#p", "#f", "#a", "#c", "#r")
+"""storescp's --exec-on-reception placeholders; dcmnet passes the same facts as DCMNET_* variables."""
+
+
+def dcmtk_placeholders(argv: list[str]) -> list[str]:
+    """The DCMTK placeholders used in a hook's command line (none are expanded here)."""
+    return [mark for mark in DCMTK_PLACEHOLDERS if any(mark in arg for arg in argv)]
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the hook's whole process group (it runs in a session of its own): its background
+    children go with it."""
+    if not kill_group(proc.pid):
+        try:
+            proc.kill()
+        except OSError:
+            pass
 
 
 def _env_value(value: object) -> str:
@@ -40,6 +61,8 @@ class HookRunner:
         self.log = log
         self._lock = threading.Lock()
         self._running: list[tuple[subprocess.Popen, float, str]] = []
+        self._lingering: set[int] = set()
+        """Process groups of finished hooks whose background children still run: killed at close."""
         self.started = 0
         self.failed = 0
 
@@ -80,12 +103,15 @@ class HookRunner:
         for proc, deadline, name in running:
             code = proc.poll()
             if code is None and now >= deadline:
-                proc.kill()
+                _kill_group(proc)
                 code = proc.wait()
                 self.log(HookFailed(f"{name}: killed after {self.timeout:g} s"))
             if code is None:
                 keep.append((proc, deadline, name))
-            elif code != 0:
+                continue
+            if group_alive(proc.pid):
+                self._lingering.add(proc.pid)
+            if code != 0:
                 self.failed += 1
                 self.log(HookFailed(f"{name}: exit status {code}"))
         with self._lock:
@@ -105,7 +131,16 @@ class HookRunner:
             running, self._running = self._running, []
         for proc, _deadline, name in running:
             if proc.poll() is None:
-                proc.kill()
+                _kill_group(proc)
                 self.log(HookFailed(f"{name}: killed at shutdown"))
+            elif group_alive(proc.pid):
+                _kill_group(proc)  # the hook is done, but what it left running in the background is not
             if proc.wait() != 0:
                 self.failed += 1
+        self._kill_lingering()
+
+    def _kill_lingering(self) -> None:
+        with self._lock:
+            groups, self._lingering = self._lingering, set()
+        for pgid in groups:
+            kill_group(pgid)

@@ -6,47 +6,84 @@ an abort or a full disk never leaves a truncated file under a final name. This m
 and nothing else: which name an object gets, and the duplicate policy, stay in :mod:`.storage`.
 
 - Names: ``.dcmnet-tmp-<tag>-<n>.part``, created with O_CREAT | O_EXCL | O_NOFOLLOW (never an existing
-  file, never through a symlink), mode 0644. The tag is 64 random bits per process, renewed in a forked
-  child and when a name is found taken, so other local users cannot predict the next name.
+  file, never through a symlink), mode 0644, in the output root only, relative to a descriptor of it.
+  The tag is 64 random bits per process, renewed in a forked child and when a name is found taken, so
+  other local users cannot predict the next name. The writer holds an exclusive ``flock`` on it until
+  it is renamed or removed.
+- Paths: every folder below the root is opened one component at a time relative to its parent's
+  descriptor with O_NOFOLLOW (:func:`open_folder`), and the temporary is renamed or linked between
+  descriptors (:func:`place`): a folder swapped for a symlink makes the store fail, never escape.
 - Writes: a regular file may accept less than asked (a signal, a nearly full disk): :func:`write_all`
   and :func:`writev_all` loop until everything is written or ``OSError`` says why not.
-- Durability: after the rename, :func:`fsync_dir` makes the new directory entry survive a power cut.
-- Leftovers of a crash are removed at start-up by :func:`clean_leftovers`, from the output directory only.
+- Durability: after the rename, the caller fsyncs the folder's descriptor so the new entry survives a
+  power cut.
+- Leftovers of a crash are removed at start-up by :func:`clean_leftovers`, from the output directory
+  only, and only those no live writer holds locked.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import itertools
 import os
 import re
 import secrets
+import stat
 
 TEMP_PREFIX = ".dcmnet-tmp-"
 TEMP_SUFFIX = ".part"
 TEMP_FLAGS = os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_RDWR | os.O_CLOEXEC
 TEMP_MODE = 0o644
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def clean_leftovers(root: str) -> int:
     """Remove ``.dcmnet-tmp-*.part`` files left in ``root`` by a crash (scenario G.43); returns how many.
 
-    Temporary files are only ever created in the root itself (then renamed into template folders), so
-    one directory is scanned, never the tree: ``get -od .`` in a large folder must start at once.
+    Only temporaries nobody holds are removed: a writer holds an exclusive ``flock`` on its temporary
+    from creation until it is renamed or removed, so another ``listen`` (or ``--workers`` process, or a
+    C-MOVE/C-GET receiver) starting on the same folder leaves in-flight stores alone. A symlink with our
+    name is removed (never followed). Temporaries are only ever created in the root itself (then renamed
+    into template folders), so one directory is scanned, never the tree.
     """
     removed = 0
     try:
-        entries = list(os.scandir(root))
+        root_fd = open_root(root)
     except OSError:
         return 0
-    for entry in entries:
-        if entry.name.startswith(TEMP_PREFIX) and entry.name.endswith(TEMP_SUFFIX) and not entry.is_dir(follow_symlinks=False):
-            try:
-                os.unlink(entry.path)
-                removed += 1
-            except OSError:
-                pass
+    try:
+        with os.scandir(root_fd) as scan:
+            names = [e.name for e in scan if e.name.startswith(TEMP_PREFIX) and e.name.endswith(TEMP_SUFFIX)]
+        for name in names:
+            removed += _remove_if_orphan(root_fd, name)
+    except OSError:
+        pass
+    finally:
+        os.close(root_fd)
     return removed
+
+
+def _remove_if_orphan(root_fd: int, name: str) -> int:
+    """1 when ``name`` was a temporary whose writer is gone (no lock on it) and is now removed, else 0."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=root_fd)
+    except OSError as error:
+        if error.errno != errno.ELOOP:
+            return 0
+        fd = -1  # a symlink carrying our name: remove the link itself
+    try:
+        if fd >= 0:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return 0
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held by a live writer: BlockingIOError
+        os.unlink(name, dir_fd=root_fd)
+        return 1
+    except OSError:
+        return 0
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 class TempNames:
@@ -71,20 +108,62 @@ class TempNames:
 TEMP_NAMES = TempNames()
 
 
-def create_temp(root: str, names: TempNames = TEMP_NAMES) -> tuple[str, int]:
-    """A new temporary file in ``root``: its path and a read-write descriptor (the caller closes it)."""
-    for attempt in range(3):
-        path = os.path.join(root, names.next())
+def open_root(root: str) -> int:
+    """A descriptor of the output directory (resolved at start-up), the anchor of every path below it."""
+    return os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def create_temp(root_fd: int, names: TempNames = TEMP_NAMES) -> tuple[str, int]:
+    """A new temporary file in the directory ``root_fd``: its name and a read-write descriptor holding an
+    exclusive ``flock`` (released when the caller closes it, after the rename)."""
+    for attempt in range(4):
+        name = names.next()
         try:
-            return path, os.open(path, TEMP_FLAGS, TEMP_MODE)
+            fd = os.open(name, TEMP_FLAGS, TEMP_MODE, dir_fd=root_fd)
         except FileExistsError:
-            if attempt == 2:
+            if attempt == 3:
                 raise
             names.renew()  # someone planted our next name: move to fresh random names
-    raise AssertionError("unreachable")
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.fstat(fd).st_nlink > 0:
+                return name, fd
+        except BlockingIOError:
+            pass  # a starting listen's clean-up took it between open and flock: it removes it
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+    raise OSError(errno.EAGAIN, "temporary files keep being taken")
 
 
-def write_all(fd: int, data: bytes | memoryview) -> None:
+def open_folder(root_fd: int, relative: str) -> int:
+    """A descriptor of folder ``relative`` (``a/b/c``, clean components) below ``root_fd``, each component
+    created if missing and opened with O_NOFOLLOW relative to its parent: a symlink (or a non-directory)
+    anywhere on the way raises OSError (ELOOP, ENOTDIR), so no swap can lead outside the output folder."""
+    current = root_fd
+    try:
+        for part in relative.split("/"):
+            try:
+                child = os.open(part, DIR_FLAGS, dir_fd=current)
+            except FileNotFoundError:
+                try:
+                    os.mkdir(part, 0o755, dir_fd=current)
+                except FileExistsError:
+                    pass
+                child = os.open(part, DIR_FLAGS, dir_fd=current)
+            if current != root_fd:
+                os.close(current)
+            current = child
+    except BaseException:
+        if current != root_fd:
+            os.close(current)
+        raise
+    return current
+
+
+def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
     """``os.write`` until all of ``data`` is written (a regular file may take less on a signal or near full)."""
     done = os.write(fd, data)
     if done == len(data):
@@ -97,7 +176,7 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
         done += n
 
 
-def writev_all(fd: int, first: bytes, second: bytes | memoryview) -> None:
+def writev_all(fd: int, first: bytes, second: bytes | bytearray | memoryview) -> None:
     """Both buffers, in one ``os.writev`` when the kernel takes them whole."""
     done = os.writev(fd, (first, second))
     if done == len(first) + len(second):
@@ -108,41 +187,42 @@ def writev_all(fd: int, first: bytes, second: bytes | memoryview) -> None:
     write_all(fd, memoryview(second)[done - len(first):])
 
 
-def fsync_dir(path: str) -> None:
-    """Make a rename into ``path`` durable: fsync the directory itself (POSIX leaves it to us)."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 MAX_RENAME = 10000
 """``--on-duplicate rename``: NAME_1 … NAME_9999 are tried before the store fails."""
-_EXT = re.compile(r"\.[A-Za-z0-9]{1,8}$")
+_EXT = re.compile(r"\.[A-Za-z0-9]{1,8}\Z")
 
 
-def place(tmp: str, folder: str, name: str, policy: str) -> tuple[str, str | None]:
-    """Move the finished temporary file to ``folder/name`` per the ``--on-duplicate`` policy; returns the
-    path and what happened to an existing file ("replaced", "renamed", "kept" or None). Never truncates in
-    place: ``replace`` renames over (a symlink at the name is replaced, not followed), the others link
-    (which refuses to overwrite) and unlink the temporary. With "kept" the temporary is left for the
-    caller to remove."""
-    target = os.path.join(folder, name)
+def place(root_fd: int, tmp: str, folder_fd: int, name: str, policy: str) -> tuple[str, str | None]:
+    """Move the finished temporary ``tmp`` (in ``root_fd``) to ``name`` in ``folder_fd`` per the
+    ``--on-duplicate`` policy; returns the name used and what happened to an existing file ("replaced",
+    "renamed", "kept" or None). Never truncates in place: ``replace`` renames over (a symlink at the name
+    is replaced, not followed), the others link (which refuses to overwrite) and unlink the temporary.
+    With "kept" the temporary is left for the caller to remove; ``keep`` only keeps a regular file: any
+    other entry at the name (a symlink, a folder) raises OSError, since the object would be stored nowhere."""
     if policy == "replace":
-        existed = os.path.lexists(target)
-        os.replace(tmp, target)
-        return target, "replaced" if existed else None
+        existed = _lexists(name, folder_fd)
+        os.replace(tmp, name, src_dir_fd=root_fd, dst_dir_fd=folder_fd)
+        return name, "replaced" if existed else None
     match = _EXT.search(name)
     stem, ext = (name[:match.start()], match.group()) if match else (name, "")
     for n in range(MAX_RENAME if policy == "rename" else 1):
-        candidate = target if n == 0 else os.path.join(folder, f"{stem}_{n}{ext}")
+        candidate = name if n == 0 else f"{stem}_{n}{ext}"
         try:
-            os.link(tmp, candidate, follow_symlinks=False)
+            os.link(tmp, candidate, src_dir_fd=root_fd, dst_dir_fd=folder_fd, follow_symlinks=False)
         except FileExistsError:
             continue
-        os.unlink(tmp)
+        os.unlink(tmp, dir_fd=root_fd)
         return candidate, "renamed" if n else None
     if policy == "keep":
-        return target, "kept"
+        if not stat.S_ISREG(os.stat(name, dir_fd=folder_fd, follow_symlinks=False).st_mode):
+            raise OSError(errno.EEXIST, "its name is taken by a symlink or a folder")
+        return name, "kept"
     raise OSError(errno.EEXIST, f"{MAX_RENAME} copies of this name exist")
+
+
+def _lexists(name: str, folder_fd: int) -> bool:
+    try:
+        os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
+        return True
+    except FileNotFoundError:
+        return False

@@ -1,55 +1,65 @@
 """Storage SCP (PS3.4 Annex B): C-STORE data sets streamed to disk, renamed into place, then answered.
 
-Per request (scenarios G.39–45):
+Per request (scenarios G.39–45). The request was already matched to its presentation context by the
+DIMSE layer: a C-STORE whose Affected SOP Class is not the context's abstract syntax (a CT object on the
+Verification context, an MR object on a CT context) is answered 0x0122 there and never reaches this.
 
-1. ``begin``: create ``.dcmnet-tmp-<process tag>-<n>.part`` in the output directory (O_CREAT | O_EXCL |
-   O_NOFOLLOW, mode 0644; the tag is 64 random bits per process, renewed after fork and on a name clash)
-   and build the Part-10 header from the command and the presentation context.
-2. ``fragment``: write each received memoryview straight to the file descriptor (``os.write``; the header
-   goes out with the first fragment in one ``os.writev``), looping on partial writes; nothing is kept in
-   memory except, until they are found, a copy of the data set's first bytes (at most PEEK_LIMIT; usually
-   none: the first fragment holds them): its own SOP Class/Instance UID must match the command's, else
-   0xA900 and the temp file is dropped at once. A write error (disk full, directory gone) drops the temp
-   file and marks the request 0xA700; the rest of the data set is read and discarded, so the association
-   stays usable.
-3. ``complete``: read the elements a ``--filepath`` template names (pydicom, from the temp file, stop
-   before pixels); derive a safe final path inside the output directory (else 0xC000 "unsafe path");
-   fsync, close, rename or link per ``--on-duplicate``, fsync the directory; only then answer C-STORE-RSP
-   Success, and then start the ``--exec-on-receive`` hook. Template folders are created and checked
-   (resolved, inside the output directory) once and remembered with the identity of the directory they
-   resolved to; one ``stat`` per object confirms it, else (removed, or swapped for a symlink) the folder
-   is created and checked again; a folder removed between that and the rename (ENOENT) is too, and the
-   rename retried once. With no folder in the template the folder is the output directory, resolved at
-   start.
+1. ``begin``: open the output directory (resolved at start) as a descriptor, the anchor of every path
+   below; create ``.dcmnet-tmp-<process tag>-<n>.part`` in it (O_CREAT | O_EXCL | O_NOFOLLOW, mode 0644,
+   relative to that descriptor; the tag is 64 random bits per process, renewed after fork and on a name
+   clash) and take an exclusive ``flock`` on it, held until it is renamed or removed; build the Part-10
+   header from the command and the presentation context.
+2. ``fragment``: feed each received memoryview to one :class:`~dcmnet_cli.part10.received.ReceivedDataset`
+   (one walk of the element structure, nothing decoded, nesting bounded; a deflated data set is walked
+   inflated, incrementally) and write what it returns straight to the file descriptor (``os.write``; the
+   header goes out with the first fragment in one ``os.writev``), looping on partial writes. The walk
+   (a) finds the data set's own SOP Class/Instance UID, which must match the command's, else 0xA900 and
+   the temp file is dropped at once; (b) leaves out File Meta elements (group 0002) at the start of the
+   data set, which would otherwise follow our File Meta and make the file read back wrong (logged at -v;
+   inside a deflated data set they cannot be cut out: 0xC000); (c) stops at the first malformed header:
+   0xC000 with the walker's reason as Error Comment, temp file dropped. A write error (disk full,
+   directory gone) drops the temp file and marks the request 0xA700. In every failure the rest of the
+   data set is read and discarded, so the association stays usable.
+3. ``complete``: the data set must end exactly on an element boundary with every sequence, item and run
+   of fragments closed, else 0xC000 "cannot understand" with the walker's one-line reason, nothing kept.
+   Then read the elements a ``--filepath`` template names (pydicom, from the temp file, stop before
+   pixels); derive a safe relative path (every value made path-safe, see part10/filenames.py); open each
+   template folder component by component relative to the output directory's descriptor, creating it
+   if missing, with O_NOFOLLOW: a symlink or non-directory on the way is 0xC000 "unsafe path", so a
+   folder swapped for a symlink mid-run can make a store fail but never lead outside the output
+   directory. fsync the file, rename or link it between the two descriptors per ``--on-duplicate``,
+   fsync the folder; only then answer C-STORE-RSP Success, and then start the ``--exec-on-receive``
+   hook. A folder removed between its opening and the rename (ENOENT) is opened again and the rename
+   retried once.
 4. ``abandon`` (abort, FIN, shutdown mid-data-set): remove the temp file; the final name is never touched.
 
+Start-up removes the temporaries of crashed runs (``prepare``): only those no live process holds the
+``flock`` of, so a second ``listen`` (or worker, or C-MOVE/C-GET receiver) on the same folder leaves the
+in-flight stores of the first alone.
+
 Duplicates: ``replace`` renames over the old file atomically (a symlink planted there is replaced, never
-followed); ``keep`` keeps the old file (hard link refuses to overwrite) and answers Success; ``rename``
-links to ``name_1.dcm``, ``name_2.dcm`` … with the same no-overwrite guarantee.
+followed); ``keep`` keeps the old file (hard link refuses to overwrite) and answers Success, but only
+when the old entry is a regular file: a symlink or folder at the name is 0xA700 (the object would be
+stored nowhere); ``rename`` links to ``name_1.dcm``, ``name_2.dcm`` … with the same no-overwrite guarantee.
 """
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ...dimse.commandset import C_STORE_RQ
 from ...dimse.status import CANNOT_UNDERSTAND, OUT_OF_RESOURCES
-from ...part10.filenames import PathTemplate, inside
+from ...part10.filenames import PathTemplate
 from ...transport.threads import Lock
-from ..session import AssociationReport, MessageHandler
-from .entity import EchoHandler
+from ..session import AssociationReport
 from .events import ListenEvent
 from .hooks import HookRunner
 from .naming import StoreFailure
-from .placement import clean_leftovers
+from .placement import clean_leftovers, open_folder
 
-PEEK_LIMIT = 1 << 20
-"""Bytes at the start of a data set searched for (0008,0016)/(0008,0018); past that the check is skipped."""
-MAX_FOLDERS = 4096
-"""Template folders remembered as created and checked (the cache is emptied when full)."""
 DUPLICATE_POLICIES = ("replace", "keep", "rename")
 
 
@@ -96,7 +106,6 @@ class StorageSCP:
         self.root = os.path.realpath(config.output_dir) if config.output_dir else None
         self._active: set[str] = set()
         self._lock = Lock()
-        self._folders: dict[str, tuple[str, tuple[int, int]]] = {}  # template folder → (real path, (dev, inode))
         if config.template is not None and config.template.dataset_fields:
             importlib.import_module("pydicom")  # pay for it now, not in the first association
 
@@ -107,12 +116,6 @@ class StorageSCP:
         os.makedirs(self.root, exist_ok=True)
         return clean_leftovers(self.root)
 
-    def handlers(self) -> dict[int, Callable[[], MessageHandler]]:
-        from ...dimse.commandset import C_ECHO_RQ
-        from .store_handler import StoreHandler
-
-        return {C_ECHO_RQ: EchoHandler, C_STORE_RQ: lambda: StoreHandler(self)}
-
     def association_ended(self, report: AssociationReport) -> None:
         """``--exec-on-association-end``, for associations that stored at least one object."""
         argv = self.config.exec_on_association_end
@@ -121,50 +124,16 @@ class StorageSCP:
                 "DCMNET_COUNT": report.stored, "DCMNET_DIR": self.root or "", "DCMNET_REMOTE_AET": report.calling_ae,
                 "DCMNET_LOCAL_AET": report.called_ae, "DCMNET_PEER": report.peer})
 
-    def folder(self, relative: str) -> str:
-        """The real path of template folder ``relative`` (non-empty), created if needed and checked to be
-        inside the output directory (0xC000 "unsafe path" if not).
-
-        Remembered once checked, with the identity (device, inode) of the directory it resolved to: one
-        ``stat`` per object then confirms the path still leads to that directory. A folder removed, or
-        replaced (itself or a parent) by a symlink to elsewhere, resolves to another directory or to
-        nothing, and is created and checked again from scratch.
-        """
-        entry = self._folders.get(relative)
-        if entry is not None:
-            real, identity = entry
-            try:
-                st = os.stat(real)
-                if (st.st_dev, st.st_ino) == identity:
-                    return real
-            except OSError:
-                pass
-            self.forget_folder(relative)
-        root = self.root
-        assert root is not None
-        folder = os.path.join(root, relative)
-        if not inside(root, os.path.realpath(folder)):
-            raise StoreFailure(CANNOT_UNDERSTAND, "unsafe path: outside the output directory")
+    def open_folder(self, root_fd: int, relative: str) -> int:
+        """A descriptor of template folder ``relative`` (non-empty) below the output directory ``root_fd``,
+        created if needed, opened component by component without following symlinks: a symlink or a
+        non-directory on the way is 0xC000 "unsafe path", another error 0xA700. The caller closes it."""
         try:
-            os.makedirs(folder, mode=0o755, exist_ok=True)
+            return open_folder(root_fd, relative)
         except OSError as error:
+            if error.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise StoreFailure(CANNOT_UNDERSTAND, "unsafe path: a folder on the way is a symlink") from None
             raise os_failure(error, "cannot create folder") from None
-        real = os.path.realpath(folder)
-        if not inside(root, real):
-            raise StoreFailure(CANNOT_UNDERSTAND, "unsafe path: outside the output directory")
-        try:
-            st = os.stat(real)
-        except OSError as error:
-            raise os_failure(error, "cannot create folder") from None
-        with self._lock:
-            if len(self._folders) >= MAX_FOLDERS:
-                self._folders.clear()
-            self._folders[relative] = (real, (st.st_dev, st.st_ino))
-        return real
-
-    def forget_folder(self, relative: str) -> None:
-        with self._lock:
-            self._folders.pop(relative, None)
 
     def track(self, tmp: str, active: bool) -> None:
         with self._lock:

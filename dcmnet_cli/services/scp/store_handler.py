@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import os
 
-from ...dimse.commandset import Message, c_store_rsp
+from ...dimse.commandset import C_ECHO_RQ, C_STORE_RQ, Message, c_store_rsp
 from ...dimse.connection import RequestRefused
 from ...dimse.status import CANNOT_UNDERSTAND, DATASET_MISMATCH, SUCCESS
 from ...part10 import filemeta as part10
+from ...part10.received import ReceivedDataset
 from ...part10.syntaxes import IMPLICIT_LE, encoding_of
-from ..session import MessageHandler, Session
-from .events import RECEIVED, STORE_FAILED, STORED, CheckSkipped, ObjectOutcome, UnsafeValue
+from ..session import HandlerFactory, MessageHandler, Session
+from .entity import EchoHandler
+from .events import RECEIVED, STORE_FAILED, STORED, ObjectOutcome, UnsafeValue
 from .naming import StoreFailure, relative_path
-from .placement import create_temp, fsync_dir, place, write_all, writev_all
-from .storage import PEEK_LIMIT, StorageSCP, os_failure
+from .placement import create_temp, open_root, place, write_all, writev_all
+from .storage import StorageSCP, os_failure
 
 
 class StoreHandler(MessageHandler):
@@ -21,10 +23,12 @@ class StoreHandler(MessageHandler):
 
     def __init__(self, scp: StorageSCP) -> None:
         self.scp = scp
-        self.tmp: str | None = None
+        self.tmp: str | None = None  # the temporary's name in the output root
+        self.root_fd = -1  # the output root, the anchor of every path (see placement.py)
         self.fd = -1
         self.header: bytes | None = None  # written with the first fragment
-        self.check: part10.HeadCheck | None = None
+        self.check: ReceivedDataset | None = None
+        self.uids_checked = False
         self.failure: StoreFailure | None = None
         self.size = 0
         self.received = 0
@@ -46,31 +50,40 @@ class StoreHandler(MessageHandler):
             return
         assert self.scp.root is not None
         try:
-            self.tmp, self.fd = create_temp(self.scp.root)
+            self.root_fd = open_root(self.scp.root)
+            self.tmp, self.fd = create_temp(self.root_fd)
         except OSError as error:
             self._fail(os_failure(error, "cannot create file"))
             return
-        self.scp.track(self.tmp, True)
+        self.scp.track(self._tmp_path(), True)
         self.header = header
         self.size = len(header)
         implicit, little, deflated = encoding_of(self.transfer_syntax)
-        self.check = part10.HeadCheck(implicit, little, deflated, PEEK_LIMIT)
+        self.check = ReceivedDataset(implicit, little, deflated)
 
     def fragment(self, data: memoryview, last: bool) -> None:
         self.received += len(data)
         if self.fd < 0:
             return
-        if self.check is not None and not self.check.decided:
-            self._check_uids(data, last)
+        assert self.check is not None  # set with the temporary file in begin()
+        try:
+            out = self.check.feed(data)  # the data less any File Meta elements at its start
+        except part10.Part10Error as error:
+            self._fail(StoreFailure(CANNOT_UNDERSTAND, str(error)[:64]))
+            return
+        if not self.uids_checked and self.check.uids is not None:
+            self._check_uids()
             if self.fd < 0:
                 return
+        if not out:
+            return
         try:
             if self.header is not None:
-                writev_all(self.fd, self.header, data)
+                writev_all(self.fd, self.header, out)
                 self.header = None
             else:
-                write_all(self.fd, data)
-            self.size += len(data)
+                write_all(self.fd, out)
+            self.size += len(out)
         except OSError as error:
             self._fail(os_failure(error, "write failed"))
 
@@ -111,74 +124,64 @@ class StoreHandler(MessageHandler):
         self._discard()
 
     def _discard(self) -> None:
-        """Close and remove the temp file, if it is still ours."""
+        """Remove the temp file if it is still ours, then close it (releasing its lock) and the root."""
+        if self.tmp is not None:
+            try:
+                os.unlink(self.tmp, dir_fd=self.root_fd)
+            except OSError:
+                pass
+            self.scp.track(self._tmp_path(), False)
+            self.tmp = None
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
-        if self.tmp is not None:
-            try:
-                os.unlink(self.tmp)
-            except OSError:
-                pass
-            self.scp.track(self.tmp, False)
-            self.tmp = None
+        if self.root_fd >= 0:
+            os.close(self.root_fd)
+            self.root_fd = -1
+
+    def _tmp_path(self) -> str:
+        return os.path.join(self.scp.root or "", self.tmp or "")
 
     def _finish(self) -> tuple[str, str | None]:
         if self.failure is not None:
             raise self.failure
         if not self.message.has_dataset or self.fd < 0:
             raise StoreFailure(CANNOT_UNDERSTAND, "C-STORE-RQ without a data set")
+        check = self.check
+        assert check is not None  # set with the temporary file in begin()
         try:
-            if self.header is not None:  # no data set fragment arrived
+            check.finish()
+        except part10.Part10Error as error:
+            raise StoreFailure(CANNOT_UNDERSTAND, str(error)[:64]) from None
+        self._check_uids()
+        if self.failure is not None:
+            raise self.failure
+        try:
+            if self.header is not None:  # no data set byte to write (empty, or only File Meta elements)
                 write_all(self.fd, self.header)
                 self.header = None
         except OSError as error:
             raise os_failure(error, "write failed") from None
-        check = self.check
-        assert check is not None  # set with the temporary file in begin()
-        if not check.decided:  # the data set ended without a fragment marked last
-            self._check_uids(b"", True)
-        if self.failure is not None:
-            raise self.failure
-        if check.found is None:
-            self.scp.on_event(CheckSkipped(self.peer, "SOP UIDs not within the first MiB of the data set"))
+        if check.dropped:
+            self.scp.on_event(UnsafeValue(self.peer, f"{check.dropped} bytes of File Meta elements (group 0002) "
+                                                     "at the start of the data set not stored"))
         relative = relative_path(self.scp.config.template, self.message, self.report, self.fd,
                                  lambda detail: self.scp.on_event(UnsafeValue(self.peer, detail)))
-        folder, _sep, name = relative.rpartition("/")
-        final_dir = self.scp.folder(folder) if folder else self.scp.root
-        assert final_dir is not None
         try:
             if self.scp.config.fsync:
                 os.fsync(self.fd)
-            os.close(self.fd)
-            self.fd = -1
-            try:
-                path, duplicate = self._place(final_dir, name)
-            except FileNotFoundError:
-                if not folder:
-                    raise
-                self.scp.forget_folder(folder)  # removed since we checked it: create and check it again
-                final_dir = self.scp.folder(folder)
-                path, duplicate = self._place(final_dir, name)
-            if self.scp.config.fsync:
-                fsync_dir(final_dir)
+            return self._place(relative)
         except OSError as error:
             raise os_failure(error, "cannot store file") from None
-        return path, duplicate
 
-    def _check_uids(self, data: bytes | memoryview, last: bool) -> None:
+    def _check_uids(self) -> None:
         """Data set SOP Class/Instance UID = the command's (PS3.4 B.2.2, scenario F.37), else 0xA900 (and
-        the temp file is dropped at once); a malformed start is 0xC000. Fed each fragment until decided."""
-        assert self.check is not None
-        try:
-            if not self.check.feed(data, last):
-                return
-        except part10.Part10Error as error:
-            self._fail(StoreFailure(CANNOT_UNDERSTAND, f"cannot parse data set: {error}"[:64]))
+        the temp file is dropped at once); checked as soon as the walk passed both, or at the end."""
+        if self.uids_checked:
             return
-        found = self.check.found
-        if found is None:
-            return  # not within PEEK_LIMIT: reported as check-skipped if the store succeeds
+        self.uids_checked = True
+        assert self.check is not None
+        found = self.check.found()
         pairs = ((part10.SOP_CLASS_UID, self.message.affected_sop_class_uid, "SOP Class"),
                  (part10.SOP_INSTANCE_UID, self.message.affected_sop_instance_uid, "SOP Instance"))
         for tag, expected, what in pairs:
@@ -186,13 +189,30 @@ class StoreHandler(MessageHandler):
                 self._fail(StoreFailure(DATASET_MISMATCH, f"data set {what} UID differs from the command's"))
                 return
 
-    def _place(self, folder: str, name: str) -> tuple[str, str | None]:
+    def _place(self, relative: str) -> tuple[str, str | None]:
+        """Rename or link the temporary into its folder, all relative to descriptors (see placement.py);
+        a folder removed meanwhile (ENOENT) is created again and the move retried once."""
         assert self.tmp is not None
-        path, duplicate = place(self.tmp, folder, name, self.scp.config.on_duplicate)
-        if duplicate != "kept":  # renamed or linked away: no longer a temporary of ours
-            self.scp.track(self.tmp, False)
-            self.tmp = None
-        return path, duplicate
+        scp = self.scp
+        folder, _sep, name = relative.rpartition("/")
+        for attempt in (0, 1):
+            folder_fd = scp.open_folder(self.root_fd, folder) if folder else self.root_fd
+            try:
+                placed, duplicate = place(self.root_fd, self.tmp, folder_fd, name, scp.config.on_duplicate)
+                if scp.config.fsync:
+                    os.fsync(folder_fd)
+            except FileNotFoundError:
+                if not folder or attempt:
+                    raise
+                continue
+            finally:
+                if folder_fd != self.root_fd:
+                    os.close(folder_fd)
+            if duplicate != "kept":  # renamed or linked away: no longer a temporary of ours
+                scp.track(self._tmp_path(), False)
+                self.tmp = None
+            return os.path.join(scp.root or "", folder, placed), duplicate
+        raise AssertionError("unreachable")
 
     def _account(self, status: int, path: str | None, duplicate: str | None, comment: str | None) -> None:
         message, report = self.message, self.report
@@ -214,3 +234,8 @@ class StoreHandler(MessageHandler):
                 "DCMNET_SOP_INSTANCE_UID": message.affected_sop_instance_uid or "",
                 "DCMNET_REMOTE_AET": report.calling_ae, "DCMNET_LOCAL_AET": report.called_ae,
                 "DCMNET_PEER": self.peer})
+
+
+def storage_handlers(scp: StorageSCP) -> dict[int, HandlerFactory]:
+    """The requests a Storage SCP serves: C-ECHO and C-STORE (``listen``, and the receivers of move/get)."""
+    return {C_ECHO_RQ: EchoHandler, C_STORE_RQ: lambda: StoreHandler(scp)}

@@ -8,7 +8,11 @@ fully, hands it to ``on_match`` as it arrives and returns the final status. Rule
 - a final status is returned as it is, whatever its category; the CLI maps it (unknown codes fall in
   PS3.7's failure range, exit 7);
 - ``cancel_after`` sends C-CANCEL-RQ (PS3.7 §9.3.2.3) after that many matches; pending responses the peer
-  had already sent are read and dropped (not passed on), and the final response is awaited as usual.
+  had already sent are read and dropped (not passed on), and the final response is awaited as usual;
+- the peer decides how big an identifier is and how many pending responses come, so both are bounded:
+  an identifier over ``max_identifier`` bytes aborts the association (AssociationAborted naming the cap,
+  exit 6) before it is held whole, and ``deadline`` seconds bound the whole query, association and
+  release included (then: A-ABORT and TimeoutExpired, exit 6), like move/get's ``--deadline``.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from ...dimse.commandset import C_FIND_RSP, PRIORITY_MEDIUM, c_cancel_rq, c_find_rq
 from ...dimse.status import Category, describe
-from ...errors import DIMSEError, RemoteDIMSEError
+from ...errors import DIMSEError, RemoteDIMSEError, TimeoutExpired
 from ...part10.syntaxes import EXPLICIT_LE, IMPLICIT_LE
 from ...transport.client import Timeouts, release
 from ...ul.items import SOPClassExtendedNegotiation
@@ -90,15 +94,20 @@ def find(
     on_match: Callable[[int, "Dataset"], None] | None = None,
     trace: Callable[[str, str], None] | None = None,
     log: Callable[[str], None] | None = None,
+    max_identifier: int = 64 << 20,
+    deadline: float | None = None,
 ) -> FindResult:
     """Query ``peer``; ``on_match(index, dataset)`` gets each match (1-based) as it arrives."""
     started = time.perf_counter()
     sop_class = spec.model.find
     result = FindResult(peer)
+    waits = FindWaits(timeouts.dimse, deadline)
     negotiation = (SOPClassExtendedNegotiation(sop_class, extended.info()),) if extended.any() else ()
-    session = associate(peer, calling_ae, build_contexts([(sop_class, (EXPLICIT_LE, IMPLICIT_LE))]), timeouts, max_pdu,
+    setup = timeouts._replace(acse=waits.bounded(timeouts.acse), connect=waits.bounded(timeouts.connect))
+    session = associate(peer, calling_ae, build_contexts([(sop_class, (EXPLICIT_LE, IMPLICIT_LE))]), setup, max_pdu,
                         trace=trace, log=log, extended=negotiation)
     channel = session.driver
+    channel.conn.max_collected_bytes = max_identifier
     try:
         context = context_for(session, sop_class)
         if negotiation:
@@ -111,8 +120,8 @@ def find(
         if log is not None:
             log(f"sent C-FIND-RQ (message {message_id}, {spec.model.name} model, level {spec.level or '-'}, "
                 f"{len(identifier)} byte identifier)")
-        _matches(session, message_id, context, timeouts.dimse, result, cancel_after, on_match, log)
-        release(channel, timeouts.acse)
+        _matches(session, message_id, context, waits, result, cancel_after, on_match, log)
+        release(channel, waits.bounded(timeouts.acse))
     except DIMSEError:
         channel.abort()
         raise
@@ -123,11 +132,38 @@ def find(
     return result
 
 
-def _matches(session: Session, message_id: int, context: AcceptedContext, dimse_timeout: float | None,
+class FindWaits(DimseTimeout):
+    """The DIMSE timeout between responses, and the optional deadline on the whole query."""
+
+    def __init__(self, dimse: float | None, deadline: float | None) -> None:
+        super().__init__(dimse, "C-FIND response")
+        self.deadline = deadline
+        self.deadline_at = None if deadline is None else time.monotonic() + deadline
+
+    def bounded(self, timeout: float | None) -> float | None:
+        """``timeout`` shortened to what is left of the deadline."""
+        if self.deadline_at is None:
+            return timeout
+        left = max(0.001, self.deadline_at - time.monotonic())
+        return left if timeout is None else min(timeout, left)
+
+    def wait(self) -> float | None:
+        return self.bounded(super().wait())
+
+    def expired(self, session: Session) -> None:
+        if self.deadline_at is not None and time.monotonic() >= self.deadline_at:
+            session.driver.abort()
+            raise TimeoutExpired(f"the query did not finish within --deadline {self.deadline:g} s; "
+                                 f"association aborted")
+        if self._at is not None and time.monotonic() < self._at:
+            return  # woken a little early: wait on
+        super().expired(session)
+
+
+def _matches(session: Session, message_id: int, context: AcceptedContext, waits: FindWaits,
              result: FindResult, cancel_after: int | None, on_match: Callable[[int, "Dataset"], None] | None,
              log: Callable[[str], None] | None) -> None:
     """Read the responses to our C-FIND-RQ into ``result`` until the final one (see the module rules)."""
-    waits = DimseTimeout(dimse_timeout, "C-FIND response")
     for response, data in session.responses(message_id, waits, C_FIND_RSP, "C-FIND response"):
         status = response.status if response.status is not None else 0xFFFF
         if describe(status, "find").category is not Category.PENDING:

@@ -15,7 +15,8 @@ Timing rules, all deadlines fed to :meth:`Channel.next_event`, nothing polls:
   request and stops before any further request; the peer then answers Cancel (0xFE00) or finishes.
 
 C-GET (PS3.4 C.4.3): the storage SOP classes are proposed with the SCP role only (RoleSelection
-SCU=0, SCP=1, as DCMTK getscu does); every C-STORE-RQ that arrives on the association is written by
+SCU=0, SCP=1, as DCMTK getscu does), each with an uncompressed and (room permitting) a compressed
+context, whose objects are stored as received; every C-STORE-RQ that arrives on the association is written by
 the Storage SCP's own handler (atomic writes, path templates, path-safe names) and answered with its
 status before the next event is read.
 """
@@ -36,6 +37,7 @@ from ...ul.items import RoleSelection
 from ...ul.negotiation import DEFAULT_MAX_PDU, AcceptedContext, build_contexts
 from .association import associate, context_for
 from ..peer import Peer
+from ..scp.store_handler import storage_handlers
 from ..session import AssociationReport, HandlerFactory, Session
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -46,17 +48,35 @@ MOVE = "move"
 GET = "get"
 QR_SYNTAXES = (EXPLICIT_LE, IMPLICIT_LE)
 STORAGE_SYNTAXES = (EXPLICIT_LE, IMPLICIT_LE)
-MAX_STORAGE_CLASSES = 127
-"""128 presentation contexts at most (PS3.8 §9.3.2.2), one of them for the Q/R GET SOP class."""
+UNCOMPRESSED_GROUP = frozenset({EXPLICIT_LE, IMPLICIT_LE, "1.2.840.10008.1.2.2"})
+COMPRESSED_SYNTAXES = (
+    "1.2.840.10008.1.2.4.50",  # JPEG baseline
+    "1.2.840.10008.1.2.4.51",  # JPEG extended
+    "1.2.840.10008.1.2.4.70",  # JPEG lossless SV1
+    "1.2.840.10008.1.2.4.80",  # JPEG-LS lossless
+    "1.2.840.10008.1.2.4.81",  # JPEG-LS near-lossless
+    "1.2.840.10008.1.2.4.90",  # JPEG 2000 lossless
+    "1.2.840.10008.1.2.4.91",  # JPEG 2000
+    "1.2.840.10008.1.2.5",  # RLE lossless
+    "1.2.840.10008.1.2.1.99",  # deflated explicit VR little endian
+)
+"""What ``get`` accepts besides uncompressed: stored as received, never decoded (the common lossless and
+lossy syntaxes)."""
+MAX_CONTEXTS = 128
+MAX_STORAGE_CLASSES = 126
+"""128 presentation contexts at most (PS3.8 §9.3.2.2), two of them for the Q/R GET and FIND SOP classes."""
 FAILED_SOP_LIST = 0x00080058
 
 
 class RetrieveRequest(NamedTuple):
     """One C-MOVE/C-GET to send: ``encode(transfer_syntax_uid)`` gives the identifier bytes in the
-    accepted syntax; ``label`` names it in logs (e.g. ``STUDY 1.2.3``)."""
+    accepted syntax; ``label`` names it in logs (e.g. ``STUDY 1.2.3``); ``identifier`` and ``level``
+    (when known) let ``get`` first ask which SOP classes it will receive."""
 
     encode: Callable[[str], bytes]
     label: str
+    identifier: Any = None
+    level: str | None = None
 
 
 @dataclass
@@ -74,6 +94,10 @@ class Operation:
     pending: int = 0
     cancel_sent: bool = False
     identifier_problems: list[str] = field(default_factory=list)
+    error: DcmnetError | None = None
+    """What ended this operation before a final status (an abort, a malformed response, a timeout)."""
+    foreign_elements: list[str] = field(default_factory=list)
+    """Elements outside group 0000 the peer put in its command sets (ignored, named for -v)."""
 
     @property
     def category(self) -> Category | None:
@@ -90,6 +114,8 @@ class RetrieveResult:
     error: DcmnetError | None = None
     cancel_sent: bool = False
     associated: bool = False
+    not_attempted: list[str] = field(default_factory=list)
+    """Labels of the requests never sent (the association could not be reopened, deadline, cancel)."""
 
 
 @dataclass
@@ -140,9 +166,17 @@ def retrieve(
     deadline: float | None = None,
     cancel_after: float | None = None,
     callbacks: RetrieveCallbacks | None = None,
+    storage_syntaxes: Sequence[str] | None = None,
 ) -> RetrieveResult:
-    """Send each request in turn over one association; never raises a :class:`DcmnetError` (it is
-    returned in ``result.error`` with whatever was learnt before it)."""
+    """Send each request in turn; never raises a :class:`DcmnetError` (it is returned in
+    ``result.error`` or the operation's ``error``, with whatever was learnt before it).
+
+    Each request is its own operation: one that fails (a malformed response, an abort, a DIMSE timeout)
+    does not stop the others. When the association ended with it, a new one is opened for the remaining
+    requests; if that cannot be opened (or the whole-run ``deadline`` passed, or we sent a C-CANCEL),
+    the remaining requests are listed in ``result.not_attempted``.
+    ``storage_syntaxes``: C-GET, the transfer syntaxes to accept (default: uncompressed + compressed).
+    """
     if kind not in (MOVE, GET):
         raise ValueError(f"kind must be {MOVE!r} or {GET!r}")
     if kind == MOVE and not destination:
@@ -152,40 +186,106 @@ def retrieve(
     callbacks = callbacks or RetrieveCallbacks()
     result = RetrieveResult(kind, peer, destination)
     started = time.monotonic()
-    pairs, roles, handlers = _plan(kind, sop_class, storage, storage_classes)
-    retrieves: _Retrieves | None = None
-    waits = _Waits(timeouts.dimse, deadline, lambda: retrieves.cancel() if retrieves is not None else None)
-    session: Session | None = None
+    plan = _plan(kind, sop_class, storage, storage_classes, storage_syntaxes)
+    run = _Run(kind, peer, calling_ae, sop_class, plan, timeouts, max_pdu, callbacks, result)
+    run.waits = _Waits(timeouts.dimse, deadline, run.cancel)
     try:
-        setup = timeouts._replace(acse=waits.bounded(timeouts.acse), connect=waits.bounded(timeouts.connect))
-        session = associate(peer, calling_ae, build_contexts(pairs), setup, max_pdu, roles=roles,
-                            trace=callbacks.trace, log=callbacks.log, handlers=handlers)
-        # C-STORE sub-operations come from the peer: it is the "calling" side of what it stores.
-        session.report = AssociationReport(session.driver.peer, peer.called_ae, calling_ae)
-        result.associated = True
-        retrieves = _Retrieves(kind, session, context_for(session, sop_class), waits, callbacks)
-        if cancel_after is not None:
-            waits.cancel_at = time.monotonic() + cancel_after
-        for request in requests:
-            operation = Operation(request.label)
-            result.operations.append(operation)
-            retrieves.perform(request, operation, destination)
-            if retrieves.cancel_sent:
-                result.cancel_sent = True
-                break
-        release(session.driver, waits.bounded(timeouts.acse))
-    except DcmnetError as error:
-        result.error = error
+        run.all(requests, destination, cancel_after)
     finally:
-        if session is not None and not session.driver.closed:
-            session.driver.abort()
+        run.close()
         result.elapsed = time.monotonic() - started
     return result
 
 
-def _plan(kind: str, sop_class: str, storage: "StorageSCP | None", storage_classes: Sequence[str]
-          ) -> tuple[list[tuple[str, tuple[str, ...]]], tuple[RoleSelection, ...], dict[int, HandlerFactory]]:
-    """The contexts to propose, the role selections, and the requests we serve on the association."""
+class _Run:
+    """The associations of one retrieve run: opened on demand, reopened after one ended early."""
+
+    def __init__(self, kind: str, peer: Peer, calling_ae: str, sop_class: str, plan: "_Plan", timeouts: Timeouts,
+                 max_pdu: int, callbacks: RetrieveCallbacks, result: RetrieveResult) -> None:
+        self.kind, self.peer, self.calling_ae, self.sop_class, self.plan = kind, peer, calling_ae, sop_class, plan
+        self.timeouts, self.max_pdu, self.callbacks, self.result = timeouts, max_pdu, callbacks, result
+        self.session: Session | None = None
+        self.retrieves: _Retrieves | None = None
+        self.waits = _Waits(None, None, self.cancel)
+
+    def cancel(self) -> None:
+        if self.retrieves is not None:
+            self.retrieves.cancel()
+
+    def open(self) -> _Retrieves:
+        pairs, roles, handlers = self.plan
+        waits, timeouts = self.waits, self.timeouts
+        setup = timeouts._replace(acse=waits.bounded(timeouts.acse), connect=waits.bounded(timeouts.connect))
+        self.session = session = associate(self.peer, self.calling_ae, build_contexts(pairs), setup, self.max_pdu,
+                                           roles=roles, trace=self.callbacks.trace, log=self.callbacks.log,
+                                           handlers=handlers)
+        # C-STORE sub-operations come from the peer: it is the "calling" side of what it stores.
+        session.report = AssociationReport(session.driver.peer, self.peer.called_ae, self.calling_ae)
+        self.result.associated = True
+        self.retrieves = _Retrieves(self.kind, session, context_for(session, self.sop_class), waits, self.callbacks)
+        return self.retrieves
+
+    def all(self, requests: Sequence[RetrieveRequest], destination: str | None, cancel_after: float | None) -> None:
+        result = self.result
+        for index, request in enumerate(requests):
+            if self.session is None or self.session.driver.closed:
+                if not self._reopen(index, len(requests) - index):
+                    result.not_attempted = [r.label for r in requests[index:]]
+                    return
+                if cancel_after is not None and self.waits.cancel_at is None and not result.cancel_sent:
+                    self.waits.cancel_at = time.monotonic() + cancel_after
+            operation = Operation(request.label)
+            result.operations.append(operation)
+            assert self.retrieves is not None
+            try:
+                self.retrieves.perform(request, operation, destination)
+            except DcmnetError as error:
+                operation.error = error
+                if self.waits.past_deadline():
+                    result.not_attempted = [r.label for r in requests[index + 1:]]
+                    return
+            if self.retrieves.cancel_sent:
+                result.cancel_sent = True
+                result.not_attempted = [r.label for r in requests[index + 1:]]
+                return
+        self._release()
+
+    def _reopen(self, index: int, left: int) -> bool:
+        """Open the (next) association; False (error noted) when that fails or the deadline passed."""
+        if self.waits.past_deadline():
+            return False
+        if index and self.callbacks.log is not None:
+            self.callbacks.log(f"the association ended early: opening a new one for the {left} remaining request(s)")
+        try:
+            self.open()
+        except DcmnetError as error:
+            self.result.error = error
+            return False
+        return True
+
+    def _release(self) -> None:
+        if self.session is None or self.session.driver.closed:
+            return
+        try:
+            release(self.session.driver, self.waits.bounded(self.timeouts.acse))
+        except DcmnetError as error:
+            self.result.error = error
+
+    def close(self) -> None:
+        if self.session is not None and not self.session.driver.closed:
+            self.session.driver.abort()
+
+
+_Plan = tuple[list[tuple[str, tuple[str, ...]]], tuple[RoleSelection, ...], dict[int, HandlerFactory]]
+
+
+def _plan(kind: str, sop_class: str, storage: "StorageSCP | None", storage_classes: Sequence[str],
+          storage_syntaxes: Sequence[str] | None = None) -> _Plan:
+    """The contexts to propose, the role selections, and the requests we serve on the association.
+
+    C-GET: each storage class gets an uncompressed context and, while the 128-context limit allows
+    (PS3.8 §9.3.2.2), a compressed one too, so a peer that cannot transcode can still send what it
+    holds compressed (see :func:`storage_pairs`)."""
     from ..query import MODELS
 
     pairs: list[tuple[str, tuple[str, ...]]] = [(sop_class, QR_SYNTAXES)]
@@ -193,10 +293,34 @@ def _plan(kind: str, sop_class: str, storage: "StorageSCP | None", storage_class
     pairs += [(m.find, QR_SYNTAXES) for m in MODELS.values() if sop_class in (m.move, m.get) and m.find][:1]
     if kind != GET:
         return pairs, (), {}  # a C-MOVE SCU serves nothing: whatever the peer asks is answered 0x0211
-    pairs += [(uid, STORAGE_SYNTAXES) for uid in storage_classes]
-    handlers = storage.handlers() if storage is not None else {}
+    pairs += storage_pairs(storage_classes, storage_syntaxes, MAX_CONTEXTS - len(pairs))
+    handlers = storage_handlers(storage) if storage is not None else {}
     handlers.pop(C_ECHO_RQ, None)  # only the C-STORE sub-operations belong on a C-GET association
     return pairs, storage_roles(storage_classes), handlers
+
+
+def storage_pairs(classes: Sequence[str], syntaxes: Sequence[str] | None, budget: int) -> list[tuple[str, tuple[str, ...]]]:
+    """(class, syntaxes) contexts for C-GET within ``budget`` contexts: every class gets an uncompressed
+    context; as many classes as still fit (the first ones) also get a compressed one. ``syntaxes``
+    (``--accept``) narrows both groups; a group left empty is not proposed.
+
+    A class's compressed context comes before its uncompressed one. Peers that pick the context by the
+    object's transfer syntax (Orthanc, pynetdicom, dcm4chee) do not care; DCMTK's dcmqrscp sends every
+    object of a class on the first context it accepted for it, and it accepts a compressed one only when
+    configured to store compressed (+xr, +xs ...), i.e. when that is what it holds."""
+    chosen = tuple(syntaxes) if syntaxes else (*STORAGE_SYNTAXES, *COMPRESSED_SYNTAXES)
+    plain = tuple(s for s in chosen if s in UNCOMPRESSED_GROUP)
+    packed = tuple(s for s in chosen if s not in UNCOMPRESSED_GROUP)
+    if not plain:
+        plain, packed = packed, ()
+    classes = list(classes)[:budget]
+    doubled = min(len(classes), max(0, budget - len(classes))) if packed else 0
+    pairs: list[tuple[str, tuple[str, ...]]] = []
+    for index, uid in enumerate(classes):
+        if index < doubled:
+            pairs.append((uid, packed))
+        pairs.append((uid, plain))
+    return pairs
 
 
 class _Waits:
@@ -215,6 +339,9 @@ class _Waits:
             return timeout
         left = max(0.001, self.deadline_at - time.monotonic())
         return left if timeout is None else min(timeout, left)
+
+    def past_deadline(self) -> bool:
+        return self.deadline_at is not None and time.monotonic() >= self.deadline_at
 
     def activity(self) -> None:
         self.dimse_at = None if self.dimse is None else time.monotonic() + self.dimse
@@ -286,6 +413,8 @@ class _Retrieves:
             value = getattr(message, name)
             if value is not None:
                 setattr(operation, name, value)
+        if message.foreign:
+            _foreign(operation, message, self.callbacks.log)
         if data:
             _failed_uids(operation, data, self.context.transfer_syntax)
         if final:
@@ -295,6 +424,22 @@ class _Retrieves:
             operation.pending += 1
         self.callbacks.on_response(operation, message)
         return final
+
+
+def _foreign(operation: Operation, message: Message, log: Callable[[str], None] | None) -> None:
+    """Elements outside group 0000 in a response's command set (Orthanc 1.10: (0008,0000) and the
+    Failed SOP Instance UID List (0008,0058)): ignored, but the list is used as the failed UIDs."""
+    for tag, raw in message.foreign:
+        name = f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+        if name not in operation.foreign_elements:
+            operation.foreign_elements.append(name)
+            if log is not None:
+                log(f"{message.name}: ignored element {name} outside group 0000 in the command set")
+        if tag == FAILED_SOP_LIST:
+            for uid in raw.decode("latin-1").split("\\"):
+                text = uid.strip("\0 ")
+                if text and text not in operation.failed_uids:
+                    operation.failed_uids.append(text)
 
 
 def _failed_uids(operation: Operation, data: bytes, transfer_syntax: str) -> None:
@@ -335,7 +480,7 @@ class StoreReceiver:
         settings = ListenerSettings(ae_title, host, port, max_pdu, network_timeout=network_timeout, tls=tls)
         self.storage = storage
         self.grace = grace
-        self.server = build_listener(settings, contexts, storage.handlers(), on_event,
+        self.server = build_listener(settings, contexts, storage_handlers(storage), on_event,
                                      on_association_end=storage.association_ended)
         self._background = BackgroundServer(self.server, grace, name="dcmnet-store-receiver")
 

@@ -91,7 +91,7 @@ def _request_for(level: str, values: dict[str, str | None]) -> RetrieveRequest:
     def encode(syntax: str) -> bytes:
         return encode_identifier(ds, syntax)
 
-    return RetrieveRequest(encode, f"{level} {values[UNIQUE_KEYS[level]]}")
+    return RetrieveRequest(encode, f"{level} {values[UNIQUE_KEYS[level]]}", ds, level)
 
 
 def request_for_dataset(ds: Any, level: str | None) -> RetrieveRequest:
@@ -103,4 +103,4 @@ def request_for_dataset(ds: Any, level: str | None) -> RetrieveRequest:
     value = ds.get(key) if key else None
     if value not in (None, ""):
         label += f" {value}"
-    return RetrieveRequest(lambda syntax: encode_identifier(ds, syntax), label)
+    return RetrieveRequest(lambda syntax: encode_identifier(ds, syntax), label, ds, level)

@@ -33,6 +33,7 @@ from ...dimse.fragment import Dataset, FileRegion
 from ...errors import (
     AssociationAborted,
     AssociationRejected,
+    ConnectError,
     DcmnetError,
     DIMSEError,
     InputError,
@@ -71,6 +72,8 @@ class _Settings:
     bucket: TokenBucket | None
     callbacks: Callbacks
     pool: Pool
+    gave_up: DcmnetError | None = None
+    """A connection failure that outlasted the retries: the other associations do not try again."""
 
 
 def store(
@@ -120,8 +123,13 @@ def store(
 
 
 def _retryable(error: DcmnetError) -> bool:
+    """Transient: a rejection marked transient, a dropped association, or a refused/reset connection (a
+    peer restarting refuses connections for a while: back off and try again rather than give up)."""
     if isinstance(error, AssociationRejected):
         return error.result == 2  # transient (PS3.8 Table 9-21)
+    if isinstance(error, ConnectError):  # not a name that does not resolve, nor a TLS verification failure
+        text = str(error)
+        return not text.startswith("cannot resolve") and "TLS" not in text and "certificate" not in text
     return isinstance(error, AssociationAborted)
 
 
@@ -133,6 +141,9 @@ def _run_task(settings: _Settings, index: int, files: list[DicomFile], outcomes:
     while pending:
         if settings.pool.stopping:
             _fail_all(settings, pending, outcomes, AssociationAborted("interrupted before this file was sent"), attempts)
+            return
+        if settings.gave_up is not None:  # another association could not connect: neither will this one
+            _fail_all(settings, pending, outcomes, settings.gave_up, attempts)
             return
         pairs = proposed_contexts(pending)
         log = AssociationLog(index, len(pending), len(pairs))
@@ -147,7 +158,9 @@ def _run_task(settings: _Settings, index: int, files: list[DicomFile], outcomes:
                 attempts += 1
                 _back_off(settings, attempts, str(error))
                 continue
-            _fail_all(settings, pending, outcomes, error, attempts + 1)
+            if isinstance(error, ConnectError) and settings.gave_up is None:
+                settings.gave_up = error
+            _fail_all(settings, pending, outcomes, settings.gave_up or error, attempts + 1)
             return
         channel = session.driver
         settings.pool.track(channel)

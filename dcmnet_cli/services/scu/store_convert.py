@@ -20,9 +20,12 @@ def convert(file: DicomFile, target: str) -> bytes:
     except NoAcceptedContext:
         raise
     except Exception as error:  # pydicom's errors are not one family
+        hint = ""
+        if "missing dependencies" in str(error) or "numpy" in str(error).lower():
+            hint = ' (install the decoders: pip install "dcmnet[codecs]")'
         raise NoAcceptedContext(
             f"{file.path}: the peer accepted none of the syntaxes proposed for this file's own transfer syntax "
-            f"{syntax_name(file.transfer_syntax)}, and converting it to {syntax_name(target)} failed: {error}"
+            f"{syntax_name(file.transfer_syntax)}, and converting it to {syntax_name(target)} failed: {error}{hint}"
         ) from None
 
 
@@ -41,7 +44,9 @@ def _convert(file: DicomFile, target: str) -> bytes:
     ds = pydicom.dcmread(file.path, force=not file.has_meta)
     source = file.transfer_syntax
     if source not in UNCOMPRESSED and source != DEFLATED_LE:
-        ds.decompress()  # raises when pydicom has no handler (numpy, pylibjpeg, gdcm missing)
+        # Keep the SOP Instance UID: pydicom makes a new one by default, and the peer answers 0xA900 when
+        # the data set's UID differs from the command's. Raises when no decoder is installed.
+        ds.decompress(generate_instance_uid=False)
         source = EXPLICIT_LE
     source_big = source == EXPLICIT_BE
     target_big = target == EXPLICIT_BE

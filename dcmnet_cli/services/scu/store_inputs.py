@@ -83,7 +83,29 @@ def _dicomdir_files(meta: DicomFile, problems: list[FileOutcome]) -> list[str]:
         if not file_id:
             continue
         parts = [file_id] if isinstance(file_id, str) else list(file_id)
-        found.append(os.path.join(base, *[str(p).strip() for p in parts]))
+        found.append(_on_disk(base, [str(p).strip() for p in parts]))
     if not found:
         problems.append(FileOutcome(meta.path, error=InputError(f"{meta.path}: the DICOMDIR references no files")))
     return found
+
+
+def _on_disk(base: str, parts: list[str]) -> str:
+    """The referenced file's path; where it does not exist as written, matched case-insensitively one
+    component at a time (a CD's upper-case IDs mounted on Linux as lower-case names, PS3.10 §8.2)."""
+    exact = os.path.join(base, *parts)
+    if os.path.exists(exact):
+        return exact
+    folder = base
+    for part in parts:
+        candidate = os.path.join(folder, part)
+        if not os.path.exists(candidate):
+            try:
+                names = os.listdir(folder)
+            except OSError:
+                return exact
+            match = next((name for name in sorted(names) if name.casefold() == part.casefold()), None)
+            if match is None:
+                return exact
+            candidate = os.path.join(folder, match)
+        folder = candidate
+    return folder

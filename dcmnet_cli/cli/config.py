@@ -1,0 +1,185 @@
+"""The config file (``~/.config/dcmnet/config.toml``) and ``DCMNET_<OPTION>`` environment variables.
+
+Where an option's value comes from, first found wins: the command line, the environment
+(``DCMNET_<LONG_OPTION>``, e.g. ``DCMNET_RETRY_DELAY`` for ``--retry-delay``), the config file's
+``[defaults]`` section (``retry_delay = 2``), the built-in default. Click does exactly this order when the
+environment variable is the parameter's ``envvar`` and the config values are the context's ``default_map``.
+
+The file is checked strictly: a key no option has (``aetitle = "QRSCP"``) is a usage error naming the key and
+the closest known one, never ignored. Only runs that have a config file pay for reading it (tomllib).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+import click
+
+NODE_KEYS = ("host", "port", "aet", "calling_aet", "tls", "tls_ca", "tls_cert", "tls_key", "tls_key_password_env",
+             "tls_server_name", "tls_no_verify")
+"""Keys of a ``[nodes.NAME]`` table: where the node is, its AE title, our AE title towards it, its TLS."""
+
+SECTIONS = ("nodes", "defaults")
+
+OUTPUT_OPTIONS = ("quiet", "verbose", "debug", "no_color", "as_json")
+"""Options every command shares with the group: set once on the group (env and [defaults]), not per command."""
+
+_cache: dict[str, Any] = {}
+
+
+def config_path() -> str:
+    """$DCMNET_CONFIG, else $XDG_CONFIG_HOME/dcmnet/config.toml, else ~/.config/dcmnet/config.toml.
+
+    os.path, not pathlib: pathlib costs ~3 ms of start-up that ``dcmnet echo`` need not pay.
+    """
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.environ.get("DCMNET_CONFIG") or os.path.join(base, "dcmnet", "config.toml")
+
+
+def _unknown(key: str, where: str, known: Any, path: str) -> click.UsageError:
+    import difflib
+
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.5)
+    hint = f": did you mean {close[0]}?" if close else f" (known: {', '.join(sorted(known))})"
+    return click.UsageError(f"{path}: unknown key {key!r} in {where}{hint}")
+
+
+def load(required: bool = False) -> dict[str, Any] | None:
+    """The parsed, checked config file, or None when there is none. Raises click.UsageError (exit 2)."""
+    path = config_path()
+    if path in _cache:
+        return _cache[path]
+    if not os.path.exists(path):
+        return None
+    import tomllib
+
+    try:
+        with open(path, "rb") as handle:
+            config = tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise click.UsageError(f"cannot read {path}: {error}") from None
+    for key, value in config.items():
+        if key not in SECTIONS:
+            raise _unknown(key, "the top level", SECTIONS, path)
+        if not isinstance(value, dict):
+            raise click.UsageError(f"{path}: [{key}] must be a table")
+    for name, node in config.get("nodes", {}).items():
+        if not isinstance(node, dict):
+            raise click.UsageError(f"{path}: nodes.{name} must be a table ([nodes.{name}] with host and port)")
+        for key in node:
+            if key not in NODE_KEYS:
+                raise _unknown(key, f"[nodes.{name}]", NODE_KEYS, path)
+    defaults = config.get("defaults", {})
+    if defaults:
+        known = option_catalogue()
+        for key in defaults:
+            if key.replace("-", "_") not in known:
+                raise _unknown(key, "[defaults]", known, path)
+    _cache[path] = config
+    return config
+
+
+def nodes() -> dict[str, dict[str, Any]]:
+    config = load()
+    return dict(config.get("nodes", {})) if config else {}
+
+
+def option_catalogue() -> dict[str, dict[str, str]]:
+    """Every option by its key (the long option in snake case: ``--retry-delay`` → ``retry_delay``, the
+    ``[defaults]`` key and, upper-cased after ``DCMNET_``, the environment variable) → {command: parameter
+    name}; ``dcmnet`` is the group (the output options). Imports every command module: only for a
+    ``[defaults]`` section, the docs and the README table test."""
+    catalogue: dict[str, dict[str, str]] = {}
+    for command_name, command, group in _sources():
+        for param in _options(command, group):
+            catalogue.setdefault(option_key(param), {})[command_name] = str(param.name)
+    return catalogue
+
+
+Sources = Callable[[], "list[tuple[str, click.Command, bool]]"]
+_command_sources: list[Sources] = []
+
+
+def use_commands(sources: Sources) -> None:
+    """Called once by :mod:`.main`: how to list (name, command, is the group) for every command. The
+    catalogue needs the commands; handing it this function keeps config from importing main (no cycle)."""
+    _command_sources[:] = [sources]
+
+
+def _sources() -> list[tuple[str, click.Command, bool]]:
+    if not _command_sources:
+        raise RuntimeError("dcmnet_cli.cli.main registers the commands (import it first)")
+    return _command_sources[0]()
+
+
+def _options(command: click.Command, group: bool) -> list[click.Option]:
+    """The options that take ``DCMNET_*`` and ``[defaults]``: not --help/--version, not hidden ones, and the
+    output options only on the group."""
+    return [p for p in command.params if isinstance(p, click.Option) and p.name and not p.is_eager
+            and not p.hidden and (group or p.name not in OUTPUT_OPTIONS)]
+
+
+def option_key(param: click.Option) -> str:
+    return _long(param).lstrip("-").replace("-", "_")
+
+
+def _long(param: click.Option) -> str:
+    names = [n for n in param.opts if n.startswith("--")] or param.opts
+    return names[0]
+
+
+def env_name(param: click.Option) -> str:
+    """``DCMNET_`` + the long option in capitals (``--retry-delay`` → ``DCMNET_RETRY_DELAY``)."""
+    return "DCMNET_" + option_key(param).upper()
+
+
+def with_environment(command: click.Command, group: bool = False) -> click.Command:
+    """Give every option of ``command`` without an environment variable its ``DCMNET_<OPTION>``.
+
+    The shared output options get theirs on the group only (-v from the environment must not count twice).
+    """
+    for param in _options(command, group):
+        if param.envvar is None:
+            param.envvar = env_name(param)
+    return command
+
+
+def env_names(param: click.Option) -> list[str]:
+    envvar = param.envvar
+    return [envvar] if isinstance(envvar, str) else list(envvar or [])
+
+
+def default_map(commands: Any) -> dict[str, Any]:
+    """Click's ``default_map`` from ``[defaults]``: the group's output options, and per command the keys
+    that command has (a key other commands have is no error for this one)."""
+    config = load()
+    defaults = {k.replace("-", "_"): v for k, v in (config or {}).get("defaults", {}).items()}
+    if not defaults:
+        return {}
+    catalogue = option_catalogue()
+    result: dict[str, Any] = {}
+    for key, value in defaults.items():
+        for command_name, param_name in catalogue[key].items():
+            if command_name == "dcmnet":
+                result[param_name] = value
+            else:
+                result.setdefault(command_name, {})[param_name] = value
+    return result
+
+
+def environment_table() -> str:
+    """The README's table of options, environment variables, ``[defaults]`` keys and commands (a test
+    compares the README with this)."""
+    rows: dict[str, tuple[str, set[str], set[str]]] = {}
+    for command_name, command, group in _sources():
+        for param in _options(command, group):
+            key = option_key(param)
+            long, envs, used = rows.setdefault(key, (_long(param), set(), set()))
+            envs.update(env_names(param))
+            used.add("all" if group else command_name)
+    lines = ["| option | environment variable | `[defaults]` key | commands |", "|---|---|---|---|"]
+    for key in sorted(rows):
+        long, envs, used = rows[key]
+        lines.append(f"| `{long}` | {', '.join(f'`{e}`' for e in sorted(envs))} | `{key}` | {', '.join(sorted(used))} |")
+    return "\n".join(lines)
