@@ -65,11 +65,11 @@ _dcmnet() {
                 -f|--query-file) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
                 --format) COMPREPLY=($(compgen -W "table tsv csv json" -- "$cur")); return 0 ;;
                 -od|--output-directory) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
-                --cancel-after) return 0 ;;
+                --cancel-after-matches) return 0 ;;
                 --deadline) return 0 ;;
                 --max-identifier) return 0 ;;
             esac
-            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu --tls --no-tls --tls-ca --tls-cert --tls-key --tls-key-password-env --tls-server-name --tls-no-verify -P --patient-root -S --study-root -O --patient-study-only -W --worklist -L --level -k --key -f --query-file --format -od --output-directory --cancel-after --deadline --max-identifier --relational --datetime-matching --fuzzy --timezone-adjust -q --quiet -v --verbose --debug --no-color --json -h --help"
+            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu --tls --no-tls --tls-ca --tls-cert --tls-key --tls-key-password-env --tls-server-name --tls-no-verify -P --patient-root -S --study-root -O --patient-study-only -W --worklist -L --level -k --key -f --query-file --format -od --output-directory --cancel-after-matches --deadline --max-identifier --relational --datetime-matching --fuzzy --timezone-adjust -q --quiet -v --verbose --debug --no-color --json -h --help"
             if [[ "$cur" != -* ]]; then
                 COMPREPLY=($(compgen -W "$(dcmnet nodes --names 2>/dev/null)" -- "$cur"))  # else files
                 return 0
@@ -101,7 +101,7 @@ _dcmnet() {
                 --cancel-after-seconds) return 0 ;;
                 --deadline) return 0 ;;
             esac
-            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu --tls --no-tls --tls-ca --tls-cert --tls-key --tls-key-password-env --tls-server-name --tls-no-verify -P --patient-root -S --study-root -O --patient-study-only -W --worklist -L --level -k --key -f --query-file --from-json --storage-class --accept -od --output-directory --filepath --on-duplicate --no-fsync --cancel-after-seconds --deadline --all --no-progress --warnings-ok -q --quiet -v --verbose --debug --no-color --json -h --help"
+            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu --tls --no-tls --tls-ca --tls-cert --tls-key --tls-key-password-env --tls-server-name --tls-no-verify -P --patient-root -S --study-root -O --patient-study-only -L --level -k --key -f --query-file --from-json --storage-class --accept -od --output-directory --filepath --on-duplicate --no-fsync --cancel-after-seconds --deadline --all --no-progress --warnings-ok -q --quiet -v --verbose --debug --no-color --json -h --help"
             if [[ "$cur" != -* ]]; then
                 COMPREPLY=($(compgen -W "$(dcmnet nodes --names 2>/dev/null)" -- "$cur"))  # else files
                 return 0
@@ -162,7 +162,7 @@ _dcmnet() {
                 --cancel-after-seconds) return 0 ;;
                 --deadline) return 0 ;;
             esac
-            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu --tls --no-tls --tls-ca --tls-cert --tls-key --tls-key-password-env --tls-server-name --tls-no-verify -P --patient-root -S --study-root -O --patient-study-only -W --worklist -L --level -k --key -f --query-file --dest -aem --move-destination --from-json --store-port --bind --store-tls -od --output-directory --filepath --on-duplicate --no-fsync --cancel-after-seconds --deadline --all --no-progress --warnings-ok -q --quiet -v --verbose --debug --no-color --json -h --help"
+            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu --tls --no-tls --tls-ca --tls-cert --tls-key --tls-key-password-env --tls-server-name --tls-no-verify -P --patient-root -S --study-root -O --patient-study-only -L --level -k --key -f --query-file --dest -aem --move-destination --from-json --store-port --bind --store-tls -od --output-directory --filepath --on-duplicate --no-fsync --cancel-after-seconds --deadline --all --no-progress --warnings-ok -q --quiet -v --verbose --debug --no-color --json -h --help"
             if [[ "$cur" != -* ]]; then
                 COMPREPLY=($(compgen -W "$(dcmnet nodes --names 2>/dev/null)" -- "$cur"))  # else files
                 return 0

@@ -365,3 +365,87 @@ def test_any_bytes_any_split_gives_the_same_answer(encoding: str, junk: bytes, d
     whole = _outcome([blob], explicit, little)
     assert _outcome([blob[:cut], blob[cut:]], explicit, little) == whole
     assert _outcome([blob[i:i + 1] for i in range(len(blob))], explicit, little) == whole
+
+
+# --------------------------------------------------------------------------- implicit VR: sequences by tag
+
+
+REFERENCED_IMAGES, CONTENT = 0x00081140, 0x0040A730  # SQ in the data dictionary
+PRIVATE = 0x00091010
+
+
+def _defined_sequence(tag: int, items: list[bytes], explicit: bool) -> bytes:
+    body = b"".join(header(ITEM, b"", len(item)) + item for item in items)
+    return header(tag, b"SQ", len(body), explicit) + body
+
+
+def _nested_implicit_sequences(explicit: bool, overrun: int = 0) -> bytes:
+    """(0040,A730) of defined length > an item of defined length > (0008,1140) of defined length > an item
+    of undefined length and one of defined length (``overrun`` bytes longer than what it holds)."""
+    code = element(0x00080100, b"SH", b"C1", explicit)
+    inner_items = header(ITEM, b"", UNDEFINED) + code + header(ITEM_END, b"", 0) \
+        + header(ITEM, b"", len(code) + overrun) + code
+    inner = header(REFERENCED_IMAGES, b"SQ", len(inner_items), explicit) + inner_items
+    outer_item = inner + element(0x00080100, b"SH", b"C2", explicit)
+    return (element(0x00080016, b"UI", b"1.2.3\0", explicit) + _defined_sequence(CONTENT, [outer_item], explicit)
+            + element(PATIENT_NAME, b"PN", b"Doe^", explicit))
+
+
+@pytest.mark.parametrize("explicit", [False, True])
+def test_defined_length_sequences_are_descended_in_both_vrs(explicit: bool) -> None:
+    good = _nested_implicit_sequences(explicit)
+    for size in (1, 7, len(good)):
+        pieces = [good[i:i + size] for i in range(0, len(good), size)]
+        assert walk_in(pieces, explicit, True, wanted=frozenset({PATIENT_NAME}), descend=True).values == \
+            {PATIENT_NAME: b"Doe^"}
+    bad = _nested_implicit_sequences(explicit, overrun=4)
+    message = str(error_of(bad, explicit, descend=True))
+    first, item = (34, 72) if explicit else (30, 64)  # explicit VR: SQ has a 12-byte header
+    assert message == f"item at byte {item} (14 bytes) runs past the end of sequence (0008,1140) from byte {first}"
+    for size in (1, 5):  # the same answer however the bytes arrive
+        with pytest.raises(Part10Error, match="runs past the end of sequence"):
+            walk_in([bad[i:i + size] for i in range(0, len(bad), size)], explicit, True, descend=True)
+    assert walk_in([bad], explicit, True, wanted=frozenset({PATIENT_NAME})).values == {PATIENT_NAME: b"Doe^"}
+
+
+def test_implicit_sequence_item_overrunning_its_sequence_is_an_error() -> None:
+    item = header(ITEM, b"", 0x0800004A, False) + element(0x00080100, b"SH", b"C1", False)  # the fuzz finding
+    data = element(0x00080016, b"UI", b"1.2.3\0", False) + header(REFERENCED_IMAGES, b"", len(item), False) + item
+    with pytest.raises(Part10Error) as caught:
+        walk(data, False, True)
+    assert str(caught.value) == ("item at byte 22 (134217802 bytes) runs past the end of sequence (0008,1140) "
+                                 "from byte 14")
+    item = header(ITEM, b"", 10, False) + element(0x00080100, b"SH", b"C1", False)
+    whole = element(0x00080016, b"UI", b"1.2.3\0", False) + header(REFERENCED_IMAGES, b"", len(item), False) + item
+    assert walk(whole, False, True) == {}
+    assert isinstance(error_of(whole[:-2], False, descend=True), Truncated)  # cut short: truncation
+
+
+@pytest.mark.parametrize("tag", [PRIVATE, 0x00081141, 0x7FE00010])
+def test_implicit_private_and_unknown_tags_stay_opaque(tag: int) -> None:
+    looks_like_items = header(ITEM, b"", 0x100, False) + b"\0" * 8  # would be a bad item if it were a sequence
+    data = element(tag, b"", looks_like_items, False)
+    assert walk(data, False, True) == {}
+
+
+def test_implicit_repeating_group_sequence_is_known() -> None:
+    item = header(ITEM, b"", 100, False) + b"\0" * 8
+    with pytest.raises(Part10Error, match=r"sequence \(5002,2600\)"):
+        walk(element(0x50022600, b"", item, False), False, True)
+
+
+def test_pydicom_defined_length_implicit_sequences_walk_whole() -> None:
+    ds = golden()
+    for elem in ds.iterall():
+        if elem.VR == "SQ":
+            elem.is_undefined_length = False
+            for item in elem.value:
+                item.is_undefined_length_sequence_item = False
+    data = encode(ds, False, True)
+    assert walk(data, False, True, wanted=frozenset({PATIENT_NAME})) == {PATIENT_NAME: b"Doe^Jane"}
+    seq = data.index(struct.pack("<HH", 0xFFFE, 0xE000)) - 8  # the first sequence, of defined length
+    assert struct.unpack_from("<I", data, seq + 4)[0] != UNDEFINED
+    corrupt = bytearray(data)
+    struct.pack_into("<I", corrupt, seq + 12, struct.unpack_from("<I", data, seq + 12)[0] + 2)  # its first item
+    with pytest.raises(Part10Error):
+        walk(bytes(corrupt), False, True)

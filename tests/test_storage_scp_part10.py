@@ -1,4 +1,4 @@
-"""Unit tests for services/part10.py: our File Meta encoder parses with pydicom; the data set peek."""
+"""Unit tests for part10: our File Meta encoder parses with pydicom; the received data set check; static tables."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from pydicom.sequence import Sequence
 
 from dcmnet_cli import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from dcmnet_cli.part10 import filemeta as part10
+from dcmnet_cli.part10.received import ReceivedDataset
 from dcmnet_cli.part10.syntaxes import encoding_of
+from dcmnet_cli.part10.walker import Part10Error, Truncated
 from dcmnet_cli.part10.sopclasses import (
     all_transfer_syntaxes,
     narrowed,
@@ -22,7 +24,6 @@ from dcmnet_cli.part10.sopclasses import (
 )
 
 SC = "1.2.840.10008.5.1.4.1.1.7"
-WANTED = {part10.SOP_CLASS_UID: SC, part10.SOP_INSTANCE_UID: "1.2.3.4.5"}
 
 
 def _dataset(with_sequence: bool = False) -> Dataset:
@@ -74,51 +75,42 @@ def test_file_meta_odd_and_hostile_values_stay_even_and_bounded():
         part10.file_meta(SC, "1" * 70000, "1.2.840.10008.1.2.1")
 
 
+def _received(data: bytes, implicit: bool, little: bool, size: int | None = None, deflated: bool = False) -> ReceivedDataset:
+    """``data`` fed to a ReceivedDataset in pieces of ``size`` bytes (all at once by default), then finished."""
+    check = ReceivedDataset(implicit, little, deflated)
+    size = size or len(data) or 1
+    for i in range(0, len(data), size):
+        check.feed(memoryview(data[i:i + size]))
+    check.finish()
+    return check
+
+
 @pytest.mark.parametrize("implicit,little", [(True, True), (False, True), (False, False)])
 @pytest.mark.parametrize("with_sequence", [False, True])
-def test_peek_in_each_encoding(implicit, little, with_sequence):
+def test_received_uids_in_each_encoding(implicit, little, with_sequence):
     data = _encode(_dataset(with_sequence), implicit, little)
-    assert part10.peek_elements(data, implicit, little) == WANTED
+    assert _received(data, implicit, little).uids == (SC, "1.2.3.4.5")
 
 
-def test_peek_undefined_length_sequence():
+@pytest.mark.parametrize("implicit", [False, True])
+def test_received_undefined_length_sequence(implicit):
     ds = _dataset(with_sequence=True)
     buffer = io.BytesIO()
     ds["LanguageCodeSequence"].is_undefined_length = True
     ds.LanguageCodeSequence[0].is_undefined_length_sequence_item = True
-    ds.save_as(buffer, implicit_vr=False, little_endian=True)
+    ds.save_as(buffer, implicit_vr=implicit, little_endian=True)
     data = buffer.getvalue()
     assert b"\xfe\xff\xdd\xe0" in data  # the sequence delimiter is really there
-    assert part10.peek_elements(data, False, True) == WANTED
+    assert _received(data, implicit, True).uids == (SC, "1.2.3.4.5")
 
 
-def test_peek_truncated_and_malformed():
+def test_received_truncated_malformed_and_empty():
     data = _encode(_dataset(), False, True)
-    cut = data[:30]
-    assert part10.peek_elements(cut, False, True, complete=False) is None
-    with pytest.raises(part10.Part10Error):
-        part10.peek_elements(cut, False, True, complete=True)
-    with pytest.raises(part10.Part10Error):
-        part10.peek_elements(b"\x08\x00\x16\x00zz\x02\x00ab", False, True)
-    assert part10.peek_elements(b"", False, True) == {}
-
-
-def test_peek_stops_after_sop_instance_uid():
-    data = _encode(_dataset(), False, True) + b"\xff" * 10  # garbage after: never read
-    assert part10.peek_elements(data, False, True) == WANTED
-
-
-def test_read_prefix_deflated():
-    data = _encode(_dataset(), False, True)
-    compressor = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
-    deflated = compressor.compress(data) + compressor.flush()
-    blob = b"H" * 10 + deflated
-    prefix, whole = part10.read_prefix(lambda n, off: blob[off:off + n], 10, True, 1 << 20)
-    assert whole and prefix == data
-    prefix, whole = part10.read_prefix(lambda n, off: blob[off:off + n], 10, True, 16)
-    assert not whole and prefix == data[:16]
-    with pytest.raises(part10.Part10Error):
-        part10.read_prefix(lambda n, off: b"\xff" * n if off < 100 else b"", 0, True, 1000)
+    with pytest.raises(Truncated):
+        _received(data[:30], False, True)
+    with pytest.raises(Part10Error):
+        _received(b"\x08\x00\x16\x00zz\x02\x00ab", False, True)
+    assert _received(b"", False, True).uids is None  # empty data set: no UIDs (→ 0xA900)
 
 
 def test_sop_class_and_syntax_registry_rules():
@@ -162,6 +154,24 @@ def test_static_registry_tables_match_pydicom():
     assert sopclasses.TRANSFER_SYNTAX_KEYWORDS == syntaxes, "regenerate sopclasses.TRANSFER_SYNTAX_KEYWORDS"
 
 
+def test_static_sequence_tags_match_pydicom():
+    """part10.sequence_tags keeps a static copy of the dictionary's SQ tags (how the walker tells a sequence
+    in implicit VR, without importing pydicom): no drift, repeating groups expanded to their even groups."""
+    from pydicom._dicom_dict import DicomDictionary, RepeatersDictionary
+
+    from dcmnet_cli.part10 import sequence_tags
+
+    public = frozenset(tag for tag, entry in DicomDictionary.items() if entry[0] == "SQ")
+    repeaters = sorted(int(mask.replace("x", "0"), 16) for mask, entry in RepeatersDictionary.items() if entry[0] == "SQ")
+    assert all(mask.startswith("50xx") for mask, entry in RepeatersDictionary.items() if entry[0] == "SQ"), \
+        "a repeating SQ outside group 50xx: extend sequence_tags.REPEATER_SEQUENCES' expansion"
+    assert tuple(repeaters) == sequence_tags.REPEATER_SEQUENCES, "regenerate sequence_tags.REPEATER_SEQUENCES"
+    expanded = frozenset(tag + (repeat << 16) for tag in repeaters for repeat in range(0, 0x100, 2))
+    assert sequence_tags.SEQUENCE_TAGS == public | expanded, (
+        f"regenerate sequence_tags._PUBLIC: missing {sorted(hex(t) for t in public - sequence_tags.SEQUENCE_TAGS)}, "
+        f"extra {sorted(hex(t) for t in sequence_tags.SEQUENCE_TAGS - public - expanded)}")
+
+
 def test_listen_start_up_does_not_import_pydicom():
     import subprocess
     import sys
@@ -174,48 +184,28 @@ def test_listen_start_up_does_not_import_pydicom():
     assert done.stdout.strip() == "False"
 
 
-def _feed_in_pieces(check: part10.HeadCheck, data: bytes, size: int) -> None:
-    pieces = [data[i:i + size] for i in range(0, len(data), size)] or [b""]
-    for i, piece in enumerate(pieces):
-        if check.feed(memoryview(piece), i == len(pieces) - 1):
-            return
-
-
 @pytest.mark.parametrize("size", [1, 7, 64, 1 << 20])
 @pytest.mark.parametrize("implicit,little", [(False, True), (True, True), (False, False)])
-def test_head_check_in_fragments_matches_read_back(size, implicit, little):
-    data = _encode(_dataset(with_sequence=True), implicit, little) + b"\x00" * 5000
-    check = part10.HeadCheck(implicit, little, False, 1 << 20)
-    _feed_in_pieces(check, data, size)
-    assert check.decided and check.found == WANTED
-    assert not check.buf  # nothing kept once decided
+def test_received_in_fragments_finds_the_uids(size, implicit, little):
+    data = _encode(_dataset(with_sequence=True), implicit, little)
+    data += b"\x09\x00\x10\x00" + (b"" if implicit else b"OB\x00\x00") + (5000).to_bytes(4, "little" if little else "big")
+    data += b"\x00" * 5000  # a private element after them
+    assert _received(data, implicit, little, size).uids == (SC, "1.2.3.4.5")
 
 
 @pytest.mark.parametrize("size", [1, 13, 4096])
-def test_head_check_deflated_in_fragments(size):
-    data = _encode(_dataset(), False, True) + b"\x00" * 100_000
+def test_received_deflated_in_fragments(size):
+    data = _encode(_dataset(), False, True)
     compressor = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
     deflated = compressor.compress(data) + compressor.flush()
-    check = part10.HeadCheck(False, True, True, 1 << 20)
-    _feed_in_pieces(check, deflated, size)
-    assert check.decided and check.found == WANTED
-    bad = part10.HeadCheck(False, True, True, 1000)
-    with pytest.raises(part10.Part10Error):
-        bad.feed(b"\xff" * 50, False)
+    assert _received(deflated, False, True, size, deflated=True).uids == (SC, "1.2.3.4.5")
+    with pytest.raises(Part10Error):
+        _received(b"\xff" * 50, False, True, deflated=True)
 
 
-def test_head_check_limit_truncation_and_empty():
+def test_received_data_set_ending_inside_an_element():
     lead = b"\x08\x00\x06\x00UT\x00\x00" + (3000).to_bytes(4, "little") + b"x" * 3000
     data = lead + _encode(_dataset(), False, True)
-    for limit, expected in ((1000, None), (1 << 20, WANTED)):  # past the limit: skipped, like read_prefix
-        check = part10.HeadCheck(False, True, False, limit)
-        _feed_in_pieces(check, data, 700)
-        prefix, whole = part10.read_prefix(lambda n, off: data[off:off + n], 0, False, limit)
-        assert check.decided and check.found == expected == part10.peek_elements(prefix, False, True, complete=whole)
-    check = part10.HeadCheck(False, True, False, 1 << 20)
-    with pytest.raises(part10.Part10Error):  # the data set ends inside an element
-        _feed_in_pieces(check, data[:3100], 1000)
-    check = part10.HeadCheck(False, True, False, 1 << 20)
-    assert check.feed(b"", True) and check.found == {}  # empty data set: no UIDs (→ 0xA900)
-    check = part10.HeadCheck(False, True, False, 1 << 20)
-    assert not check.feed(memoryview(data[:100]), False) and bytes(check.buf) == data[:100]  # copied: views get reused
+    assert _received(data, False, True, 700).uids == (SC, "1.2.3.4.5")  # a long element first: no limit
+    with pytest.raises(Truncated, match="3000 bytes"):
+        _received(data[:3000], False, True, 1000)

@@ -15,12 +15,14 @@ import subprocess
 import threading
 import zlib
 
+import pydicom
 import pytest
 from helpers.procs import listen_server
 from storage_helpers import (
     CT_IMAGE,
     DEFLATED,
     EXPLICIT_LE,
+    IMPLICIT_LE,
     SC_IMAGE,
     _el,
     associate,
@@ -187,6 +189,45 @@ def test_deflated_dataset_is_walked_inflated(server):
         close_association(channel)
     assert body(out / f"{good_uid}.dcm") == good
     assert not (out / f"{cut_uid}.dcm").exists() and not (out / f"{meta_uid}.dcm").exists() and not temps(out)
+
+
+def _implicit(group: int, elem: int, value: bytes) -> bytes:
+    """Implicit VR little endian element (PS3.5 §7.1.3): no VR on the wire."""
+    return struct.pack("<HHI", group, elem, len(value)) + value
+
+
+def _referenced_images(uid: str, explicit: bool, overrun: int) -> bytes:
+    """The SC UIDs and (0008,1140) Referenced Image Sequence (SQ) of defined length: an item of undefined
+    length, then one of defined length ``overrun`` bytes longer than what it holds (0: well formed)."""
+    el = _el if explicit else (lambda group, elem, _vr, value: _implicit(group, elem, value))
+    code = el(0x0008, 0x1150, b"UI", SC_IMAGE.encode() + b"\0")
+    items = ITEM_OPEN + code + ITEM_CLOSE + struct.pack("<HHI", 0xFFFE, 0xE000, len(code) + overrun) + code
+    return (el(0x0008, 0x0016, b"UI", SC_IMAGE.encode() + b"\0") + el(0x0008, 0x0018, b"UI", uid.encode())
+            + el(0x0008, 0x1140, b"SQ", items) + el(0x0010, 0x0020, b"LO", b"PID1"))
+
+
+@pytest.mark.parametrize("syntax", ["implicit", "explicit"])
+def test_defined_length_sequence_item_overrun_is_never_stored(server, syntax):
+    """An item running past its defined-length sequence: 0xC000, nothing kept, in either VR (in implicit VR
+    the listener knows (0008,1140) is a sequence from the data dictionary); the well-formed one is stored."""
+    srv, out = server
+    explicit = syntax == "explicit"
+    before = set(files(out))
+    channel = associate(srv.port, sop_classes=((SC_IMAGE, (EXPLICIT_LE if explicit else IMPLICIT_LE,)),))
+    bad_uid, good_uid = f"{ROOT}.3.{10 + 2 * explicit}", f"{ROOT}.3.{11 + 2 * explicit}"
+    try:
+        answer = _store_message(channel, _referenced_images(bad_uid, explicit, 8), bad_uid)
+        assert answer.status == 0xC000, hex(answer.status)
+        assert "runs past the end of sequence" in (answer.error_comment or "") and "\n" not in answer.error_comment
+        assert set(files(out)) == before and not temps(out)
+        good = _referenced_images(good_uid, explicit, 0)
+        assert store(channel, good, good_uid) == 0  # same association
+    finally:
+        close_association(channel)
+    assert body(out / f"{good_uid}.dcm") == good
+    ds = pydicom.dcmread(out / f"{good_uid}.dcm")
+    assert len(ds.ReferencedImageSequence) == 2 and ds.PatientID == "PID1"
+    assert not (out / f"{bad_uid}.dcm").exists() and srv.alive()
 
 
 def _deflate(data: bytes) -> bytes:

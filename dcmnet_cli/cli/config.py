@@ -93,8 +93,15 @@ def option_catalogue() -> dict[str, dict[str, str]]:
     catalogue: dict[str, dict[str, str]] = {}
     for command_name, command, group in _sources():
         for param in _options(command, group):
-            catalogue.setdefault(option_key(param), {})[command_name] = str(param.name)
+            for key in (option_key(param), *_alias_keys(param)):
+                catalogue.setdefault(key, {})[command_name] = str(param.name)
     return catalogue
+
+
+def _alias_keys(param: click.Option) -> list[str]:
+    """The keys of an option's old spellings (options.AliasedOption): still read from ``DCMNET_*`` and
+    ``[defaults]``, never listed."""
+    return [a.lstrip("-").replace("-", "_") for a in getattr(param, "hidden_aliases", ()) if a.startswith("--")]
 
 
 Sources = Callable[[], "list[tuple[str, click.Command, bool]]"]
@@ -141,13 +148,16 @@ def with_environment(command: click.Command, group: bool = False) -> click.Comma
     """
     for param in _options(command, group):
         if param.envvar is None:
-            param.envvar = env_name(param)
+            aliases = ["DCMNET_" + key.upper() for key in _alias_keys(param)]
+            param.envvar = [env_name(param), *aliases] if aliases else env_name(param)
     return command
 
 
 def env_names(param: click.Option) -> list[str]:
+    """The environment variables of an option, old spellings (still read) left out."""
     envvar = param.envvar
-    return [envvar] if isinstance(envvar, str) else list(envvar or [])
+    hidden = {"DCMNET_" + key.upper() for key in _alias_keys(param)}
+    return [e for e in ([envvar] if isinstance(envvar, str) else list(envvar or [])) if e not in hidden]
 
 
 def default_map(commands: Any) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import click
 
 from .. import __version__
 from .exitcodes import MEANINGS, ExitCode
+from .help_sections import EXAMPLES, sectioned
 from .main import cli
 
 PROG = "dcmnet"
@@ -85,7 +86,8 @@ def _takes_value(option: click.Option) -> bool:
 
 
 def _names(option: click.Option) -> list[str]:
-    return [*option.opts, *option.secondary_opts]
+    hidden = getattr(option, "hidden_aliases", ())  # old spellings: still parsed, never offered
+    return [n for n in (*option.opts, *option.secondary_opts) if n not in hidden]
 
 
 def _is_path(param: click.Parameter) -> bool:
@@ -105,10 +107,9 @@ def _repeatable(option: click.Option) -> bool:
 
 
 def _envvars(option: click.Parameter) -> list[str]:
-    value = option.envvar
-    if not value:
-        return []
-    return [value] if isinstance(value, str) else list(value)
+    from .config import env_names
+
+    return env_names(option) if isinstance(option, click.Option) else []
 
 
 # --------------------------------------------------------------------------- roff
@@ -236,8 +237,11 @@ def man_command(name: str, command: click.Command, ctx: click.Context) -> str:
         lines.append(".SH ARGUMENTS")
         lines += [_argument_entry(a, ctx) for a in arguments]
     lines.append(".SH OPTIONS")
-    lines += [_option_entry(o, ctx) for o in all_options(command, ctx)]
+    for title, group in sectioned(all_options(command, ctx)):
+        lines += [".PP", f"\\fB{roff(title)}\\fR"] + [_option_entry(o, ctx) for o in group]
     lines += [".PP", roff(f"The global options of {PROG}(1) (-q, -v, --debug, --no-color) go before the command name.")]
+    if EXAMPLES.get(name):
+        lines += [".SH EXAMPLES", ".nf"] + [roff(example) for example in EXAMPLES[name]] + [".fi"]
     lines.append(_exit_status())
     lines += [".SH SEE ALSO", f"\\fB{PROG}\\fR(1)"]
     return "\n".join(lines) + "\n"

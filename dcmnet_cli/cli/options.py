@@ -6,7 +6,7 @@ import functools
 import os
 import re
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import click
 
@@ -345,3 +345,49 @@ def parse_peer(args: tuple[str, ...], called_aet: str | None, options: dict[str,
         called_aet = None  # the node's aet is more specific than [defaults] called_aet
     tls = _client_tls(options, node, tls_detail_used) if options is not None else None
     return Peer(host, port, called_aet or aet or "ANY-SCP", tls)
+
+
+# --------------------------------------------------------------------------- help
+
+
+class AliasedOption(click.Option):
+    """An option with old spellings (``hidden_aliases``) that still parse but are not shown in help or the
+    man pages, so renaming an option breaks no script."""
+
+    def __init__(self, param_decls: Sequence[str], hidden_aliases: Sequence[str] = (), **attrs: Any) -> None:
+        super().__init__([*param_decls, *hidden_aliases], **attrs)
+        self.hidden_aliases = tuple(hidden_aliases)
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        shown, self.opts = self.opts, [o for o in self.opts if o not in self.hidden_aliases]
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = shown
+
+    def get_error_hint(self, ctx: click.Context | None) -> str:
+        return " / ".join(f"'{o}'" for o in self.opts if o not in self.hidden_aliases)
+
+
+class SectionedCommand(click.Command):
+    """A command whose help lists options by section, then its examples."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from .help_sections import sectioned
+
+        options = [p for p in self.get_params(ctx) if isinstance(p, click.Option)]
+        for title, group in sectioned(options):
+            records = [r for r in (p.get_help_record(ctx) for p in group) if r is not None]
+            if records:
+                with formatter.section(title):
+                    formatter.write_dl(records)
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_epilog(ctx, formatter)
+        from .help_sections import EXAMPLES
+
+        examples = EXAMPLES.get(ctx.info_name or self.name or "", ())
+        if examples:
+            with formatter.section("Examples"):
+                for line in examples:
+                    formatter.write(f"{'':>{formatter.current_indent}}{line}\n")

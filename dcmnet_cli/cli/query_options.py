@@ -40,22 +40,32 @@ def _model_from_flags(function: F) -> F:
     return wrapper
 
 
-query_options = stack(
-    click.option("-P", "--patient-root", is_flag=True, help="Patient Root information model."),
-    click.option("-S", "--study-root", is_flag=True, help="Study Root information model [default]."),
-    click.option("-O", "--patient-study-only", is_flag=True, help="Patient/Study Only information model (retired)."),
-    click.option("-W", "--worklist", is_flag=True, help="Modality Worklist information model (find only)."),
-    click.option("-L", "--level", type=click.Choice(LEVEL_CHOICES, case_sensitive=False), default=None,
-                 help="Query/Retrieve Level [default: PATIENT for -P/-O, STUDY for -S; none for -W]."),
-    click.option("-k", "--key", "keys", multiple=True, metavar="KEY[=VALUE]",
-                 help="Attribute by keyword or gggg,eeee, with =VALUE to match on, alone to return it; "
-                      "sequences by path (Seq[0].Keyword=VALUE). Repeatable; overrides -f."),
-    click.option("-f", "--query-file", type=click.Path(dir_okay=False), default=None, metavar="FILE",
-                 help="Start from the query data set in FILE (DICOM or DICOM JSON); -k overrides it."),
-    _model_from_flags,
-)
+def _query_stack(worklist_shown: bool) -> Callable[[F], F]:
+    return stack(
+        click.option("-P", "--patient-root", is_flag=True, help="Patient Root information model."),
+        click.option("-S", "--study-root", is_flag=True, help="Study Root information model [default]."),
+        click.option("-O", "--patient-study-only", is_flag=True, help="Patient/Study Only information model (retired)."),
+        # move/get accept -W only to refuse it with a clear message; it is not listed in their help
+        click.option("-W", "--worklist", is_flag=True, hidden=not worklist_shown,
+                     help="Modality Worklist information model."),
+        click.option("-L", "--level", type=click.Choice(LEVEL_CHOICES, case_sensitive=False), default=None,
+                     help="Query/Retrieve Level [default: PATIENT for -P/-O, STUDY for -S"
+                          + ("; none for -W]." if worklist_shown else "].")),
+        click.option("-k", "--key", "keys", multiple=True, metavar="KEY[=VALUE]",
+                     help="Attribute by keyword or gggg,eeee, with =VALUE to match on, alone to return it; "
+                          "sequences by path (Seq[0].Keyword=VALUE). Repeatable; overrides -f."),
+        click.option("-f", "--query-file", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+                     help="Start from the query data set in FILE (DICOM or DICOM JSON); -k overrides it."),
+        _model_from_flags,
+    )
+
+
+query_options = _query_stack(worklist_shown=True)
 """Decorator stack: the command receives ``model`` ("patient", "study", "patient-study", "worklist"),
 ``level``, ``keys`` and ``query_file``; pass those (e.g. the whole ``**options``) to query_from_options."""
+
+retrieve_query_options = _query_stack(worklist_shown=False)
+"""The same for move/get: -W is accepted (and refused by query_from_options) but not listed."""
 
 
 def query_from_options(options: dict[str, Any], *, for_retrieve: bool) -> "QuerySpec":

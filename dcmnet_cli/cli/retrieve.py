@@ -13,6 +13,7 @@ import click
 
 from .app import App, escape
 from .exitcodes import ExitCode, combine, for_error, for_status
+from .json_fields import head, tail
 from .options import output_options, positive_seconds, stack, timeouts_from
 from .storage_options import NOTABLE_EVENTS, STORE_EVENTS, build_storage, check_output_folder, log_line
 
@@ -95,7 +96,7 @@ def make_storage(app: App, output_directory: str | None, filepath: str | None, o
             received.append(event)  # list.append is atomic: receiver threads need no lock for it
         if kind in NOTABLE_EVENTS and kind != "association":
             app.say(f"receiver: {log_line(event)}", "warning")
-        elif kind != "check-skipped":
+        else:
             app.say(log_line(event), "detail")
 
     return build_storage(app, check_output_folder(output_directory or "."), filepath, on_duplicate, False, (), False, no_fsync, None, None,
@@ -213,7 +214,7 @@ def finish(app: App, options: dict[str, Any], kind: str, target: Any, result: An
     status hints (see :mod:`.retrieve_hints`)."""
     code = exit_code(result, received, problems, options["warnings_ok"])
     if options["as_json"]:
-        app.json(summary(kind, target, result, received, problems, destination, code))
+        app.json(summary(kind, target, result, received, problems, destination, code, options["calling_aet"]))
         for error in _errors(result):
             app.error(error)
         return code
@@ -274,8 +275,8 @@ def _report_operation(app: App, kind: str, operation: Any, several: bool, hints:
 
 
 def summary(kind: str, target: Any, result: Any, received: list[Any] | None, problems: list[str],
-            destination: str | None, code: ExitCode) -> dict[str, Any]:
-    """The JSON summary object of a retrieve."""
+            destination: str | None, code: ExitCode, calling_ae: str = "") -> dict[str, Any]:
+    """The JSON summary object of a retrieve (shared fields: :mod:`.json_fields`)."""
     from ..dimse.status import describe
 
     operations = list(result.operations) if result is not None else []
@@ -287,9 +288,7 @@ def summary(kind: str, target: Any, result: Any, received: list[Any] | None, pro
 
     obj: dict[str, Any] = {
         "operation": kind,
-        "peer": str(target),
-        "called_ae": target.called_ae,
-        "status": None if final is None else f"0x{final.status:04X}",
+        **head(target, calling_ae, None if final is None else final.status),
         "meaning": None if final is None else describe(final.status, kind).meaning,
         "completed": total("completed"),
         "failed": total("failed"),
@@ -301,8 +300,7 @@ def summary(kind: str, target: Any, result: Any, received: list[Any] | None, pro
         "input_errors": problems,
         "error": next(iter(_errors(result)), None),
         "not_attempted": list(result.not_attempted) if result is not None else [],
-        "elapsed_s": round(result.elapsed, 3) if result is not None else 0.0,
-        "exit_code": int(code),
+        **tail(result.elapsed if result is not None else 0.0, code),
     }
     if destination is not None:
         obj["destination"] = destination

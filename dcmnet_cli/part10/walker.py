@@ -14,8 +14,10 @@ What it knows of PS3.5:
 - items and delimiters are a tag and a 4-byte length in every syntax; an item of undefined length ends
   at its Item Delimitation Item, a sequence of undefined length at its Sequence Delimitation Item, and
   those of defined length where their length says. A sequence or item of defined length is skipped like
-  any value unless ``descend`` asks for what it holds to be checked too (for a sequence, in explicit VR
-  only: in implicit VR it cannot be told from a value); either way every top-level boundary is found.
+  any value unless ``descend`` asks for what it holds to be checked too; either way every top-level
+  boundary is found. In explicit VR a sequence is an element of VR SQ; in implicit VR (no VR on the wire)
+  it is an element whose tag the public data dictionary gives VR SQ (:data:`.sequence_tags.SEQUENCE_TAGS`,
+  one set lookup per element), at any depth; private and unknown tags of defined length stay opaque.
 
 It is incremental and sans-IO: :meth:`Walker.feed` takes the bytes as they arrive (a memoryview of a
 received fragment, a window of a file) and keeps only what it must across calls, a partial header
@@ -35,6 +37,7 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple, Union
 
+from .sequence_tags import SEQUENCE_TAGS
 from .vr import ITEM, ITEM_END, LONG_VRS, PIXEL_DATA, SEQUENCE_END, SHORT_VRS, UNDEFINED, tag_text
 
 Bytes = Union[bytes, bytearray, memoryview]
@@ -90,7 +93,8 @@ class Walker:
     Meta group is the span of group 0002; the SOP UIDs need nothing past (0008,0018)). ``ordered``: top-
     level tags must increase and avoid the groups PS3.5 §7.1 forbids (a test for "is this DICOM at all").
     ``max_depth``: the deepest nesting of sequences allowed (None: unbounded). ``descend``: walk into
-    sequences and items of defined length too, for a full structural check (else they are skipped).
+    sequences and items of defined length too, for a full structural check (else they are skipped); in
+    implicit VR the sequences are told by tag (see the module docstring).
     """
 
     def __init__(self, explicit: bool, little: bool, wanted: frozenset[int] = frozenset(), max_value: int = MAX_VALUE,
@@ -267,6 +271,7 @@ class Walker:
         n = len(buf)
         top = not self._levels
         explicit, stop, descend = self._explicit, self._limit - base, self._descend
+        sequences = SEQUENCE_TAGS if descend and not explicit else _NOTHING  # implicit VR: SQ by the dictionary
         s_explicit, s_implicit, s_u32 = self._s_explicit, self._s_implicit, self._s_u32
         long_vrs, short_vrs = LONG_VRS, SHORT_VRS
         wanted = self._wanted if top else _NOTHING
@@ -306,7 +311,7 @@ class Walker:
             if end > stop:
                 raise Part10Error(f"element {tag_text(tag)} at byte {base + i} ({length} bytes) runs past the end of "
                                   f"{self._levels[-1].describe()}, at byte {self._limit}")
-            if descend and vr == b"SQ":
+            if (descend and vr == b"SQ") or tag in sequences:
                 self._push(_ITEMS, base + end, tag, base + i, explicit, self._little)
                 return i + header
             if tag in wanted:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import click
 
 from ..app import App
+from ..options import SectionedCommand
 
 SHELLS = ("bash", "zsh", "fish")
 
 
-@click.command("completion", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("completion", cls=SectionedCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("shell", required=False, type=click.Choice(SHELLS))
 @click.option("--keywords", metavar="PREFIX", default=None, hidden=True,
               help="Print the DICOM keywords starting with PREFIX, one per line (what the scripts call for -k).")

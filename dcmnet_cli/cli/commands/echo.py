@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import click
@@ -10,11 +11,11 @@ from ...dimse.status import describe
 from ...errors import DcmnetError
 from ..app import App
 from ..exitcodes import ExitCode, combine, for_error, for_status
-from ..options import network_options, output_options, parse_peer, timeouts_from, tls_options
+from ..options import SectionedCommand, network_options, output_options, parse_peer, timeouts_from, tls_options
 
 
-@click.command("echo")
-@click.argument("peer", nargs=-1, required=True)
+@click.command("echo", cls=SectionedCommand)
+@click.argument("peer", nargs=-1, required=True, metavar="PEER")
 @network_options
 @tls_options
 @click.option("-c", "--count", type=click.IntRange(min=1), default=1, show_default=True, help="Echoes to send over one association.")
@@ -37,6 +38,9 @@ def command(app: App, peer: tuple[str, ...], count: int, interval: float, abort:
         if count > 1 and not as_json:
             app.result(f"{label}: seq={index} {describe(status, 'echo').meaning.capitalize()} in {rtt:.2f} ms")
 
+    if as_json:
+        from ..json_fields import head, status_text, tail
+    started = time.monotonic()
     try:
         result = echo(target, options["calling_aet"], timeouts_from(options), count=count, interval=interval,
                       max_pdu=options["max_pdu"], abort=abort, on_reply=on_reply,
@@ -44,15 +48,18 @@ def command(app: App, peer: tuple[str, ...], count: int, interval: float, abort:
     except DcmnetError as error:
         code = for_error(error)
         if as_json:
-            app.json({"peer": str(target), "called_ae": target.called_ae, "error": str(error), "exit_code": int(code)})
+            app.json({**head(target, options["calling_aet"], None), "error": str(error),
+                      **tail(time.monotonic() - started, code)})
         app.error(str(error))
         return code
     code = combine([for_status(s) for s in result.statuses])
     rtts = result.rtt_ms
     if as_json:
-        app.json({"peer": str(target), "called_ae": target.called_ae,
-                  "statuses": [f"0x{s:04X}" for s in result.statuses], "rtt_ms": [round(r, 3) for r in rtts],
-                  "setup_ms": round(result.setup_ms, 3), "release_ms": round(result.release_ms, 3), "exit_code": int(code)})
+        deciding = next((s for s in result.statuses if for_status(s) == code), result.statuses[-1])
+        app.json({**head(target, options["calling_aet"], deciding),
+                  "statuses": [status_text(s) for s in result.statuses], "rtt_ms": [round(r, 3) for r in rtts],
+                  "setup_ms": round(result.setup_ms, 3), "release_ms": round(result.release_ms, 3),
+                  **tail(time.monotonic() - started, code)})
     elif count == 1:
         app.result(f"{label}: {describe(result.statuses[0], 'echo').meaning.capitalize()} in {rtts[0]:.1f} ms")
     else:

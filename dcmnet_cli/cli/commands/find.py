@@ -9,7 +9,7 @@ Set. Nothing is printed on stdout before the association is accepted: the TSV/CS
 first match, or after a query that matched nothing. With -v the identifier sent and every identifier
 received are dumped on stderr one element per line, and UIDs are named.
 
-Exit codes beyond the contract's usual ones: a user-requested ``--cancel-after`` that the peer confirms
+Exit codes beyond the contract's usual ones: a user-requested ``--cancel-after-matches`` that the peer confirms
 with 0xFE00 is success (0); a Cancel the peer sends unprompted is 8. An unknown final status (e.g.
 0x1234) falls in PS3.7's failure range: 7. A pending response whose identifier cannot be decoded is a
 protocol problem: the association is aborted, exit 6.
@@ -28,7 +28,7 @@ from ...part10.uidnames import WHAT_FOR, described
 from ..app import App
 from ..exitcodes import ExitCode, for_error
 from ..find_output import dump, escape_cell, name_uids, registry_name, table_lines, terminal_width
-from ..options import network_options, output_options, parse_peer, positive_seconds, timeouts_from, tls_options
+from ..options import AliasedOption, SectionedCommand, network_options, output_options, parse_peer, positive_seconds, timeouts_from, tls_options
 from ..query_options import query_from_options, query_options
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -39,8 +39,8 @@ FORMATS = ("table", "tsv", "csv", "json")
 UNIQUE = {"PATIENT": "PatientID", "STUDY": "StudyInstanceUID", "SERIES": "SeriesInstanceUID", "IMAGE": "SOPInstanceUID"}
 
 
-@click.command("find", context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("peer", nargs=-1, required=True)
+@click.command("find", cls=SectionedCommand, context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("peer", nargs=-1, required=True, metavar="PEER")
 @network_options
 @tls_options
 @query_options
@@ -50,7 +50,8 @@ UNIQUE = {"PATIENT": "PatientID", "STUDY": "StudyInstanceUID", "SERIES": "Series
               help="Also write each match as a DICOM file in DIR (created if missing).")
 @click.option("--write", "legacy_write_dir", type=click.Path(file_okay=False), default=None, hidden=True,
               help="Deprecated alias of -od/--output-directory.")
-@click.option("--cancel-after", type=click.IntRange(min=1), default=None, metavar="N",
+@click.option("--cancel-after-matches", "cancel_after", cls=AliasedOption, hidden_aliases=("--cancel-after",),
+              type=click.IntRange(min=1), default=None, metavar="N",
               help="Send C-CANCEL after N matches; the peer's Cancel answer then exits 0, not 8.")
 @click.option("--deadline", type=float, default=None, callback=positive_seconds, metavar="S",
               help="Abort when the whole query takes longer than S seconds (exit 6). Unlike -td, which "
@@ -77,7 +78,7 @@ def command(app: App, peer: tuple[str, ...], as_json: bool, output_format: str |
     \b
     Output: a table fitted to the terminal (columns in -k order; full values with --format
     tsv/csv/json), tab-separated values (header line first) when piped. Zero matches exits 0; a
-    failure status 7; Cancel from the peer 8 (0 when --cancel-after asked for it); a malformed
+    failure status 7; Cancel from the peer 8 (0 when --cancel-after-matches asked for it); a malformed
     identifier or abort 6.
     """
     from ...services.scu.find import ExtendedFlags

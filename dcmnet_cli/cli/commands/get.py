@@ -8,17 +8,17 @@ import click
 
 from ..app import App
 from ..exitcodes import ExitCode
-from ..options import network_options, parse_peer, timeouts_from, tls_options
-from ..query_options import query_options
+from ..options import SectionedCommand, network_options, parse_peer, timeouts_from, tls_options
+from ..query_options import retrieve_query_options
 from ..retrieve import build_requests, finish, make_storage, retrieve_options, run_retrieve
 from ..storage_options import storage_options
 
 
-@click.command("get", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("get", cls=SectionedCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("peer", nargs=-1, required=True, metavar="PEER")
 @network_options
 @tls_options
-@query_options
+@retrieve_query_options
 @click.option("--from-json", "from_json", type=click.File("r", encoding="utf-8"), default=None, metavar="FILE|-",
               help="Get each match `dcmnet find --json` printed (one DICOM JSON object per line) at its level.")
 @click.option("--storage-class", "storage_classes", multiple=True, metavar="UID_OR_KEYWORD",

@@ -14,6 +14,7 @@ from ...transport.workers import run_workers
 from ..app import App, escape
 from ..exitcodes import ExitCode
 from ..options import (
+    SectionedCommand,
     ae_title,
     output_options,
     positive_seconds,
@@ -48,6 +49,8 @@ class EventLog:
             from ...services.scp.events import event_dict
 
             record = event_dict(event)
+            if "duration_ms" in record:  # the shared --json name and unit (cli/json_fields.py)
+                record["elapsed_s"] = round(record.pop("duration_ms") / 1000, 3)
             if self.worker is not None:
                 record["worker"] = self.worker
             self.app.json(record)
@@ -62,7 +65,7 @@ class EventLog:
         self.app.trace(direction, f"{peer} {summary}")
 
 
-@click.command("listen")
+@click.command("listen", cls=SectionedCommand)
 @click.argument("port", type=click.IntRange(0, 65535))
 @click.option("-aet", "--aetitle", default="DCMNET", show_default=True, callback=ae_title, envvar="DCMNET_AETITLE",
               help="Our AE title.")

@@ -11,17 +11,17 @@ import click
 
 from ..app import App
 from ..exitcodes import ExitCode
-from ..options import ae_title, network_options, parse_peer, server_tls_from, tls_options
-from ..query_options import query_options
+from ..options import SectionedCommand, ae_title, network_options, parse_peer, server_tls_from, tls_options
+from ..query_options import retrieve_query_options
 from ..retrieve import build_requests, finish, make_storage, retrieve_options, run_retrieve
 from ..storage_options import storage_options
 
 
-@click.command("move", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("move", cls=SectionedCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("peer", nargs=-1, required=True, metavar="PEER")
 @network_options
 @tls_options
-@query_options
+@retrieve_query_options
 @click.option("--dest", "-aem", "--move-destination", "destination", default=None, callback=ae_title, metavar="AET",
               help="AE title to move to (the peer must know it) [default: our -aet when --store-port is given].")
 @click.option("--from-json", "from_json", type=click.File("r", encoding="utf-8"), default=None, metavar="FILE|-",

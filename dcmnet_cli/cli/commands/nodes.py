@@ -9,10 +9,10 @@ import click
 
 from ..app import App
 from ..exitcodes import ExitCode, combine, for_error, for_status
-from ..options import network_options, output_options, parse_peer, timeouts_from
+from ..options import SectionedCommand, network_options, output_options, parse_peer, timeouts_from
 
 
-@click.command("nodes", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("nodes", cls=SectionedCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--check", is_flag=True, help="C-ECHO every node in parallel: status and round trip per node.")
 @click.option("--names", is_flag=True, hidden=True, help="Only the names, one per line (for shell completion).")
 @click.option("-j", "--jobs", type=click.IntRange(min=1, max=64), default=8, show_default=True,

@@ -10,7 +10,8 @@ import click
 
 from ..app import App
 from ..exitcodes import ExitCode, combine, for_error, for_status
-from ..options import AET_HOST_PORT, network_options, output_options, parse_peer, timeouts_from, tls_options
+from ..json_fields import head, tail
+from ..options import SectionedCommand, AET_HOST_PORT, network_options, output_options, parse_peer, timeouts_from, tls_options
 
 
 def split_args(args: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -81,7 +82,7 @@ class Tally:
         return ("interrupted: " + text) if interrupted else text
 
 
-@click.command("store", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("store", cls=SectionedCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("args", nargs=-1, required=True, metavar="PEER PATH...")
 @network_options
 @tls_options
@@ -132,7 +133,7 @@ def command(app: App, args: tuple[str, ...], recursive: bool, pattern: str | Non
             app.error("no files to send: the folders are empty or nothing matches --pattern")
         code = ExitCode.INPUT
         app.info(tally.line())
-        _emit(app, as_json, report, target, problems, [], 0.0, code, warnings_ok)
+        _emit(app, as_json, report, target, problems, [], 0.0, code, warnings_ok, calling_ae=options["calling_aet"])
         return code
 
     bar = _progress_bar(app, files, no_progress)
@@ -151,7 +152,8 @@ def command(app: App, args: tuple[str, ...], recursive: bool, pattern: str | Non
     if app.verbose:
         app.detail(f"{len(result.associations)} association(s) to {target}")
     app.info(tally.line())
-    _emit(app, as_json, report, target, problems, result.files, result.elapsed, code, warnings_ok, len(result.associations))
+    _emit(app, as_json, report, target, problems, result.files, result.elapsed, code, warnings_ok, len(result.associations),
+          calling_ae=options["calling_aet"])
     return code
 
 
@@ -251,15 +253,15 @@ def _file_json(outcome) -> dict[str, Any]:  # type: ignore[no-untyped-def]
 
 
 def _emit(app: App, as_json: bool, report: str | None, target, problems, results, elapsed: float,  # type: ignore[no-untyped-def]
-          code: ExitCode, warnings_ok: bool, associations: int = 0) -> None:
+          code: ExitCode, warnings_ok: bool, associations: int = 0, calling_ae: str = "") -> None:
     if not as_json and report is None:
         return
     outcomes = list(problems) + list(results)
     codes = [_file_code(o) for o in outcomes]
     sent = sum(o.bytes for o in results if o.status is not None)
+    deciding = next((o.status for o in results if o.status is not None and _file_code(o) == code), None)
     summary = {
-        "peer": str(target),
-        "called_ae": target.called_ae,
+        **head(target, calling_ae, deciding),
         "files": [_file_json(o) for o in outcomes],
         "totals": {
             "files": len(outcomes),
@@ -270,10 +272,9 @@ def _emit(app: App, as_json: bool, report: str | None, target, problems, results
             "bytes": sent,
         },
         "associations": associations,
-        "elapsed_s": round(elapsed, 3),
         "mb_per_s": round(sent / elapsed / 1e6, 3) if elapsed else 0.0,
         "warnings_ok": warnings_ok,
-        "exit_code": int(code),
+        **tail(elapsed, code),
     }
     if as_json:
         app.json(summary)

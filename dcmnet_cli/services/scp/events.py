@@ -73,12 +73,6 @@ class ObjectOutcome(NamedTuple):
     detail: str | None = None
 
 
-class CheckSkipped(NamedTuple):
-    peer: str
-    detail: str
-    event: str = "check-skipped"
-
-
 class UnsafeValue(NamedTuple):
     """A value used in a file name was made path-safe (scenario G)."""
 
@@ -92,7 +86,7 @@ class HookFailed(NamedTuple):
     event: str = "hook-error"
 
 
-ListenEvent = Union[ServerNotice, Associated, Rejected, AssociationEnded, ObjectOutcome, CheckSkipped, UnsafeValue,
+ListenEvent = Union[ServerNotice, Associated, Rejected, AssociationEnded, ObjectOutcome, UnsafeValue,
                     HookFailed]
 _OPTIONAL = frozenset({"duplicate", "detail"})
 

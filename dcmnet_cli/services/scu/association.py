@@ -37,10 +37,15 @@ def associate(
 
 
 def describe_association(channel: Driver) -> str:
+    """The -v association line: every accepted context with its abstract and transfer syntax named
+    (``Name (uid)`` from static tables, the UID alone when unknown); the tables are loaded only here (-v)."""
+    from ...part10.uidnames import described
+
     assoc = channel.assoc
     ac = assoc.accept_pdu
     info = ac.user_info if ac is not None else None
-    accepted = ", ".join(f"{c.context_id}:{c.abstract_syntax}/{c.transfer_syntax}" for c in assoc.contexts.values())
+    accepted = ", ".join(f"{c.context_id}:{described(c.abstract_syntax)}/{described(c.transfer_syntax)}"
+                         for c in assoc.contexts.values())
     implementation = f"{info.implementation_class_uid} {info.implementation_version_name or ''}".strip() if info else "?"
     return (f"associated with {channel.peer}{channel.security()}: {len(assoc.contexts)} context(s) accepted [{accepted}], "
             f"peer max PDU {assoc.peer_max_pdu}, peer implementation {implementation}")
