@@ -50,7 +50,7 @@ def test_zero_matches_is_success_and_prints_the_header(capsys) -> None:
         code, out, err = find(capsys, port, "-k", "PatientName=Nobody")
     assert code == 0, err
     assert out.splitlines() == [out.splitlines()[0]] and "PatientName" in out
-    assert "0 match(es)" in err
+    assert "0 matches" in err
 
 
 @pytest.mark.parametrize("status, code", [(0xC000, 7), (0xA700, 7), (0xA900, 7), (0x1234, 7), (0xFE00, 8), (0xB000, 1)])

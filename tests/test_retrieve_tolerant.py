@@ -305,7 +305,7 @@ def test_get_probes_the_classes_and_takes_rle_and_uncompressed_from_a_by_syntax_
         code, out, err = dcmnet(capsys, "-v", "get", "-aec", "BYSYNTAX", LOOPBACK, str(port), "-od", str(tmp_path),
                                 "-k", f"StudyInstanceUID={STUDY}", "--json")
     assert code == 0, err
-    assert "C-FIND probe: 2 SOP class(es)" in err
+    assert "C-FIND probe: 2 SOP classes" in err
     assert len(requests[0].presentation_contexts) == 2 + 4  # GET, FIND, then CT and MR each compressed + uncompressed
     received = {r["sop_instance_uid"]: r for r in json.loads(out)["received"]}
     assert set(received) == {f"{STUDY}.1.1", f"{STUDY}.2.1"}

@@ -16,6 +16,7 @@ import re
 import unicodedata
 from typing import IO, Any, Sequence
 
+from .. import counted
 from ..part10.uidnames import described, uid_name
 
 ELLIPSIS = "…"
@@ -56,7 +57,7 @@ def dump(ds: Any, indent: str = "") -> list[str]:
         tag = f"({element.tag.group:04X},{element.tag.element:04X})"
         if element.VR == "SQ":
             items = element.value or []
-            lines.append(f"{indent}{tag} SQ ({len(items)} item(s)){_keyword(element)}")
+            lines.append(f"{indent}{tag} SQ ({counted(len(items), 'item')}){_keyword(element)}")
             for number, item in enumerate(items, start=1):
                 lines.append(f"{indent}  item {number}:")
                 lines.extend(dump(item, indent + "    "))

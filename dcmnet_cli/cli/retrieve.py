@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from .. import counted
 from .app import App, escape
 from .exitcodes import ExitCode, combine, for_error, for_status
 from .json_fields import head, tail
@@ -225,11 +226,11 @@ def finish(app: App, options: dict[str, Any], kind: str, target: Any, result: An
     if result.error is not None:
         app.error(str(result.error))
     if result.not_attempted:
-        app.error(f"{len(result.not_attempted)} request(s) not attempted: " + ", ".join(map(escape, result.not_attempted)))
+        app.error(f"{counted(len(result.not_attempted), 'request')} not attempted: " + ", ".join(map(escape, result.not_attempted)))
     if received:
         stored = sum(1 for e in received if e.event in ("stored", "received"))
         failed = sum(1 for e in received if e.event == "store-failed")
-        app.info(f"received {stored} object(s)" + (f", {failed} could not be stored" if failed else ""))
+        app.info(f"received {counted(stored, 'object')}" + (f", {failed} could not be stored" if failed else ""))
     return code
 
 
@@ -269,7 +270,7 @@ def _report_operation(app: App, kind: str, operation: Any, several: bool, hints:
     if operation.failed_uids:
         app.error(f"{prefix}failed SOP Instance UIDs: " + ", ".join(escape(u) for u in operation.failed_uids))
     elif operation.failed:
-        app.error(f"{prefix}{operation.failed} sub-operation(s) failed; the peer did not list their SOP Instance UIDs")
+        app.error(f"{prefix}{counted(operation.failed, 'sub-operation')} failed; the peer did not list their SOP Instance UIDs")
     for problem in operation.identifier_problems:
         app.say(f"{prefix}ignored a malformed response identifier: {escape(problem)}", "warning")
 

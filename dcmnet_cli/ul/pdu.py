@@ -271,11 +271,11 @@ def summarize(pdu: PDU) -> str:
     """One line describing a PDU, for ``--debug`` traces (never the user identity passcode)."""
     name = PDUType.NAMES[TYPE_CODES[type(pdu)]]
     if isinstance(pdu, AssociateRQ):
-        return (f"{name} {pdu.calling_ae!r} -> {pdu.called_ae!r}, {len(pdu.presentation_contexts)} context(s), "
+        return (f"{name} {pdu.calling_ae!r} -> {pdu.called_ae!r}, {_contexts(len(pdu.presentation_contexts))}, "
                 f"max PDU {pdu.user_info.max_length}, implementation {pdu.user_info.implementation_class_uid}")
     if isinstance(pdu, AssociateAC):
         accepted = sum(1 for c in pdu.presentation_contexts if c.result == 0)
-        return f"{name} {accepted}/{len(pdu.presentation_contexts)} context(s) accepted, max PDU {pdu.user_info.max_length}"
+        return f"{name} {accepted}/{len(pdu.presentation_contexts)} contexts accepted, max PDU {pdu.user_info.max_length}"
     if isinstance(pdu, AssociateRJ):
         return f"{name} result {pdu.result}, source {pdu.source}, reason {pdu.reason}"
     if isinstance(pdu, PDataTF):
@@ -306,3 +306,7 @@ TYPE_CODES = {
     ReleaseRP: PDUType.RELEASE_RP,
     Abort: PDUType.ABORT,
 }
+
+
+def _contexts(count: int) -> str:
+    return f"{count} context" if count == 1 else f"{count} contexts"

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import click
 
+from ... import counted
 from ...dimse.status import Category
 from ...errors import DcmnetError, InputError, NoAcceptedContext
 from ...part10.uidnames import WHAT_FOR, described
@@ -178,22 +179,22 @@ def _outcome(app: App, result: Any, cancel_after: int | None) -> ExitCode:
         extra = ""
         if result.cancel_sent:
             extra = (f"; cancel sent after {cancel_after}, the peer completed anyway"
-                     + (f" ({result.dropped_after_cancel} later match(es) not shown)" if result.dropped_after_cancel else ""))
-        app.info(f"{result.matches} match(es){extra}")
+                     + (f" ({counted(result.dropped_after_cancel, 'later match', 'later matches')} not shown)" if result.dropped_after_cancel else ""))
+        app.info(f"{counted(result.matches, 'match', 'matches')}{extra}")
         return ExitCode.SUCCESS
     if category is Category.CANCEL:
         if result.cancel_sent:
-            app.info(f"{result.matches} match(es); cancelled after {cancel_after} as asked")
+            app.info(f"{counted(result.matches, 'match', 'matches')}; cancelled after {cancel_after} as asked")
             return ExitCode.SUCCESS
-        app.error(f"the peer cancelled the query (0x{status:04X}) after {result.matches} match(es){comment}")
+        app.error(f"the peer cancelled the query (0x{status:04X}) after {counted(result.matches, 'match', 'matches')}{comment}")
         return ExitCode.CANCELLED
     if category is Category.WARNING:
-        app.info(f"{result.matches} match(es); warning 0x{status:04X} {result.meaning}{comment}")
+        app.info(f"{counted(result.matches, 'match', 'matches')}; warning 0x{status:04X} {result.meaning}{comment}")
         return ExitCode.WARNING
     offending = ""
     if result.offending_element:
         offending = " (offending " + ", ".join(f"({t >> 16:04X},{t & 0xFFFF:04X})" for t in result.offending_element) + ")"
-    app.error(f"the peer answered 0x{status:04X} {result.meaning}{offending}{comment} after {result.matches} match(es)")
+    app.error(f"the peer answered 0x{status:04X} {result.meaning}{offending}{comment} after {counted(result.matches, 'match', 'matches')}")
     return ExitCode.FAILURE
 
 
@@ -270,7 +271,7 @@ def _text(element: Any) -> str:
     if value is None or value == "":
         return ""
     if element.VR == "SQ":
-        return f"{len(value)} item(s)"
+        return counted(len(value), "item")
     if isinstance(value, (bytes, bytearray)):
         return f"<{len(value)} bytes>"
     if element.VM > 1:

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from ... import counted
 from ..app import App
 from ..exitcodes import ExitCode, combine, for_error, for_status
 from ..json_fields import head, tail
@@ -150,7 +151,7 @@ def command(app: App, args: tuple[str, ...], recursive: bool, pattern: str | Non
     outcomes = problems + result.files
     code = combine([_file_code(o) for o in outcomes], warnings_ok=warnings_ok)
     if app.verbose:
-        app.detail(f"{len(result.associations)} association(s) to {target}")
+        app.detail(f"{counted(len(result.associations), 'association')} to {target}")
     app.info(tally.line())
     _emit(app, as_json, report, target, problems, result.files, result.elapsed, code, warnings_ok, len(result.associations),
           calling_ae=options["calling_aet"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Callable, Mapping, Sequence
 
+from ... import counted
 from ...errors import NoAcceptedContext
 from ...transport.channel import Driver
 from ...transport.client import Timeouts, open_association
@@ -47,7 +48,7 @@ def describe_association(channel: Driver) -> str:
     accepted = ", ".join(f"{c.context_id}:{described(c.abstract_syntax)}/{described(c.transfer_syntax)}"
                          for c in assoc.contexts.values())
     implementation = f"{info.implementation_class_uid} {info.implementation_version_name or ''}".strip() if info else "?"
-    return (f"associated with {channel.peer}{channel.security()}: {len(assoc.contexts)} context(s) accepted [{accepted}], "
+    return (f"associated with {channel.peer}{channel.security()}: {counted(len(assoc.contexts), 'context')} accepted [{accepted}], "
             f"peer max PDU {assoc.peer_max_pdu}, peer implementation {implementation}")
 
 

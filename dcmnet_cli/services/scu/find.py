@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, NamedTuple
 
+from ... import counted
 from ...dimse.commandset import C_FIND_RSP, PRIORITY_MEDIUM, c_cancel_rq, c_find_rq
 from ...dimse.status import Category, describe
 from ...errors import DIMSEError, RemoteDIMSEError, TimeoutExpired
@@ -184,7 +185,7 @@ def _matches(session: Session, message_id: int, context: AcceptedContext, waits:
             session.send(context.context_id, c_cancel_rq(message_id))
             result.cancel_sent = True
             if log is not None:
-                log(f"sent C-CANCEL-RQ after {result.matches} match(es)")
+                log(f"sent C-CANCEL-RQ after {counted(result.matches, 'match', 'matches')}")
 
 
 def _accepted_flags(session: Session, sop_class: str) -> ExtendedFlags | None:

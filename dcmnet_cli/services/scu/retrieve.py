@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
 
+from ... import counted
 from ...dimse.commandset import C_ECHO_RQ, C_GET_RSP, C_MOVE_RSP, Message, c_cancel_rq, c_get_rq, c_move_rq
 from ...dimse.status import Category, describe
 from ...errors import DcmnetError, LocalDIMSEError, TimeoutExpired
@@ -255,7 +256,7 @@ class _Run:
         if self.waits.past_deadline():
             return False
         if index and self.callbacks.log is not None:
-            self.callbacks.log(f"the association ended early: opening a new one for the {left} remaining request(s)")
+            self.callbacks.log(f"the association ended early: opening a new one for the {counted(left, 'remaining request')}")
         try:
             self.open()
         except DcmnetError as error:

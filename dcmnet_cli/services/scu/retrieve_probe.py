@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from ... import counted
 from ...errors import DcmnetError
 from ...transport.client import Timeouts
 from ...ul.negotiation import DEFAULT_MAX_PDU
@@ -64,7 +65,7 @@ class Probe:
         if not self.found:
             self._say("the C-FIND probe found no instances: proposing the default list")
             return None
-        self._say(f"C-FIND probe: {len(self.found)} SOP class(es) in {self.queries} quer(ies): "
+        self._say(f"C-FIND probe: {counted(len(self.found), 'SOP class', 'SOP classes')} in {counted(self.queries, 'query', 'queries')}: "
                   + ", ".join(self.found))
         return list(self.found)
 
