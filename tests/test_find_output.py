@@ -5,20 +5,14 @@ association, -v identifier dumps and UIDs by name (against our scripted SCP), -o
 from __future__ import annotations
 
 import csv
-import fcntl
 import io
-import os
-import pty
-import struct
-import subprocess
-import termios
 import unicodedata
 
 import pytest
 from pydicom import Dataset
 
 from dcmnet_cli.cli.main import main
-from helpers.procs import LOOPBACK, base_env, dcmnet_argv, free_port
+from helpers.procs import LOOPBACK, base_env, dcmnet_argv, free_port, run_on_pty
 from qr_helpers import dcmqrscp_server, make_datasets, scripted_find_scp, uid
 
 PENDING, SUCCESS = 0xFF00, 0x0000
@@ -44,29 +38,9 @@ def cells(text: str) -> int:
 
 def on_terminal(argv: list[str], columns: int) -> tuple[int, str, str]:
     """Run ``argv`` with stdout on a pseudo-terminal ``columns`` wide (no COLUMNS variable)."""
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
     env = base_env()
     env.pop("COLUMNS", None)
-    try:
-        proc = subprocess.run(argv, stdout=slave, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env,
-                              timeout=30, text=True)
-        os.close(slave)
-        slave = -1
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-    finally:
-        os.close(master)
-        if slave != -1:
-            os.close(slave)
-    return proc.returncode, b"".join(chunks).decode("utf-8").replace("\r\n", "\n"), proc.stderr
+    return run_on_pty(argv, env, columns=columns)
 
 
 @pytest.mark.parametrize("columns", [80, 120])

@@ -4,8 +4,6 @@ exit codes they map to, worklist, sequence keys, extended negotiation and charac
 from __future__ import annotations
 
 import json
-import os
-import pty
 import subprocess
 import sys
 
@@ -15,7 +13,7 @@ from pydicom import Dataset
 from dcmnet_cli.cli.main import main
 from dcmnet_cli.services.query import MODELS, encode_identifier
 from dcmnet_cli.ul.items import SOPClassExtendedNegotiation
-from helpers.procs import LOOPBACK, base_env, dcmnet_argv, free_port
+from helpers.procs import LOOPBACK, base_env, dcmnet_argv, free_port, run_on_pty
 from qr_helpers import JAPANESE_NAME, UTF8_NAME, scripted_find_scp
 
 PENDING, SUCCESS = 0xFF00, 0x0000
@@ -227,27 +225,9 @@ def test_table_on_a_terminal_and_no_rich_otherwise(tmp_path) -> None:
     """Through a pty the matches are a Rich table; piped, rich is never imported."""
     script = lambda ident: [(PENDING, study("Doe^Jane", "1.2.9")), (SUCCESS, None)]  # noqa: E731
     with scripted_find_scp(script) as (port, _scp):
-        master, slave = pty.openpty()
-        try:
-            proc = subprocess.run(dcmnet_argv("find", "-aec", "FINDSCP", LOOPBACK, str(port)), stdout=slave,
-                                  stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env={**base_env(), "COLUMNS": "300"}, timeout=20)
-            os.close(slave)
-            slave = -1
-            chunks = []
-            while True:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                chunks.append(chunk)
-        finally:
-            os.close(master)
-            if slave != -1:
-                os.close(slave)
-        table = b"".join(chunks).decode("utf-8", "replace")
-        assert proc.returncode == 0, proc.stderr
+        returncode, table, stderr = run_on_pty(dcmnet_argv("find", "-aec", "FINDSCP", LOOPBACK, str(port)),
+                                               {**base_env(), "COLUMNS": "300"}, timeout=20)
+        assert returncode == 0, stderr
         assert "Doe^Jane" in table and "┃" in table and "Patient Name" in table  # headers split into words
         probe = ("import sys\nfrom dcmnet_cli.cli.main import main\n"
                  "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n    code = e.code\n"

@@ -12,6 +12,7 @@ import pytest
 from dcmnet_cli.errors import AbortReason, PDUDecodeError
 from dcmnet_cli.ul.framing import PDATA_START, PDV_PIECE, PDUReader
 from dcmnet_cli.ul.pdu import PDV, PDataTF, decode_pdata
+from wire import BAD_PDATA_BODIES
 
 
 def _stream(raw: bytes, chunk: int, stream_above: int | None = 0) -> list:
@@ -75,16 +76,7 @@ def test_small_pdata_still_arrives_whole_when_not_streamed() -> None:
     assert _stream(raw, len(raw), stream_above=0) == whole
 
 
-BAD_BODIES = [
-    b"",  # no PDV at all
-    b"\x00\x00\x00",  # truncated PDV header
-    b"\x00\x00\x00\x01\x01",  # PDV length 1 (< 2)
-    b"\x00\x00\x00\x00\x01\x03",  # PDV length 0
-    b"\x00\x00\x00\x07\x01\x03abcd",  # PDV length past the end
-    b"\xff\xff\xff\xff\x01\x03",  # PDV length near 2^32
-    b"\x00\x00\x00\x02\x01\x03\x00\x00\x00\x09\x01\x03",  # second PDV does not add up
-    b"\x00\x00\x00\x04\x01\x03ab\x00\x00",  # trailing bytes too short for a PDV header
-]
+BAD_BODIES = BAD_PDATA_BODIES
 
 
 @pytest.mark.parametrize("body", BAD_BODIES)

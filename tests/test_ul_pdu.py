@@ -12,6 +12,7 @@ import struct
 from pathlib import Path
 
 import pytest
+from wire import BAD_PDATA_BODIES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -595,18 +596,7 @@ def test_associate_structure_errors():
     assert isinstance(_err(PresentationContextAC.decode, memoryview(b"\x01\x00")), PDUDecodeError)
 
 
-@pytest.mark.parametrize(
-    "body",
-    [
-        b"",  # no PDV at all
-        b"\x00\x00\x00",  # truncated PDV header
-        b"\x00\x00\x00\x01\x01",  # PDV length 1 (< 2)
-        b"\x00\x00\x00\x00\x01\x03",  # PDV length 0
-        b"\x00\x00\x00\x07\x01\x03abcd",  # PDV length past the end
-        b"\xff\xff\xff\xff\x01\x03",  # PDV length near 2^32
-        b"\x00\x00\x00\x02\x01\x03\x00\x00\x00\x09\x01\x03",  # second PDV does not add up
-    ],
-)
+@pytest.mark.parametrize("body", BAD_PDATA_BODIES)
 def test_pdata_bad_pdvs(body):
     assert _err(decode_pdata, memoryview(body)).reason == AbortReason.INVALID_PDU_PARAMETER_VALUE
 

@@ -161,3 +161,16 @@ def memory_peer(entity, monkeypatch, *, network_timeout: float | None = 10.0):
         for thread in threads:
             thread.join(10)
         assert not any(t.is_alive() for t in threads), "an in-memory acceptor did not end"
+
+
+BAD_PDATA_BODIES = [
+    b"",  # no PDV at all
+    b"\x00\x00\x00",  # truncated PDV header
+    b"\x00\x00\x00\x01\x01",  # PDV length 1 (< 2)
+    b"\x00\x00\x00\x00\x01\x03",  # PDV length 0
+    b"\x00\x00\x00\x07\x01\x03abcd",  # PDV length past the end
+    b"\xff\xff\xff\xff\x01\x03",  # PDV length near 2^32
+    b"\x00\x00\x00\x02\x01\x03\x00\x00\x00\x09\x01\x03",  # second PDV does not add up
+    b"\x00\x00\x00\x04\x01\x03ab\x00\x00",  # trailing bytes too short for a PDV header
+]
+"""P-DATA-TF bodies every P-DATA parser must refuse with reason 6 (scenario 28)."""

@@ -194,3 +194,37 @@ def serving(handler: object, name: str = "test-scp") -> Iterator[int]:
         server.stop(grace=2.0)
         thread.join(5.0)
         assert not thread.is_alive(), f"{name} did not stop"
+
+
+def run_on_pty(argv: Sequence[str], env: dict[str, str], timeout: float = 30.0,
+               columns: int | None = None) -> tuple[int, str, str]:
+    """Run ``argv`` with stdout on a pseudo-terminal (``columns`` wide when given): what a user at a
+    terminal sees. Returns (exit code, stdout text with CRLF as LF, stderr text)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    if columns is not None:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    try:
+        proc = subprocess.run(list(argv), stdout=slave, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env,
+                              timeout=timeout)
+        os.close(slave)
+        slave = -1
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO once the child's side is closed and drained
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(master)
+        if slave != -1:
+            os.close(slave)
+    out = b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n")
+    return proc.returncode, out, proc.stderr.decode("utf-8", "replace")
