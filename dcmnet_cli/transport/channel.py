@@ -47,6 +47,8 @@ class Driver:
         self.bytes_sent = 0
         self._buf = bytearray(RECV_SIZE)
         self._view = memoryview(self._buf)
+        self.tls_error: OSError | None = None
+        """The TLS error (an alert from the peer) that ended the connection, if one did (socket links)."""
         self._artim_seen = 0
         self._artim_deadline: float | None = None
 
@@ -75,6 +77,11 @@ class Driver:
     def security(self) -> str:
         """' over TLSv1.3 CIPHER' when the link is encrypted, else ''."""
         return ""
+
+    def last_read(self, limit: int) -> bytes:
+        """Up to ``limit`` bytes of the buffer's start as the last read left them (during association set-up,
+        the peer's first answer: what a client shows when that answer is not DICOM)."""
+        return bytes(self._view[:min(limit, self.bytes_received, len(self._buf))])
 
     # ------------------------------------------------------------------ sending
 
@@ -202,8 +209,6 @@ class Channel(Driver):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().__init__(conn, peer=peer_name(sock), artim_timeout=artim_timeout, network_timeout=network_timeout)
         self.sock = sock
-        self.tls_error: OSError | None = None
-        """The TLS error (an alert from the peer) that ended the connection, if one did."""
         self._timeout: float | None = -1.0  # unknown: the first wait always sets it
         self._sendfile = can_sendfile(sock)
         self._tls = is_tls(sock)

@@ -130,10 +130,9 @@ def _web_reply(channel: Driver, where: str) -> str | None:
 
     The bytes are those of the last read, which during set-up is the first answer (a PDU header is
     decoded as soon as 6 bytes are in)."""
-    buffer = getattr(channel, "_buf", None)
-    if channel.bytes_received == 0 or buffer is None:
+    if channel.bytes_received == 0:
         return None
-    first = bytes(buffer[:min(channel.bytes_received, 80)])
+    first = channel.last_read(80)
     if not (first.startswith(b"HTTP/") or first.lstrip().startswith(b"<")):
         return None
     line = first.split(b"\n", 1)[0].decode("latin-1").strip()
@@ -147,7 +146,7 @@ def _tls_refused(channel: Driver, host: str, port: str) -> ConnectError:
     refuses our client certificate (its alert comes after our side of the handshake is done)."""
     from .tls import describe_alert
 
-    tls_error = getattr(channel, "tls_error", None)
+    tls_error = channel.tls_error
     if tls_error is not None:
         why = describe_alert(tls_error)
     else:
