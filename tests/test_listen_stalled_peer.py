@@ -20,18 +20,31 @@ def test_peer_that_stops_reading_is_cut_off_alone() -> None:
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             request = echo_rq_bytes()
-            sock.settimeout(0.2)
+            sock.settimeout(0.5)
             sent = 0
+            stalled_since: float | None = None
             started = time.monotonic()
-            # Keep writing until the listener stops reading us (its own writes are stuck) or drops us.
-            while time.monotonic() - started < 15:
+            # Keep writing until the listener has accepted nothing for 2 s (its own writes are stuck, so it
+            # stopped reading us) or drops us. A slow listener on a busy machine is not a stall: any byte
+            # accepted restarts the clock, so the test never stops pushing before the listener is blocked.
+            burst = request * 64
+            pending = memoryview(burst)
+            while time.monotonic() - started < 60:
                 try:
-                    sock.sendall(request * 64)
-                    sent += 64
-                except (socket.timeout, TimeoutError):
-                    break
+                    accepted = sock.send(pending)  # the rest of a burst first: PDUs stay whole on the wire
+                except (socket.timeout, TimeoutError, BlockingIOError):
+                    accepted = 0
                 except OSError:
                     break
+                if accepted:
+                    sent += accepted
+                    pending = pending[accepted:] or memoryview(burst)
+                    stalled_since = None
+                elif stalled_since is None:
+                    stalled_since = time.monotonic()
+                elif time.monotonic() - stalled_since > 2.0:
+                    break
+            sent //= len(request)
             assert sent > 64, "the listener never pushed back"
             # Read nothing for a while: the listener's blocked write must time out (1 s) and it must drop
             # us. Only then drain what the kernel still holds for us, up to the end of the stream.
