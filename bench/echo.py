@@ -51,6 +51,17 @@ PY_ENV["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
 HOST = "127.0.0.1"
 
 
+def use_tree(tree: str | None) -> None:
+    """Measure the dcmnet_cli package of another checkout (e.g. ``git worktree add /tmp/before HEAD``)
+    with this venv and these scripts: its folder goes first on the children's and our own sys.path."""
+    if tree:
+        root = str(Path(tree).resolve())
+        if not (Path(root) / "dcmnet_cli").is_dir():
+            raise SystemExit(f"{root}: no dcmnet_cli/ there")
+        PY_ENV["PYTHONPATH"] = root
+        sys.path.insert(0, root)
+
+
 # --------------------------------------------------------------------------- servers
 
 
@@ -258,7 +269,9 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=5, help="repetitions of (c)")
     ap.add_argument("--quick", action="store_true", help="runs=8, assocs=150, count=500, repeat=3")
     ap.add_argument("--profile", action="store_true", help="cProfile the in-process paths too")
+    ap.add_argument("--tree", help="measure the dcmnet_cli of this checkout instead (a before/after worktree)")
     args = ap.parse_args()
+    use_tree(args.tree)
     if args.quick:
         args.runs, args.assocs, args.count, args.repeat = 8, 150, 500, 3
     for tool in ("storescp", "echoscu", "gcc"):

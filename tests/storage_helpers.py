@@ -196,4 +196,6 @@ def wait_until(predicate, timeout: float = 5.0) -> bool:
 
 
 def files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file() or p.is_symlink())
+    """Every file below ``root`` but listen's index (``.dcmnet-index.sqlite`` and its -wal/-shm, issue 11)."""
+    return sorted(p for p in root.rglob("*") if (p.is_file() or p.is_symlink())
+                  and not p.name.startswith(".dcmnet-index.sqlite"))

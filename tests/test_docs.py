@@ -115,3 +115,13 @@ def test_echo_does_not_import_heavy_modules() -> None:
         import dcmnet_cli.cli.commands.echo, dcmnet_cli.services.scu.echo
     """)
     assert loaded == [], f"`dcmnet echo` imports {loaded}"
+
+
+def test_find_does_not_import_heavy_modules() -> None:
+    """find's modules (its own codec, no pydicom: issue 13); a whole query in each output format is
+    tests/test_find_lean.py's (pydicom, numpy and rich never loaded)."""
+    loaded = _modules_after("""
+        import dcmnet_cli.cli.commands.find, dcmnet_cli.services.scu.find, dcmnet_cli.services.query_build
+        import dcmnet_cli.cli.find_output, dcmnet_cli.part10.dataset_encode
+    """)
+    assert loaded == [], f"`dcmnet find` imports {loaded}"

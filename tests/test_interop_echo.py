@@ -372,12 +372,23 @@ def test_exit2_usage(args):
 # --------------------------------------------------------------------------- exit 130: Ctrl-C
 
 
+def _read_line_within(proc, timeout: float) -> str:
+    """The next stdout line of ``proc`` (text mode), or fail after ``timeout`` seconds."""
+    import selectors
+
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        assert selector.select(timeout), f"no output within {timeout:g} s"
+    return proc.stdout.readline()
+
+
 def test_exit130_sigint(listener):
     proc = subprocess.Popen(dcmnet_argv("echo", "--count", "1000", "--interval", "0.05", LOOPBACK, str(listener.port)),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
                             env=base_env(), preexec_fn=_default_sigint)
     try:
-        time.sleep(0.5)
+        first = _read_line_within(proc, 10.0)  # wait for the first answer instead of sleeping
+        assert "seq=1 Success" in first, first  # it was really echoing when interrupted
         assert proc.poll() is None, proc.communicate()
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=5)
@@ -386,7 +397,6 @@ def test_exit130_sigint(listener):
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     assert "interrupted" in err
-    assert "seq=1 Success" in out  # it was really echoing when interrupted
     # The listener saw the association end and still serves.
     rc, _, err = run_dcmnet("echo", LOOPBACK, str(listener.port))
     assert rc == 0, err

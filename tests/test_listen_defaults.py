@@ -131,7 +131,10 @@ def test_workers_json_lines_whole_and_say_which_worker(tmp_path):
                                 stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env)
     try:
         wait_port(port, proc)
-        time.sleep(0.5)
+        deadline = time.monotonic() + 10  # the second worker is forked after the bind: wait for it
+        while not _children(proc.pid):
+            assert time.monotonic() < deadline, "no worker process"
+            time.sleep(0.02)
         echoes = [subprocess.Popen(dcmnet_argv("echo", LOOPBACK, str(port)), env=base_env(),
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(12)]
         assert all(p.wait(30) == 0 for p in echoes)

@@ -505,26 +505,47 @@ def test_c23_max_associations():
         finally:
             first.close()
             second.close()
-        time.sleep(0.1)  # the workers drop their count just after closing
+        # The listener drops its count just after the connections close: wait for that (a new echo
+        # accepted), refused only with "local limit exceeded" meanwhile, instead of sleeping.
+        deadline = time.monotonic() + 5
+        while (done := run_dcmnet("echo", LOOPBACK, str(srv.port)))[0] != 0:
+            assert done[0] == 5 and "local limit exceeded" in done[2] and time.monotonic() < deadline, done
         assert_alive(srv)
 
 
+def _sockets_of(pid: int) -> int:
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+        except OSError:
+            pass
+    return count
+
+
 def test_c23_half_open_connections_bounded():
-    """Idle connections wait in the accept loop's selector (no thread each) until ARTIM closes them; the
-    server's thread count stays bounded and a real client still gets through meanwhile."""
+    """Idle connections wait in the accept loop's selector (no thread each) until ARTIM closes them: all
+    40 are accepted without a thread each, a real client gets through meanwhile, and every one of the 40
+    (not "some") is closed by the listener within ARTIM plus a margin."""
     with listen_server("--artim-timeout", str(ARTIM), "--max-associations", "2") as srv:
         socks = []
         try:
             threads_before = len(os.listdir(f"/proc/{srv.pid}/task"))
+            sockets_before = _sockets_of(srv.pid)
             for _ in range(40):
                 socks.append(connect(srv.port))
-            time.sleep(0.2)
+            deadline = time.monotonic() + 5
+            while _sockets_of(srv.pid) < sockets_before + 40:  # accepted: the listener holds all 40
+                assert time.monotonic() < deadline, f"{_sockets_of(srv.pid) - sockets_before} of 40 accepted"
+                time.sleep(0.01)
             assert len(os.listdir(f"/proc/{srv.pid}/task")) <= threads_before + 1
             assert_alive(srv)  # a real echo while 40 idle connections are pending
+            started = time.monotonic()
+            waits = [wait_closed(sock, ARTIM + 3.0)[0] for sock in socks]  # each one closed by the listener
+            assert len(waits) == 40 and time.monotonic() - started < ARTIM + 3.0
         finally:
             for sock in socks:
                 sock.close()
-        time.sleep(0.1)
         assert_alive(srv)
 
 

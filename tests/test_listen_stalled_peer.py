@@ -1,12 +1,14 @@
 """Scenario H.49: a peer that stops reading while ``listen`` sends to it.
 
 The peer floods C-ECHO-RQs and never reads a response, so the listener's socket send buffer fills and its
-write blocks. With ``--network-timeout 1`` that association alone is aborted and closed; the listener keeps
-serving everyone else. 127.0.0.1 only.
+write blocks. While it is blocked, another client is served (checked while the listener still holds the
+stalled connection, by its socket inode in /proc); after ``--network-timeout`` that association alone is
+aborted and closed. 127.0.0.1 only.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 
@@ -14,8 +16,32 @@ from helpers.procs import listen_server, run_dcmnet
 from helpers.rawdicom import associate, echo_rq_bytes
 
 
+NETWORK_TIMEOUT = 6.0  # long enough that an echo fits inside the stall even on a busy machine
+
+
+def _held_by(pid: int, sock: socket.socket, server_port: int) -> bool:
+    """Whether process ``pid`` still has the listener's end of ``sock``'s connection open."""
+    ours = sock.getsockname()[1]
+    wanted = f"0100007F:{server_port:04X} 0100007F:{ours:04X}"
+    inode = None
+    with open("/proc/net/tcp") as table:
+        for line in table:
+            fields = line.split()
+            if len(fields) > 9 and f"{fields[1]} {fields[2]}" == wanted:
+                inode = fields[9]
+    if inode is None or inode == "0":
+        return False
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == f"socket:[{inode}]":
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def test_peer_that_stops_reading_is_cut_off_alone() -> None:
-    with listen_server("--network-timeout", "1") as server:
+    with listen_server("--network-timeout", str(NETWORK_TIMEOUT)) as server:
         sock, _ac = associate(server.port)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -46,9 +72,18 @@ def test_peer_that_stops_reading_is_cut_off_alone() -> None:
                     break
             sent //= len(request)
             assert sent > 64, "the listener never pushed back"
-            # Read nothing for a while: the listener's blocked write must time out (1 s) and it must drop
-            # us. Only then drain what the kernel still holds for us, up to the end of the stream.
-            time.sleep(3.0)
+            # The listener is blocked writing to us: another client is served meanwhile, and we are
+            # still held (the echo really happened during the stall, not after the cut-off).
+            assert _held_by(server.pid, sock, server.port), "dropped before the check: " + server.stderr()[-2000:]
+            rc, _out, err = run_dcmnet("echo", "127.0.0.1", str(server.port))
+            assert rc == 0, err
+            assert _held_by(server.pid, sock, server.port), "the echo was served only after the stall ended"
+            # Read nothing: the listener's blocked write must time out and it must drop us (waited on, not
+            # slept). Only then drain what the kernel still holds for us, up to the end of the stream.
+            deadline = time.monotonic() + NETWORK_TIMEOUT + 10
+            while _held_by(server.pid, sock, server.port):
+                assert time.monotonic() < deadline, "the listener kept the stalled association open"
+                time.sleep(0.05)
             deadline = time.monotonic() + 10
             closed = False
             while time.monotonic() < deadline:

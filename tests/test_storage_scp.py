@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import pytest
 from helpers.procs import free_port, listen_server, run_dcmnet
@@ -118,7 +117,7 @@ def test_success_means_final_name_and_json_event(shared):
     event = next(e for e in _events(server, "stored") if e["sop_instance_uid"] == uid)
     assert event == {"event": "stored", "path": str((out / f"{uid}.dcm").resolve()), "sop_class_uid": SC_IMAGE,
                      "sop_instance_uid": uid, "bytes": (out / f"{uid}.dcm").stat().st_size, "status": "0x0000",
-                     "calling_ae": "JSONSCU", "peer": event["peer"]}
+                     "calling_ae": "JSONSCU", "peer": event["peer"], "node": event["node"]}  # issue 14: --node-id
     assert event["peer"].startswith("127.0.0.1:")
 
 
@@ -321,7 +320,8 @@ def test_full_filesystem_answers_a700_and_removes_temp(tmp_path):
     mount.mkdir()
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True)
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode(errors='replace').strip()}")
+        pytest.skip("needs root to mount a small tmpfs (a full disk without root: test_storage_failures.py"
+                    f"::test_disk_full_mid_write_without_root): {done.stderr.decode(errors='replace').strip()}")
     try:
         with listen_server("-od", str(mount), "--no-fsync") as server:
             channel = associate(server.port)
@@ -445,16 +445,30 @@ def test_exec_hooks_get_argv_and_environment(tmp_path):
     assert not list(tmp_path.rglob("pwned"))
 
 
-def test_ignore_receives_and_discards(tmp_path):
-    with listen_server("--ignore", "--json") as server:
-        channel = associate(server.port)
-        try:
-            assert store(channel, raw_dataset(SC_IMAGE, "1.2.5.1", payload(1, BIG)), "1.2.5.1") == 0
-        finally:
-            close_association(channel)
-        assert wait_until(lambda: bool(_events(server, "received")))
-        assert _events(server, "received")[0]["path"] is None
-    assert not any(p.name.endswith(".dcm") for p in Path.cwd().iterdir())
+@pytest.mark.parametrize("ignore", [True, False])
+def test_ignore_receives_and_discards(tmp_path, ignore):
+    """--ignore answers Success and writes nothing, neither in the listener's working folder (the default
+    output folder) nor in a folder given with -od; without --ignore the same store lands in the working
+    folder, which shows the check looks where the listener writes."""
+    cwd, out = tmp_path / "cwd", tmp_path / "od"
+    cwd.mkdir()
+    uid = "1.2.5.1"
+    for flags in ([], ["-od", str(out)]):
+        with listen_server(*(["--ignore"] if ignore else []), "--json", *flags, cwd=cwd) as server:
+            channel = associate(server.port)
+            try:
+                assert store(channel, raw_dataset(SC_IMAGE, uid, payload(1, BIG)), uid) == 0
+            finally:
+                close_association(channel)
+            kind = "received" if ignore else "stored"
+            assert wait_until(lambda: bool(_events(server, kind))), server.stdout()
+            assert (_events(server, kind)[0]["path"] is None) is ignore
+        if not ignore:
+            break
+    if ignore:
+        assert files(cwd) == [] and not out.exists()
+    else:
+        assert [p.name for p in files(cwd) if not p.name.startswith(".dcmnet-index")] == [f"{uid}.dcm"]
 
 
 def test_negotiation_preference_accept_and_promiscuous(tmp_path):

@@ -183,19 +183,39 @@ def test_implicit_only_peer_gets_converted_files(storescp, tmp_path: Path) -> No
 
 
 def test_compressed_file_to_uncompressed_only_peer(storescp, tmp_path: Path) -> None:
-    """RLE → implicit needs pydicom's decoder (numpy): converted if present, else exit 5 with the reason."""
+    """RLE → implicit with the codecs extra (numpy and the decoders, installed by `make install`):
+    converted, exit 0, and storescp got the same pixels in implicit VR little endian."""
+    import importlib.util
+
+    import pydicom
+
+    assert importlib.util.find_spec("numpy") is not None, "the codecs extra is not installed: run make install"
     path = make_file(tmp_path, "rle-only", "rle")
     port, out = storescp("+xi")
     code, stdout, err = store(port, str(path), "--json")
     no_traceback(err)
     entry = json.loads(stdout)["files"][0]
-    import importlib.util
+    assert code == 0 and entry["status"] == "0x0000", err
+    [copy] = received(out).values()
+    got, source = pydicom.dcmread(copy), pydicom.dcmread(path)
+    assert got.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2"
+    assert (got.pixel_array == source.pixel_array).all()
 
-    if importlib.util.find_spec("numpy") is None:
-        assert code == 5 and entry["status"] is None and "converting it to implicit VR little endian failed" in entry["error"]
-        assert "converting" in err and received(out) == {}
-    else:
-        assert code == 0 and entry["status"] == "0x0000"
+
+def test_compressed_file_to_uncompressed_only_peer_without_decoder(storescp, tmp_path: Path) -> None:
+    """The same without numpy (imports of it fail in the child): exit 5 with the reason, nothing sent."""
+    from helpers.patched import patched_argv
+
+    path = make_file(tmp_path, "rle-only", "rle")
+    port, out = storescp("+xi")
+    argv = patched_argv("import sys\nsys.modules['numpy'] = None  # as if not installed\n",
+                        "store", "127.0.0.1", str(port), str(path), "--json")
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30, env=base_env(), stdin=subprocess.DEVNULL)
+    no_traceback(done.stderr)
+    entry = json.loads(done.stdout)["files"][0]
+    assert done.returncode == 5, done.stderr
+    assert entry["status"] is None and "converting it to implicit VR little endian failed" in entry["error"]
+    assert "converting" in done.stderr and received(out) == {}
 
 
 def test_rejected_association_exits_5(storescp, tmp_path: Path) -> None:

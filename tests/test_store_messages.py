@@ -92,12 +92,15 @@ def test_swapped_host_and_port_and_forgotten_k(tmp_path: Path) -> None:
 def test_ctrl_c_prints_how_far_it_got(storescp, tmp_path: Path) -> None:
     for n in range(40):
         make_file(tmp_path / "src", f"big-{n}")  # 8 KB each: 16 s at 0.02 MB/s
-    port, _ = storescp()
+    port, out = storescp()
     proc = subprocess.Popen(dcmnet_argv("store", HOST, str(port), str(tmp_path / "src"), "--max-rate", "0.02"),
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=base_env(), preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
-        time.sleep(1.5)
+        deadline = time.monotonic() + 15  # wait for two files to have arrived whole (the first is then
+        while len(list(out.iterdir())) < 2:  # answered), instead of sleeping and hoping
+            assert time.monotonic() < deadline and proc.poll() is None, "nothing arrived"
+            time.sleep(0.02)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=15)
     finally:

@@ -385,22 +385,27 @@ def test_environment_and_config_node_settings(certs: Certs, tmp_path: Path) -> N
         assert code == 6, err  # the command line wins over the node
 
 
-def test_usage_errors(certs: Certs) -> None:
-    code, _, err = run_dcmnet("echo", "--tls-ca", certs.ca, LOOPBACK, "104")
-    assert code == 2 and "--tls-ca needs --tls" in err, err
-    code, _, err = run_dcmnet("echo", "--tls", "--tls-ca", str(Path(certs.ca).with_name("missing.crt")), LOOPBACK, "104")
-    assert code == 2 and "missing.crt" in err, err
-    code, _, err = run_dcmnet("echo", "--tls", "--tls-cert", certs.client, "--tls-key", certs.server_key, LOOPBACK, "104")
-    assert code == 2 and "does not belong" in err, err
-    code, _, err = run_dcmnet("listen", "--tls", "0")
-    assert code == 2 and "--tls-cert" in err, err
-    code, _, err = run_dcmnet("listen", "--tls", "--tls-cert", certs.server, "--tls-key", certs.server_key,
-                              "--tls-require-client-cert", "0")
-    assert code == 2 and "--tls-ca" in err, err
-    code, _, err = run_dcmnet("listen", "--tls-cert", certs.server, "0")
-    assert code == 2 and "need --tls" in err, err
-    for text in (err,):
-        no_traceback(text)
+USAGE_ERRORS = [
+    (["echo", "--tls-ca", "{ca}", LOOPBACK, "104"], "--tls-ca needs --tls"),
+    (["echo", "--tls", "--tls-ca", "{missing}", LOOPBACK, "104"], "missing.crt"),
+    (["echo", "--tls", "--tls-cert", "{client}", "--tls-key", "{server_key}", LOOPBACK, "104"], "does not belong"),
+    (["listen", "--tls", "0"], "--tls-cert"),
+    (["listen", "--tls", "--tls-cert", "{server}", "--tls-key", "{server_key}", "--tls-require-client-cert", "0"],
+     "--tls-ca"),
+    (["listen", "--tls-cert", "{server}", "0"], "need --tls"),
+]
+
+
+@pytest.mark.parametrize(("args", "expected"), USAGE_ERRORS, ids=[" ".join(a[:3]) + f"-{i}" for i, (a, _) in
+                                                                  enumerate(USAGE_ERRORS)])
+def test_usage_errors(certs: Certs, args: list[str], expected: str) -> None:
+    """Each bad combination: exit 2, the cause named, no traceback (every output checked, not the last)."""
+    values = {"ca": certs.ca, "missing": str(Path(certs.ca).with_name("missing.crt")), "client": certs.client,
+              "server": certs.server, "server_key": certs.server_key}
+    code, out, err = run_dcmnet(*(a.format(**values) for a in args))
+    assert code == 2 and expected in err, err
+    no_traceback(err)
+    no_traceback(out)
 
 
 def test_plain_echo_does_not_import_ssl() -> None:

@@ -17,8 +17,9 @@ from typing import Any, Callable
 import click
 
 NODE_KEYS = ("host", "port", "aet", "calling_aet", "tls", "tls_ca", "tls_cert", "tls_key", "tls_key_password_env",
-             "tls_server_name", "tls_no_verify")
-"""Keys of a ``[nodes.NAME]`` table: where the node is, its AE title, our AE title towards it, its TLS."""
+             "tls_server_name", "tls_no_verify", "user", "password_env")
+"""Keys of a ``[nodes.NAME]`` table: where the node is, its AE title, our AE title towards it, its TLS, and
+the user identity to present (``user``, and ``password_env``: the name of the variable with its password)."""
 
 SECTIONS = ("nodes", "defaults")
 

@@ -1,5 +1,5 @@
 """How ``find`` shows matches and identifiers: a table fitted to the terminal, element dumps for -v, and
-UIDs by name. No rich, no pydicom at import time (pydicom's registry only on the -v and error paths).
+UIDs by name. No rich, no pydicom (UIDs are named from our copy of the registry).
 
 The terminal table: columns in the order of the ``-k`` keys, headers split into words at their
 CamelCase boundaries (wrapped between words, never inside one), columns that are empty in every row
@@ -29,17 +29,19 @@ _CELL_MIN = 8
 # ------------------------------------------------------------------------------------- UIDs
 
 def registry_name(uid: str) -> str | None:
-    """A UID's name from the static tables, else pydicom's registry (only on -v / error paths)."""
+    """A UID's name from the static tables, else the UID registry (our copy of pydicom's,
+    :mod:`..part10.uid_registry`: no pydicom import, even for the table's SOP Class UID column)."""
+    return uid_name(uid, _registry) if uid else None
 
-    def from_pydicom(value: str) -> str | None:
-        try:
-            from pydicom.uid import UID_dictionary  # type: ignore[attr-defined]
-        except ImportError:  # pragma: no cover
-            return None
-        entry = UID_dictionary.get(value)
-        return str(entry[0]) if entry else None
 
-    return uid_name(uid, from_pydicom)
+def _registry(uid: str) -> str | None:
+    from ..part10.uid_registry import NAMES
+
+    at = NAMES.find(f"\n{uid}\t")
+    if at < 0:
+        return None
+    start = at + len(uid) + 2
+    return NAMES[start:NAMES.index("\n", start)]
 
 
 def name_uids(text: str) -> str:
@@ -50,11 +52,11 @@ def name_uids(text: str) -> str:
 # ------------------------------------------------------------------------------------- -v dumps
 
 def dump(ds: Any, indent: str = "") -> list[str]:
-    """One line per element, as findscu -v prints them: ``(0010,0010) PN [Doe^John]``; sequences
-    with their items indented; UIDs followed by their names."""
+    """One line per element of a lean data set (:mod:`..part10.dataset_codec`), as findscu -v prints
+    them: ``(0010,0010) PN [Doe^John]``; sequences with their items indented; UIDs followed by their names."""
     lines: list[str] = []
-    for element in ds:
-        tag = f"({element.tag.group:04X},{element.tag.element:04X})"
+    for element in ds.in_order():
+        tag = f"({element.tag >> 16:04X},{element.tag & 0xFFFF:04X})"
         if element.VR == "SQ":
             items = element.value or []
             lines.append(f"{indent}{tag} SQ ({counted(len(items), 'item')}){_keyword(element)}")
@@ -72,11 +74,11 @@ def _keyword(element: Any) -> str:
 
 def _dump_value(element: Any) -> str:
     value = element.value
-    if value is None or value == "" or (isinstance(value, (list, tuple)) and not value):
+    if not value:
         return "(no value)"
     if isinstance(value, (bytes, bytearray)):
         return f"({len(value)} bytes)"
-    text = "\\".join(str(v) for v in value) if element.VM > 1 else str(value)
+    text = element.text()
     shown = f"[{escape_cell(text)}]"
     if element.VR == "UI" and element.VM == 1:
         name = registry_name(text)
@@ -89,13 +91,15 @@ def _dump_value(element: Any) -> str:
 
 def escape_cell(text: str) -> str:
     """Tabs, line breaks and other control characters (peer text) shown as escapes, on one line."""
-    if not any(ord(c) < 32 or c == "\x7f" for c in text):
+    if text.isprintable() or not any(ord(c) < 32 or c == "\x7f" for c in text):  # isprintable: C speed
         return text
     return "".join(c if ord(c) >= 32 and c != "\x7f" else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def width_of(text: str) -> int:
     """Terminal cells ``text`` takes: East Asian wide/full-width characters 2, combining marks 0."""
+    if text.isascii() or text.replace(ELLIPSIS, "").isascii():  # the common cases (a shortened cell has
+        return len(text)  # our one-cell ellipsis), 2 000 rows of them: no per-character look-ups
     total = 0
     for char in text:
         if unicodedata.combining(char):
@@ -124,6 +128,11 @@ def shorten(text: str, width: int) -> str:
         return text
     if width <= 1:
         return ELLIPSIS[:width]
+    if text.isascii():  # one cell per character: slices, not a walk over the characters
+        if _UID_TEXT.match(text):
+            tail = (width - 1) // 2
+            return text[:width - 1 - tail] + ELLIPSIS + (text[len(text) - tail:] if tail else "")
+        return text[:width - 1] + ELLIPSIS
     if _UID_TEXT.match(text):
         tail = (width - 1) // 2
         return _take(text, width - 1 - tail) + ELLIPSIS + _take(text, tail, from_end=True)

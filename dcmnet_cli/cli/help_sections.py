@@ -18,6 +18,9 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("TLS options", (
         "tls", "tls_ca", "tls_cert", "tls_key", "tls_key_password_env", "tls_server_name", "tls_no_verify",
         "tls_require_client_cert", "tls_allow_anonymous", "store_tls")),
+    ("Identity options", (
+        "user", "password_env", "jwt_env", "saml", "kerberos", "identity_response", "users", "jwt_key",
+        "require_identity")),
     ("Query options", (
         "patient_root", "study_root", "patient_study_only", "worklist", "level", "keys", "query_file",
         "from_json", "relational", "datetime_matching", "fuzzy", "timezone_adjust")),
@@ -25,11 +28,13 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "recursive", "pattern", "jobs", "retries", "retry_delay", "max_rate", "count", "interval", "abort",
         "check", "names")),
     ("Retrieve options", ("destination", "store_port", "retrieve_all")),
+    ("Probe options", ("sop_classes", "transfer_syntaxes", "show_all")),
     ("Limits and exit status", ("cancel_after", "deadline", "max_identifier", "warnings_ok")),
     ("Storage options", (
         "storage_classes", "accept_syntaxes", "output_directory", "write_dir", "verify_only", "filepath",
         "on_duplicate", "ignore", "promiscuous", "no_fsync", "exec_on_receive", "exec_on_association_end",
         "exec_timeout")),
+    ("Cluster options", ("node_id", "proxy_protocol", "health_check_aet", "print_health_check")),
     ("Output options", (
         "output_format", "no_progress", "report", "quiet", "verbose", "debug", "no_color", "as_json", "help",
         "_click_default_help", "version", "keywords")),
@@ -52,6 +57,10 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
             "dcmnet find pacs -k PatientID=42 --json | dcmnet get pacs --from-json -"),
     "listen": ("dcmnet listen 11112 -od incoming/", "dcmnet listen 11112 --filepath '{PatientID}/{SOPInstanceUID}.dcm'",
                "dcmnet listen 11112 --json --exec-on-receive 'echo $DCMNET_PATH'"),
+    "probe": ("dcmnet probe localhost 11112", "dcmnet probe PACS@pacs.example.org:104 --all",
+              "dcmnet probe pacs --sop-class CTImageStorage --transfer-syntax JPEG2000Lossless --json"),
+    "users": ("dcmnet users add users.txt alice", "printf '%s\\n' \"$PW\" | dcmnet users add users.txt alice",
+              "dcmnet listen 11112 --users users.txt --require-identity"),
     "nodes": ("dcmnet nodes", "dcmnet nodes --check -j 4", "dcmnet nodes --names"),
     "completion": ("dcmnet completion bash > ~/.local/share/bash-completion/completions/dcmnet",
                    "dcmnet completion zsh > ~/.zfunc/_dcmnet"),

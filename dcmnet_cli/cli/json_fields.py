@@ -6,6 +6,8 @@
     status      the DIMSE status that decided the outcome, "0x0000" form (str, null when none was received)
     elapsed_s   wall-clock seconds of the whole operation (float, 3 decimals)
     exit_code   the process's exit code (int)
+    identity    only when a user identity was presented (--user, --jwt-env...): {type, user,
+                response_requested, confirmed, server_response_bytes}; never a password or token
 
 ``listen --json`` events use the same names where they carry the same thing (``peer``, ``calling_ae``,
 ``called_ae``, ``status``, and ``elapsed_s`` on association events).
@@ -22,8 +24,11 @@ def status_text(status: int | None) -> str | None:
 
 
 def head(target: Any, calling_ae: str, status: int | None) -> dict[str, Any]:
-    """The leading shared fields of a summary: peer, called_ae, calling_ae, status."""
-    return {"peer": str(target), "called_ae": target.called_ae, "calling_ae": calling_ae, "status": status_text(status)}
+    """The leading shared fields of a summary: peer, called_ae, calling_ae, status (and identity)."""
+    from ..services.scu.identity import json_field
+
+    return {"peer": str(target), "called_ae": target.called_ae, "calling_ae": calling_ae, "status": status_text(status),
+            **json_field(target)}
 
 
 def tail(elapsed_s: float, exit_code: int) -> dict[str, Any]:

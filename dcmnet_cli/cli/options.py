@@ -140,6 +140,74 @@ tls_options = stack(
 )
 """TLS for the SCU commands; node settings (``tls``, ``tls_ca``...) fill what the command line leaves unset."""
 
+
+def _no_plain_password(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """DCMTK's ``--password VALUE`` is refused with the fix: a value on the command line is visible to
+    every user of the machine (``ps``, /proc, shell history) for as long as the command runs."""
+    if value is not None:
+        raise click.UsageError("--password VALUE would show the password to anyone who lists processes: put it "
+                               "in an environment variable and give its name with --password-env VAR (or "
+                               "password_env in the config node), or type it at the prompt")
+
+
+identity_options = stack(
+    click.option("--user", default=None, metavar="NAME",
+                 help="Present this user name to the peer (PS3.7 user identity negotiation). The password comes "
+                      "from --password-env, else the node's password_env, else a prompt when stdin is a terminal; "
+                      "with none of them the user name is sent alone. Sent in clear: use --tls."),
+    click.option("--password-env", default=None, metavar="VAR",
+                 help="Name of the environment variable holding the --user password (never the password itself: "
+                      "a command line is visible to every user of the machine, so DCMTK's --password VALUE is "
+                      "refused)."),
+    click.option("--jwt-env", default=None, metavar="VAR",
+                 help="Present the JSON Web Token held in environment variable VAR."),
+    click.option("--saml", type=_FILE, default=None, metavar="FILE", help="Present the SAML assertion in FILE."),
+    click.option("--kerberos", type=_FILE, default=None, metavar="FILE",
+                 help="Present the Kerberos service ticket in FILE."),
+    click.option("--identity-response", is_flag=True, default=False,
+                 help="Ask the peer to confirm the identity; exit 5 when it does not. The answer is shown with "
+                      "-v and in --json (identity)."),
+    click.option("--password", "-pwd", default=None, hidden=True, expose_value=False, is_eager=True,
+                 callback=_no_plain_password),
+)
+"""User identity (PS3.7 D.3.3.7) for the SCU commands; part of :data:`tls_options` (how we prove who we
+are), so every SCU gets it. A ``[nodes.NAME]`` table may hold ``user`` and ``password_env``."""
+
+tls_options = stack(tls_options, identity_options)
+_IDENTITY_OPTIONS = ("user", "password_env", "jwt_env", "saml", "kerberos", "identity_response")
+
+
+listen_identity_options = stack(
+    click.option("--users", type=_FILE, default=None, metavar="FILE",
+                 help="Accept user identities (user name and password) listed in FILE: one NAME:scrypt$N$r$p$SALT$HASH "
+                      "line per user, written by 'dcmnet users add FILE NAME'; read again when it changes. Unknown "
+                      "users and wrong passwords are rejected (permanent, service user, no reason given) and logged "
+                      "by name, never with the password."),
+    click.option("--jwt-key", type=_FILE, default=None, metavar="FILE",
+                 help="Accept JSON Web Tokens signed with this key: a PEM RSA public key (RS256/384/512) or a shared "
+                      "secret of at least 32 bytes (HS256/384/512); exp and nbf are checked."),
+    click.option("--require-identity", is_flag=True, default=False,
+                 help="Reject association requests that carry no user identity."),
+)
+"""User identity checks for ``listen`` (PS3.7 D.3.3.7): see services/scp/identity.py."""
+
+
+def listen_identity_from(options: dict[str, Any]) -> Any:
+    """The IdentityPolicy of ``listen``'s options, or None; unreadable files are usage errors (exit 2)."""
+    if not (options.get("users") or options.get("jwt_key") or options.get("require_identity")):
+        return None
+    from ..errors import InputError
+    from ..services.scp.identity import identity_policy, loose_permissions
+
+    try:
+        policy = identity_policy(options.get("users"), options.get("jwt_key"), bool(options.get("require_identity")))
+    except InputError as error:
+        raise click.UsageError(str(error)) from None
+    for path in (options.get("users"), options.get("jwt_key")):
+        if path and loose_permissions(path):
+            _warn(f"{path} is readable by other users: chmod 600 {path}")
+    return policy
+
 _TLS_DETAIL = ("tls_ca", "tls_cert", "tls_key", "tls_key_password_env", "tls_server_name", "tls_no_verify")
 
 server_tls_options = stack(
@@ -277,6 +345,11 @@ def _node(name: str) -> tuple[str, int, str | None, dict[str, Any]]:
             ae_title(None, None, str(node[key]))  # type: ignore[arg-type]
     if "calling_aet" in node:
         extra["calling_aet"] = str(node["calling_aet"])
+    for key in ("user", "password_env"):
+        if key in node:
+            if not isinstance(node[key], str) or not node[key]:
+                raise click.BadParameter(f"node {name!r} in {path}: {key} must be a non-empty string")
+            extra[key] = node[key]
     return str(node["host"]), _port(str(node["port"])), node.get("aet"), extra
 
 
@@ -344,7 +417,12 @@ def parse_peer(args: tuple[str, ...], called_aet: str | None, options: dict[str,
     if aet is not None and called_aet is not None and not _given(options, "called_aet"):
         called_aet = None  # the node's aet is more specific than [defaults] called_aet
     tls = _client_tls(options, node, tls_detail_used) if options is not None else None
-    return Peer(host, port, called_aet or aet or "ANY-SCP", tls)
+    identity = None
+    if options is not None and "user" in options and (node.get("user") or any(options.get(n) for n in _IDENTITY_OPTIONS)):
+        from .identity import identity_from
+
+        identity = identity_from(options, node, f"{host}:{port}")
+    return Peer(host, port, called_aet or aet or "ANY-SCP", tls, identity)
 
 
 # --------------------------------------------------------------------------- help

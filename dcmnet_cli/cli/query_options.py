@@ -1,7 +1,8 @@
 """The Query/Retrieve option stack shared by ``find``, ``move`` and ``get``: model, level, keys, query file.
 
 Flags follow DCMTK's findscu/movescu/getscu (``-P -S -O -W``, ``-k``, ``-f``); ``-L/--level`` is ours.
-pydicom is imported only when :func:`query_from_options` runs, never at import time.
+pydicom is imported only when :func:`query_from_options` runs for move/get or reads ``-f``; ``find``'s
+identifier is a lean data set (:mod:`..services.query_build`), never at import time.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ def query_from_options(options: dict[str, Any], *, for_retrieve: bool) -> "Query
     Raises click.UsageError / click.BadParameter on bad input (exit 2); InputError for an unreadable -f.
     """
     from ..services.query import MODELS, QuerySpec, build_identifier, check_level, load_query_file
+    from ..services.query_build import build_query, load_query
 
     model_name = options.get("model") or "study"
     if model_name not in MODELS:
@@ -83,9 +85,9 @@ def query_from_options(options: dict[str, Any], *, for_retrieve: bool) -> "Query
     model = MODELS[model_name]
     if for_retrieve and not model.move:
         raise click.UsageError("the modality worklist model (-W) supports find only")
-    base = None
-    if options.get("query_file"):
-        base = load_query_file(options["query_file"])
+    base: Any = None
+    if options.get("query_file"):  # read by pydicom; find converts it to its lean data set
+        base = load_query_file(options["query_file"]) if for_retrieve else load_query(options["query_file"])
     level = options.get("level")
     if level is not None:
         level = level.upper()
@@ -94,14 +96,18 @@ def query_from_options(options: dict[str, Any], *, for_retrieve: bool) -> "Query
     elif _level_key(options.get("keys", ())) is not None:
         level = _level_key(options.get("keys", ()))
     elif base is not None and str(base.get("QueryRetrieveLevel", "") or "").strip():
-        level = str(base.QueryRetrieveLevel).strip().upper()
+        level = str(base.get("QueryRetrieveLevel")).strip().upper()
     else:
         level = "PATIENT" if model_name in ("patient", "patient-study") else "STUDY"
     notes: list[str] = []
     try:
         check_level(model_name, level)
-        identifier = build_identifier(options.get("keys", ()), level, base, not for_retrieve, model=model_name,
-                                      notes=notes)
+        keys = options.get("keys", ())
+        identifier: Any
+        if for_retrieve:
+            identifier = build_identifier(keys, level, base, False, model=model_name, notes=notes)
+        else:  # find: a lean data set, no pydicom (services/query_build.py)
+            identifier = build_query(keys, level, base, True, model=model_name, notes=notes)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="-k/--key" if "level" not in str(error) else "-L/--level")
     _say_notes(notes)

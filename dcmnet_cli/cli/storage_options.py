@@ -18,7 +18,8 @@ STORE_EVENTS = ("stored", "received", "store-failed")
 """Listener events that report one received object."""
 
 NOTABLE_EVENTS = ("association", "rejected", "error", "internal-error", "protocol-error", "store-failed",
-                  "hook-error", "tls-error", "dropped")
+                  "hook-error", "tls-error", "dropped", "worklist-skipped",
+                  "index-error")
 """Listener events logged without -v (the others are detail)."""
 
 storage_options = stack(
@@ -47,7 +48,8 @@ def log_line(event: Any) -> str:
                 f"{human_size(event.bytes)} in {event.duration_ms:.1f} ms")
     if kind == "associated":
         contexts = f"{event.contexts} context{'' if event.contexts == 1 else 's'}"
-        return f"{peer} {escape(event.calling_ae)} -> {escape(event.called_ae)}: associated ({contexts})"
+        user = f" as user {escape(event.user)}" if getattr(event, "user", None) else ""
+        return f"{peer} {escape(event.calling_ae)} -> {escape(event.called_ae)}: associated ({contexts}){user}"
     if kind == "rejected":
         return f"{peer} rejected: {getattr(event, 'reason_text', None) or event.reason}"
     if kind in STORE_EVENTS:

@@ -144,6 +144,10 @@ def fragment_message(context_id: int, command: bytes, dataset: Dataset, max_pdu:
     if not (1 <= context_id <= 255 and context_id & 1):
         raise ValueError(f"presentation context ID {context_id} must be odd, 1-255 (PS3.8 §9.3.2.2)")
     cap = effective_max_pdu(max_pdu)
+    single = _single_pdu(context_id, command, dataset, cap)
+    if single is not None:
+        yield single
+        return
     parts: list[tuple[int, _Stream]] = [(CONTROL_COMMAND, _Stream((command,)))]
     if dataset is not None:
         parts.append((0, _Stream(_as_chunks(dataset))))
@@ -171,6 +175,26 @@ def fragment_message(context_id: int, command: bytes, dataset: Dataset, max_pdu:
         out[first_header] = _PDU_AND_PDV.pack(0x04, 0, cap - room, *header_args)
         yield out
 
+
+
+def _single_pdu(context_id: int, command: bytes, dataset: Dataset, cap: int) -> list[Piece] | None:
+    """The common case in one step: a command and a data set already in memory that fit one PDU
+    together (every C-ECHO, response and small C-STORE) need no streams; the same bytes as the general
+    path. None when the message needs the general path."""
+    size = len(command) + PDV_HEADER_LEN
+    if dataset is None:
+        if size > cap:
+            return None
+        return [_PDU_AND_PDV.pack(0x04, 0, size, len(command) + 2, context_id, CONTROL_COMMAND | CONTROL_LAST), command]
+    kind = type(dataset)
+    if kind is not bytes and kind is not bytearray and not (kind is memoryview and dataset.ndim == 1 and dataset.itemsize == 1):  # type: ignore[union-attr]
+        return None
+    length = len(dataset)  # type: ignore[arg-type]
+    if length > (cap - size - PDV_HEADER_LEN) & ~1:  # as the general path would take it: whole, or not here
+        return None
+    return [_PDU_AND_PDV.pack(0x04, 0, size + length + PDV_HEADER_LEN, len(command) + 2, context_id,
+                              CONTROL_COMMAND | CONTROL_LAST), command,
+            _PDV.pack(length + 2, context_id, CONTROL_LAST), dataset]  # type: ignore[list-item]
 
 
 def pdu_bytes(buffers: Iterable[Buffer]) -> bytes:

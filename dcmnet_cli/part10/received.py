@@ -45,10 +45,14 @@ class ReceivedDataset:
 
     ``implicit``/``little``/``deflated``: its transfer syntax (:func:`.syntaxes.encoding_of`).
     ``max_depth``: the deepest nesting of sequences accepted (None: unbounded, still no recursion).
+    ``wanted``: more top-level tags whose raw values to keep (:attr:`values`) during the same walk, e.g.
+    the attributes ``listen`` indexes (each at most :data:`MAX_UID_VALUE` bytes, else Part10Error).
     """
 
-    def __init__(self, implicit: bool, little: bool, deflated: bool, max_depth: int | None = MAX_DEPTH) -> None:
-        self.walker = Walker(not implicit, little, UIDS, MAX_UID_VALUE, max_depth=max_depth, descend=True)
+    def __init__(self, implicit: bool, little: bool, deflated: bool, max_depth: int | None = MAX_DEPTH,
+                 wanted: frozenset[int] = frozenset()) -> None:
+        self.walker = Walker(not implicit, little, UIDS | wanted, MAX_UID_VALUE, max_depth=max_depth, descend=True)
+        self.little = little
         self._meta = Walker(not implicit, little, span=_META_SPAN, max_depth=0)
         self.dropped: int | None = None  # bytes of File Meta elements left out; None until known
         self._pending = bytearray()  # the first bytes, while it is not known where group 0002 ends
@@ -58,9 +62,14 @@ class ReceivedDataset:
     def uids(self) -> tuple[str, str] | None:
         """(SOP Class UID, SOP Instance UID) once both were walked past, else None."""
         values = self.walker.values
-        if len(values) < 2:
+        if SOP_CLASS_UID not in values or SOP_INSTANCE_UID not in values:
             return None
         return _text(values[SOP_CLASS_UID]), _text(values[SOP_INSTANCE_UID])
+
+    @property
+    def values(self) -> dict[int, bytes]:
+        """The raw top-level values of the UIDs and of the ``wanted`` tags walked past so far."""
+        return self.walker.values
 
     def found(self) -> dict[int, str]:
         """The wanted values walked past so far (text)."""

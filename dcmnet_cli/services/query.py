@@ -35,18 +35,18 @@ from __future__ import annotations
 
 import re
 from io import BytesIO
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 
 from ..errors import DIMSEError, InputError, LocalDIMSEError, QueryKeyError, RemoteDIMSEError
 from ..part10.syntaxes import IMPLICIT_LE
-from ..part10.walker import walk
-from .query_values import normalize, tag_of, to_int, value_problem
+from .query_values import normalize, tag_of, to_int, value_problem, vr_of
 
 __all__ = ["MODELS", "QuerySpec", "build_identifier", "decode_identifier", "encode_identifier", "load_query_file",
            "value_problem"]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
+
     from pydicom import Dataset
 
 
@@ -111,11 +111,12 @@ HIGHER_KEYS: dict[str, dict[str, tuple[str, ...]]] = {
 
 
 class QuerySpec(NamedTuple):
-    """What a Q/R command sends: the model, the level (None for worklist) and the identifier."""
+    """What a Q/R command sends: the model, the level (None for worklist) and the identifier (a pydicom
+    Dataset for move/get, a lean DataSet for find: :mod:`.query_build`)."""
 
     model: Model
     level: str | None
-    identifier: "Dataset"
+    identifier: "Any"
 
 
 # --------------------------------------------------------------------------------------- key parsing
@@ -129,18 +130,7 @@ def _tag_of(name: str, notes: list[str] | None = None) -> int:
     return tag_of(name, notes)
 
 
-def _vr_of(tag: int) -> str:
-    from pydicom.datadict import dictionary_VR
-
-    try:
-        vr = dictionary_VR(tag)
-    except KeyError:
-        if (tag & 0xFFFF) == 0:
-            return "UL"  # group length
-        if (tag >> 16) & 1:
-            return "UN"  # a private element: no dictionary entry; sent as bytes
-        raise ValueError(f"({tag >> 16:04X},{tag & 0xFFFF:04X}) is not in the DICOM dictionary") from None
-    return vr.split(" or ")[0]  # US or SS etc.: the first is as good as any for a query
+_vr_of = vr_of
 
 
 def _split_path(path: str, notes: list[str] | None = None) -> list[tuple[int, int | None]]:
@@ -205,10 +195,10 @@ def _check_value(tag: int, vr: str, value: str, key: str | None) -> None:
     problem = value_problem(vr, value)
     if problem is None:
         return
-    from pydicom.datadict import keyword_for_tag
+    from ..part10.dataset_codec import keyword_of
 
     bad, allowed = problem
-    name = f"{keyword_for_tag(tag) or 'attribute'} ({tag >> 16:04X},{tag & 0xFFFF:04X})"
+    name = f"{keyword_of(tag) or 'attribute'} ({tag >> 16:04X},{tag & 0xFFFF:04X})"
     raise QueryKeyError(f"{key or name}: {bad!r} is not a valid value for {name}, VR {vr}: {allowed}", key=key)
 
 
@@ -334,7 +324,8 @@ def _encoding(transfer_syntax_uid: str) -> tuple[bool, bool, bool]:
 
 
 def encode_identifier(ds: "Dataset", transfer_syntax_uid: str) -> bytes:
-    """The identifier as bytes in the context's transfer syntax (explicit/implicit, LE/BE, deflate).
+    """The identifier as bytes in the context's transfer syntax (explicit/implicit, LE/BE, deflate); find's
+    lean data sets are :func:`.query_build.encode_query`'s (which falls back to this one).
     :class:`LocalDIMSEError` when a value cannot be encoded (our input: nothing is sent)."""
     import warnings
 
@@ -416,6 +407,8 @@ def decode_identifier(data: bytes, transfer_syntax_uid: str) -> "Dataset":
     malformed identifier fails here with RemoteDIMSEError rather than later while printing)."""
     from pydicom.filereader import read_dataset
 
+    from ..part10.walker import walk
+
     implicit, little, deflated = _encoding(transfer_syntax_uid)
     try:
         if deflated:
@@ -473,10 +466,11 @@ def _force(ds: "Dataset") -> None:
                     _force(item)
 
 
-def load_query_file(path: str | Path) -> "Dataset":
+def load_query_file(path: "str | Path") -> "Dataset":
     """A query dataset from a DICOM file (Part 10 or raw) or a DICOM JSON file (PS3.18 F)."""
     import json
     import warnings
+    from pathlib import Path  # here, not at import: ~3 ms of find's start-up
 
     from pydicom import Dataset, dcmread
 

@@ -3,7 +3,7 @@ association (PS3.4 C.2.2.2 matching, PS3.5 Table 6.2-1 value representations).
 
 Names: a keyword (``PatientName``), ``gggg,eeee`` or ``(gggg,eeee)``. A keyword typed in another case
 (``patientname``) is accepted with a note; an unknown one is an error that suggests the nearest
-keywords (difflib over pydicom's dictionary, loaded only on that error path).
+keywords (difflib over the data dictionary's keywords, listed only on that error path).
 
 Values, per VR:
 
@@ -19,8 +19,24 @@ Values, per VR:
 
 from __future__ import annotations
 
-import datetime
 import re
+
+
+class _Lazy:
+    """A regular expression compiled on its first match, not at import (find's start-up: most runs
+    check a handful of values and need one or two of these)."""
+
+    __slots__ = ("pattern", "compiled")
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern: str = pattern
+        self.compiled: re.Pattern[str] | None = None
+
+    def match(self, text: str) -> "re.Match[str] | None":
+        if self.compiled is None:
+            self.compiled = re.compile(self.pattern)
+        return self.compiled.match(text)
+
 
 _INT_RANGES: dict[str, tuple[int, int]] = {
     "US": (0, 0xFFFF), "SS": (-0x8000, 0x7FFF), "UL": (0, 0xFFFFFFFF), "SL": (-0x80000000, 0x7FFFFFFF),
@@ -30,20 +46,20 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
 _MAX_CHARS = {"AE": 16, "AS": 4, "CS": 16, "SH": 16, "LO": 64, "PN": 64, "ST": 1024, "LT": 10240}
 """Length limits in characters (PS3.5 Table 6.2-1); PN: per component group."""
 _FLOAT32_MAX = 3.4028234663852886e38
-_IS = re.compile(r"^ *[+-]?[0-9]+ *$")
-_DS = re.compile(r"^ *[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)? *$")
-_TM = re.compile(r"^([0-9]{2})(?:([0-9]{2})(?:([0-9]{2})(?:\.[0-9]{1,6})?)?)?$")
-_DT = re.compile(r"^([0-9]{4})(?:([0-9]{2})(?:([0-9]{2})(?:([0-9]{2})(?:([0-9]{2})(?:([0-9]{2})(?:\.[0-9]{1,6})?)?)?)?)?)?"
+_IS = _Lazy(r"^ *[+-]?[0-9]+ *$")
+_DS = _Lazy(r"^ *[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)? *$")
+_TM = _Lazy(r"^([0-9]{2})(?:([0-9]{2})(?:([0-9]{2})(?:\.[0-9]{1,6})?)?)?$")
+_DT = _Lazy(r"^([0-9]{4})(?:([0-9]{2})(?:([0-9]{2})(?:([0-9]{2})(?:([0-9]{2})(?:([0-9]{2})(?:\.[0-9]{1,6})?)?)?)?)?)?"
                  r"(?:[+-]([0-9]{2})([0-9]{2}))?$")
-_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
-_AS = re.compile(r"^[0-9]{3}[DWMY]$")
-_CS = re.compile(r"^[A-Z0-9 _*?]*$")
+_UID = _Lazy(r"^[0-9]+(\.[0-9]+)*$")
+_AS = _Lazy(r"^[0-9]{3}[DWMY]$")
+_CS = _Lazy(r"^[A-Z0-9 _*?]*$")
 _ISO_DATE = r"([0-9]{4})-([0-9]{2})-([0-9]{2})"
 _ISO_TIME = r"([0-9]{2}):([0-9]{2})(?::([0-9]{2})(\.[0-9]{1,6})?)?"
 _ISO = {
-    "DA": re.compile(rf"^{_ISO_DATE}$"),
-    "TM": re.compile(rf"^{_ISO_TIME}$"),
-    "DT": re.compile(rf"^{_ISO_DATE}(?:[T ]{_ISO_TIME})?(Z|[+-][0-9]{{2}}:?[0-9]{{2}})?$"),
+    "DA": _Lazy(rf"^{_ISO_DATE}$"),
+    "TM": _Lazy(rf"^{_ISO_TIME}$"),
+    "DT": _Lazy(rf"^{_ISO_DATE}(?:[T ]{_ISO_TIME})?(Z|[+-][0-9]{{2}}:?[0-9]{{2}})?$"),
 }
 RANGE_VRS = frozenset(("DA", "TM", "DT"))
 _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
@@ -52,13 +68,14 @@ _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "Augu
 
 # ------------------------------------------------------------------------------------ names
 
-_TAG = re.compile(r"^\(?([0-9A-Fa-f]{4}),?([0-9A-Fa-f]{4})\)?$")
+_TAG = _Lazy(r"^\(?([0-9A-Fa-f]{4}),?([0-9A-Fa-f]{4})\)?$")
 
 
 def tag_of(name: str, notes: list[str] | None = None) -> int:
     """A keyword or ``gggg,eeee`` as an integer tag. A keyword in the wrong case is accepted (a note is
-    appended to ``notes``); an unknown one raises ValueError suggesting the nearest keywords."""
-    from pydicom.datadict import tag_for_keyword
+    appended to ``notes``); an unknown one raises ValueError suggesting the nearest keywords. The data
+    dictionary is our generated table (:mod:`..part10.dictionary`), not pydicom's."""
+    from ..part10.dataset_codec import all_keywords, tag_for_keyword
 
     name = name.strip()
     match = _TAG.match(name)
@@ -67,8 +84,7 @@ def tag_of(name: str, notes: list[str] | None = None) -> int:
     tag = tag_for_keyword(name)
     if tag is not None:
         return tag
-    from pydicom.datadict import keyword_dict
-
+    keyword_dict = all_keywords()
     folded = {keyword.lower(): keyword for keyword in keyword_dict if keyword}
     if name.lower() in folded:
         keyword = folded[name.lower()]
@@ -77,6 +93,21 @@ def tag_of(name: str, notes: list[str] | None = None) -> int:
         return int(keyword_dict[keyword])
     hint = suggest(name, folded)
     raise ValueError(f"unknown attribute {name!r}: " + (hint or "use a DICOM keyword (e.g. PatientName) or gggg,eeee"))
+
+
+def vr_of(tag: int) -> str:
+    """A tag's VR for a query (the first of "US or SS"); UL for group lengths, UN for private tags;
+    ValueError for a public tag the dictionary does not know."""
+    from ..part10.dataset_codec import entry
+
+    found = entry(tag)
+    if found is None or found[0] == "NONE":
+        if (tag & 0xFFFF) == 0:
+            return "UL"  # group length
+        if (tag >> 16) & 1:
+            return "UN"  # a private element: no dictionary entry; sent as bytes
+        raise ValueError(f"({tag >> 16:04X},{tag & 0xFFFF:04X}) is not in the DICOM dictionary")
+    return found[0].split(" or ")[0]  # US or SS etc.: the first is as good as any for a query
 
 
 def suggest(name: str, folded: dict[str, str]) -> str:
@@ -284,6 +315,8 @@ def _point_problem(vr: str, text: str) -> str | None:
 
 
 def _date_problem(year: int, month: int, day: int) -> str | None:
+    import datetime  # only when a date key is checked: not on every find's start-up
+
     if not 1 <= month <= 12:
         return f"month {month:02d} does not exist"
     try:

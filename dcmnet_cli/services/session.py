@@ -10,6 +10,10 @@ turns the ways an association can end into the package's errors. The rules, once
 - A request nobody handles is answered 0x0211 (unrecognised operation); a malformed request whose
   Message ID is known gets 0xC000 (PS3.7 scenario F.34). An SCU-only session (``handlers`` None) takes
   any request from the peer as a protocol error.
+- A C-CANCEL-RQ (PS3.7 §9.3.2.3, no response of its own) is noted in :attr:`Session.cancelled`; the
+  handler of the operation it names reads it between two of its responses. A handler that runs long
+  without reading this association (C-MOVE sub-operations over another one) calls
+  :meth:`Session.serve_arrived` between steps to see it.
 - A malformed or misaddressed response, a release request or an abort while a request is outstanding
   end the run with :class:`RemoteDIMSEError` / :class:`AssociationAborted` (exit 6).
 """
@@ -17,10 +21,10 @@ turns the ways an association can end into the package's errors. The rules, once
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterator, Mapping
 from typing import NamedTuple, Protocol
 
-from ..dimse.commandset import C_STORE_RQ, Message, c_store_rsp
+from ..dimse.commandset import C_CANCEL_RQ, C_STORE_RQ, Message, c_store_rsp
 from ..dimse.connection import (
     Aborted,
     CommandReceived,
@@ -122,6 +126,31 @@ class DimseTimeout:
         self._at = None if self.seconds is None else time.monotonic() + self.seconds
 
 
+MAX_CANCELLED = 256
+"""C-CANCEL-RQs noted at once: a peer cancelling requests it never sent cannot grow the set without bound
+(beyond it, its own further cancels are ignored)."""
+
+
+class _NothingArrived(Exception):
+    """Internal to :meth:`Session.serve_arrived`: nothing more has arrived."""
+
+
+class _NoWait:
+    """The :class:`Waits` of :meth:`Session.serve_arrived`: take what has arrived, never block."""
+
+    def wait(self) -> float | None:
+        return 0.0
+
+    def expired(self, session: "Session") -> None:
+        raise _NothingArrived()
+
+    def activity(self) -> None:
+        pass
+
+
+_NO_WAIT = _NoWait()
+
+
 class Session:
     """The application's side of one established association."""
 
@@ -131,6 +160,8 @@ class Session:
         self.handlers = handlers
         self.report = report or AssociationReport(driver.peer, "", "")
         self._handler: MessageHandler | None = None
+        self.cancelled: set[int] = set()
+        """Message IDs of requests the peer asked to cancel (C-CANCEL-RQ): their handlers stop and answer 0xFE00."""
 
     @property
     def contexts(self) -> dict[int, AcceptedContext]:
@@ -162,7 +193,7 @@ class Session:
 
     # ------------------------------------------------------------------ the SCU: responses to a request
 
-    def responses(self, message_id: int, waits: Waits, expected: int | None = None,
+    def responses(self, message_id: int | Container[int], waits: Waits, expected: int | None = None,
                   what: str = "DIMSE response") -> Iterator[Response]:
         """Each response to ``message_id``, pending ones included, until the caller stops asking (after
         the final one). Requests from the peer in between are served."""
@@ -181,13 +212,25 @@ class Session:
             else:
                 self._other(event)
 
-    def response(self, message_id: int, timeout: float | None, expected: int | None = None) -> Response:
-        """The one (final) response to a request that has no pending responses (C-ECHO, C-STORE)."""
+    def response(self, message_id: int | Container[int], timeout: float | None, expected: int | None = None) -> Response:
+        """The one (final) response to a request that has no pending responses (C-ECHO, C-STORE); to any
+        of several outstanding ones when ``message_id`` is a collection (store --async, PS3.7 D.3.3.3)."""
         return next(self.responses(message_id, DimseTimeout(timeout), expected))
 
-    def _check_response(self, message: Message, message_id: int, expected: int | None, what: str) -> None:
+    def serve_arrived(self, what: str = "response") -> None:
+        """Serve what the peer has already sent, without waiting for more (a C-CANCEL-RQ while a handler
+        works over another association). The ends of an association raise as in :meth:`responses`."""
+        while True:
+            try:
+                event = self._next_outstanding(_NO_WAIT, what)
+            except _NothingArrived:
+                return
+            self._serve_event(event)
+
+    def _check_response(self, message: Message, message_id: int | Container[int], expected: int | None, what: str) -> None:
         wrong_field = expected is not None and message.command_field != expected
-        if wrong_field or message.message_id_being_responded_to != message_id:
+        answered = message.message_id_being_responded_to
+        if wrong_field or (answered != message_id if isinstance(message_id, int) else answered not in message_id):
             self.driver.abort()
             raise RemoteDIMSEError(f"unexpected {message.name} from the peer (expected a {what} to message {message_id})")
 
@@ -229,17 +272,20 @@ class Session:
                     driver.conn.release_response()
                     driver.flush()
                     continue  # Sta13: the peer closes (or ARTIM), then next_event returns None
-                if isinstance(event, CommandReceived):
-                    if event.message.is_response:
-                        self._handler = MessageHandler()  # a stray response: nothing to do with it
-                    else:
-                        self._begin(event)
-                elif isinstance(event, MessageComplete):
-                    self._complete(event)
-                else:
-                    self._other(event)
+                self._serve_event(event)
         finally:
             self._abandon()
+
+    def _serve_event(self, event: Event) -> None:
+        if isinstance(event, CommandReceived):
+            if event.message.is_response:
+                self._handler = MessageHandler()  # a stray response: nothing to do with it
+            else:
+                self._begin(event)
+        elif isinstance(event, MessageComplete):
+            self._complete(event)
+        else:
+            self._other(event)
 
     # ------------------------------------------------------------------ requests from the peer
 
@@ -249,6 +295,9 @@ class Session:
         if self.handlers is None:
             self.driver.abort()
             raise RemoteDIMSEError(f"unexpected {message.name} from the peer (no request of its kind was expected)")
+        if message.command_field == C_CANCEL_RQ and message.message_id_being_responded_to is not None:
+            if len(self.cancelled) < MAX_CANCELLED:  # and a C_CANCEL_RQ handler, if any
+                self.cancelled.add(message.message_id_being_responded_to)
         if factory is None:
             self.answer(event.context_id, message, UNRECOGNIZED_OPERATION)
             self._handler = MessageHandler()  # swallows the data set of what was answered

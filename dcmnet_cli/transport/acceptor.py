@@ -10,6 +10,12 @@ one ``selectors`` selector, and hands a connection to a worker thread only once 
 - anything else (garbage, a P-DATA-TF, an A-ABORT) is answered by the sans-IO state machine from here
   (an A-ABORT, or nothing) and closed, logged as the peer's protocol error.
 
+With ``proxy_protocol`` (``listen --proxy-protocol``) every connection must first send a PROXY protocol
+v2 header (:mod:`.proxy_protocol`, read exactly, before any TLS handshake, within the same ARTIM
+deadline): its source address replaces the socket's peer from then on (logs, events, hooks, the
+per-address bounds); a connection without a valid one is closed and counted as dropped (logged like
+the other drops).
+
 Pending connections are bounded per remote address and in total (the oldest is dropped first), and so
 are the bytes they buffer; ARTIM is enforced without polling: the selector's timeout is the nearest
 deadline (pending connections are kept in arrival order, so the oldest has the nearest one). Drops are
@@ -32,6 +38,7 @@ from ..dimse.connection import Aborted, AssociationRequested, DIMSEConnection
 from ..errors import PDUDecodeError
 from ..ul.framing import ASSOCIATE_CAP, PDUReader
 from ..ul.pdu import AssociateRJ
+from .proxy_protocol import ProxyHeaderError, ProxyHeaderReader
 from .notices import ConnectionsDropped, InternalFailure, LimitRejected, ProtocolViolation, ServerNotice, TLSEstablished, TLSFailed
 
 LOCAL_LIMIT_EXCEEDED = AssociateRJ(2, 3, 2)
@@ -45,7 +52,7 @@ DROP_LOG_INTERVAL = 5.0
 MAX_BUFFERED = 64 << 20
 """Bytes all pending connections may hold together before the oldest are dropped."""
 
-_HANDSHAKE, _READING, _DRAINING = 0, 1, 2
+_HANDSHAKE, _READING, _DRAINING, _PROXY = 0, 1, 2, 3
 
 
 class Owner(Protocol):
@@ -59,16 +66,18 @@ class Owner(Protocol):
 
     def new_connection(self, peer: str) -> DIMSEConnection: ...
 
-    def hand_over(self, sock: socket.socket, conn: DIMSEConnection, event: AssociationRequested) -> bool: ...
+    def hand_over(self, sock: socket.socket, conn: DIMSEConnection, event: AssociationRequested,
+                  peer: str | None = None) -> bool: ...
 
 
 class _Pending:
-    __slots__ = ("sock", "host", "peer", "deadline", "stage", "reader", "data")
+    __slots__ = ("sock", "host", "peer", "deadline", "stage", "reader", "data", "proxy")
 
     def __init__(self, sock: Any, host: str, peer: str, deadline: float, stage: int) -> None:
         self.sock, self.host, self.peer, self.deadline, self.stage = sock, host, peer, deadline, stage
         self.reader = PDUReader(max_pdata=1)  # a P-DATA-TF before the RQ is refused from its header
         self.data = bytearray()
+        self.proxy: ProxyHeaderReader | None = None
 
 
 class _DropLog:
@@ -108,8 +117,9 @@ class Acceptor:
     """Owns the listening socket's accept loop and every connection until its first PDU is whole."""
 
     def __init__(self, listener: socket.socket, owner: Owner, *, artim: float, tls: Any = None,
-                 max_pending: int = 4096, max_pending_per_host: int = 1024) -> None:
+                 max_pending: int = 4096, max_pending_per_host: int = 1024, proxy_protocol: bool = False) -> None:
         self.listener, self.owner, self.artim, self.tls = listener, owner, artim, tls
+        self.proxy_protocol = proxy_protocol
         self.max_pending, self.max_per_host = max(1, max_pending), max(1, max_pending_per_host)
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
@@ -177,24 +187,98 @@ class Acceptor:
             self._drop(next(iter(self._pending.values())), f"more than {self.max_pending} pending connections")
         sock.setblocking(False)
         stage = _READING
-        if self.tls is not None:
-            try:
-                sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-            except (OSError, ValueError) as error:
-                sock.close()
-                self.owner.log(TLSFailed(peer, f"TLS handshake failed: {error}"))
+        if self.proxy_protocol:
+            stage = _PROXY  # TLS (if any) starts once the header is in
+        elif self.tls is not None:
+            sock = self._wrap(sock, peer)
+            if sock is None:
                 return
             stage = _HANDSHAKE
         entry = _Pending(sock, host, peer, time.monotonic() + self.artim, stage)
+        if stage == _PROXY:
+            entry.proxy = ProxyHeaderReader()
         fd = sock.fileno()
         self._pending[fd] = entry
         self._hosts.setdefault(host, OrderedDict())[fd] = None
         self._selector.register(sock, selectors.EVENT_READ, entry)
 
+    def _wrap(self, sock: Any, peer: str) -> Any:
+        """``sock`` wrapped for a server-side TLS handshake (not started yet); None (closed, logged) on failure."""
+        try:
+            return self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        except (OSError, ValueError) as error:
+            sock.close()
+            self.owner.log(TLSFailed(peer, f"TLS handshake failed: {error}"))
+            return None
+
+    # ------------------------------------------------------------------ the PROXY protocol header
+
+    def _read_proxy(self, entry: _Pending) -> None:
+        """Read exactly the PROXY v2 header (never a byte of what follows); then TLS or the RQ."""
+        reader = entry.proxy
+        assert reader is not None
+        while reader.header is None:
+            try:
+                chunk = entry.sock.recv(reader.wanted)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self._forget(entry)
+                return
+            if not chunk:
+                if reader.data:
+                    self._drop(entry, "closed within its PROXY protocol v2 header (--proxy-protocol)")
+                else:
+                    self._forget(entry)  # closed before sending anything (a port probe)
+                return
+            try:
+                reader.feed(chunk)
+            except ProxyHeaderError as error:
+                self._drop(entry, f"no valid PROXY protocol v2 header (--proxy-protocol): {error}")
+                return
+        self._proxied(entry)
+
+    def _proxied(self, entry: _Pending) -> None:
+        """The header is whole: the source it names becomes the peer; then TLS, or the RQ."""
+        assert entry.proxy is not None and entry.proxy.header is not None
+        source = entry.proxy.header.source
+        entry.proxy = None
+        if source is not None:
+            entry.peer = source
+            self._rehost(entry, source.rsplit(":", 1)[0] if not source.startswith("unix:") else source)
+        if self.tls is None:
+            entry.stage = _READING
+            self._read(entry)
+            return
+        self._selector.unregister(entry.sock)  # the TLS socket takes over the descriptor
+        fd = entry.sock.fileno()
+        wrapped = self._wrap(entry.sock, entry.peer)
+        if wrapped is None:
+            self._pending.pop(fd, None)
+            self._unhost(entry, fd)
+            return
+        entry.sock, entry.stage = wrapped, _HANDSHAKE
+        self._selector.register(wrapped, selectors.EVENT_READ, entry)
+
+    def _rehost(self, entry: _Pending, host: str) -> None:
+        fd = entry.sock.fileno()
+        self._unhost(entry, fd)
+        entry.host = host
+        self._hosts.setdefault(host, OrderedDict())[fd] = None
+
+    def _unhost(self, entry: _Pending, fd: int) -> None:
+        same_host = self._hosts.get(entry.host)
+        if same_host is not None:
+            same_host.pop(fd, None)
+            if not same_host:
+                del self._hosts[entry.host]
+
     # ------------------------------------------------------------------ reading
 
     def _ready(self, entry: _Pending) -> None:
-        if entry.stage == _DRAINING:
+        if entry.stage == _PROXY:
+            self._read_proxy(entry)
+        elif entry.stage == _DRAINING:
             self._drain(entry)
         elif entry.stage == _HANDSHAKE:
             if self._handshake(entry):
@@ -274,7 +358,7 @@ class Acceptor:
             event = _broken_after_request(conn, event)  # the RQ and a bad PDU in one segment
         if isinstance(event, AssociationRequested):
             entry.sock.setblocking(True)
-            if owner.hand_over(entry.sock, conn, event):
+            if owner.hand_over(entry.sock, conn, event, peer=entry.peer):
                 return
             entry.sock.setblocking(False)
             owner.stats.rejected += 1
@@ -336,6 +420,8 @@ class Acceptor:
                 self.owner.stats.errors += 1
                 self.owner.log(TLSFailed(entry.peer, f"TLS handshake timed out after {self.artim:g} s"))
                 self._forget(entry)
+            elif entry.stage == _PROXY:
+                self._drop(entry, f"no whole PROXY protocol v2 header within the ARTIM timeout ({self.artim:g} s)")
             else:
                 self._drop(entry, f"no whole A-ASSOCIATE-RQ within the ARTIM timeout ({self.artim:g} s)")
 
@@ -352,11 +438,7 @@ class Acceptor:
             pass
         if self._pending.pop(fd, None) is not None:
             self._buffered -= len(entry.data)
-            same_host = self._hosts.get(entry.host)
-            if same_host is not None:
-                same_host.pop(fd, None)
-                if not same_host:
-                    del self._hosts[entry.host]
+            self._unhost(entry, fd)
         self._draining.pop(fd, None)
 
     def _forget(self, entry: _Pending) -> None:

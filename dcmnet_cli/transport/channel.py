@@ -28,6 +28,9 @@ pages are touched only as far as reads fill them, so an idle or small-message as
 
 ChannelEvent = Event
 
+HOLD_BYTES = 256 * 1024
+"""Most bytes of held (``flush=False``) messages before they are written anyway."""
+
 
 class LinkTimeout(Exception):
     """A link's read or write found its wait over (internal to the drivers)."""
@@ -51,6 +54,8 @@ class Driver:
         """The TLS error (an alert from the peer) that ended the connection, if one did (socket links)."""
         self._artim_seen = 0
         self._artim_deadline: float | None = None
+        self._held: list[Piece] = []
+        """PDUs of messages sent with ``flush=False``: written with the next flush, in one syscall."""
 
     @property
     def assoc(self) -> Association:
@@ -91,6 +96,9 @@ class Driver:
     def flush(self) -> None:
         """Write everything the connection has queued; close the link if the association asked for it."""
         conn = self.conn
+        if self._held and not self.closed:
+            held, self._held = self._held, []
+            self._write(held + conn.data_to_send())
         while not self.closed:
             buffers = conn.data_to_send()
             if not buffers:
@@ -99,13 +107,26 @@ class Driver:
         if conn.close_requested and not self.closed:
             self.close()
 
-    def send_message(self, context_id: int, message: Message, dataset: Dataset = None) -> None:
+    def send_message(self, context_id: int, message: Message, dataset: Dataset = None, flush: bool = True) -> None:
         """Send one DIMSE message (see :meth:`DIMSEConnection.send_message`). Raises InputError if a
-        region's file ends early; the connection is then closed (the message was cut mid-PDU)."""
+        region's file ends early; the connection is then closed (the message was cut mid-PDU).
+
+        ``flush=False`` (a data set in memory only, never a file region or a generator) holds the
+        message's PDUs until the next flush, which :meth:`next_event` does before it waits: pipelined
+        requests (store --async) then go out together, in one ``sendmsg``. At most :data:`HOLD_BYTES`
+        are held."""
         if self.closed:
             self.conn.connection_lost()
-        self.conn.send_message(context_id, message, dataset)
-        self.flush()
+        conn = self.conn
+        conn.send_message(context_id, message, dataset)
+        if flush:
+            self.flush()
+            return
+        held = self._held
+        while buffers := conn.data_to_send():
+            held.extend(buffers)
+        if sum(len(b) for b in held) >= HOLD_BYTES:  # type: ignore[arg-type]
+            self.flush()
 
     def _write(self, buffers: list[Piece]) -> None:
         try:
@@ -213,17 +234,28 @@ class Channel(Driver):
         self._sendfile = can_sendfile(sock)
         self._tls = is_tls(sock)
 
-    def _set_timeout(self, seconds: float | None) -> None:
-        """settimeout costs two fcntl/ioctl calls; skip it when nothing changes (the common case)."""
-        if seconds != self._timeout:
-            self.sock.settimeout(seconds)
-            self._timeout = seconds
+    def _set_timeout(self, seconds: float | None) -> float:
+        """Make the socket's timeout ``seconds``, or close enough: settimeout costs two fcntl/ioctl calls,
+        and every wait on a deadline is a new float (59.9991 s, 59.9987 s...), so a timeout already within
+        :func:`_slack` of it is kept. Returns how much earlier than ``seconds`` the socket may give up
+        (0.0 when it waits at least that long; a read then waits again for the rest)."""
+        current = self._timeout
+        if seconds == current:
+            return 0.0
+        if seconds is not None and current is not None and seconds > 0 and current > 0 \
+                and abs(seconds - current) <= _slack(seconds):
+            return max(0.0, seconds - current)
+        self.sock.settimeout(seconds)
+        self._timeout = seconds
+        return 0.0
 
     def _read(self, wait: float | None) -> int:
-        self._set_timeout(wait)
+        early = self._set_timeout(wait)
         try:
             return self.sock.recv_into(self._buf)
         except (socket.timeout, TimeoutError, BlockingIOError):
+            if early > 0:  # the kept timeout was a little shorter than this wait: wait out the rest
+                return self._read(early)
             # A wait of 0.0 (a deadline already due) puts the socket in non-blocking mode, where "no data
             # yet" is BlockingIOError: that is a timeout, not the peer closing the connection.
             raise LinkTimeout() from None
@@ -265,6 +297,12 @@ class Channel(Driver):
     def security(self) -> str:
         version = getattr(self.sock, "version", None)  # an ssl.SSLSocket
         return f" over {version()} {self.sock.cipher()[0]}" if callable(version) else ""  # type: ignore[attr-defined]
+
+
+def _slack(seconds: float) -> float:
+    """How far a socket timeout may be from a wait and still be kept: 2 % of it, at most 1 s (a DIMSE or
+    network timeout of 60 s may end up to 1 s late or, for a write, early; ARTIM's 30 s by 0.6 s)."""
+    return min(1.0, seconds * 0.02)
 
 
 def _tls_would_block(error: OSError) -> bool:

@@ -69,6 +69,9 @@ class Server:
     """Connections that have not sent a whole A-ASSOCIATE-RQ yet, in total (the oldest is dropped first)."""
     max_pending_per_host: int = 1024
     """The same, per remote address."""
+    proxy_protocol: bool = False
+    """Every connection starts with a PROXY protocol v2 header (``listen --proxy-protocol``): its source
+    address is the peer in every event, log line and hook; a connection without one is refused."""
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -110,7 +113,8 @@ class Server:
                 return
             acceptor = self._acceptor = Acceptor(self._sock, self, artim=self.artim_timeout, tls=self.tls,
                                                  max_pending=self.max_pending,
-                                                 max_pending_per_host=self.max_pending_per_host)
+                                                 max_pending_per_host=self.max_pending_per_host,
+                                                 proxy_protocol=self.proxy_protocol)
             self._loop_done.clear()
         try:
             acceptor.run(self._stopping)
@@ -165,13 +169,15 @@ class Server:
             dimse.association.trace = lambda direction, summary: trace(peer, direction, summary)
         return dimse
 
-    def hand_over(self, sock: socket.socket, conn: DIMSEConnection, event: AssociationRequested) -> bool:
-        """Start a worker for a connection whose A-ASSOCIATE-RQ is in; False when every slot is taken."""
+    def hand_over(self, sock: socket.socket, conn: DIMSEConnection, event: AssociationRequested,
+                  peer: str | None = None) -> bool:
+        """Start a worker for a connection whose A-ASSOCIATE-RQ is in; False when every slot is taken.
+        ``peer``: the address events name (the PROXY protocol's source), else the socket's peer."""
         with self._lock:
             if self._stopping.is_set() or self.stats.active >= self.max_associations:
                 return False
             self.stats.active += 1
-            worker = threading.Thread(target=self._run, args=(sock, conn, event), daemon=True,
+            worker = threading.Thread(target=self._run, args=(sock, conn, event, peer), daemon=True,
                                       name=f"assoc-{sock.getpeername()[0]}" if sock.fileno() >= 0 else "assoc")
             self._workers.add(worker)
         worker.start()
@@ -179,10 +185,13 @@ class Server:
 
     # ------------------------------------------------------------------ a worker
 
-    def _run(self, sock: socket.socket, conn: DIMSEConnection, event: AssociationRequested) -> None:
+    def _run(self, sock: socket.socket, conn: DIMSEConnection, event: AssociationRequested,
+             peer: str | None = None) -> None:
         channel: Channel | None = None
         try:
             channel = Channel(sock, conn, artim_timeout=self.artim_timeout, network_timeout=self.network_timeout)
+            if peer is not None:
+                channel.peer = peer
             with self._lock:
                 self._channels.add(channel)
             self._serve(channel, event)

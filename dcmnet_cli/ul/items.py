@@ -311,7 +311,7 @@ class SOPClassCommonExtendedNegotiation(NamedTuple):
 
 
 class UserIdentityType:
-    """User identity types (PS3.7 Table D.3-14)."""
+    """User identity types (PS3.7 Table D.3-14, byte 5 of the sub-item)."""
 
     USERNAME = 1
     USERNAME_PASSCODE = 2
@@ -319,9 +319,28 @@ class UserIdentityType:
     SAML = 4
     JWT = 5
 
+    NAMES = {1: "username", 2: "username-passcode", 3: "kerberos", 4: "saml", 5: "jwt"}
+
+
+MAX_IDENTITY_FIELD = 0xFFFF - 6
+"""Primary plus secondary field bytes that fit one sub-item (its 2-byte item length minus the fixed 6)."""
+
 
 class UserIdentityRQ(NamedTuple):
-    """User identity negotiation request (PS3.7 D.3.3.7.1). The passcode never appears in a repr."""
+    """User identity negotiation request (PS3.7 D.3.3.7.1, Table D.3-14), after the 4-byte item header:
+
+    ====  =========================  ====================================================================
+    5     User-Identity-Type         1 username, 2 username and passcode, 3 Kerberos, 4 SAML, 5 JWT
+    6     Positive-response-request  1 when the requestor wants a User Identity AC sub-item back, else 0
+    7-8   Primary-field-length       big endian
+    9-n   Primary-field              UTF-8 username (types 1, 2), Kerberos ticket, SAML assertion or JWT
+    n+1   Secondary-field-length     2 bytes, big endian; non-zero only for type 2
+    n+3-m Secondary-field            UTF-8 passcode (type 2 only)
+    ====  =========================  ====================================================================
+
+    The secrets (the passcode, and the primary field of types 3-5: a ticket, assertion or token) never
+    appear in a repr, a log line, a trace or a traceback (scenario C.24): see :meth:`describe`.
+    """
 
     identity_type: int
     positive_response_requested: bool
@@ -329,9 +348,23 @@ class UserIdentityRQ(NamedTuple):
     secondary: bytes = b""
 
     def __repr__(self) -> str:
-        # The secondary field is a passcode: never in a log line or a traceback (scenario C.24).
-        return (f"UserIdentityRQ(identity_type={self.identity_type}, positive_response_requested="
-                f"{self.positive_response_requested}, primary={self.primary!r}, secondary=<{len(self.secondary)} bytes>)")
+        return f"UserIdentityRQ({self.describe()})"
+
+    @property
+    def user(self) -> str | None:
+        """The username of types 1 and 2 as text (undecodable bytes replaced), else None."""
+        if self.identity_type not in (UserIdentityType.USERNAME, UserIdentityType.USERNAME_PASSCODE):
+            return None
+        return self.primary.decode("utf-8", "replace")
+
+    def describe(self) -> str:
+        """What may be logged: the type, the username (as a repr, so control characters are escaped) and
+        the sizes of the secret fields, never their bytes."""
+        kind = UserIdentityType.NAMES.get(self.identity_type, f"type {self.identity_type}")
+        who = f" user {self.user[:64]!r}" if self.user is not None else f" ({len(self.primary)} bytes)"
+        secret = ", passcode redacted" if self.secondary else ""
+        asked = ", positive response requested" if self.positive_response_requested else ""
+        return f"{kind}{who}{secret}{asked}"
 
     def encode(self) -> bytes:
         body = (
@@ -345,9 +378,11 @@ class UserIdentityRQ(NamedTuple):
 
     @classmethod
     def decode(cls, value: memoryview) -> UserIdentityRQ:
+        """Lengths are checked against the item; the acceptor judges the values (an unknown type, or a
+        secondary field with a type other than 2, is the policy's to refuse, not a malformed PDU)."""
         what = "user identity"
-        if len(value) < 4:
-            raise _bad(f"{what}: truncated")
+        if len(value) < 6:
+            raise _bad(f"{what}: truncated ({len(value)} bytes, at least 6)")
         identity_type, response = value[0], value[1]
         (primary_length,) = _H.unpack_from(value, 2)
         offset = 4
@@ -363,9 +398,15 @@ class UserIdentityRQ(NamedTuple):
 
 
 class UserIdentityAC(NamedTuple):
-    """Positive user identity response (PS3.7 D.3.3.7.2); empty unless Kerberos/SAML/JWT."""
+    """Positive user identity response (PS3.7 D.3.3.7.2, Table D.3-15), after the item header:
+    Server-response-length (2 bytes, big endian, may be 0) and the Server-response (the Kerberos server
+    ticket for type 3, the SAML response for type 4; empty for types 1 and 2). Sent only when the
+    requestor asked for it and its identity was verified; the response bytes are never shown."""
 
     server_response: bytes = b""
+
+    def __repr__(self) -> str:
+        return f"UserIdentityAC(server_response=<{len(self.server_response)} bytes>)"
 
     def encode(self) -> bytes:
         return item(ItemType.USER_IDENTITY_AC, _H.pack(len(self.server_response)) + self.server_response)

@@ -89,6 +89,22 @@ def describe_rejection(rj: AssociateRJ) -> tuple[str, str]:
     return f"{result} rejection by the {source}: {reason}", hint
 
 
+class IdentityVerdict(NamedTuple):
+    """An acceptor's judgement of a User Identity sub-item (PS3.7 D.3.3.7).
+
+    ``reason`` is what the listener may log (the user name, never the passcode or token): why the
+    identity was refused, or whom it identified. ``server_response`` goes in the positive response
+    (Table D.3-15) when one was requested: empty for username (and passcode) and JWT identities."""
+
+    accepted: bool
+    reason: str = ""
+    server_response: bytes = b""
+
+
+IdentityCheck = Callable[[UserIdentityRQ], "bool | IdentityVerdict"]
+"""``AcceptorPolicy.accept_user_identity``: True/False, or an :class:`IdentityVerdict` with the words."""
+
+
 class AcceptedContext(NamedTuple):
     """A presentation context both sides agreed on, with the roles this side may play on it."""
 
@@ -119,7 +135,11 @@ class AcceptorPolicy(NamedTuple):
     allowed_calling_aets: frozenset[str] | None = None
     max_pdu: int = DEFAULT_MAX_PDU
     scp_roles: Callable[[str], bool] = lambda uid: False
-    accept_user_identity: Callable[[UserIdentityRQ], bool] | None = None
+    accept_user_identity: IdentityCheck | None = None
+    """Judges a requestor's User Identity sub-item; None: identities are not checked (and never answered,
+    PS3.7 D.3.3.7: a positive response means the identity was verified)."""
+    require_user_identity: bool = False
+    """Reject requests that carry no User Identity sub-item (``listen --require-identity``)."""
     implementation_class_uid: str = IMPLEMENTATION_CLASS_UID
     implementation_version_name: str = IMPLEMENTATION_VERSION_NAME
 
@@ -160,33 +180,71 @@ def negotiate_role(proposed: RoleSelection, policy: AcceptorPolicy) -> RoleSelec
     return RoleSelection(proposed.sop_class_uid, proposed.scu_role, scp)
 
 
-def _reject_for_policy(rq: AssociateRQ, policy: AcceptorPolicy) -> AssociateRJ | None:
+_RJ_NO_REASON = AssociateRJ(RejectResult.PERMANENT, RejectSource.SERVICE_USER, RejectReason.NO_REASON)
+
+
+def _reject_for_policy(rq: AssociateRQ, policy: AcceptorPolicy) -> tuple[AssociateRJ | None, str | None]:
     if rq.application_context != APPLICATION_CONTEXT_NAME:
-        return AssociateRJ(RejectResult.PERMANENT, RejectSource.SERVICE_USER, RejectReason.APPLICATION_CONTEXT_NOT_SUPPORTED)
+        return AssociateRJ(RejectResult.PERMANENT, RejectSource.SERVICE_USER, RejectReason.APPLICATION_CONTEXT_NOT_SUPPORTED), None
     if policy.require_called_aet and rq.called_ae != policy.ae_title:
-        return AssociateRJ(RejectResult.PERMANENT, RejectSource.SERVICE_USER, RejectReason.CALLED_AE_NOT_RECOGNIZED)
+        return AssociateRJ(RejectResult.PERMANENT, RejectSource.SERVICE_USER, RejectReason.CALLED_AE_NOT_RECOGNIZED), None
     if policy.allowed_calling_aets is not None and rq.calling_ae not in policy.allowed_calling_aets:
-        return AssociateRJ(RejectResult.PERMANENT, RejectSource.SERVICE_USER, RejectReason.CALLING_AE_NOT_RECOGNIZED)
-    if not rq.presentation_contexts or peer_max_pdu_problem(rq.user_info.max_length) is not None:
-        return AssociateRJ(RejectResult.PERMANENT, RejectSource.SERVICE_USER, RejectReason.NO_REASON)
+        return AssociateRJ(RejectResult.PERMANENT, RejectSource.SERVICE_USER, RejectReason.CALLING_AE_NOT_RECOGNIZED), None
+    problem = peer_max_pdu_problem(rq.user_info.max_length)
+    if not rq.presentation_contexts or problem is not None:
+        return _RJ_NO_REASON, problem
+    return None, None
+
+
+def judge_identity(rq: AssociateRQ, policy: AcceptorPolicy) -> IdentityVerdict | None:
+    """The policy's verdict on the request's user identity; None when there is nothing to judge.
+
+    No sub-item: refused only with ``require_user_identity``. A sub-item and no check: accepted
+    unverified (no positive response will be sent). Refusals become A-ASSOCIATE-RJ permanent,
+    service-user, no reason given: the requestor learns nothing about which part was wrong."""
     identity = rq.user_info.user_identity
-    if identity is not None and policy.accept_user_identity is not None and not policy.accept_user_identity(identity):
-        return AssociateRJ(RejectResult.PERMANENT, RejectSource.SERVICE_USER, RejectReason.NO_REASON)
-    return None
+    if identity is None:
+        return IdentityVerdict(False, "no user identity given (identity required)") if policy.require_user_identity else None
+    if policy.accept_user_identity is None:
+        return None
+    verdict = policy.accept_user_identity(identity)
+    if isinstance(verdict, IdentityVerdict):
+        return verdict
+    return IdentityVerdict(bool(verdict), "" if verdict else f"user identity refused: {identity.describe()}")
+
+
+def identity_label(rq: AssociateRQ, policy: AcceptorPolicy) -> str | None:
+    """Who an accepted association says it is, for the listener's log: the user name (a repr, at most 64
+    characters) or the identity type, marked unverified when the policy checks no identities."""
+    identity = rq.user_info.user_identity
+    if identity is None:
+        return None
+    user = identity.user
+    label = repr(user[:64]) if user is not None else identity.describe().split(" (")[0]
+    return label if policy.accept_user_identity is not None else f"{label} (unverified)"
 
 
 def negotiate_acceptor(rq: AssociateRQ, policy: AcceptorPolicy) -> AssociateAC | AssociateRJ:
     """Decide an A-ASSOCIATE-RQ: AE checks first (with the right RJ reason), then every context."""
-    rejection = _reject_for_policy(rq, policy)
+    return negotiate_acceptor_explained(rq, policy)[0]
+
+
+def negotiate_acceptor_explained(rq: AssociateRQ, policy: AcceptorPolicy) -> tuple[AssociateAC | AssociateRJ, str | None]:
+    """:func:`negotiate_acceptor`, with words for the log: why a request was refused beyond what the RJ
+    says (a bad maximum length, a refused identity), or whom an accepted identity names."""
+    rejection, problem = _reject_for_policy(rq, policy)
     if rejection is not None:
-        return rejection
+        return rejection, problem
+    verdict = judge_identity(rq, policy)
+    if verdict is not None and not verdict.accepted:
+        return _RJ_NO_REASON, verdict.reason
     contexts = tuple(negotiate_context(c, policy) for c in rq.presentation_contexts)
     if not any(c.result == ContextResult.ACCEPTANCE for c in contexts):
-        return AssociateRJ(RejectResult.PERMANENT, RejectSource.SERVICE_USER, RejectReason.NO_REASON)
+        return _RJ_NO_REASON, None
     identity = rq.user_info.user_identity
     identity_answer = None
-    if identity is not None and identity.positive_response_requested and policy.accept_user_identity is not None:
-        identity_answer = UserIdentityAC(b"")
+    if verdict is not None and identity is not None and identity.positive_response_requested:
+        identity_answer = UserIdentityAC(verdict.server_response)
     user_info = UserInformation.build(
         max_length=policy.max_pdu,
         implementation_class_uid=policy.implementation_class_uid,
@@ -194,13 +252,14 @@ def negotiate_acceptor(rq: AssociateRQ, policy: AcceptorPolicy) -> AssociateAC |
         roles=tuple(negotiate_role(r, policy) for r in rq.user_info.roles),
         user_identity=identity_answer,
     )
-    return AssociateAC(
+    ac = AssociateAC(
         called_ae=rq.called_ae,
         calling_ae=rq.calling_ae,
         user_info=user_info,
         application_context=APPLICATION_CONTEXT_NAME,
         presentation_contexts=contexts,
     )
+    return ac, verdict.reason if verdict is not None else None
 
 
 def acceptor_contexts(rq: AssociateRQ, ac: AssociateAC) -> dict[int, AcceptedContext]:

@@ -271,11 +271,14 @@ def summarize(pdu: PDU) -> str:
     """One line describing a PDU, for ``--debug`` traces (never the user identity passcode)."""
     name = PDUType.NAMES[TYPE_CODES[type(pdu)]]
     if isinstance(pdu, AssociateRQ):
+        identity = pdu.user_info.user_identity  # its describe() redacts the passcode and tokens
         return (f"{name} {pdu.calling_ae!r} -> {pdu.called_ae!r}, {_contexts(len(pdu.presentation_contexts))}, "
-                f"max PDU {pdu.user_info.max_length}, implementation {pdu.user_info.implementation_class_uid}")
+                f"max PDU {pdu.user_info.max_length}, implementation {pdu.user_info.implementation_class_uid}"
+                + (f", user identity {identity.describe()}" if identity is not None else ""))
     if isinstance(pdu, AssociateAC):
         accepted = sum(1 for c in pdu.presentation_contexts if c.result == 0)
-        return f"{name} {accepted}/{len(pdu.presentation_contexts)} contexts accepted, max PDU {pdu.user_info.max_length}"
+        answer = ", user identity confirmed" if pdu.user_info.user_identity_response is not None else ""
+        return f"{name} {accepted}/{len(pdu.presentation_contexts)} contexts accepted, max PDU {pdu.user_info.max_length}{answer}"
     if isinstance(pdu, AssociateRJ):
         return f"{name} result {pdu.result}, source {pdu.source}, reason {pdu.reason}"
     if isinstance(pdu, PDataTF):

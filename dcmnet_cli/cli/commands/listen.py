@@ -16,12 +16,18 @@ from ..exitcodes import ExitCode
 from ..options import (
     SectionedCommand,
     ae_title,
+    listen_identity_from,
+    listen_identity_options,
     output_options,
     positive_seconds,
     seconds_or_unlimited,
     server_tls_from,
     server_tls_options,
 )
+from ..cluster_options import cluster_options, cluster_servers, cluster_setup, summarize as cluster_summary
+from ..archive_options import archive_options, check_archive_options, open_archive
+from ..retrieve_scp_options import move_destination_option, retrieve_handlers_for
+from ..worklist_options import add_worklist_handlers, with_worklist, worklist_option
 from ..storage_options import NOTABLE_EVENTS, bind_hint, build_storage, check_output_folder, human_size, log_line
 
 STORAGE_ONLY = ("filepath", "accept_syntaxes", "promiscuous", "exec_on_receive", "exec_on_association_end")
@@ -38,11 +44,17 @@ class EventLog:
         self.app, self.as_json = app, as_json
         self.dashboard: Any = None
         self.storage: Any = None
+        self.query: Any = None
+        """The C-FIND SCP's QueryConfig when listen keeps an index (-od DIR or --index), else None."""
+        self.cluster: Any = None
+        """services/scp/cluster.NodeEvents: the node id in every JSON event, health checks only with -v."""
         self.worker: int | None = None
         """This process's index with --workers N > 1 (0 the parent): in every JSON event and log line."""
 
     def __call__(self, event: Any) -> None:
         """One event record (services/scp/events.py, transport/notices.py)."""
+        if self.cluster is not None and self.cluster.is_health_check(event) and not self.app.verbose:
+            return
         if self.dashboard is not None:
             self.dashboard.event(event)
         if self.as_json:
@@ -53,6 +65,8 @@ class EventLog:
                 record["elapsed_s"] = round(record.pop("duration_ms") / 1000, 3)
             if self.worker is not None:
                 record["worker"] = self.worker
+            if self.cluster is not None:
+                record.update(self.cluster.fields)
             self.app.json(record)
             return
         if event.event not in NOTABLE_EVENTS and not self.app.verbose:
@@ -83,6 +97,9 @@ class EventLog:
                    "association is aborted (bounds what a stalled or hostile peer can hold); 0 = no limit.")
 @click.option("-pdu", "--max-pdu", type=click.IntRange(min=0, max=0xFFFFFFFF), default=131056, show_default=True,
               help="Largest P-DATA-TF we accept (0 = no limit).")
+@click.option("--async-window", type=click.IntRange(min=1, max=0xFFFF), default=16, show_default=True,
+              help="C-STORE requests a client may keep outstanding when it proposes an asynchronous operations "
+                   "window (PS3.7 D.3.3.3, e.g. dcmnet store --async); answered in order; 1 = never grant.")
 @click.option("--shutdown-grace", type=float, default=10.0, show_default=True,
               help="On SIGINT/SIGTERM, seconds to let in-flight associations finish.")
 @click.option("--no-progress", is_flag=True, help="No live dashboard on a terminal (log lines only).")
@@ -108,17 +125,24 @@ class EventLog:
                    "DCMNET_PEER are set.")
 @click.option("--exec-on-association-end", default=None, metavar="CMD",
               help="Run CMD after each association that stored something; the folder is appended and "
-                   "DCMNET_COUNT, DCMNET_DIR, DCMNET_REMOTE_AET (the calling AE), DCMNET_LOCAL_AET (the called AE), DCMNET_PEER are set.")
+                   "DCMNET_COUNT, DCMNET_DIR, DCMNET_REMOTE_AET (the calling AE), DCMNET_LOCAL_AET (the called AE), DCMNET_PEER are set, "
+                   "and DCMNET_FILES: a temporary file listing the stored files, one path a line. Every hook gets DCMNET_NODE_ID.")
 @click.option("--exec-timeout", type=float, default=60.0, show_default=True, callback=positive_seconds,
               help="Seconds a hook may run before it is killed (at most 8 run at once).")
 @click.option("--workers", type=click.IntRange(min=1, max=256), default=1, show_default=True,
               help="Processes sharing the port (SO_REUSEPORT), to use more than one core.")
 @server_tls_options
+@listen_identity_options
+@archive_options
+@move_destination_option
+@worklist_option
+@cluster_options
 @output_options(json_help="One JSON object per line on stdout: per stored object and per association event.")
 @click.pass_obj
 def command(app: App, port: int, aetitle: str, bind: str, workers: int, shutdown_grace: float, as_json: bool,
             no_progress: bool, **options: Any) -> int:
-    """Run a DICOM node until interrupted: Verification and Storage SCP (storescp's habit).
+    """Run a DICOM node until interrupted: Verification and Storage SCP (storescp's habit), and with -od DIR
+    a query/retrieve node: C-FIND (Patient Root, Study Root, Patient/Study Only) from an index of DIR.
 
     Received objects are written into the current folder, or below -od DIR (--verify-only: C-ECHO only,
     no storage; --ignore: receive and discard). Every Storage SOP class is accepted in
@@ -129,6 +153,11 @@ def command(app: App, port: int, aetitle: str, bind: str, workers: int, shutdown
     Failures answer 0xA700 (disk full, folder gone), 0xA900 (data set UIDs differ from the command) or
     0xC000 (unparsable where parsing is needed, or a path outside DIR). An output folder that cannot be
     created or written, or a port that cannot be bound, exits 3 at start.
+
+    With -od DIR (or --index PATH) every stored file is indexed (SQLite, DIR/.dcmnet-index.sqlite) once it
+    is complete; at start the index and DIR are reconciled, so files already in DIR are served. A bare
+    listen storing into the current folder keeps no index unless the folder has one. --read-only serves
+    queries and refuses every C-STORE (0x0124); --no-index stores only.
 
     With --tls every connection must complete a TLS handshake (TLS 1.2 or later, bounded by
     --artim-timeout) before any DICOM is read; a failure is logged as one tls-error line and the
@@ -141,20 +170,22 @@ def command(app: App, port: int, aetitle: str, bind: str, workers: int, shutdown
     PORT 0 picks a free port (printed on stderr at start). Ctrl-C or SIGTERM stops accepting, lets
     in-flight associations finish, and exits 0 with a summary.
     """
+    if (cluster := cluster_setup(app, aetitle, options)) is None:  # --print-health-check
+        return ExitCode.SUCCESS
     tls = server_tls_from(options)
     app.stdout_optional = True  # a reader of --json that went away must never fail a store
     app.capture_warnings()  # pydicom's warnings about peer values go to -v, not one stderr line per object
     events = EventLog(app, as_json)
     contexts: Any = None  # Verification only
     if options["verify_only"]:
-        if options["output_directory"] or options["ignore"] or any(options[name] for name in STORAGE_ONLY):
+        if options["output_directory"] or options["ignore"] or any(options[name] for name in (*STORAGE_ONLY, "read_only")):
             raise click.UsageError("--verify-only accepts no storage: drop -od, --ignore, --filepath, --accept, "
                                    "--promiscuous and --exec-*")
     else:
         events.storage, contexts = _storage(app, options, events)
         if events.storage is None:
             return ExitCode.INPUT
-    make_server = _server_factory(app, aetitle, bind, workers, tls, contexts, events, options)
+    make_server = cluster_servers(cluster, events, _server_factory(app, aetitle, bind, workers, tls, contexts, events, options))
     server = make_server(port)
     try:
         bound = server.bind()
@@ -201,8 +232,13 @@ def _announce(app: App, events: EventLog, bind: str, port: int, aetitle: str, tl
     a terminal and ``dashboard`` (one process, no --no-progress) and neither --json nor -q."""
     where = "verification only" if events.storage is None else f"storing into {store}" if store \
         else "receiving and discarding (--ignore)"
+    index = events.query.index.path if events.query is not None else None
+    if index is not None:
+        read_only = events.storage.config.read_only
+        where = (f"serving {store} read-only" if read_only else where) + f", C-FIND from index {index}"
     if events.as_json:
-        app.json({"event": "listening", "address": bind, "port": port, "aet": aetitle, "tls": tls, "store": store})
+        app.json({"event": "listening", "address": bind, "port": port, "aet": aetitle, "tls": tls, "store": store,
+                  "index": index, **(events.cluster.fields if events.cluster is not None else {})})
     else:
         app.info(f"listening on {bind}:{port}{' (TLS)' if tls else ''} as {aetitle}, {where} (Ctrl-C to stop)")
     if dashboard and app.err_is_terminal and not (events.as_json or app.quiet):
@@ -213,19 +249,37 @@ def _announce(app: App, events: EventLog, bind: str, port: int, aetitle: str, tl
 
 def _storage(app: App, options: dict[str, Any], events: EventLog) -> tuple[Any, Any]:
     """The Storage SCP (-od, default ".", or --ignore) and its negotiation callable; (None, None) when
-    unusable. The output folder is checked first (created if missing, written to): InputError, exit 3."""
+    unusable. The output folder is checked first (created if missing, written to): InputError, exit 3.
+    With an index (cli/archive_options.py) the folder is reconciled with it and the C-FIND classes join
+    the negotiation (``events.query``)."""
+    from ...services.scp.find_handler import with_find_contexts
+    from ...services.scp.retrieve_handler import with_retrieve_contexts
+
+    check_archive_options(options)
+    options["output_directory_given"] = options["output_directory"] is not None
     if not options["ignore"]:
         options["output_directory"] = check_output_folder(options["output_directory"] or ".")
-    return build_storage(app, options["output_directory"], options["filepath"], options["on_duplicate"],
-                         options["ignore"], options["accept_syntaxes"], options["promiscuous"], options["no_fsync"],
-                         options["exec_on_receive"], options["exec_on_association_end"], options["exec_timeout"],
-                         events)
+    storage, contexts = build_storage(app, options["output_directory"], options["filepath"], options["on_duplicate"],
+                                      options["ignore"], options["accept_syntaxes"], options["promiscuous"],
+                                      options["no_fsync"], options["exec_on_receive"],
+                                      options["exec_on_association_end"], options["exec_timeout"], events)
+    if storage is None:
+        return None, None
+    events.query = open_archive(app, options, storage)
+    if events.query is not None:
+        contexts = with_find_contexts(contexts)
+        # Engineers B/C: worklist (--worklist) and C-MOVE/C-GET classes join the negotiation here.
+        contexts = with_retrieve_contexts(contexts)
+    contexts = with_worklist(app, options, contexts, events)
+    return storage, contexts
 
 
 def _server_factory(app: App, aetitle: str, bind: str, workers: int, tls: Any, contexts: Any, events: EventLog,
                     options: dict[str, Any]) -> Callable[[int], Any]:
     """``make_server(port)``: a listener (unbound) with these settings; one per worker process."""
     from ...services.scp.entity import ListenerSettings, build_listener
+    from ...services.scp.find_handler import find_handlers
+    from ...services.scp.retrieve_handler import storage_role
     from ...services.scp.store_handler import storage_handlers
 
     allowed = options["allow_calling_aet"]
@@ -234,6 +288,8 @@ def _server_factory(app: App, aetitle: str, bind: str, workers: int, tls: Any, c
         require_called_aet=options["require_called_aet"], allowed_calling_aets=frozenset(allowed) if allowed else None,
         max_associations=options["max_associations"], artim_timeout=options["artim_timeout"],
         network_timeout=options["network_timeout"], reuse_port=workers > 1, tls=tls,
+        async_window=options["async_window"], identity=listen_identity_from(options),
+        scp_roles=storage_role if events.query is not None else None,  # C-GET sub-operations
     )
     trace = events.trace if app.debug else None
 
@@ -241,7 +297,13 @@ def _server_factory(app: App, aetitle: str, bind: str, workers: int, tls: Any, c
         storage = events.storage
         if storage is None:
             return build_listener(settings._replace(port=port), contexts, None, events, trace)
-        return build_listener(settings._replace(port=port), contexts, storage_handlers(storage), events, trace,
+        handlers = storage_handlers(storage)
+        if events.query is not None:  # an index: C-FIND (and below, C-MOVE/C-GET and worklist) handlers
+            handlers.update(find_handlers(events.query._replace(ae_title=aetitle)))
+            # Engineers B/C: register worklist / retrieve handlers here (handlers.update(...)).
+            handlers.update(retrieve_handlers_for(events.query, aetitle, options, events))
+        handlers = add_worklist_handlers(handlers, options)
+        return build_listener(settings._replace(port=port), contexts, handlers, events, trace,
                               on_association_end=storage.association_ended)
 
     return make_server
@@ -264,6 +326,7 @@ def _summary(app: App, events: EventLog, server: Any, worker: int | None = None)
         totals = storage.totals
         summary.update(stored=totals.stored, failed=totals.failed, bytes=totals.bytes)
         text += f", {totals.stored} stored, {totals.failed} failed, {human_size(totals.bytes)}"
+    text = cluster_summary(events, summary, text)
     if worker is not None:
         summary["worker"] = worker
         text = f"worker {worker} {text}"

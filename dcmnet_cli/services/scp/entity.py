@@ -15,8 +15,9 @@ from ...dimse.status import CANNOT_UNDERSTAND
 from ...part10.syntaxes import UNCOMPRESSED as ALL_UNCOMPRESSED
 from ...transport.channel import Driver
 from ...transport.server import Server
-from ...ul.negotiation import (DEFAULT_MAX_PDU, AcceptorPolicy, describe_rejection, negotiate_acceptor,
-                               peer_max_pdu_problem)
+from ...ul.negotiation import (DEFAULT_MAX_PDU, AcceptorPolicy, describe_rejection, identity_label,
+                               negotiate_acceptor_explained)
+from ...ul.async_window import grant
 from ...ul.pdu import AssociateAC, AssociateRJ, AssociateRQ
 from ..session import AssociationReport, HandlerFactory, MessageHandler, Session
 from .events import Associated, AssociationEnded, ListenEvent, Rejected
@@ -43,21 +44,26 @@ class ApplicationEntity:
     idle_timeout: float | None = None
     on_association_end: Callable[[AssociationReport], None] | None = None
     """Run after every association (e.g. ``--exec-on-association-end``), after its event is logged."""
+    async_window: int = 1
+    """Requests a requestor may keep outstanding when it proposes a window (PS3.7 D.3.3.3); answered in order."""
 
     def negotiate(self, request: AssociateRQ, peer: str) -> AssociateAC | AssociateRJ:
-        answer = negotiate_acceptor(request, self.policy)
+        answer, problem = negotiate_acceptor_explained(request, self.policy)
         if isinstance(answer, AssociateRJ):
-            problem = peer_max_pdu_problem(request.user_info.max_length)
             text = describe_rejection(answer)[0] + (f" ({problem})" if problem else "")
             self.on_event(Rejected(peer, request.calling_ae, request.called_ae, answer.result, answer.source,
                                    answer.reason, text))
-        return answer
+            return answer
+        from .find_handler import extended_answer  # relational C-FIND (no reply unless the peer asked)
+
+        return extended_answer(request, grant(request, answer, self.async_window))
 
     def serve(self, channel: Driver) -> None:
         request = channel.assoc.request_pdu
         assert request is not None
         report = AssociationReport(channel.peer, request.calling_ae, request.called_ae)
-        self.on_event(Associated(channel.peer, request.calling_ae, request.called_ae, len(channel.assoc.contexts)))
+        self.on_event(Associated(channel.peer, request.calling_ae, request.called_ae, len(channel.assoc.contexts),
+                                 user=identity_label(request, self.policy)))
         report.outcome = "aborted"
         try:
             report.outcome = Session(channel, self.handlers, report).serve(self.idle_timeout)
@@ -82,6 +88,12 @@ class ListenerSettings(NamedTuple):
     reuse_port: bool = False
     tls: Any = None
     """An ``ssl.SSLContext`` for the server side, or None for plain TCP."""
+    async_window: int = 16
+    """Outstanding requests granted to a requestor that proposes a window (``listen --async-window``)."""
+    identity: Any = None
+    """A :class:`~.identity.IdentityPolicy` (``listen --users/--jwt-key/--require-identity``), or None."""
+    scp_roles: Any = None
+    """``AcceptorPolicy.scp_roles``: classes a C-GET requestor may take the SCP role for (with an index)."""
 
 
 VERIFICATION_ONLY: dict[str, Sequence[str]] = {VERIFICATION_SOP_CLASS: ALL_UNCOMPRESSED}
@@ -103,8 +115,12 @@ def build_listener(
         allowed_calling_aets=settings.allowed_calling_aets,
         max_pdu=settings.max_pdu,
     )
+    if settings.scp_roles is not None:
+        policy = policy._replace(scp_roles=settings.scp_roles)
+    if settings.identity is not None:
+        policy = settings.identity.apply(policy)
     entity = ApplicationEntity(policy, on_event=on_event, idle_timeout=settings.network_timeout,
-                               on_association_end=on_association_end)
+                               on_association_end=on_association_end, async_window=settings.async_window)
     if handlers is not None:
         entity.handlers = handlers
     return Server(entity, host=settings.host, port=settings.port, max_associations=settings.max_associations,

@@ -19,6 +19,8 @@ class Associated(NamedTuple):
     called_ae: str
     contexts: int
     event: str = "associated"
+    user: str | None = None
+    """The user identity the requestor gave (PS3.7 D.3.3.7), e.g. ``'alice'``; never a password or token."""
 
 
 class Rejected(NamedTuple):
@@ -88,7 +90,7 @@ class HookFailed(NamedTuple):
 
 ListenEvent = Union[ServerNotice, Associated, Rejected, AssociationEnded, ObjectOutcome, UnsafeValue,
                     HookFailed]
-_OPTIONAL = frozenset({"duplicate", "detail"})
+_OPTIONAL = frozenset({"duplicate", "detail", "user"})
 
 
 def event_dict(record: Any) -> dict[str, Any]:

@@ -8,6 +8,11 @@ once (a further one makes its association wait for the oldest), each is killed a
 session of its own, so children it left in the background die with it, and at shutdown), finished ones are reaped when the next one starts, and
 :meth:`HookRunner.close` waits for the rest within the shutdown grace. Hook output goes to our stderr,
 never into the JSON on stdout.
+
+``files`` (``--exec-on-association-end``): the files the association stored are written, one absolute
+path per line (UTF-8, ``\n``-terminated), to a private temporary file (mode 0600) whose path the hook
+gets as ``DCMNET_FILES``; it is removed once the hook has exited (or was killed). ``env`` (the runner's
+own, e.g. ``DCMNET_NODE_ID``) is added to every hook's environment.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import os
 import shlex
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from typing import Callable
@@ -60,26 +66,38 @@ class HookRunner:
         self.timeout = timeout
         self.log = log
         self._lock = threading.Lock()
-        self._running: list[tuple[subprocess.Popen, float, str]] = []
+        self._running: list[tuple[subprocess.Popen, float, str, str | None]] = []
+        self.env: dict[str, str] = {}
+        """Set in every hook's environment (``DCMNET_NODE_ID``)."""
         self._lingering: set[int] = set()
         """Process groups of finished hooks whose background children still run: killed at close."""
         self.started = 0
         self.failed = 0
 
-    def run(self, argv: list[str], env: dict[str, object]) -> None:
+    def run(self, argv: list[str], env: dict[str, object], files: list[str] | None = None) -> None:
+        """Start ``argv`` with ``env`` added (and ``DCMNET_FILES`` naming a list of ``files`` when given)."""
         self._reap()
         while True:
             with self._lock:
                 if len(self._running) < self.limit:
                     break
-                proc, deadline, name = self._running[0]
+                proc, deadline, name, _listed = self._running[0]
             try:
                 proc.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 pass
             self._reap()
         environment = dict(os.environ)
+        environment.update(self.env)
         environment.update({key: _env_value(value) for key, value in env.items()})
+        listed = None
+        if files is not None:
+            try:
+                listed = environment["DCMNET_FILES"] = _file_list(files)
+            except OSError as error:
+                self.failed += 1
+                self.log(HookFailed(f"{argv[0]}: cannot write the list of files: {error.strerror or error}"))
+                return
         try:
             stdout = sys.stderr.fileno()
         except (AttributeError, OSError, ValueError):
@@ -90,25 +108,27 @@ class HookRunner:
         except OSError as error:
             self.failed += 1
             self.log(HookFailed(f"{argv[0]}: {error.strerror or error}"))
+            _remove(listed)
             return
         with self._lock:
             self.started += 1
-            self._running.append((proc, time.monotonic() + self.timeout, argv[0]))
+            self._running.append((proc, time.monotonic() + self.timeout, argv[0], listed))
 
     def _reap(self) -> None:
         now = time.monotonic()
         with self._lock:
             running, self._running = self._running, []
         keep = []
-        for proc, deadline, name in running:
+        for proc, deadline, name, listed in running:
             code = proc.poll()
             if code is None and now >= deadline:
                 _kill_group(proc)
                 code = proc.wait()
                 self.log(HookFailed(f"{name}: killed after {self.timeout:g} s"))
             if code is None:
-                keep.append((proc, deadline, name))
+                keep.append((proc, deadline, name, listed))
                 continue
+            _remove(listed)
             if group_alive(proc.pid):
                 self._lingering.add(proc.pid)
             if code != 0:
@@ -122,14 +142,14 @@ class HookRunner:
         end = time.monotonic() + grace
         with self._lock:
             running = list(self._running)
-        for proc, deadline, _name in running:
+        for proc, deadline, _name, _listed in running:
             try:
                 proc.wait(max(0.0, min(end, deadline) - time.monotonic()))
             except subprocess.TimeoutExpired:
                 pass
         with self._lock:
             running, self._running = self._running, []
-        for proc, _deadline, name in running:
+        for proc, _deadline, name, listed in running:
             if proc.poll() is None:
                 _kill_group(proc)
                 self.log(HookFailed(f"{name}: killed at shutdown"))
@@ -137,6 +157,7 @@ class HookRunner:
                 _kill_group(proc)  # the hook is done, but what it left running in the background is not
             if proc.wait() != 0:
                 self.failed += 1
+            _remove(listed)
         self._kill_lingering()
 
     def _kill_lingering(self) -> None:
@@ -144,3 +165,23 @@ class HookRunner:
             groups, self._lingering = self._lingering, set()
         for pgid in groups:
             kill_group(pgid)
+
+
+def _file_list(files: list[str]) -> str:
+    """A private temporary file listing ``files``, one per line; its path."""
+    fd, path = tempfile.mkstemp(prefix="dcmnet-files-", suffix=".txt")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
+            out.write("".join(f"{name}\n" for name in files))
+    except BaseException:
+        _remove(path)
+        raise
+    return path
+
+
+def _remove(path: str | None) -> None:
+    if path is not None:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass

@@ -38,15 +38,19 @@ TEMP_MODE = 0o644
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def clean_leftovers(root: str) -> int:
+def clean_leftovers(root: str, node: str | None = None) -> int:
     """Remove ``.dcmnet-tmp-*.part`` files left in ``root`` by a crash (scenario G.43); returns how many.
 
     Only temporaries nobody holds are removed: a writer holds an exclusive ``flock`` on its temporary
     from creation until it is renamed or removed, so another ``listen`` (or ``--workers`` process, or a
     C-MOVE/C-GET receiver) starting on the same folder leaves in-flight stores alone. A symlink with our
     name is removed (never followed). Temporaries are only ever created in the root itself (then renamed
-    into template folders), so one directory is scanned, never the tree.
+    into template folders), so one directory is scanned, never the tree. With a node identity
+    (``listen --node-id``, :data:`TEMP_NAMES`) ``.dcmnet-tmp-<node>~…`` names are ours and other nodes'
+    (``~`` with another node before it) are never touched, locked or not (a lock on a shared filesystem
+    may not be seen from another machine).
     """
+    node = TEMP_NAMES.node if node is None else node
     removed = 0
     try:
         root_fd = open_root(root)
@@ -54,7 +58,8 @@ def clean_leftovers(root: str) -> int:
         return 0
     try:
         with os.scandir(root_fd) as scan:
-            names = [e.name for e in scan if e.name.startswith(TEMP_PREFIX) and e.name.endswith(TEMP_SUFFIX)]
+            names = [e.name for e in scan if e.name.startswith(TEMP_PREFIX) and e.name.endswith(TEMP_SUFFIX)
+                     and ("~" not in e.name or (node is not None and e.name.startswith(f"{TEMP_PREFIX}{node}~")))]
         for name in names:
             removed += _remove_if_orphan(root_fd, name)
     except OSError:
@@ -94,6 +99,8 @@ class TempNames:
     """
 
     def __init__(self) -> None:
+        self.node: str | None = None
+        """``listen --node-id``: names become ``.dcmnet-tmp-<node>~<tag>-<n>.part`` (see clean_leftovers)."""
         self.renew()
         os.register_at_fork(after_in_child=self.renew)
 
@@ -102,7 +109,8 @@ class TempNames:
         self.counter = itertools.count()
 
     def next(self) -> str:
-        return f"{TEMP_PREFIX}{self.tag}-{next(self.counter)}{TEMP_SUFFIX}"
+        node = f"{self.node}~" if self.node else ""
+        return f"{TEMP_PREFIX}{node}{self.tag}-{next(self.counter)}{TEMP_SUFFIX}"
 
 
 TEMP_NAMES = TempNames()

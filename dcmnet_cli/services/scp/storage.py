@@ -29,7 +29,10 @@ Verification context, an MR object on a CT context) is answered 0x0122 there and
    folder swapped for a symlink mid-run can make a store fail but never lead outside the output
    directory. fsync the file, rename or link it between the two descriptors per ``--on-duplicate``,
    fsync the folder; only then answer C-STORE-RSP Success, and then start the ``--exec-on-receive``
-   hook. A folder removed between its opening and the rename (ENOENT) is opened again and the rename
+   hook. With an index (``listen -od``), the file's row is added and committed right after the
+   response, from the values the walk of step 2 kept (no second parse): never before the file is whole,
+   and the peer's next object streams in meanwhile. A crash in between leaves a file without a row,
+   which the next start's reconciliation indexes (services/archive/). A folder removed between its opening and the rename (ENOENT) is opened again and the rename
    retried once.
 4. ``abandon`` (abort, FIN, shutdown mid-data-set): remove the temp file; the final name is never touched.
 
@@ -72,6 +75,10 @@ class StorageConfig:
     ignore: bool = False
     exec_on_receive: list[str] | None = None
     exec_on_association_end: list[str] | None = None
+    index: Any = None
+    """An :class:`~..archive.index.IndexRef`: every stored file is indexed after its rename and fsync."""
+    read_only: bool = False
+    """``listen --read-only``: every C-STORE is refused (0x0124 not authorized) and nothing is written."""
 
 
 @dataclass
@@ -105,6 +112,7 @@ class StorageSCP:
         self.hooks = hooks or HookRunner(log=on_event)
         self.root = os.path.realpath(config.output_dir) if config.output_dir else None
         self._active: set[str] = set()
+        self._stored: dict[int, list[str]] = {}  # per association (id of its report): DCMNET_FILES
         self._lock = Lock()
         if config.template is not None and config.template.dataset_fields:
             importlib.import_module("pydicom")  # pay for it now, not in the first association
@@ -119,10 +127,18 @@ class StorageSCP:
     def association_ended(self, report: AssociationReport) -> None:
         """``--exec-on-association-end``, for associations that stored at least one object."""
         argv = self.config.exec_on_association_end
+        with self._lock:
+            files = self._stored.pop(id(report), [])
         if argv and report.stored > 0:
             self.hooks.run([*argv, self.root or ""], {
                 "DCMNET_COUNT": report.stored, "DCMNET_DIR": self.root or "", "DCMNET_REMOTE_AET": report.calling_ae,
-                "DCMNET_LOCAL_AET": report.called_ae, "DCMNET_PEER": report.peer})
+                "DCMNET_LOCAL_AET": report.called_ae, "DCMNET_PEER": report.peer}, files)
+
+    def stored(self, report: AssociationReport, path: str) -> None:
+        """Note a file this association stored (for the association-end hook's DCMNET_FILES)."""
+        if self.config.exec_on_association_end:
+            with self._lock:
+                self._stored.setdefault(id(report), []).append(path)
 
     def open_folder(self, root_fd: int, relative: str) -> int:
         """A descriptor of template folder ``relative`` (non-empty) below the output directory ``root_fd``,

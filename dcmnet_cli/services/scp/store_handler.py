@@ -6,16 +6,20 @@ import os
 
 from ...dimse.commandset import C_ECHO_RQ, C_STORE_RQ, Message, c_store_rsp
 from ...dimse.connection import RequestRefused
-from ...dimse.status import CANNOT_UNDERSTAND, DATASET_MISMATCH, SUCCESS
+from ...dimse.status import CANNOT_UNDERSTAND, DATASET_MISMATCH, OUT_OF_RESOURCES, SUCCESS
 from ...part10 import filemeta as part10
 from ...part10.received import ReceivedDataset
 from ...part10.syntaxes import IMPLICIT_LE, encoding_of
+from ..archive.extraction import INDEXED, decode_values
 from ..session import HandlerFactory, MessageHandler, Session
 from .entity import EchoHandler
-from .events import RECEIVED, STORE_FAILED, STORED, ObjectOutcome, UnsafeValue
+from .events import RECEIVED, STORE_FAILED, STORED, HookFailed, ObjectOutcome, UnsafeValue
 from .naming import StoreFailure, relative_path
 from .placement import create_temp, open_root, place, write_all, writev_all
 from .storage import StorageSCP, os_failure
+
+NOT_AUTHORIZED = 0x0124
+"""Refused: Not Authorized (PS3.7 Annex C general status): ``listen --read-only``'s answer to every C-STORE-RQ."""
 
 
 class StoreHandler(MessageHandler):
@@ -32,6 +36,7 @@ class StoreHandler(MessageHandler):
         self.failure: StoreFailure | None = None
         self.size = 0
         self.received = 0
+        self.to_index: str | None = None  # the placed file, indexed once the response is sent
 
     # ---------------------------------------------------------------- MessageHandler
 
@@ -40,6 +45,9 @@ class StoreHandler(MessageHandler):
         self.peer = session.driver.peer
         context = session.contexts.get(context_id)
         self.transfer_syntax = context.transfer_syntax if context else IMPLICIT_LE
+        if self.scp.config.read_only:  # listen --read-only: refused, nothing written (the data set is read and dropped)
+            self.failure = StoreFailure(NOT_AUTHORIZED, "read-only node: storage refused")
+            return
         if self.scp.config.ignore or not message.has_dataset:
             return
         try:
@@ -59,7 +67,8 @@ class StoreHandler(MessageHandler):
         self.header = header
         self.size = len(header)
         implicit, little, deflated = encoding_of(self.transfer_syntax)
-        self.check = ReceivedDataset(implicit, little, deflated)
+        self.check = ReceivedDataset(implicit, little, deflated,
+                                     wanted=INDEXED if self.scp.config.index is not None else frozenset())
 
     def fragment(self, data: memoryview, last: bool) -> None:
         self.received += len(data)
@@ -91,7 +100,7 @@ class StoreHandler(MessageHandler):
         message = self.message
         path, duplicate = None, None
         try:
-            if self.scp.config.ignore:
+            if self.scp.config.ignore and not self.scp.config.read_only:
                 status, comment = SUCCESS, None
             else:
                 path, duplicate = self._finish()
@@ -106,6 +115,7 @@ class StoreHandler(MessageHandler):
         self.session.send(self.context_id, c_store_rsp(
             message.message_id, status, message.affected_sop_class_uid, message.affected_sop_instance_uid, comment))
         self._account(status, path, duplicate, comment)
+        self._index()
 
     def abandon(self) -> None:
         self._discard()
@@ -170,9 +180,32 @@ class StoreHandler(MessageHandler):
         try:
             if self.scp.config.fsync:
                 os.fsync(self.fd)
-            return self._place(relative)
+            path, duplicate = self._place(relative)
         except OSError as error:
             raise os_failure(error, "cannot store file") from None
+        if self.scp.config.index is not None and duplicate != "kept":
+            self.to_index = path
+            if getattr(self.scp.config.index, "commit_before_success", False):  # PostgreSQL (issue 14)
+                self._index(before_success=True)
+        return path, duplicate
+
+    def _index(self, before_success: bool = False) -> None:
+        """Index the file now complete (renamed, fsynced), from the values the walk kept. Run right after
+        the C-STORE-RSP is sent, in this association's thread, before its next request is read: the row
+        is committed after the file is whole, and the peer's next object arrives meanwhile (indexing
+        costs the peer no latency). A failure is logged (``index-error``); the file stays, and the next
+        start's reconciliation indexes it."""
+        path, self.to_index = self.to_index, None
+        check = self.check
+        if path is None or check is None:
+            return
+        try:
+            self.scp.config.index.get().add(path, decode_values(check.values, check.little), self.transfer_syntax,
+                                            self.size)
+        except Exception as error:  # sqlite3.Error, OSError: the store itself succeeded
+            if before_success:  # a shared index (issue 14): no Success without the row; the sender retries
+                raise StoreFailure(OUT_OF_RESOURCES, f"cannot index: {error}"[:64]) from None
+            self.scp.on_event(HookFailed(f"cannot index {path}: {type(error).__name__}: {error}", "index-error"))
 
     def _check_uids(self) -> None:
         """Data set SOP Class/Instance UID = the command's (PS3.4 B.2.2, scenario F.37), else 0xA900 (and
@@ -220,6 +253,8 @@ class StoreHandler(MessageHandler):
         size = self.size if path else self.received
         if ok:
             report.stored += 1
+            if path:
+                self.scp.stored(report, path)
         else:
             report.failed += 1
         self.scp.totals.add(ok, size)

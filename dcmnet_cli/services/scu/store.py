@@ -19,13 +19,19 @@ The plan, file by file:
 Associations run one after another in the calling thread, or ``jobs`` at a time in worker threads that
 are all joined before :func:`store` returns. Transient rejections and dropped connections are retried
 with exponential back-off, re-sending only files the peer has not answered yet.
+
+With ``window`` > 1 (``--async N``) each association proposes the Asynchronous Operations Window
+(PS3.7 D.3.3.3, :mod:`...ul.async_window`) and, when the peer grants it, keeps up to the granted number
+of C-STORE requests outstanding: the next request goes out before the previous response has come back,
+so the round trip is no longer paid per file. Responses are matched by Message ID (in any order), so each
+file still gets its own status; a peer that grants nothing (DCMTK's storescp) gets one at a time.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from collections import deque
 from typing import Iterable, Iterator, Sequence
 
 from ...dimse.commandset import c_store_rq
@@ -60,20 +66,21 @@ class _Reconnect(AssociationAborted):
     """We aborted on purpose (a file failed mid-message): reconnect for the rest without using a retry."""
 
 
-@dataclass
 class _Settings:
-    peer: Peer
-    calling_ae: str
-    timeouts: Timeouts
-    max_pdu: int
-    retries: int
-    backoff: float
-    chunk_size: int
-    bucket: TokenBucket | None
-    callbacks: Callbacks
-    pool: Pool
-    gave_up: DcmnetError | None = None
-    """A connection failure that outlasted the retries: the other associations do not try again."""
+    """One run's settings, shared by its associations (a slotted class: dataclasses cost start-up)."""
+
+    __slots__ = ("peer", "calling_ae", "timeouts", "max_pdu", "retries", "backoff", "chunk_size", "bucket", "callbacks",
+                 "pool", "window", "gave_up")
+
+    def __init__(self, peer: Peer, calling_ae: str, timeouts: Timeouts, max_pdu: int, retries: int, backoff: float,
+                 chunk_size: int, bucket: TokenBucket | None, callbacks: Callbacks, pool: Pool, window: int = 1) -> None:
+        self.peer, self.calling_ae, self.timeouts, self.max_pdu = peer, calling_ae, timeouts, max_pdu
+        self.retries, self.backoff, self.chunk_size, self.bucket = retries, backoff, chunk_size, bucket
+        self.callbacks, self.pool = callbacks, pool
+        self.window = window
+        """Requests outstanding at once we propose (--async); the peer's grant caps it per association."""
+        self.gave_up: DcmnetError | None = None
+        """A connection failure that outlasted the retries: the other associations do not try again."""
 
 
 def store(
@@ -90,16 +97,18 @@ def store(
     chunk_size: int = CHUNK_SIZE,
     max_contexts: int = MAX_CONTEXTS,
     callbacks: Callbacks = Callbacks(),
+    window: int = 1,
 ) -> StoreResult:
     """Send ``files``; every file gets an outcome (a status, or the error that kept it from one).
 
-    ``max_rate`` is bytes per second over all associations. Never raises the package's network errors:
-    they are recorded per file so one run reports on every file.
+    ``max_rate`` is bytes per second over all associations; ``window`` the C-STORE requests to keep
+    outstanding per association if the peer grants it (1: one at a time). Never raises the package's
+    network errors: they are recorded per file so one run reports on every file.
     """
     started = time.perf_counter()
     settings = _Settings(peer, calling_ae, timeouts, max_pdu, retries, backoff,
                          max(1024, min(chunk_size, int(max_rate / 10) if max_rate else chunk_size)),
-                         TokenBucket(max_rate) if max_rate else None, callbacks, Pool())
+                         TokenBucket(max_rate) if max_rate else None, callbacks, Pool(), max(1, window))
     tasks: list[list[DicomFile]] = []
     for group in partition(files, max_contexts):
         shards = max(1, min(jobs, len(group)))
@@ -150,7 +159,7 @@ def _run_task(settings: _Settings, index: int, files: list[DicomFile], outcomes:
         logs.append(log)
         try:
             session = associate(settings.peer, settings.calling_ae, build_contexts(pairs), settings.timeouts, settings.max_pdu,
-                                trace=settings.callbacks.trace, log=settings.callbacks.log)
+                                trace=settings.callbacks.trace, log=settings.callbacks.log, async_ops=settings.window)
         except DcmnetError as error:
             log.outcome, log.detail = "failed", str(error)
             settings.callbacks.on_association(log)
@@ -209,47 +218,94 @@ def _outcome(file: DicomFile) -> FileOutcome:
     return FileOutcome(file.path, file.sop_class_uid, file.sop_instance_uid, file.transfer_syntax)
 
 
+def _window(settings: _Settings, session: Session) -> int:
+    """Requests this association may keep outstanding: what we proposed, capped by the peer's grant."""
+    if settings.window <= 1:
+        return 1
+    from ...ul.async_window import granted
+
+    assoc = session.driver.assoc
+    window = min(settings.window, granted(assoc.request_pdu, assoc.accept_pdu))
+    if settings.callbacks.log is not None:
+        settings.callbacks.log(f"asynchronous operations window: proposed {settings.window}, the peer granted {window}"
+                               + ("" if window > 1 else " (one request at a time)"))
+    return window
+
+
+class _Sent:
+    """A request on the wire, waiting for its response."""
+
+    __slots__ = ("file", "outcome", "started")
+
+    def __init__(self, file: DicomFile, outcome: FileOutcome, started: float) -> None:
+        self.file, self.outcome, self.started = file, outcome, started
+
+
 def _send_files(settings: _Settings, session: Session, pending: list[DicomFile], outcomes: list[FileOutcome],
                 attempt: int) -> DcmnetError | None:
     """Send files until done or the association breaks; answered files leave ``pending``.
 
-    Returns the association-level error that stopped it (the unanswered files stay pending), or None.
+    Up to the window's worth of requests are outstanding at once (1 unless --async was granted); each
+    response settles the file whose request carried its Message ID. Returns the association-level error
+    that stopped it (the unanswered files, sent or not, stay pending), or None.
     """
     contexts = list(session.contexts.values())
     choices: dict[tuple[str, str], tuple[AcceptedContext | None, bool]] = {}
-    while pending:
+    window = _window(settings, session)
+    queue = deque(pending)
+    outstanding: dict[int, _Sent] = {}
+
+    def settle(file: DicomFile, outcome: FileOutcome) -> None:
+        outcomes.append(outcome)
+        pending.remove(file)  # answered in order, so nearly always the first element
+        settings.callbacks.on_file(outcome)
+
+    while queue or outstanding:
         if settings.pool.stopping:
             return AssociationAborted("interrupted")
-        file = pending[0]
-        outcome = _outcome(file)
-        outcome.attempts = attempt
-        try:
-            _send_one(settings, session, file, contexts, outcome, choices)
-        except (AssociationAborted, TimeoutExpired, DIMSEError, ProtocolError) as error:
-            return error
-        except InputError as failed:  # a file ended mid-message: the channel dropped the connection
-            outcome.error = failed
-            outcomes.append(outcome)
-            pending.pop(0)
-            settings.callbacks.on_file(outcome)
-            session.driver.abort()
-            return _Reconnect(f"aborted after a read error on {file.path}")
-        outcomes.append(outcome)
-        pending.pop(0)
-        settings.callbacks.on_file(outcome)
+        while queue and len(outstanding) < window:
+            file = queue.popleft()
+            outcome = _outcome(file)
+            outcome.attempts = attempt
+            started = time.perf_counter()
+            try:
+                message_id = _send_one(settings, session, file, contexts, outcome, choices, hold=window > 1)
+            except (AssociationAborted, TimeoutExpired, DIMSEError, ProtocolError) as error:
+                return error
+            except InputError as failed:  # a file ended mid-message: the channel dropped the connection
+                outcome.error = failed
+                settle(file, outcome)
+                session.driver.abort()
+                return _Reconnect(f"aborted after a read error on {file.path}")
+            if message_id is None:  # settled here (no context, unreadable): nothing on the wire
+                settle(file, outcome)
+            else:
+                outstanding[message_id] = _Sent(file, outcome, started)
+        if outstanding:
+            try:
+                response, _ = session.response(next(iter(outstanding)) if len(outstanding) == 1 else list(outstanding),
+                                               settings.timeouts.dimse)
+            except (AssociationAborted, TimeoutExpired, DIMSEError, ProtocolError) as error:
+                return error
+            sent = outstanding.pop(response.message_id_being_responded_to)  # type: ignore[arg-type]
+            status = response.status
+            sent.outcome.status = status if status is not None else NO_STATUS
+            sent.outcome.elapsed = time.perf_counter() - sent.started
+            settle(sent.file, sent.outcome)
     return None
 
 
 def _send_one(settings: _Settings, session: Session, file: DicomFile, contexts: list[AcceptedContext],
-              outcome: FileOutcome, choices: dict[tuple[str, str], tuple[AcceptedContext | None, bool]] | None = None
-              ) -> None:
-    """Send one file and wait for its answer.
+              outcome: FileOutcome, choices: dict[tuple[str, str], tuple[AcceptedContext | None, bool]] | None = None,
+              hold: bool = False) -> int | None:
+    """Send one file's C-STORE-RQ; returns its Message ID (the caller waits for the response), or None
+    when nothing was sent. ``hold``: a data set in memory may wait for the next request's or the next
+    read's flush (pipelined requests leave together, in one syscall).
 
     A file that cannot be read before anything of it is sent gets its InputError in ``outcome`` and the
     association goes on. A file ending mid-message raises InputError from the channel, which has dropped
     the connection (a PDU was cut short); the caller reconnects for the rest.
     """
-    started = time.perf_counter()
     key = (file.sop_class_uid, file.transfer_syntax)
     choice = choices.get(key) if choices is not None else None
     if choice is None:
@@ -261,7 +317,7 @@ def _send_one(settings: _Settings, session: Session, file: DicomFile, contexts: 
         outcome.error = NoAcceptedContext(
             f"{file.path}: the peer accepted no presentation context for SOP class {file.sop_class_uid} "
             f"({class_name(file.sop_class_uid)})")
-        return
+        return None
     dataset: Dataset
     fd = -1
     if must_convert:
@@ -269,7 +325,7 @@ def _send_one(settings: _Settings, session: Session, file: DicomFile, contexts: 
             converted = convert(file, context.transfer_syntax)
         except NoAcceptedContext as error:
             outcome.error = error
-            return
+            return None
         outcome.bytes = len(converted)
         dataset = _memory(settings, converted)
     else:
@@ -283,17 +339,20 @@ def _send_one(settings: _Settings, session: Session, file: DicomFile, contexts: 
                 dataset = _metered(settings, region.split(settings.chunk_size))
         except InputError as error:  # nothing of this file is on the wire: the association goes on
             outcome.error, outcome.bytes = error, 0
-            return
+            return None
     outcome.sent_syntax = context.transfer_syntax
     try:
-        message_id = session.request(
+        if hold and fd < 0 and isinstance(dataset, (bytes, memoryview)):
+            driver = session.driver
+            message_id = driver.next_message_id()
+            driver.send_message(context.context_id, c_store_rq(message_id, file.sop_class_uid, file.sop_instance_uid),
+                                dataset, flush=False)
+            return message_id
+        return session.request(
             context.context_id, lambda mid: c_store_rq(mid, file.sop_class_uid, file.sop_instance_uid), dataset)
     finally:
         if fd >= 0:
             os.close(fd)
-    response, _ = session.response(message_id, settings.timeouts.dimse)
-    outcome.status = response.status if response.status is not None else NO_STATUS
-    outcome.elapsed = time.perf_counter() - started
 
 
 def _memory(settings: _Settings, data: bytes | memoryview) -> Dataset:

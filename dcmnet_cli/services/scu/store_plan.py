@@ -67,3 +67,22 @@ def choose_context(file: DicomFile, contexts: Iterable[AcceptedContext]) -> tupl
             if context.transfer_syntax == syntax:
                 return context, True
     return (usable[0], True) if usable else (None, False)
+
+
+AUTO_SMALL = 256 * 1024
+"""Mean data set size under which ``-j auto`` keeps one association: per-object CPU on both ends is the
+cost there, and more associations only split it (bench/store.py: -j 2 was slower for 10 KB files)."""
+AUTO_MAX = 8
+
+
+def auto_jobs(files: Sequence[DicomFile], cpus: int, peer_is_local: bool) -> int:
+    """``store -j auto``: associations for these files. One for small objects (use --async for those); for
+    larger ones one per CPU (half of them when the peer runs on this machine and shares its CPUs), at most
+    :data:`AUTO_MAX` and one per file."""
+    if len(files) < 2:
+        return 1
+    mean = sum(f.dataset_length for f in files) / len(files)
+    if mean < AUTO_SMALL:
+        return 1
+    usable = cpus // 2 if peer_is_local else cpus
+    return max(1, min(AUTO_MAX, usable, len(files)))

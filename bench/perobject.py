@@ -1,0 +1,155 @@
+"""Per-object cost of ``dcmnet store`` and ``dcmnet listen``: CPU µs per small object on each side, with the
+other side DCMTK (so only ours is measured), from 10 000 objects minus one (start-up and association
+cancel out); optionally cProfile of each side.
+
+    .venv/bin/python bench/perobject.py                       # 10 000 × 64×64 MR (generated once)
+    .venv/bin/python bench/perobject.py --tree /tmp/before    # another checkout's dcmnet_cli
+    .venv/bin/python bench/perobject.py --profile             # also cProfile both sides (bench/out/perobject-*)
+
+store side: ``dcmnet store`` → ``storescp --ignore``: the client's user+sys CPU (wait4).
+listen side: ``storescu`` → ``dcmnet listen --ignore`` (and ``-od --no-fsync``): the server's CPU (/proc).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import echo  # noqa: E402
+import store  # noqa: E402
+
+COUNT = 10_000
+
+
+def _folder_of(one_from: Path, name: str) -> Path:
+    folder = store.CORPORA / name
+    if not folder.exists():
+        folder.mkdir(parents=True)
+        shutil.copy(next(iter(sorted(one_from.iterdir()))), folder / "one.dcm")
+    return folder
+
+
+def store_side(folder: Path, one: Path, shim: Path, reps: int, window: int) -> dict[str, float]:
+    cpu, wall = {}, {}
+    for name, f in (("one", one), ("many", folder)):
+        runs = []
+        for _ in range(reps):
+            server = store.Server("storescp", "ignore", shim)
+            try:
+                argv, env = store.client_argv("dcmnet", server.port, f, window=window)
+                res = store.run_client(argv, env)
+            finally:
+                server.stop()
+            if res["rc"] != 0:
+                raise SystemExit(f"store failed: {res['stderr']}")
+            runs.append(res)
+        cpu[name] = min(r["cpu"] for r in runs)
+        wall[name] = min(r["wall"] for r in runs)
+    return {"cpu_us": (cpu["many"] - cpu["one"]) / (COUNT - 1) * 1e6,
+            "wall_us": (wall["many"] - wall["one"]) / (COUNT - 1) * 1e6}
+
+
+def listen_side(folder: Path, one: Path, shim: Path, reps: int, mode: str) -> dict[str, float]:
+    cpu, wall = {}, {}
+    for name, f in (("one", one), ("many", folder)):
+        runs = []
+        for _ in range(reps):
+            res = store.run_case(store.Case("storescu", "dcmnet", mode), f, 1 if name == "one" else COUNT, shim)
+            if not res["ok"]:
+                raise SystemExit(f"listen failed: {res.get('problem')}")
+            runs.append(res)
+        cpu[name] = min(r["server_cpu"] for r in runs)
+        wall[name] = min(r["wall"] for r in runs)
+    return {"cpu_us": (cpu["many"] - cpu["one"]) / (COUNT - 1) * 1e6,
+            "wall_us": (wall["many"] - wall["one"]) / (COUNT - 1) * 1e6}
+
+
+def async_side(folder: Path, one: Path, shim: Path, reps: int) -> dict[str, float]:
+    """``store --async 8`` → ``listen --ignore``: both sides ours; the client's CPU per object."""
+    cpu, wall = {}, {}
+    for name, f in (("one", one), ("many", folder)):
+        runs = [store.run_case(store.Case("dcmnet", "dcmnet", "ignore", window=8), f, -1, shim) for _ in range(reps)]
+        cpu[name] = min(r["cpu"] for r in runs)
+        wall[name] = min(r["wall"] for r in runs)
+    return {"cpu_us": (cpu["many"] - cpu["one"]) / (COUNT - 1) * 1e6,
+            "wall_us": (wall["many"] - wall["one"]) / (COUNT - 1) * 1e6}
+
+
+def dcmtk_side(folder: Path, one: Path, shim: Path, reps: int) -> dict[str, float]:
+    """The same for storescu → storescp --ignore: storescu's CPU and storescp's, per object."""
+    out = {}
+    for name, f in (("one", one), ("many", folder)):
+        runs = [store.run_case(store.Case("storescu", "storescp", "ignore"), f, -1, shim) for _ in range(reps)]
+        out[name] = (min(r["cpu"] for r in runs), min(r["server_cpu"] for r in runs))
+    return {"storescu_cpu_us": (out["many"][0] - out["one"][0]) / (COUNT - 1) * 1e6,
+            "storescp_cpu_us": (out["many"][1] - out["one"][1]) / (COUNT - 1) * 1e6}
+
+
+_PROFILED = ("import cProfile, sys\nfrom dcmnet_cli.cli.main import cli\n"
+             "cProfile.run('cli.main(args=sys.argv[2:], standalone_mode=False)', sys.argv[1])")
+"""The command in process under cProfile (``dcmnet``'s entry point ends with os._exit: no profile written)."""
+
+
+def profile(folder: Path, shim: Path) -> None:
+    prefix = store.OUT / "perobject"
+    server = store.Server("storescp", "ignore", shim)
+    try:
+        argv, env = store.client_argv("dcmnet", server.port, folder)
+        subprocess.run([echo.PY, "-c", _PROFILED, f"{prefix}-store.pstats", *argv[1:]],
+                       env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    finally:
+        server.stop()
+    print(store.top_frames(f"{prefix}-store.pstats", 30))
+    port = echo.free_port()
+    listen = [echo.PY, "-c", _PROFILED, f"{prefix}-listen.pstats", "listen", "--bind", echo.HOST, "--ignore", str(port)]
+    proc = subprocess.Popen(listen, env=echo.PY_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        echo.wait_port(port, proc, timeout=20)
+        argv, env = store.client_argv("storescu", port, folder)
+        subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    finally:
+        echo.stop(proc)  # SIGTERM: listen returns and cProfile writes its file
+    print(store.top_frames(f"{prefix}-listen.pstats", 30))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reps", type=int, default=2, help="runs per measurement (the minimum is kept)")
+    ap.add_argument("--tree", help="another checkout's dcmnet_cli")
+    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--dcmtk", action="store_true", help="also DCMTK's own per-object CPU")
+    args = ap.parse_args()
+    echo.use_tree(args.tree)
+    shim = echo.build_shim()
+    folder = store.make_corpus(store.Spec("small", COUNT, 64, 64, 1, store.MR))
+    one = _folder_of(folder, "one")
+    store.warm(folder)
+    started = time.perf_counter()
+    rows = {
+        "store → storescp --ignore": store_side(folder, one, shim, args.reps, 0),
+        "storescu → listen --ignore": listen_side(folder, one, shim, args.reps, "ignore"),
+        "storescu → listen -od --no-fsync": listen_side(folder, one, shim, args.reps, "od-nofsync"),
+    }
+    if store.supports_async():
+        rows["store --async 8 → listen --ignore"] = async_side(folder, one, shim, args.reps)
+    print(f"per object, {COUNT} × ~9 KB ({'tree ' + args.tree if args.tree else 'this tree'}; min of {args.reps}; "
+          f"CPU of the dcmnet side only, µs)")
+    for label, r in rows.items():
+        print(f"  {label:<52} CPU {r['cpu_us']:6.1f} µs   wall {r['wall_us']:6.1f} µs")
+    if args.dcmtk:
+        d = dcmtk_side(folder, one, shim, args.reps)
+        print(f"  DCMTK: storescu CPU {d['storescu_cpu_us']:.1f} µs, storescp --ignore CPU {d['storescp_cpu_us']:.1f} µs")
+    print(f"({time.perf_counter() - started:.0f} s)")
+    if args.profile:
+        profile(folder, shim)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The embedded archive of `dcmnet listen`: index, matching, reconciliation."""

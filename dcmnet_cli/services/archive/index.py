@@ -1,0 +1,388 @@
+"""The embedded index of ``dcmnet listen``: every stored file at patient, study, series and instance level.
+
+Rules (issue 11):
+
+- An object is in the index if and only if its file is complete: the Storage SCP calls :meth:`Index.add`
+  only after the file was renamed into place and fsynced; a crash between the two leaves a file without
+  a row, which :meth:`Index.reconcile` (run at start) indexes; a row whose file went away is removed.
+- One writer: the writes of every association thread go through one connection under one lock, each
+  :meth:`Index.add` one short transaction (``BEGIN IMMEDIATE`` via the driver's isolation level, so
+  ``--workers N`` processes, each with its own :class:`Index`, queue on SQLite's lock instead of failing).
+  Readers take a connection of their own from a small pool: WAL lets them read while a store commits.
+- Portable SQL: every query uses ``?`` parameters and standard SQL only (``INSERT … RETURNING`` is in
+  SQLite ≥ 3.35 and PostgreSQL); :meth:`Index.sql` is where another driver's placeholder style goes.
+  ``synchronous=NORMAL`` in WAL: a commit survives a crash of the process (kill -9); after a power loss
+  the last commits may be lost, and reconciliation at the next start indexes their files again.
+
+The schema is in :mod:`.schema`; the attributes kept in :mod:`.extraction`; C-FIND search in :mod:`.search`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from typing import Any, Callable, Iterator, NamedTuple
+
+from ...transport.threads import Lock
+from .extraction import BY_KEYWORD, IMAGE, LEVELS, PATIENT, SERIES, STUDY, dataset_attributes
+from .schema import COLUMNS, DDL, PARENT, SCHEMA_VERSION, TABLES, UNIQUE
+
+DEFAULT_NAME = ".dcmnet-index.sqlite"
+"""The index file's name in the storage folder (a dot file: never taken for a received object)."""
+BUSY_TIMEOUT = 30.0
+"""Seconds a writer waits for another process's transaction (``--workers``) before failing."""
+
+
+class StoredInstance(NamedTuple):
+    path: str
+    sop_class_uid: str
+    sop_instance_uid: str
+    transfer_syntax: str
+    size: int
+
+
+_NORMALISERS: list[Callable[[str, str], str]] = []
+
+
+def normalise(vr: str, value: str) -> str:
+    """How a value is stored in its column: matching.normalise_for_column (its SQL conditions compare
+    against exactly this); found once (an import statement per call costs more than the call)."""
+    if not _NORMALISERS:
+        try:
+            from .matching import normalise_for_column
+        except ImportError:  # pragma: no cover - the matching module is part of the package
+            _NORMALISERS.append(_normalise)
+        else:
+            _NORMALISERS.append(normalise_for_column)
+    return _NORMALISERS[0](vr, value) if value else ""
+
+
+def _normalise(vr: str, value: str) -> str:
+    value = value.strip()
+    if vr == "DA":
+        return value.replace(".", "")
+    if vr == "TM":
+        value = value.replace(":", "")
+        whole, _dot, fraction = value.partition(".")
+        return f"{whole:0<6}.{fraction:0<6}" if whole else ""
+    return value
+
+
+def split_levels(attributes: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Indexed attributes grouped by the level they belong to."""
+    levels: dict[str, dict[str, str]] = {level: {} for level in LEVELS}
+    for keyword, value in attributes.items():
+        attribute = BY_KEYWORD.get(keyword)
+        if attribute is not None:
+            levels[attribute.level][keyword] = value
+    return levels
+
+
+def connect(path: str) -> sqlite3.Connection:
+    """A connection to the index file: WAL, NORMAL sync, writers wait for each other (busy timeout)."""
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level="IMMEDIATE", check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
+class Index:
+    """See the module docstring. Thread-safe; open one per process (after a fork, open again)."""
+
+    def __init__(self, path: str, root: str) -> None:
+        self.path = os.path.abspath(path)
+        self.root = os.path.realpath(root)
+        self._write_lock = Lock()
+        self._pool_lock = Lock()
+        self._pool: list[sqlite3.Connection] = []
+        self._last_series: Any = None  # (stored JSON texts, values) of the series the last add found unchanged
+        self.gate = Lock()
+        """Held by a C-FIND while it computes a batch of answers (search, match, encode) and released while
+        it sends them: one query computes at a time per process, so a store thread waiting for the GIL
+        competes with one busy thread, not with twenty (bench/index.py (c) measures the difference)."""
+        self._writer = connect(self.path)
+        self._create()
+
+    @classmethod
+    def open(cls, path: str, root: str) -> "Index":
+        """Open (creating the file and schema if needed) the index of the files below ``root``.
+        Raises OSError (sqlite3.Error is turned into it) when the file cannot be used."""
+        try:
+            return cls(path, root)
+        except sqlite3.Error as error:
+            raise OSError(str(error)) from None
+
+    def sql(self, text: str) -> str:
+        """The query text for this driver (SQLite takes ``?`` as written)."""
+        return text
+
+    def _create(self) -> None:
+        with self._write_lock:
+            conn = self._writer
+            for statement in DDL:
+                conn.execute(statement)
+            row = conn.execute(self.sql("SELECT value FROM dcmnet_meta WHERE name = ?"), ("schema",)).fetchone()
+            if row is None:
+                conn.execute(self.sql("INSERT INTO dcmnet_meta (name, value) VALUES (?, ?)"), ("schema", SCHEMA_VERSION))
+            elif row[0] != SCHEMA_VERSION:
+                raise sqlite3.DatabaseError(f"schema version {row[0]}, this dcmnet knows {SCHEMA_VERSION}")
+            conn.commit()
+
+    # ------------------------------------------------------------------ reading connections
+
+    def reader(self) -> "_Reader":
+        """``with index.reader() as conn:`` a connection for reading, from the pool."""
+        return _Reader(self)
+
+    def _take(self) -> sqlite3.Connection:
+        with self._pool_lock:
+            if self._pool:
+                return self._pool.pop()
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, check_same_thread=False)
+        conn.isolation_level = None  # autocommit: each query sees the latest commit
+        return conn
+
+    def _give(self, conn: sqlite3.Connection) -> None:
+        with self._pool_lock:
+            if len(self._pool) < 32:
+                self._pool.append(conn)
+                return
+        conn.close()
+
+    # ------------------------------------------------------------------ writing
+
+    def relative(self, path: str) -> str:
+        """A file's key in the index: its path below the root, '/'-separated (absolute if outside)."""
+        prefix = self.root + os.sep
+        if path.startswith(prefix) and os.sep + ".." not in path and os.sep + "." + os.sep not in path:
+            rel = path[len(prefix):]  # the Storage SCP's own paths: no normalising needed
+            return rel if os.sep == "/" else rel.replace(os.sep, "/")
+        full = os.path.abspath(path)
+        rel = os.path.relpath(full, self.root)
+        if rel.startswith(".." + os.sep) or rel == "..":
+            return full
+        return rel.replace(os.sep, "/")
+
+    def absolute(self, relative: str) -> str:
+        return relative if os.path.isabs(relative) else os.path.join(self.root, *relative.split("/"))
+
+    def add(self, path: str, attributes: Any, transfer_syntax: str = "", size: int | None = None) -> None:
+        """Index (or re-index) the complete file ``path`` with its attributes (``{keyword: text}`` as
+        :mod:`.extraction` gives them, or a pydicom Dataset); replaces the row of the same file. Commits."""
+        if not isinstance(attributes, dict):
+            attributes = dataset_attributes(attributes)
+        if size is None:
+            size = os.stat(path).st_size
+        levels = split_levels(attributes)
+        rel = self.relative(path)
+        patient = levels[PATIENT]
+        keys = {PATIENT: patient.get("PatientID", "") + "\\" + patient.get("IssuerOfPatientID", ""),
+                STUDY: levels[STUDY].get("StudyInstanceUID", ""), SERIES: levels[SERIES].get("SeriesInstanceUID", "")}
+        with self._write_lock:
+            conn = self._writer
+            try:
+                parent = self._unchanged_series(conn, keys, levels)
+                if parent is None:
+                    for level in (PATIENT, STUDY, SERIES):
+                        parent = self._upsert(conn, level, keys[level], levels[level], parent)
+                old = conn.execute(self.sql("DELETE FROM instance WHERE path = ? RETURNING series_pk"), (rel,)).fetchone()
+                self._insert(conn, IMAGE, rel, levels[IMAGE], parent, {"transfer_syntax": transfer_syntax, "size": size})
+                if old is not None and old[0] != parent:
+                    self._prune(conn, SERIES, old[0])
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+
+    def _unchanged_series(self, conn: sqlite3.Connection, keys: dict[str, str],
+                          levels: dict[str, dict[str, str]]) -> int | None:
+        """The series row's pk when the series, its study and its patient exist exactly as ``levels`` say
+        (the usual case: the next instance of a series): one query instead of three look-ups."""
+        found = conn.execute(self.sql(
+            "SELECT r.pk, r.attrs, s.study_instance_uid, s.attrs, p.patient_key, p.attrs FROM series r "
+            "JOIN study s ON r.study_pk = s.pk JOIN patient p ON s.patient_pk = p.pk WHERE r.series_instance_uid = ?"),
+            (keys[SERIES],)).fetchone()
+        if found is None or found[2] != keys[STUDY] or found[4] != keys[PATIENT]:
+            return None
+        stored = (found[1], found[3], found[5])
+        upper = (levels[SERIES], levels[STUDY], levels[PATIENT])
+        if getattr(self, "_last_series", None) == (stored, upper):  # the previous add checked these values
+            return int(found[0])
+        for values, text in zip(upper, stored):
+            if json.dumps(values, sort_keys=True, ensure_ascii=False) != text:
+                return None
+        self._last_series = (stored, upper)
+        return int(found[0])
+
+    def _values(self, level: str, values: dict[str, str], attrs: str | None = None) -> dict[str, Any]:
+        row: dict[str, Any] = {column: normalise(BY_KEYWORD[keyword].vr, values.get(keyword, ""))
+                               for keyword, column in COLUMNS[level].items() if column != UNIQUE[level]}
+        row["attrs"] = attrs if attrs is not None else json.dumps(values, sort_keys=True, ensure_ascii=False)
+        return row
+
+    def _insert(self, conn: sqlite3.Connection, level: str, key: str, values: dict[str, str], parent: int | None,
+                extra: dict[str, Any] | None = None) -> int:
+        row = self._values(level, values)
+        row[UNIQUE[level]] = key
+        if level in PARENT:
+            row[PARENT[level]] = parent
+        row.update(extra or {})
+        names = list(row)
+        text = f"INSERT INTO {TABLES[level]} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+        if level == IMAGE:  # nothing refers to an instance row: no pk to read back
+            conn.execute(self.sql(text), [row[name] for name in names])
+            return 0
+        return int(conn.execute(self.sql(text + " RETURNING pk"), [row[name] for name in names]).fetchone()[0])
+
+    def _upsert(self, conn: sqlite3.Connection, level: str, key: str, values: dict[str, str],
+                parent: int | None) -> int:
+        """The pk of the row of ``level`` with this key, inserted or updated to these values."""
+        table, unique = TABLES[level], UNIQUE[level]
+        parent_column = PARENT.get(level)
+        select = f"SELECT pk, attrs{', ' + parent_column if parent_column else ''} FROM {table} WHERE {unique} = ?"
+        found = conn.execute(self.sql(select), (key,)).fetchone()
+        if found is None:
+            return self._insert(conn, level, key, values, parent)
+        pk = int(found[0])
+        attrs = json.dumps(values, sort_keys=True, ensure_ascii=False)
+        moved = parent_column is not None and found[2] != parent
+        if attrs == found[1] and not moved:
+            return pk
+        row = self._values(level, values, attrs)
+        if parent_column is not None:
+            row[parent_column] = parent
+        assignments = ", ".join(f"{name} = ?" for name in row)
+        conn.execute(self.sql(f"UPDATE {table} SET {assignments} WHERE pk = ?"), [*row.values(), pk])
+        if moved and parent_column is not None:
+            self._prune(conn, LEVELS[LEVELS.index(level) - 1], found[2])
+        return pk
+
+    def _prune(self, conn: sqlite3.Connection, level: str, pk: int) -> None:
+        """Delete the row ``pk`` of ``level`` if nothing is below it any more, then its parent likewise."""
+        while True:
+            child = LEVELS[LEVELS.index(level) + 1]
+            parent_column = PARENT.get(level)
+            parent = None
+            if parent_column is not None:
+                found = conn.execute(self.sql(f"SELECT {parent_column} FROM {TABLES[level]} WHERE pk = ?"), (pk,)).fetchone()
+                parent = None if found is None else found[0]
+            deleted = conn.execute(self.sql(
+                f"DELETE FROM {TABLES[level]} WHERE pk = ? AND NOT EXISTS "
+                f"(SELECT 1 FROM {TABLES[child]} WHERE {PARENT[child]} = ?)"), (pk, pk)).rowcount
+            if not deleted or parent is None:
+                return
+            level, pk = LEVELS[LEVELS.index(level) - 1], parent
+
+    def remove(self, path: str) -> None:
+        """Forget the file ``path`` (and the series, study, patient left empty). Commits."""
+        self.remove_relative([self.relative(path)])
+
+    def remove_relative(self, keys: list[str]) -> None:
+        with self._write_lock:
+            conn = self._writer
+            try:
+                for rel in keys:
+                    found = conn.execute(self.sql("SELECT series_pk FROM instance WHERE path = ?"), (rel,)).fetchone()
+                    if found is None:
+                        continue
+                    conn.execute(self.sql("DELETE FROM instance WHERE path = ?"), (rel,))
+                    self._prune(conn, SERIES, found[0])
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+
+    # ------------------------------------------------------------------ reading
+
+    def files(self) -> dict[str, int]:
+        """Every indexed file: relative path → size."""
+        with self.reader() as conn:
+            return {path: size for path, size in conn.execute(self.sql("SELECT path, size FROM instance"))}
+
+    def counts(self) -> dict[str, int]:
+        """Rows per level (for logs and tests)."""
+        with self.reader() as conn:
+            return {level: int(conn.execute(f"SELECT COUNT(*) FROM {TABLES[level]}").fetchone()[0]) for level in LEVELS}
+
+    def instances(self, model: str, level: str, identifier: Any) -> list[StoredInstance]:
+        """Every stored instance below the entities the identifier's unique keys select (PS3.4
+        C.4.2.2.1 / C.4.3.2.1): the key of ``level`` must be present and not empty, keys above it (and
+        below it, for relational retrieve) narrow the selection; UID lists are allowed. Sorted by study,
+        series, instance number; each SOP Instance UID once (its newest file)."""
+        from .search import retrieve_rows
+
+        with self.reader() as conn:
+            rows = retrieve_rows(conn, self.sql, level, identifier)
+        newest: dict[str, tuple[Any, ...]] = {}
+        for row in rows:
+            newest[row[2]] = row
+        ordered = sorted(newest.values(), key=lambda r: (r[5], r[6], _number(r[7]), r[8]))
+        return [StoredInstance(self.absolute(r[0]), r[1], r[2], r[3], int(r[4])) for r in ordered]
+
+    def search(self, model: str, level: str, identifier: Any, options: Any = None,
+               only_keys: bool = False) -> Iterator[Any]:
+        """C-FIND candidates at ``level`` (PATIENT/STUDY/SERIES/IMAGE) for the query model ('patient',
+        'study', 'patient-study'), filtered with matching.matches(); see :mod:`.search`."""
+        from .search import search
+
+        return search(self, model, level, identifier, options, only_keys)
+
+    def reconcile(self, progress: Callable[[int, int], None] | None = None) -> tuple[int, int]:
+        """Make the index and the folder agree; (files indexed, rows removed). See :mod:`.reconcile`."""
+        from .reconcile import reconcile
+
+        return reconcile(self, progress)
+
+    def close(self) -> None:
+        with self._pool_lock:
+            pool, self._pool = self._pool, []
+        for conn in pool:
+            conn.close()
+        with self._write_lock:
+            self._writer.close()
+
+
+class _Reader:
+    def __init__(self, index: Index) -> None:
+        self.index = index
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn = self.index._take()
+        return self.conn
+
+    def __exit__(self, *exc: object) -> None:
+        self.index._give(self.conn)
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return float("inf")
+
+
+class IndexRef:
+    """The index of one storage folder, opened once per process (an SQLite connection must not cross a
+    fork: ``listen --workers N`` forks after start-up, so each process opens its own on first use)."""
+
+    def __init__(self, path: str, root: str) -> None:
+        self.path, self.root = path, root
+        self._lock = Lock()
+        self._opened: tuple[int, Index] | None = None
+
+    def get(self) -> Index:
+        pid = os.getpid()
+        opened = self._opened
+        if opened is not None and opened[0] == pid:
+            return opened[1]
+        with self._lock:
+            if self._opened is None or self._opened[0] != pid:
+                self._opened = (pid, Index.open(self.path, self.root))
+            return self._opened[1]
+
+    def close(self) -> None:
+        with self._lock:
+            opened, self._opened = self._opened, None
+        if opened is not None and opened[0] == os.getpid():
+            opened[1].close()

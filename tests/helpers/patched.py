@@ -1,0 +1,41 @@
+"""Run ``dcmnet`` in a child process with a fault injected first: ``python -c PRELUDE; main()``.
+
+The prelude is ordinary Python run before the CLI starts (e.g. replace ``os.replace`` with a function
+that raises for one kind of call, or count ``os.fsync`` calls into a file). The code under test is the
+real CLI, unchanged: only the operating-system call (or the one function named) misbehaves.
+"""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+from .procs import LOOPBACK, free_port, running_server
+
+LAUNCH = "\nfrom dcmnet_cli.cli.main import entry\nimport sys\nsys.argv[0] = 'dcmnet'\nentry()\n"
+
+
+def patched_argv(prelude: str, *args: str) -> list[str]:
+    """argv running ``dcmnet ARGS`` after ``prelude`` (dedented) in the same interpreter."""
+    return [sys.executable, "-c", textwrap.dedent(prelude) + LAUNCH, *args]
+
+
+def patched_listen(prelude: str, *args: str, port: int | None = None, **kwargs):  # type: ignore[no-untyped-def]
+    """``dcmnet -v listen`` on 127.0.0.1 after ``prelude``; a context manager yielding the ServerProcess."""
+    port = port or free_port()
+    argv = patched_argv(prelude, "-v", "listen", "--bind", LOOPBACK, "--shutdown-grace", "1", *args, str(port))
+    return running_server(argv, port, **kwargs)
+
+
+def raising(name: str, when: str, errno_name: str = "EIO") -> str:
+    """A prelude replacing ``os.<name>`` by a wrapper that raises OSError(errno_name) when the Python
+    expression ``when`` (over ``args``, ``kw`` and ``os``) is true, and calls the real one otherwise."""
+    return f"""
+        import errno, os
+        _real_{name} = os.{name}
+        def _fault_{name}(*args, **kw):
+            if {when}:
+                raise OSError(errno.{errno_name}, "injected " + {name!r} + " failure")
+            return _real_{name}(*args, **kw)
+        os.{name} = _fault_{name}
+    """
