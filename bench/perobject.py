@@ -5,6 +5,8 @@ cancel out); optionally cProfile of each side.
     .venv/bin/python bench/perobject.py                       # 10 000 × 64×64 MR (generated once)
     .venv/bin/python bench/perobject.py --tree /tmp/before    # another checkout's dcmnet_cli
     .venv/bin/python bench/perobject.py --profile             # also cProfile both sides (bench/out/perobject-*)
+    .venv/bin/python bench/perobject.py --compare /tmp/before # that checkout and this one, interleaved rep by rep
+    .venv/bin/python bench/perobject.py --compare /tmp/before --tree /tmp/after   # two other checkouts
 
 store side: ``dcmnet store`` → ``storescp --ignore``: the client's user+sys CPU (wait4).
 listen side: ``storescu`` → ``dcmnet listen --ignore`` (and ``-od --no-fsync``): the server's CPU (/proc).
@@ -118,12 +120,46 @@ def profile(folder: Path, shim: Path) -> None:
     print(store.top_frames(f"{prefix}-listen.pstats", 30))
 
 
+def _tree(tree: str | None) -> None:
+    """The children run the dcmnet_cli of ``tree`` (None: this checkout's)."""
+    if tree:
+        echo.PY_ENV["PYTHONPATH"] = str(Path(tree).resolve())
+    else:
+        echo.PY_ENV.pop("PYTHONPATH", None)
+
+
+def compare(before: str, after: str | None, folder: Path, one: Path, shim: Path, reps: int) -> None:
+    """Both checkouts, one rep of each row at a time, alternating (the fair comparison on a loaded machine):
+    min over the reps of each, CPU µs per object of the dcmnet side."""
+    rows = {
+        "store → storescp --ignore": lambda: store_side(folder, one, shim, 1, 0),
+        "storescu → listen --ignore": lambda: listen_side(folder, one, shim, 1, "ignore"),
+        "storescu → listen -od --no-fsync": lambda: listen_side(folder, one, shim, 1, "od-nofsync"),
+    }
+    best: dict[tuple[str, str], dict[str, float]] = {}
+    for _ in range(reps):
+        for label, run in rows.items():
+            for name, tree in (("before", before), ("after", after)):
+                _tree(tree)
+                r = run()
+                prev = best.get((label, name))
+                best[label, name] = r if prev is None else {k: min(prev[k], r[k]) for k in r}
+    _tree(None)
+    print(f"per object, {COUNT} × ~9 KB, before = {before}, after = {after or 'this tree'}; interleaved, min of {reps}; "
+          "CPU of the dcmnet side, µs")
+    for label in rows:
+        b, a = best[label, "before"], best[label, "after"]
+        print(f"  {label:<36} CPU before {b['cpu_us']:6.1f}  after {a['cpu_us']:6.1f}  ({a['cpu_us'] / b['cpu_us']:.2f}×)"
+              f"   wall before {b['wall_us']:6.1f}  after {a['wall_us']:6.1f}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=2, help="runs per measurement (the minimum is kept)")
     ap.add_argument("--tree", help="another checkout's dcmnet_cli")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--dcmtk", action="store_true", help="also DCMTK's own per-object CPU")
+    ap.add_argument("--compare", metavar="DIR", help="another checkout as 'before', interleaved with this one")
     args = ap.parse_args()
     echo.use_tree(args.tree)
     shim = echo.build_shim()
@@ -131,6 +167,10 @@ def main() -> int:
     one = _folder_of(folder, "one")
     store.warm(folder)
     started = time.perf_counter()
+    if args.compare:
+        compare(args.compare, args.tree, folder, one, shim, args.reps)
+        print(f"({time.perf_counter() - started:.0f} s)")
+        return 0
     rows = {
         "store → storescp --ignore": store_side(folder, one, shim, args.reps, 0),
         "storescu → listen --ignore": listen_side(folder, one, shim, args.reps, "ignore"),

@@ -7,14 +7,14 @@ _dcmnet() {
     cmd=""
     for ((i = 1; i < COMP_CWORD; i++)); do
         case "${COMP_WORDS[i]}" in
-            completion|echo|find|get|listen|move|nodes|store) cmd="${COMP_WORDS[i]}"; break ;;
+            completion|echo|find|get|listen|move|nodes|probe|store|users) cmd="${COMP_WORDS[i]}"; break ;;
         esac
     done
     case "$cmd" in
         "")
             opts="--version -q --quiet -v --verbose --debug --no-color --json -h --help"
             if [[ "$cur" != -* ]]; then
-                COMPREPLY=($(compgen -W "completion echo find get listen move nodes store" -- "$cur")); return 0
+                COMPREPLY=($(compgen -W "completion echo find get listen move nodes probe store users" -- "$cur")); return 0
             fi
             ;;
         completion)
@@ -37,10 +37,15 @@ _dcmnet() {
                 --tls-key) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
                 --tls-key-password-env) return 0 ;;
                 --tls-server-name) return 0 ;;
+                --user) return 0 ;;
+                --password-env) return 0 ;;
+                --jwt-env) return 0 ;;
+                --saml) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+                --kerberos) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
                 -c|--count) return 0 ;;
                 -i|--interval) return 0 ;;
             esac
-            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu --tls --no-tls --tls-ca --tls-cert --tls-key --tls-key-password-env --tls-server-name --tls-no-verify -c --count -i --interval --abort -q --quiet -v --verbose --debug --no-color --json -h --help"
+            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu --tls --no-tls --tls-ca --tls-cert --tls-key --tls-key-password-env --tls-server-name --tls-no-verify --user --password-env --jwt-env --saml --kerberos --identity-response -c --count -i --interval --abort -q --quiet -v --verbose --debug --no-color --json -h --help"
             if [[ "$cur" != -* ]]; then
                 COMPREPLY=($(compgen -W "$(dcmnet nodes --names 2>/dev/null)" -- "$cur"))  # else files
                 return 0
@@ -60,6 +65,11 @@ _dcmnet() {
                 --tls-key) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
                 --tls-key-password-env) return 0 ;;
                 --tls-server-name) return 0 ;;
+                --user) return 0 ;;
+                --password-env) return 0 ;;
+                --jwt-env) return 0 ;;
+                --saml) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+                --kerberos) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
                 -L|--level) COMPREPLY=($(compgen -W "PATIENT STUDY SERIES IMAGE" -- "$cur")); return 0 ;;
                 -k|--key) COMPREPLY=($(compgen -W "$(dcmnet completion --keywords "${cur%%=*}" 2>/dev/null)" -- "$cur")); return 0 ;;
                 -f|--query-file) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
@@ -69,7 +79,7 @@ _dcmnet() {
                 --deadline) return 0 ;;
                 --max-identifier) return 0 ;;
             esac
-            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu --tls --no-tls --tls-ca --tls-cert --tls-key --tls-key-password-env --tls-server-name --tls-no-verify -P --patient-root -S --study-root -O --patient-study-only -W --worklist -L --level -k --key -f --query-file --format -od --output-directory --cancel-after-matches --deadline --max-identifier --relational --datetime-matching --fuzzy --timezone-adjust -q --quiet -v --verbose --debug --no-color --json -h --help"
+            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu --tls --no-tls --tls-ca --tls-cert --tls-key --tls-key-password-env --tls-server-name --tls-no-verify --user --password-env --jwt-env --saml --kerberos --identity-response -P --patient-root -S --study-root -O --patient-study-only -W --worklist -L --level -k --key -f --query-file --format -od --output-directory --cancel-after-matches --deadline --max-identifier --relational --datetime-matching --fuzzy --timezone-adjust -q --quiet -v --verbose --debug --no-color --json -h --help"
             if [[ "$cur" != -* ]]; then
                 COMPREPLY=($(compgen -W "$(dcmnet nodes --names 2>/dev/null)" -- "$cur"))  # else files
                 return 0
@@ -89,6 +99,11 @@ _dcmnet() {
                 --tls-key) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
                 --tls-key-password-env) return 0 ;;
                 --tls-server-name) return 0 ;;
+                --user) return 0 ;;
+                --password-env) return 0 ;;
+                --jwt-env) return 0 ;;
+                --saml) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+                --kerberos) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
                 -L|--level) COMPREPLY=($(compgen -W "PATIENT STUDY SERIES IMAGE" -- "$cur")); return 0 ;;
                 -k|--key) COMPREPLY=($(compgen -W "$(dcmnet completion --keywords "${cur%%=*}" 2>/dev/null)" -- "$cur")); return 0 ;;
                 -f|--query-file) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
@@ -101,7 +116,7 @@ _dcmnet() {
                 --cancel-after-seconds) return 0 ;;
                 --deadline) return 0 ;;
             esac
-            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu --tls --no-tls --tls-ca --tls-cert --tls-key --tls-key-password-env --tls-server-name --tls-no-verify -P --patient-root -S --study-root -O --patient-study-only -L --level -k --key -f --query-file --from-json --storage-class --accept -od --output-directory --filepath --on-duplicate --no-fsync --cancel-after-seconds --deadline --all --no-progress --warnings-ok -q --quiet -v --verbose --debug --no-color --json -h --help"
+            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu --tls --no-tls --tls-ca --tls-cert --tls-key --tls-key-password-env --tls-server-name --tls-no-verify --user --password-env --jwt-env --saml --kerberos --identity-response -P --patient-root -S --study-root -O --patient-study-only -L --level -k --key -f --query-file --from-json --storage-class --accept -od --output-directory --filepath --on-duplicate --no-fsync --cancel-after-seconds --deadline --all --no-progress --warnings-ok -q --quiet -v --verbose --debug --no-color --json -h --help"
             if [[ "$cur" != -* ]]; then
                 COMPREPLY=($(compgen -W "$(dcmnet nodes --names 2>/dev/null)" -- "$cur"))  # else files
                 return 0
@@ -116,6 +131,7 @@ _dcmnet() {
                 --artim-timeout) return 0 ;;
                 --network-timeout|--idle-timeout) return 0 ;;
                 -pdu|--max-pdu) return 0 ;;
+                --async-window) return 0 ;;
                 --shutdown-grace) return 0 ;;
                 -od|--output-directory) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
                 --filepath) return 0 ;;
@@ -129,8 +145,15 @@ _dcmnet() {
                 --tls-key) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
                 --tls-key-password-env) return 0 ;;
                 --tls-ca) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+                --users) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+                --jwt-key) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+                --index) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+                --move-destination) return 0 ;;
+                --worklist) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+                --node-id) return 0 ;;
+                --health-check-aet) return 0 ;;
             esac
-            opts="-aet --aetitle --bind --require-called-aet --allow-calling-aet --max-associations --artim-timeout --network-timeout --idle-timeout -pdu --max-pdu --shutdown-grace --no-progress -od --output-directory --verify-only --no-store --filepath --on-duplicate --ignore --accept --promiscuous --no-fsync --exec-on-receive --exec-on-association-end --exec-timeout --workers --tls --tls-cert --tls-key --tls-key-password-env --tls-ca --tls-require-client-cert --tls-allow-anonymous -q --quiet -v --verbose --debug --no-color --json -h --help"
+            opts="-aet --aetitle --bind --require-called-aet --allow-calling-aet --max-associations --artim-timeout --network-timeout --idle-timeout -pdu --max-pdu --async-window --shutdown-grace --no-progress -od --output-directory --verify-only --no-store --filepath --on-duplicate --ignore --accept --promiscuous --no-fsync --exec-on-receive --exec-on-association-end --exec-timeout --workers --tls --tls-cert --tls-key --tls-key-password-env --tls-ca --tls-require-client-cert --tls-allow-anonymous --users --jwt-key --require-identity --index --no-index --read-only --case-insensitive-names --move-destination --worklist --node-id --proxy-protocol --health-check-aet --print-health-check -q --quiet -v --verbose --debug --no-color --json -h --help"
             if [[ "$cur" != -* ]]; then
                 return 0  # arguments: the shell's default completion
             fi
@@ -149,6 +172,11 @@ _dcmnet() {
                 --tls-key) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
                 --tls-key-password-env) return 0 ;;
                 --tls-server-name) return 0 ;;
+                --user) return 0 ;;
+                --password-env) return 0 ;;
+                --jwt-env) return 0 ;;
+                --saml) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+                --kerberos) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
                 -L|--level) COMPREPLY=($(compgen -W "PATIENT STUDY SERIES IMAGE" -- "$cur")); return 0 ;;
                 -k|--key) COMPREPLY=($(compgen -W "$(dcmnet completion --keywords "${cur%%=*}" 2>/dev/null)" -- "$cur")); return 0 ;;
                 -f|--query-file) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
@@ -162,7 +190,7 @@ _dcmnet() {
                 --cancel-after-seconds) return 0 ;;
                 --deadline) return 0 ;;
             esac
-            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu --tls --no-tls --tls-ca --tls-cert --tls-key --tls-key-password-env --tls-server-name --tls-no-verify -P --patient-root -S --study-root -O --patient-study-only -L --level -k --key -f --query-file --dest -aem --move-destination --from-json --store-port --bind --store-tls -od --output-directory --filepath --on-duplicate --no-fsync --cancel-after-seconds --deadline --all --no-progress --warnings-ok -q --quiet -v --verbose --debug --no-color --json -h --help"
+            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu --tls --no-tls --tls-ca --tls-cert --tls-key --tls-key-password-env --tls-server-name --tls-no-verify --user --password-env --jwt-env --saml --kerberos --identity-response -P --patient-root -S --study-root -O --patient-study-only -L --level -k --key -f --query-file --dest -aem --move-destination --from-json --store-port --bind --store-tls -od --output-directory --filepath --on-duplicate --no-fsync --cancel-after-seconds --deadline --all --no-progress --warnings-ok -q --quiet -v --verbose --debug --no-color --json -h --help"
             if [[ "$cur" != -* ]]; then
                 COMPREPLY=($(compgen -W "$(dcmnet nodes --names 2>/dev/null)" -- "$cur"))  # else files
                 return 0
@@ -184,6 +212,34 @@ _dcmnet() {
                 return 0  # arguments: the shell's default completion
             fi
             ;;
+        probe)
+            case "$prev" in
+                -aet|--calling-aet) return 0 ;;
+                -aec|--called-aet) return 0 ;;
+                --connect-timeout) return 0 ;;
+                -ta|--acse-timeout) return 0 ;;
+                -td|--dimse-timeout) return 0 ;;
+                --network-timeout) return 0 ;;
+                -pdu|--max-pdu) return 0 ;;
+                --tls-ca) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+                --tls-cert) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+                --tls-key) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+                --tls-key-password-env) return 0 ;;
+                --tls-server-name) return 0 ;;
+                --user) return 0 ;;
+                --password-env) return 0 ;;
+                --jwt-env) return 0 ;;
+                --saml) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+                --kerberos) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+                --sop-class) return 0 ;;
+                --transfer-syntax) return 0 ;;
+            esac
+            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu --tls --no-tls --tls-ca --tls-cert --tls-key --tls-key-password-env --tls-server-name --tls-no-verify --user --password-env --jwt-env --saml --kerberos --identity-response --sop-class --transfer-syntax --all -q --quiet -v --verbose --debug --no-color --json -h --help"
+            if [[ "$cur" != -* ]]; then
+                COMPREPLY=($(compgen -W "$(dcmnet nodes --names 2>/dev/null)" -- "$cur"))  # else files
+                return 0
+            fi
+            ;;
         store)
             case "$prev" in
                 -aet|--calling-aet) return 0 ;;
@@ -198,17 +254,29 @@ _dcmnet() {
                 --tls-key) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
                 --tls-key-password-env) return 0 ;;
                 --tls-server-name) return 0 ;;
+                --user) return 0 ;;
+                --password-env) return 0 ;;
+                --jwt-env) return 0 ;;
+                --saml) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+                --kerberos) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
                 --pattern) return 0 ;;
                 -j|--jobs) return 0 ;;
+                --async) return 0 ;;
                 --retries) return 0 ;;
                 --retry-delay) return 0 ;;
                 --max-rate) return 0 ;;
                 --report) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
             esac
-            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu --tls --no-tls --tls-ca --tls-cert --tls-key --tls-key-password-env --tls-server-name --tls-no-verify -r --recursive -R --no-recursive --pattern -j --jobs --retries --retry-delay --max-rate --no-progress --report --warnings-ok -q --quiet -v --verbose --debug --no-color --json -h --help"
+            opts="-aet --calling-aet -aec --called-aet --connect-timeout -ta --acse-timeout -td --dimse-timeout --network-timeout -pdu --max-pdu --tls --no-tls --tls-ca --tls-cert --tls-key --tls-key-password-env --tls-server-name --tls-no-verify --user --password-env --jwt-env --saml --kerberos --identity-response -r --recursive -R --no-recursive --pattern -j --jobs --async --retries --retry-delay --max-rate --no-progress --report --warnings-ok -q --quiet -v --verbose --debug --no-color --json -h --help"
             if [[ "$cur" != -* ]]; then
                 COMPREPLY=($(compgen -W "$(dcmnet nodes --names 2>/dev/null)" -- "$cur"))  # else files
                 return 0
+            fi
+            ;;
+        users)
+            opts="-h --help"
+            if [[ "$cur" != -* ]]; then
+                return 0  # arguments: the shell's default completion
             fi
             ;;
     esac

@@ -32,6 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "build" / "mutation"
 BASELINE = ROOT / "mutation" / "baseline.txt"
+EXPLAINED = "  ## "
+"""Separates a baseline line (module: function: status: mutated line) from the reason it may survive."""
 
 TARGETS: dict[str, list[str]] = {
     "dcmnet_cli/cli/exitcodes.py": ["tests/test_exit_matrix.py", "tests/test_exitcodes_units.py",
@@ -108,7 +110,7 @@ def main(argv: list[str]) -> int:
         for module in modules:
             TARGETS[module] = override
     baseline = BASELINE.read_text().splitlines() if BASELINE.exists() else []
-    known = {line.split("  #", 1)[0].rstrip() for line in baseline if line.strip() and not line.startswith("#")}
+    known = {line.split(EXPLAINED, 1)[0].rstrip() for line in baseline if line.strip() and not line.startswith("#")}
     new_lines, fresh = [], []
     for module in modules:
         total, killed, survivors = run(module)
@@ -122,8 +124,8 @@ def main(argv: list[str]) -> int:
         new_lines += survivors
     if update:
         kept = [line for line in baseline if not any(line.startswith(m + ":") for m in modules)]
-        explained = {line.split("  #", 1)[0].rstrip(): line for line in baseline if "  #" in line}
-        BASELINE.write_text("\n".join(kept + [explained.get(l, l + "  # TODO explain") for l in new_lines]) + "\n")
+        explained = {line.split(EXPLAINED, 1)[0].rstrip(): line for line in baseline if EXPLAINED in line}
+        BASELINE.write_text("\n".join(kept + [explained.get(x, x + EXPLAINED + "TODO explain") for x in new_lines]) + "\n")
         return 0
     if fresh:
         print(f"{len(fresh)} surviving mutant(s) not in {BASELINE.relative_to(ROOT)}: kill them with a test, or add "

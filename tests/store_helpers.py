@@ -105,10 +105,10 @@ def make_file(folder: Path, name: str, kind: str = "explicit", **kwargs) -> Path
 
 
 def received(folder: Path) -> dict[str, Path]:
-    """Files an SCP wrote, by SOP Instance UID."""
+    """Files an SCP wrote, by SOP Instance UID (not listen's index beside them, issue 11)."""
     found = {}
     for path in sorted(folder.rglob("*")):
-        if path.is_file():
+        if path.is_file() and not path.name.startswith(".dcmnet-index"):
             found[read_meta(path).sop_instance_uid] = path
     return found
 

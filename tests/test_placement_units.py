@@ -196,7 +196,9 @@ def test_clean_leftovers_scope(tmp_path):
     (out / f"{TEMP_PREFIX}dir.part").mkdir()
     (out / f"{TEMP_PREFIX}c.txt").write_bytes(b"x")
     (out / "sub" / f"{TEMP_PREFIX}d.part").write_bytes(b"x")
+    fds = sorted(os.listdir("/proc/self/fd"))
     assert clean_leftovers(str(out)) == 2
+    assert sorted(os.listdir("/proc/self/fd")) == fds  # every descriptor it opened closed, and only those
     assert sorted(p.name for p in out.iterdir()) == [f"{TEMP_PREFIX}c.txt", f"{TEMP_PREFIX}dir.part", "sub"]
     assert clean_leftovers(str(tmp_path / "missing")) == 0
 
@@ -465,3 +467,55 @@ def test_temp_tag_is_64_random_bits():
     names_ = TempNames()
     tag = names_.next()[len(TEMP_PREFIX):].split("-")[0]
     assert len(tag) == 16 and int(tag, 16) >= 0
+
+
+@pytest.mark.parametrize(("planted", "status", "words"), [
+    ("symlink", 0xC000, "unsafe path"), ("file", 0xC000, "unsafe path"), ("unwritable", 0xA700, "cannot create folder")])
+def test_storage_open_folder_maps_errors_to_statuses(tmp_path, monkeypatch, planted, status, words):
+    """A symlink or a file on a template folder's way is 0xC000 "unsafe path"; another error (the folder
+    cannot be created) 0xA700 with the reason."""
+    from dcmnet_cli.services.scp.naming import StoreFailure
+
+    scp = StorageSCP(StorageConfig(str(tmp_path / "out")), lambda event: None)
+    scp.prepare()
+    out = Path(scp.root)
+    if planted == "symlink":
+        (out / "a").symlink_to(tmp_path)
+    elif planted == "file":
+        (out / "a").write_bytes(b"")
+    else:
+        def refuse(*args, **kwargs):
+            raise PermissionError(errno.EACCES, "Permission denied")
+        monkeypatch.setattr(os, "mkdir", refuse)
+    fd = open_root(scp.root)
+    try:
+        with pytest.raises(StoreFailure) as failure:
+            scp.open_folder(fd, "a/b")
+    finally:
+        os.close(fd)
+    assert failure.value.status == status and words in failure.value.comment
+    if planted == "unwritable":
+        assert failure.value.comment == "cannot create folder: Permission denied"
+    assert not (tmp_path / "b").exists()
+
+
+def test_storage_open_folder_returns_the_folder(tmp_path):
+    scp = StorageSCP(StorageConfig(str(tmp_path / "out")), lambda event: None)
+    scp.prepare()
+    fd = open_root(scp.root)
+    try:
+        sub = scp.open_folder(fd, "x/y")
+        assert stat.S_ISDIR(os.fstat(sub).st_mode) and os.path.samestat(os.fstat(sub), os.stat(Path(scp.root) / "x" / "y"))
+        os.close(sub)
+    finally:
+        os.close(fd)
+
+
+def test_storage_totals_count_each_outcome():
+    from dcmnet_cli.services.scp.storage import StorageTotals
+
+    totals = StorageTotals()
+    totals.add(True, 10)
+    totals.add(True, 5)
+    totals.add(False, 99)
+    assert (totals.stored, totals.failed, totals.bytes) == (2, 1, 15)

@@ -529,8 +529,11 @@ def test_workers_share_the_port(tmp_path):
                                   ["-od", "x", "--filepath", "../{SOPInstanceUID}"],
                                   ["-od", "x", "--filepath", "{NoSuchKeyword}.dcm"]])
 def test_usage_errors(args, tmp_path):
+    """Exit 2, and nothing created: the output folder is made only once every option is known good."""
+    args = [str(tmp_path / "x") if arg == "x" else arg for arg in args]
     rc, _out, err = run_dcmnet("listen", *args, str(free_port()), timeout=20)
     assert rc == 2, err
+    assert not (tmp_path / "x").exists()
 
 
 def test_help_describes_storage_and_import_stays_light():

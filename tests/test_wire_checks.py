@@ -63,9 +63,9 @@ def test_echo_abort_sends_a_abort_on_the_wire(flag):
 
 # --------------------------------------------------------------------------- find --cancel-after-matches
 
-def _matches_until_cancel(count: int):
-    """Send ``count`` pending matches, then wait up to 3 s for a C-CANCEL-RQ: 0xFE00 when it came (and
-    record it), else 0x0000 after sending nothing more."""
+def _matches_until_cancel(count: int, wait: float = 3.0):
+    """Send ``count`` pending matches, then wait up to ``wait`` s for a C-CANCEL-RQ: 0xFE00 when it came
+    (and record it), else 0x0000 after sending nothing more."""
     def script(h: Handler) -> None:
         channel = h.session.driver
         syntax = channel.assoc.contexts[h.context_id].transfer_syntax
@@ -74,7 +74,7 @@ def _matches_until_cancel(count: int):
             ds.QueryRetrieveLevel, ds.StudyInstanceUID, ds.PatientID = "STUDY", f"{STUDY}.{n}", f"P{n}"
             channel.send_message(h.context_id, c_find_rsp(h.message.message_id, 0xFF00, h.message.affected_sop_class_uid,
                                                           has_dataset=True), encode_identifier(ds, syntax))
-        deadline = time.monotonic() + 3
+        deadline = time.monotonic() + wait
         while (left := deadline - time.monotonic()) > 0:
             try:
                 event = channel.next_event(left)
@@ -100,7 +100,7 @@ def test_find_cancel_after_matches_sends_c_cancel_rq(option):
 
 
 def test_find_without_cancel_sends_none():
-    with matrix_peer(_matches_until_cancel(3)) as (port, peer):
+    with matrix_peer(_matches_until_cancel(3, wait=1.0)) as (port, peer):
         peer.cancels = []
         code, out, err = run_dcmnet("find", "-aec", "MATRIX", LOOPBACK, str(port), "-k", "PatientID")
     assert peer.cancels == [] and code == 0, err

@@ -32,7 +32,8 @@ archive_options = stack(
                  help="Serve C-FIND/C-MOVE/C-GET from the index but refuse every C-STORE (0x0124 not authorized; "
                       "storage contexts stay accepted, as C-GET needs them)."),
     click.option("--case-insensitive-names", is_flag=True,
-                 help="C-FIND matches person names (PN) case-insensitively."),
+                 help="C-FIND matches person names (PN) case-insensitively for every client (a client can also "
+                      "ask for it on its association: fuzzy semantic matching, e.g. dcmnet find --fuzzy)."),
 )
 
 

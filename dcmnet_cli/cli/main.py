@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from types import MethodType
+from typing import Any
 
 import click
 
@@ -29,8 +31,42 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+_ClickParser: Any = getattr(click.parser, "_OptionParser", None) or getattr(click.parser, "OptionParser")
+
+
+class _ShortFirstParser(_ClickParser):  # type: ignore[misc]
+    """Click's parser, but a known short option (``-q``, ``-v2``, ``-k``) goes straight to the short-option
+    match. Click tries every ``-x`` as a long option first and, when that fails, builds a NoSuchOption whose
+    "did you mean" suggestions import :mod:`difflib` (1.5-2 ms of every run that uses a short flag) only to
+    be thrown away. The result is the same: this is the branch click takes after that failed long match."""
+
+    def _process_opts(self, arg: str, state: Any) -> None:
+        if arg[1:2] != "-" and arg[:2] in self._short_opt and arg.partition("=")[0] not in self._long_opt:
+            self._match_short_opt(arg, state)
+        else:
+            super()._process_opts(arg, state)
+
+
+def _make_parser(command: click.Command, ctx: click.Context) -> Any:
+    """:meth:`click.Command.make_parser` with :class:`_ShortFirstParser`."""
+    parser = _ShortFirstParser(ctx)
+    for param in command.get_params(ctx):
+        param.add_to_parser(parser, ctx)
+    return parser
+
+
+def short_first(command: click.Command) -> click.Command:
+    """``command`` parsing its short options without the failed long-option lookup (see above)."""
+    if not isinstance(command, LazyGroup):
+        setattr(command, "make_parser", MethodType(_make_parser, command))
+    return command
+
+
 class LazyGroup(click.Group):
     """Imports a command's module only when that command runs, so ``--help`` and ``echo`` stay fast."""
+
+    def make_parser(self, ctx: click.Context) -> Any:
+        return _make_parser(self, ctx)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
@@ -40,7 +76,7 @@ class LazyGroup(click.Group):
             return None
         from .config import with_environment
 
-        return with_environment(importlib.import_module(COMMANDS[name][0]).command)
+        return short_first(with_environment(importlib.import_module(COMMANDS[name][0]).command))
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with formatter.section("Commands"):

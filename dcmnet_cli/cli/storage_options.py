@@ -156,6 +156,8 @@ def build_storage(app: App, output_directory: str | None, filepath: str | None, 
             raise click.BadParameter(str(error), param_hint="--filepath") from None
     on_receive = _hook(exec_on_receive, "--exec-on-receive")
     on_end = _hook(exec_on_association_end, "--exec-on-association-end")
+    if not ignore and output_directory is not None:  # only once the options are known good: a usage
+        output_directory = check_output_folder(output_directory)  # error never leaves a folder behind
     config = StorageConfig(None if ignore else output_directory, template, on_duplicate, not no_fsync, ignore,
                            on_receive, on_end)
     storage = StorageSCP(config, on_event, HookRunner(8, exec_timeout, on_event))

@@ -16,7 +16,8 @@ worklist_option = click.option(
     "--worklist", "worklist_dir", type=click.Path(file_okay=False), default=None, metavar="DIR",
     help="Also a Modality Worklist SCP: answer worklist C-FIND (findscu -W, dcmnet find -W) from the items in "
          "DIR (DICOM or DICOM JSON files, each holding a ScheduledProcedureStepSequence), read again when "
-         "they change. Unreadable files are skipped with one log line.")
+         "they change. Unreadable files are skipped with one log line. Dates and times match as the items write "
+         "them: a Timezone Offset From UTC (0008,0201) in the query does not shift them (PS3.4 C.2.2.2.5).")
 
 
 def with_worklist(app: App, options: dict[str, Any], contexts: Any, on_event: Callable[[Any], None]) -> Any:

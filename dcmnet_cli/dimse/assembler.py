@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Container
-from enum import Enum
 from typing import Final, NamedTuple, Union
 
 from ..errors import AbortReason, RemoteProtocolError
@@ -60,7 +59,9 @@ Event = Union[CommandReceived, InvalidCommand, DatasetFragment, MessageComplete]
 ContextCheck = Union[Container[int], Callable[[int], bool], None]
 
 
-class _State(Enum):
+class _State:
+    """The assembler's states: plain ints, not an Enum (compared on every PDV; no class construction at import)."""
+
     IDLE = 0  # expecting a command fragment
     COMMAND = 1  # command fragments are accumulating
     DATASET = 2  # data set fragments expected
@@ -95,7 +96,7 @@ class Assembler:
     @property
     def idle(self) -> bool:
         """True between messages (nothing half-received)."""
-        return self._state is _State.IDLE
+        return self._state == _State.IDLE
 
     def receive_pdv(self, context_id: int, control: int, data: memoryview) -> list[Event]:
         """Feed one PDV (bits 2–7 of ``control`` are reserved and not tested, PS3.8 E.2)."""
@@ -103,9 +104,9 @@ class Assembler:
         last = bool(control & CONTROL_LAST)
         if not last and len(data) & 1 and not self._allow_odd:
             raise RemoteProtocolError(f"odd-length ({len(data)}) non-final PDV fragment", reason=_INVALID)
-        if self._state is _State.MAYBE_DATASET and control & CONTROL_COMMAND:
+        if self._state == _State.MAYBE_DATASET and control & CONTROL_COMMAND:
             self._state = _State.IDLE  # the invalid command had no data set after all
-        if self._state is not _State.IDLE and context_id != self._ctx:
+        if self._state != _State.IDLE and context_id != self._ctx:
             raise RemoteProtocolError(f"PDV on context {context_id} inside a message on context {self._ctx}",
                                       reason=_UNEXPECTED)
         if control & CONTROL_COMMAND:
@@ -121,9 +122,12 @@ class Assembler:
                                       reason=_INVALID)
 
     def _command(self, context_id: int, data: memoryview, last: bool) -> list[Event]:
-        if self._state is _State.DATASET or self._state is _State.DISCARD:
+        if self._state == _State.DATASET or self._state == _State.DISCARD:
             raise RemoteProtocolError("command fragment while a data set is outstanding", reason=_UNEXPECTED)
-        if self._state is not _State.COMMAND:
+        if self._state != _State.COMMAND:
+            if last and len(data) <= self._max_command:  # the usual command set: one PDV, no gathering
+                self._ctx = context_id
+                return self._command_complete(context_id, bytes(data))
             self._state, self._ctx, self._parts, self._cmd_len = _State.COMMAND, context_id, [], 0
         self._cmd_len += len(data)
         if self._cmd_len > self._max_command:
@@ -155,18 +159,18 @@ class Assembler:
 
     def _dataset(self, context_id: int, data: memoryview, last: bool) -> list[Event]:
         state = self._state
-        if state is _State.COMMAND:
+        if state == _State.COMMAND:
             raise RemoteProtocolError("data set fragment before the command set is complete",
                                       reason=_UNEXPECTED)
-        if state is _State.IDLE:
+        if state == _State.IDLE:
             raise RemoteProtocolError("data set fragment with no command announcing one", reason=_UNEXPECTED)
         self._ds_len += len(data)
         if self._max_dataset is not None and self._ds_len > self._max_dataset:
             raise RemoteProtocolError(f"data set exceeds the {self._max_dataset}-byte quota", reason=_INVALID)
-        if state is not _State.DATASET:  # DISCARD / MAYBE_DATASET: drop the bytes
+        if state != _State.DATASET:  # DISCARD / MAYBE_DATASET: drop the bytes
             if last:
                 self._state, self._ds_len = _State.IDLE, 0
-            elif state is _State.MAYBE_DATASET:
+            elif state == _State.MAYBE_DATASET:
                 self._state = _State.DISCARD
             return []
         collected = self._collected

@@ -175,6 +175,9 @@ _GROUP_LENGTH_ELEM = struct.Struct("<HHII")
 _FIELDS = tuple((elem, vr, f) for elem, _kw, vr, f in ELEMENTS if f is not None)
 _BY_ELEM = {elem: (vr, f) for elem, vr, f in _FIELDS}
 _STR_PAD = {"UI": b"\0", "AE": b" ", "LO": b" ", "SH": b" "}
+_US_ELEMENT = struct.Struct("<HHIH")  # a whole US element: header and value in one pack
+_ENCODING: Final = tuple((elem, vr, Message._fields.index(f)) for elem, vr, f in _FIELDS)
+"""(element, VR, index in the Message tuple), in ascending element order: encode reads slots, not names."""
 
 
 def _encode_value(vr: str, value: Any) -> bytes:
@@ -190,12 +193,17 @@ def _encode_value(vr: str, value: Any) -> bytes:
 def encode(msg: Message) -> bytes:
     """Encode ``msg`` as a command set: ascending tags, group length first (PS3.7 §6.3.1, E.1)."""
     parts: list[bytes] = []
+    us_element, header = _US_ELEMENT.pack, _HDR.pack
     try:
-        for elem, vr, name in _FIELDS:
-            value = getattr(msg, name)
-            if value is not None:
+        for elem, vr, slot in _ENCODING:
+            value = msg[slot]
+            if value is None:
+                continue
+            if vr == "US":
+                parts.append(us_element(0, elem, 2, value))
+            else:
                 raw = _encode_value(vr, value)
-                parts.append(_HDR.pack(0, elem, len(raw)) + raw)
+                parts.append(header(0, elem, len(raw)) + raw)
     except (struct.error, UnicodeEncodeError, TypeError) as exc:
         raise ValueError(f"cannot encode {msg.name}: {exc}") from exc
     if msg.extra:
@@ -263,44 +271,108 @@ def _check_group_length(items: dict[int, bytes], group0_end: int, total: int) ->
         raise CommandSetError(f"CommandGroupLength {value} does not match {group0_end - 12} bytes")
 
 
+_SLOTS: Final = Message._fields
+_SLOT_OF: Final[dict[int, tuple[str, int]]] = {elem: (vr, _SLOTS.index(f)) for elem, vr, f in _FIELDS}
+_DST_SLOT: Final = _SLOTS.index("command_data_set_type")
+_MID_SLOT, _MRT_SLOT = _SLOTS.index("message_id"), _SLOTS.index("message_id_being_responded_to")
+_DECODING: Final[tuple[Any, ...]] = tuple(None for _ in _SLOTS)
+"""Every field absent (None), Command Data Set Type included: :func:`decode` tells an absent one apart."""
+_REQUIRED_SLOTS: Final[dict[int, tuple[int, ...]]] = {
+    field: tuple(_SLOTS.index(n) for n in names) for field, names in REQUIRED.items()}
+
+
 def decode(data: bytes | bytearray | memoryview) -> Message:
     """Decode a whole command set; raise :class:`CommandSetError` on any defect (scenarios 34–36).
 
     Unknown group-0000 elements are kept in ``Message.extra``; retired ones likewise; trailing elements
-    of other groups in ``Message.foreign``.
+    of other groups in ``Message.foreign``. Values go straight into their slot of the Message tuple (one
+    dict lookup per element, US values read by index): this runs for every message received.
     """
     buf = bytes(data)
+    values = _plain(buf)
+    if values is None:
+        values = _general(buf)
+    command_field = values[0]
+    dst = values[_DST_SLOT]
+    if command_field is None or any(values[i] is None for i in _REQUIRED_SLOTS.get(command_field, ())):
+        _missing(values)
+    if dst is None:
+        values[_DST_SLOT] = NO_DATASET
+    return tuple.__new__(Message, values)
+
+
+def _plain(buf: bytes) -> list[Any] | None:
+    """The values of a plain command set, read in one pass: group 0000 only, each known element once,
+    every value well formed, the group length right. None for anything else, which :func:`_general`
+    then reads (and names the defect): the two agree on every plain command set by construction."""
+    values: list[Any] = list(_DECODING)
+    slot_of, unpack = _SLOT_OF, _HDR.unpack_from
+    off, end, group_length = 0, len(buf), -1
+    while off < end:
+        if end - off < 8:
+            return None
+        group, elem, length = unpack(buf, off)
+        off += 8
+        if group or length > end - off:
+            return None
+        start, off = off, off + length
+        spec = slot_of.get(elem)
+        if spec is None:
+            if elem or group_length >= 0 or length != 4:
+                return None
+            group_length = buf[start] | buf[start + 1] << 8 | buf[start + 2] << 16 | buf[start + 3] << 24
+            continue
+        vr, slot = spec
+        if values[slot] is not None:
+            return None
+        if vr == "US":
+            if length != 2:
+                return None
+            values[slot] = buf[start] | buf[start + 1] << 8
+        elif vr == "AT":
+            return None
+        else:
+            text = buf[start:off].decode("latin-1").rstrip("\0 ")
+            values[slot] = text.lstrip(" ") if vr == "AE" else text
+    if group_length >= 0 and group_length != end - 12:
+        return None
+    values[-2], values[-1] = (), ()
+    return values
+
+
+def _general(buf: bytes) -> list[Any]:
+    """Any command set: unknown and foreign elements kept, every defect a :class:`CommandSetError`."""
     items, foreign, group0_end = _split(buf)
     _check_group_length(items, group0_end, len(buf))
-    kw: dict[str, Any] = {}
+    values: list[Any] = list(_DECODING)
     extra: list[tuple[int, bytes]] = []
+    slot_of = _SLOT_OF
     for elem, raw in items.items():
-        spec = _BY_ELEM.get(elem)
+        spec = slot_of.get(elem)
         if spec is None:
             extra.append((elem, raw))
+        elif spec[0] == "US" and len(raw) == 2:
+            values[spec[1]] = raw[0] | raw[1] << 8
         else:
-            kw[spec[1]] = _decode_value(spec[0], raw, elem)
-    return _build(kw, tuple(sorted(extra)), tuple(foreign))
+            values[spec[1]] = _decode_value(spec[0], raw, elem)
+    values[-2], values[-1] = tuple(sorted(extra)) if extra else (), tuple(foreign)
+    return values
 
 
-def _build(kw: dict[str, Any], extra: tuple[tuple[int, bytes], ...],
-           foreign: tuple[tuple[int, bytes], ...] = ()) -> Message:
-    """Check mandatory elements for the Command Field and construct the Message."""
-    field_value = kw.get("command_field")
-    message_id = kw.get("message_id", kw.get("message_id_being_responded_to"))
-    dst = kw.get("command_data_set_type")
+def _missing(values: list[Any]) -> None:
+    """Raise the error for a command set without its Command Field or a mandatory element, carrying what
+    is known (Message ID, Command Field, whether a data set follows) so a request can still be answered."""
+    field_value = values[0]
+    message_id = values[_MID_SLOT] if values[_MID_SLOT] is not None else values[_MRT_SLOT]
+    dst = values[_DST_SLOT]
     has_ds = None if dst is None else dst != NO_DATASET
     if field_value is None:
         raise CommandSetError("command set has no CommandField (0000,0100)", message_id=message_id,
                               has_dataset=has_ds)
-    missing = [n for n in REQUIRED.get(field_value, ()) if kw.get(n) is None]
-    if missing:
-        name = COMMAND_NAMES.get(field_value, f"0x{field_value:04X}")
-        raise CommandSetError(f"{name} lacks mandatory {', '.join(missing)}", message_id=message_id,
-                              command_field=field_value, has_dataset=has_ds)
-    if dst is None:
-        kw["command_data_set_type"] = NO_DATASET
-    return Message(extra=extra, foreign=foreign, **kw)
+    missing = [_SLOTS[i] for i in _REQUIRED_SLOTS.get(field_value, ()) if values[i] is None]
+    name = COMMAND_NAMES.get(field_value, f"0x{field_value:04X}")
+    raise CommandSetError(f"{name} lacks mandatory {', '.join(missing)}", message_id=message_id,
+                          command_field=field_value, has_dataset=has_ds)
 
 
 # --- convenience constructors (PS3.7 §9.3) -------------------------------------------------------

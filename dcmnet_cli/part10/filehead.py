@@ -6,20 +6,20 @@ preamble, ``DICM``, then group 0002 in explicit VR little endian (PS3.10 §7.1).
 preamble or meta group (old "raw" data sets) are walked element by element (implicit VR little endian
 assumed, explicit VR little endian tried next) only up to (0008,0018).
 
-This module decides where to look (:func:`meta_start`), configures the element walker for each case
-(:func:`meta_walker`, :func:`raw_walker`) and judges what it found (:func:`meta_result`,
-:func:`raw_result`). Feeding the walker a file's bytes, and jumping over the values it skips, is the
-caller's job (``services/dicomfiles.py``): nothing here reads a file. Problems raise :class:`Part10Error`
-with the reason in words.
+This module decides where to look (:func:`meta_start`), reads a plain File Meta group held in the first
+bytes by index (:func:`meta_by_index`: same checks, same result; anything unusual is left to the walker),
+configures the element walker for each case (:func:`meta_walker`, :func:`raw_walker`) and judges what
+it found (:func:`meta_result`, :func:`raw_result`). Feeding the walker a file's bytes, and jumping over
+the values it skips, is the caller's job (``services/dicomfiles.py``): nothing here reads a file.
+Problems raise :class:`Part10Error` with the reason in words.
 """
 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
 from .syntaxes import EXPLICIT_LE, IMPLICIT_LE
-from .vr import VALID_VRS, tag_text
+from .vr import LONG_VRS, SHORT_VRS, VALID_VRS, tag_text
 from .walker import Part10Error, Truncated, Walker
 
 PREAMBLE = 128
@@ -37,17 +37,26 @@ _RAW_WANTED = frozenset({SOP_CLASS_TAG, SOP_INSTANCE_TAG})
 _MAX_UID = 64  # PS3.5 §9.1
 _U32 = struct.Struct("<I")
 _GROUP = struct.Struct("<H")
+_EXPLICIT = struct.Struct("<HH2sH")
+_MAX_META_VALUE = 1024
 
 
-@dataclass(frozen=True)
 class FileHead:
-    """What a file's first bytes say: its identity and syntax, and where its data set starts."""
+    """What a file's first bytes say: its identity and syntax, and where its data set starts.
 
-    sop_class_uid: str
-    sop_instance_uid: str
-    transfer_syntax: str
-    offset: int
-    has_meta: bool
+    A plain slotted class, not a dataclass: ``store`` builds one per file and a dataclass would put
+    :mod:`dataclasses` (and its class construction) on its start-up path."""
+
+    __slots__ = ("sop_class_uid", "sop_instance_uid", "transfer_syntax", "offset", "has_meta")
+
+    def __init__(self, sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str, offset: int,
+                 has_meta: bool) -> None:
+        self.sop_class_uid, self.sop_instance_uid, self.transfer_syntax = sop_class_uid, sop_instance_uid, transfer_syntax
+        self.offset, self.has_meta = offset, has_meta
+
+    def __repr__(self) -> str:
+        return (f"FileHead({self.sop_class_uid!r}, {self.sop_instance_uid!r}, {self.transfer_syntax!r}, "
+                f"{self.offset}, has_meta={self.has_meta})")
 
 
 def meta_start(head: bytes | memoryview, size: int) -> int | None:
@@ -66,13 +75,57 @@ def meta_start(head: bytes | memoryview, size: int) -> int | None:
 
 def meta_walker() -> Walker:
     """A walker over group 0002 (explicit VR little endian, PS3.10 §7.1), stopping where the group ends."""
-    return Walker(True, True, _META_WANTED, max_value=1024, span=_META_SPAN, max_depth=0)
+    return Walker(True, True, _META_WANTED, max_value=_MAX_META_VALUE, span=_META_SPAN, max_depth=0)
+
+
+def meta_by_index(head: bytes, start: int, size: int) -> FileHead | None:
+    """The File Meta group read in place from ``head`` (the first bytes of a file of ``size`` bytes) when
+    the whole group lies in it and is plain: every element of group 0002 with a valid VR and a defined
+    length inside ``head``, the wanted values at most 1 KiB. None for anything else (a group cut by the
+    end of ``head``, an undefined length, an invalid VR, ...): the caller then walks the file with
+    :func:`meta_walker`, which reads on or names the fault. Where both run they agree, by construction:
+    this is the walker's loop for one flat group, without its generality, and the result is judged by
+    the same checks (:func:`meta_result`). It is the per-file cost of ``dcmnet store``.
+    """
+    n, i = len(head), start
+    values: dict[int, bytes] = {}
+    unpack, long_vrs, short_vrs = _EXPLICIT.unpack_from, LONG_VRS, SHORT_VRS
+    while True:
+        if n - i < 8:
+            if i == n == size:
+                break  # the file ends with its meta group
+            return None
+        group, element, vr, length = unpack(head, i)
+        if group != 0x0002:
+            break  # where the walker stops too: the first element outside the group's span
+        if vr in long_vrs:
+            if n - i < 12:
+                return None
+            length, header = _U32.unpack_from(head, i + 8)[0], 12
+        elif vr in short_vrs:
+            header = 8
+        else:
+            return None
+        end = i + header + length
+        if length == 0xFFFFFFFF or end > n:
+            return None
+        tag = 0x00020000 | element
+        if tag in _META_WANTED:
+            if length > _MAX_META_VALUE:
+                return None
+            values[tag] = head[i + header:end]
+        i = end
+    return _meta_judged(values, i - start, start, size)
 
 
 def meta_result(walker: Walker, start: int, size: int) -> FileHead:
     """The File Meta group walked from ``start``: its UIDs and where the data set starts (PS3.10 §7.1)."""
-    values = walker.values
     length = walker.stopped_at if walker.stopped_at is not None else walker.offset
+    return _meta_judged(walker.values, length, start, size)
+
+
+def _meta_judged(values: dict[int, bytes], length: int, start: int, size: int) -> FileHead:
+    """The checks of a File Meta group of ``length`` bytes from ``start`` with these wanted ``values``."""
     group_length = values.get(GROUP_LENGTH)
     if group_length is not None and len(group_length) == 4:
         declared = _U32.unpack(group_length)[0]

@@ -1,7 +1,8 @@
 """The one PS3.5 element walker: element headers, sequences, items and fragments, never values.
 
 Everything in dcmnet that meets a binary data set without pydicom goes through :class:`Walker`: ``store``
-finding a file's File Meta group or the SOP UIDs of a bare data set, ``listen`` checking a received data
+finding a file's File Meta group (a plain one held in the first read is read by index in
+``filehead.meta_by_index``, which leaves every unusual group to this walker) or the SOP UIDs of a bare data set, ``listen`` checking a received data
 set's SOP UIDs against the command, ``find`` checking an identifier's lengths before pydicom reads it.
 
 What it knows of PS3.5:

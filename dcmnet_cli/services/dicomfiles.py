@@ -1,8 +1,10 @@
 """DICOM files on disk for ``store``: their head read once, their data set handed on undecoded.
 
 :func:`read_meta` opens a file, reads its first :data:`HEAD_SIZE` bytes (the whole file when it is
-small) and feeds them to the element walker configured by :mod:`..part10.filehead`; more is read with
-``pread`` only for a head that runs past them, and values the walker skips are jumped over, never read.
+small) and reads a plain File Meta group in them by index (:func:`..part10.filehead.meta_by_index`, the
+per-file cost of ``store``); anything else (a group running past those bytes, an unusual element, a file
+without meta) goes to the element walker configured by :mod:`..part10.filehead`, which reads on with
+``pread`` and jumps over the values it skips, never reading them.
 The data set itself is never decoded: a small one is sent as the bytes already read
 (:func:`dataset_bytes`), a large one from an open descriptor (:func:`open_dataset`) that the transport
 hands to ``sendfile``, so memory stays bounded by the PDU size whatever the object size
@@ -15,7 +17,6 @@ is the hot path of ``dcmnet store``.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from stat import S_ISDIR as _S_ISDIR
 from typing import Iterator
 
@@ -33,21 +34,64 @@ MAX_RAW_WALK = 16 << 20
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
-@dataclass(frozen=True)
 class DicomFile:
-    """One file ready to send: where its data set starts and what it is."""
+    """One file ready to send: where its data set starts and what it is.
 
+    Immutable, compared and hashed by what it is (path, UIDs, syntax, offset, size, has_meta), not by
+    ``identity`` or ``content``. A slotted class rather than a frozen dataclass: one is built per file on
+    ``store``'s hot path, and :mod:`dataclasses` stays off its start-up path.
+    """
+
+    __slots__ = ("path", "sop_class_uid", "sop_instance_uid", "transfer_syntax", "offset", "size", "has_meta",
+                 "identity", "content")
     path: str
     sop_class_uid: str
     sop_instance_uid: str
     transfer_syntax: str
     offset: int
     size: int
-    has_meta: bool = True
-    identity: tuple[int, int] | None = field(default=None, compare=False, repr=False)
+    has_meta: bool
+    identity: tuple[int, int] | None
     """``(st_dev, st_ino)``: the same file reached by two paths is sent once."""
-    content: bytes | None = field(default=None, compare=False, repr=False)
+    content: bytes | None
     """The whole file when it was small enough to keep from the meta read (``read_meta(keep_content=True)``)."""
+
+    def __init__(self, path: str, sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str, offset: int,
+                 size: int, has_meta: bool = True, identity: tuple[int, int] | None = None,
+                 content: bytes | None = None) -> None:
+        setter = object.__setattr__
+        setter(self, "path", path)
+        setter(self, "sop_class_uid", sop_class_uid)
+        setter(self, "sop_instance_uid", sop_instance_uid)
+        setter(self, "transfer_syntax", transfer_syntax)
+        setter(self, "offset", offset)
+        setter(self, "size", size)
+        setter(self, "has_meta", has_meta)
+        setter(self, "identity", identity)
+        setter(self, "content", content)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"DicomFile is immutable: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"DicomFile is immutable: cannot delete {name!r}")
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.path, self.sop_class_uid, self.sop_instance_uid, self.transfer_syntax, self.offset, self.size,
+                self.has_meta)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not DicomFile:
+            return NotImplemented
+        return self._key() == other._key()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (f"DicomFile(path={self.path!r}, sop_class_uid={self.sop_class_uid!r}, "
+                f"sop_instance_uid={self.sop_instance_uid!r}, transfer_syntax={self.transfer_syntax!r}, "
+                f"offset={self.offset!r}, size={self.size!r}, has_meta={self.has_meta!r})")
 
     @property
     def dataset_length(self) -> int:
@@ -100,6 +144,9 @@ def _parse(name: str, fd: int, size: int, head: bytes) -> filehead.FileHead:
     try:
         start = filehead.meta_start(head, size)
         if start is not None:
+            found = filehead.meta_by_index(head, start, size)
+            if found is not None:
+                return found
             walker = filehead.meta_walker()
             _feed(walker, fd, size, start, head, filehead.MAX_META_LENGTH,
                   f"File Meta group longer than {filehead.MAX_META_LENGTH} bytes: not a valid DICOM file")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Container, Iterator, Mapping
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from ..dimse.commandset import C_CANCEL_RQ, C_STORE_RQ, Message, c_store_rsp
 from ..dimse.connection import (
@@ -162,6 +162,11 @@ class Session:
         self._handler: MessageHandler | None = None
         self.cancelled: set[int] = set()
         """Message IDs of requests the peer asked to cancel (C-CANCEL-RQ): their handlers stop and answer 0xFE00."""
+        self._serving: dict[type, Callable[[Any], None]] = {
+            CommandReceived: self._command, MessageComplete: self._complete, DatasetFragment: self._fragment,
+            RequestRefused: self._refuse, InvalidCommand: self._invalid}
+        """What to do with each kind of event a request from the peer brings: one dict lookup per event
+        (the events are final NamedTuple classes), not a chain of isinstance tests."""
 
     @property
     def contexts(self) -> dict[int, AcceptedContext]:
@@ -199,18 +204,19 @@ class Session:
         the final one). Requests from the peer in between are served."""
         while True:
             event = self._next_outstanding(waits, what)
-            if isinstance(event, MessageComplete):
-                if event.message.is_response:
-                    yield Response(event.message, event.dataset)
+            kind = type(event)
+            if kind is MessageComplete:
+                if event.message.is_response:  # type: ignore[union-attr]
+                    yield Response(event.message, event.dataset)  # type: ignore[union-attr, arg-type]
                 else:
-                    self._complete(event)
-            elif isinstance(event, CommandReceived):
-                if event.message.is_response:
-                    self._check_response(event.message, message_id, expected, what)
+                    self._complete(event)  # type: ignore[arg-type]
+            elif kind is CommandReceived:
+                if event.message.is_response:  # type: ignore[union-attr]
+                    self._check_response(event.message, message_id, expected, what)  # type: ignore[union-attr, arg-type]
                 else:
-                    self._begin(event)
+                    self._begin(event)  # type: ignore[arg-type]
             else:
-                self._other(event)
+                self._serve_event(event)  # fragments, refusals, malformed commands of the peer's requests
 
     def response(self, message_id: int | Container[int], timeout: float | None, expected: int | None = None) -> Response:
         """The one (final) response to a request that has no pending responses (C-ECHO, C-STORE); to any
@@ -243,13 +249,17 @@ class Session:
             except TimeoutExpired:
                 waits.expired(self)
                 continue
+            kind = type(event)
+            if kind is CommandReceived or kind is MessageComplete or kind is DatasetFragment:
+                waits.activity()
+                return event  # type: ignore[return-value]
             if event is None:
                 self._abandon()
                 raise AssociationAborted(f"the peer closed the connection while a {what} was outstanding")
-            if isinstance(event, Aborted):
+            if kind is Aborted:
                 self._abandon()
-                raise AssociationAborted(event.message, event.source, event.reason)
-            if isinstance(event, ReleaseRequested):
+                raise AssociationAborted(event.message, event.source, event.reason)  # type: ignore[union-attr, arg-type]
+            if kind is ReleaseRequested:
                 self._abandon()
                 driver.abort()
                 raise AssociationAborted(f"the peer asked to release while a {what} was outstanding")
@@ -261,13 +271,17 @@ class Session:
     def serve(self, idle_timeout: float | None) -> str:
         """Answer the peer's requests until it releases ("released") or the association ends otherwise
         ("aborted"); ``idle_timeout`` bounds the silence between two events (TimeoutExpired)."""
-        driver, released = self.driver, False
+        driver, released, serving = self.driver, False, self._serving
         try:
             while True:
                 event = driver.next_event(idle_timeout)
-                if event is None or isinstance(event, Aborted):
+                handle = serving.get(type(event))
+                if handle is not None:
+                    handle(event)
+                    continue
+                if event is None or type(event) is Aborted:
                     return "released" if released and event is None else "aborted"
-                if isinstance(event, ReleaseRequested):
+                if type(event) is ReleaseRequested:
                     released = True
                     driver.conn.release_response()
                     driver.flush()
@@ -277,15 +291,15 @@ class Session:
             self._abandon()
 
     def _serve_event(self, event: Event) -> None:
-        if isinstance(event, CommandReceived):
-            if event.message.is_response:
-                self._handler = MessageHandler()  # a stray response: nothing to do with it
-            else:
-                self._begin(event)
-        elif isinstance(event, MessageComplete):
-            self._complete(event)
+        handle = self._serving.get(type(event))
+        if handle is not None:
+            handle(event)
+
+    def _command(self, event: CommandReceived) -> None:
+        if event.message.is_response:
+            self._handler = MessageHandler()  # a stray response: nothing to do with it
         else:
-            self._other(event)
+            self._begin(event)
 
     # ------------------------------------------------------------------ requests from the peer
 
@@ -311,15 +325,10 @@ class Session:
         if handler is not None:
             handler.complete(event.dataset)
 
-    def _other(self, event: Event) -> None:
-        if isinstance(event, DatasetFragment):
-            self.report.bytes += len(event.data)
-            if self._handler is not None:
-                self._handler.fragment(event.data, event.last)
-        elif isinstance(event, RequestRefused):
-            self._refuse(event)
-        elif isinstance(event, InvalidCommand):
-            self._invalid(event)
+    def _fragment(self, event: DatasetFragment) -> None:
+        self.report.bytes += len(event.data)
+        if self._handler is not None:
+            self._handler.fragment(event.data, event.last)
 
     def _refuse(self, event: RequestRefused) -> None:
         factory = None if self.handlers is None else self.handlers.get(event.message.command_field)

@@ -152,13 +152,13 @@ class Driver:
     def next_event(self, timeout: float | None) -> Event | None:
         """The next event; None once the connection is closed. Raises TimeoutExpired."""
         conn = self.conn
+        event = conn.next_event()  # the common case: already decoded from the last read (no clock read)
+        if event is not None:
+            if type(event) is Aborted:
+                self.flush()  # the A-ABORT a protocol error queued goes out before anyone closes
+            return event
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            event = conn.next_event()
-            if event is not None:
-                if type(event) is Aborted:
-                    self.flush()  # the A-ABORT a protocol error queued goes out before anyone closes
-                return event
             self.flush()
             event = conn.next_event()  # flushing may have closed the link (an abort we sent)
             if event is not None:
@@ -166,6 +166,11 @@ class Driver:
             if self.closed:
                 return None
             self._receive(deadline)
+            event = conn.next_event()
+            if event is not None:
+                if type(event) is Aborted:
+                    self.flush()
+                return event
 
     def _receive(self, deadline: float | None) -> None:
         wait, artim = self._wait_time(deadline)

@@ -140,6 +140,10 @@ class AcceptorPolicy(NamedTuple):
     PS3.7 D.3.3.7: a positive response means the identity was verified)."""
     require_user_identity: bool = False
     """Reject requests that carry no User Identity sub-item (``listen --require-identity``)."""
+    held_syntaxes: Callable[[], Mapping[str, Sequence[str]]] | None = None
+    """Per SOP class, the transfer syntaxes of the objects we hold, most common first (``listen``'s index):
+    the order of preference on contexts where the requestor takes the SCP role, see
+    :func:`sender_preferences`. Called at most once per request, only when such a context is proposed."""
     implementation_class_uid: str = IMPLEMENTATION_CLASS_UID
     implementation_version_name: str = IMPLEMENTATION_VERSION_NAME
 
@@ -162,16 +166,42 @@ def check_request_structure(rq: AssociateRQ) -> None:
         seen.add(cid)
 
 
-def negotiate_context(context: PresentationContextRQ, policy: AcceptorPolicy) -> PresentationContextAC:
-    """Result 3 for an unknown abstract syntax, 4 when no syntax matches, else the acceptor's preference."""
+def negotiate_context(context: PresentationContextRQ, policy: AcceptorPolicy,
+                      held: Sequence[str] | None = None) -> PresentationContextAC:
+    """Result 3 for an unknown abstract syntax, 4 when no syntax matches, else the acceptor's preference;
+    on a context where we send (``held`` not None, see :func:`sender_preferences`): the syntaxes we hold
+    the class in, then the requestor's order."""
     accepted = policy.syntaxes_for(context.abstract_syntax)
     if not accepted:
         return PresentationContextAC(context.context_id, ContextResult.ABSTRACT_SYNTAX_NOT_SUPPORTED)
     proposed = set(context.transfer_syntaxes)
+    if held is not None:
+        allowed = set(accepted)
+        accepted = [s for s in (*held, *context.transfer_syntaxes) if s in allowed]
     for syntax in accepted:
         if syntax in proposed:
             return PresentationContextAC(context.context_id, ContextResult.ACCEPTANCE, syntax)
     return PresentationContextAC(context.context_id, ContextResult.TRANSFER_SYNTAXES_NOT_SUPPORTED)
+
+
+def sender_preferences(rq: AssociateRQ, policy: AcceptorPolicy) -> Callable[[str], Sequence[str] | None]:
+    """Per abstract syntax, the transfer syntaxes to prefer where the requestor takes the SCP role and we
+    grant it (PS3.7 D.3.3.4): there we are the one sending (the C-STORE sub-operations of a C-GET, PS3.4
+    C.4.3.3), so the syntaxes our objects of that class are held in come first, then the requestor's order.
+
+    Why: the acceptor picks any one of the proposed syntaxes (PS3.8 §9.3.3.2), and our usual preference
+    (explicit VR little endian) is a receiver's. A sender that picks the syntax it holds sends each object
+    as stored, byte for byte; any other choice forces a conversion (a decompression at best; a lossy object
+    never gets its stored bytes back) although the requestor proposed the stored syntax and so can take it.
+    When we hold nothing of the class, only the requestor's order says anything about what it wants.
+    None for every other context (and without ``policy.held_syntaxes``): the acceptor's own order."""
+    if policy.held_syntaxes is None:
+        return lambda uid: None
+    sending = {r.sop_class_uid for r in rq.user_info.roles if r.scp_role and policy.scp_roles(r.sop_class_uid)}
+    if not sending:
+        return lambda uid: None
+    held = policy.held_syntaxes()
+    return lambda uid: tuple(held.get(uid, ())) if uid in sending else None
 
 
 def negotiate_role(proposed: RoleSelection, policy: AcceptorPolicy) -> RoleSelection:
@@ -238,7 +268,8 @@ def negotiate_acceptor_explained(rq: AssociateRQ, policy: AcceptorPolicy) -> tup
     verdict = judge_identity(rq, policy)
     if verdict is not None and not verdict.accepted:
         return _RJ_NO_REASON, verdict.reason
-    contexts = tuple(negotiate_context(c, policy) for c in rq.presentation_contexts)
+    prefer = sender_preferences(rq, policy)
+    contexts = tuple(negotiate_context(c, policy, prefer(c.abstract_syntax)) for c in rq.presentation_contexts)
     if not any(c.result == ContextResult.ACCEPTANCE for c in contexts):
         return _RJ_NO_REASON, None
     identity = rq.user_info.user_identity

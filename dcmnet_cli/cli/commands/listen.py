@@ -1,4 +1,5 @@
-"""``dcmnet listen``: a DICOM node on a port (Verification and Storage SCP; --verify-only for C-ECHO only).
+"""``dcmnet listen``: a DICOM node on a port (Verification and Storage SCP; with an index also C-FIND,
+C-MOVE and C-GET SCP, and with --worklist a worklist SCP; --verify-only for C-ECHO only).
 
 The accept loop, the worker processes of --workers and the stop on SIGTERM/SIGINT live in transport/
 (``transport.workers.run_workers``); this module turns options into a listener, and events into lines.
@@ -6,6 +7,7 @@ The accept loop, the worker processes of --workers and the stop on SIGTERM/SIGIN
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable
 
 import click
@@ -25,13 +27,16 @@ from ..options import (
     server_tls_options,
 )
 from ..cluster_options import cluster_options, cluster_servers, cluster_setup, summarize as cluster_summary
-from ..archive_options import archive_options, check_archive_options, open_archive
+from ..archive_options import archive_options, check_archive_options, index_path, open_archive
 from ..retrieve_scp_options import move_destination_option, retrieve_handlers_for
 from ..worklist_options import add_worklist_handlers, with_worklist, worklist_option
-from ..storage_options import NOTABLE_EVENTS, bind_hint, build_storage, check_output_folder, human_size, log_line
+from ..storage_options import NOTABLE_EVENTS, bind_hint, build_storage, human_size, log_line
 
 STORAGE_ONLY = ("filepath", "accept_syntaxes", "promiscuous", "exec_on_receive", "exec_on_association_end")
 """Options that mean nothing with --verify-only."""
+QUERY_ONLY = {"move_destinations": "--move-destination", "worklist_dir": "--worklist", "index_path": "--index",
+              "case_insensitive_names": "--case-insensitive-names"}
+"""Options of the query/retrieve node that mean nothing with --verify-only either."""
 
 
 class EventLog:
@@ -142,22 +147,24 @@ class EventLog:
 def command(app: App, port: int, aetitle: str, bind: str, workers: int, shutdown_grace: float, as_json: bool,
             no_progress: bool, **options: Any) -> int:
     """Run a DICOM node until interrupted: Verification and Storage SCP (storescp's habit), and with -od DIR
-    a query/retrieve node: C-FIND (Patient Root, Study Root, Patient/Study Only) from an index of DIR.
+    a query/retrieve node serving what it stored, from an index of DIR: C-FIND (Patient Root, Study Root,
+    Patient/Study Only), C-MOVE (to --move-destination and the config's nodes) and C-GET; --worklist DIR
+    adds a Modality Worklist SCP (worklist C-FIND).
 
     Received objects are written into the current folder, or below -od DIR (--verify-only: C-ECHO only,
-    no storage; --ignore: receive and discard). Every Storage SOP class is accepted in
-    every known transfer syntax (explicit VR little endian preferred, then implicit; a compressed syntax
-    is taken when it is all that is proposed, and stored as sent). Each object is streamed to a temporary
-    file in DIR, then renamed to its final name and fsynced before Success is answered; an abort leaves
-    nothing behind. Peer values in file names are made safe (UIDs kept, anything else hashed).
-    Failures answer 0xA700 (disk full, folder gone), 0xA900 (data set UIDs differ from the command) or
-    0xC000 (unparsable where parsing is needed, or a path outside DIR). An output folder that cannot be
-    created or written, or a port that cannot be bound, exits 3 at start.
+    no storage; --ignore: receive and discard). Every Storage SOP class is accepted in every known transfer
+    syntax (explicit VR little endian preferred, then implicit; a compressed syntax is taken when it is all
+    that is proposed, and stored as sent). Each object is streamed to a temporary file in DIR, then renamed
+    and fsynced before Success is answered; an abort leaves nothing behind. Peer values in file names are
+    made safe (UIDs kept, anything else hashed). Failures answer 0xA700 (disk full, folder gone), 0xA900
+    (data set UIDs differ from the command) or 0xC000 (unparsable where parsing is needed, or a path outside
+    DIR). An output folder that cannot be created or written, or a port that cannot be bound, exits 3.
 
     With -od DIR (or --index PATH) every stored file is indexed (SQLite, DIR/.dcmnet-index.sqlite) once it
     is complete; at start the index and DIR are reconciled, so files already in DIR are served. A bare
-    listen storing into the current folder keeps no index unless the folder has one. --read-only serves
-    queries and refuses every C-STORE (0x0124); --no-index stores only.
+    listen storing into the current folder keeps no index unless the folder has one. C-MOVE and C-GET send
+    each object in the transfer syntax it is stored in whenever the receiver proposed it. --read-only
+    serves queries and retrieves but refuses every C-STORE (0x0124); --no-index stores only.
 
     With --tls every connection must complete a TLS handshake (TLS 1.2 or later, bounded by
     --artim-timeout) before any DICOM is read; a failure is logged as one tls-error line and the
@@ -178,9 +185,7 @@ def command(app: App, port: int, aetitle: str, bind: str, workers: int, shutdown
     events = EventLog(app, as_json)
     contexts: Any = None  # Verification only
     if options["verify_only"]:
-        if options["output_directory"] or options["ignore"] or any(options[name] for name in (*STORAGE_ONLY, "read_only")):
-            raise click.UsageError("--verify-only accepts no storage: drop -od, --ignore, --filepath, --accept, "
-                                   "--promiscuous and --exec-*")
+        _check_verify_only(options)
     else:
         events.storage, contexts = _storage(app, options, events)
         if events.storage is None:
@@ -198,6 +203,16 @@ def command(app: App, port: int, aetitle: str, bind: str, workers: int, shutdown
 
     _serve(app, events, server, lambda: make_server(bound), workers, shutdown_grace)
     return ExitCode.SUCCESS
+
+
+def _check_verify_only(options: dict[str, Any]) -> None:
+    """--verify-only with an option that only storage, the index, C-MOVE or the worklist use: exit 2."""
+    if options["output_directory"] or options["ignore"] or any(options[name] for name in (*STORAGE_ONLY, "read_only")):
+        raise click.UsageError("--verify-only accepts no storage: drop -od, --ignore, --filepath, --accept, "
+                               "--promiscuous and --exec-*")
+    for name, flag in QUERY_ONLY.items():
+        if options.get(name):
+            raise click.UsageError(f"--verify-only answers C-ECHO only: drop {flag}")
 
 
 def _serve(app: App, events: EventLog, server: Any, make_server: Callable[[], Any], workers: int,
@@ -257,8 +272,11 @@ def _storage(app: App, options: dict[str, Any], events: EventLog) -> tuple[Any, 
 
     check_archive_options(options)
     options["output_directory_given"] = options["output_directory"] is not None
-    if not options["ignore"]:
-        options["output_directory"] = check_output_folder(options["output_directory"] or ".")
+    if not options["ignore"]:  # created and checked writable by build_storage, after the usage checks
+        options["output_directory"] = os.path.abspath(options["output_directory"] or ".")
+    if options["move_destinations"] and index_path(options) is None:
+        raise click.UsageError("--move-destination needs an index to retrieve from: give -od DIR or --index PATH "
+                               "(not --no-index or --ignore)")
     storage, contexts = build_storage(app, options["output_directory"], options["filepath"], options["on_duplicate"],
                                       options["ignore"], options["accept_syntaxes"], options["promiscuous"],
                                       options["no_fsync"], options["exec_on_receive"],
@@ -267,9 +285,7 @@ def _storage(app: App, options: dict[str, Any], events: EventLog) -> tuple[Any, 
         return None, None
     events.query = open_archive(app, options, storage)
     if events.query is not None:
-        contexts = with_find_contexts(contexts)
-        # Engineers B/C: worklist (--worklist) and C-MOVE/C-GET classes join the negotiation here.
-        contexts = with_retrieve_contexts(contexts)
+        contexts = with_retrieve_contexts(with_find_contexts(contexts))  # C-FIND, C-MOVE, C-GET classes
     contexts = with_worklist(app, options, contexts, events)
     return storage, contexts
 
@@ -279,7 +295,7 @@ def _server_factory(app: App, aetitle: str, bind: str, workers: int, tls: Any, c
     """``make_server(port)``: a listener (unbound) with these settings; one per worker process."""
     from ...services.scp.entity import ListenerSettings, build_listener
     from ...services.scp.find_handler import find_handlers
-    from ...services.scp.retrieve_handler import storage_role
+    from ...services.scp.retrieve_handler import held_syntaxes, storage_role
     from ...services.scp.store_handler import storage_handlers
 
     allowed = options["allow_calling_aet"]
@@ -290,6 +306,7 @@ def _server_factory(app: App, aetitle: str, bind: str, workers: int, tls: Any, c
         network_timeout=options["network_timeout"], reuse_port=workers > 1, tls=tls,
         async_window=options["async_window"], identity=listen_identity_from(options),
         scp_roles=storage_role if events.query is not None else None,  # C-GET sub-operations
+        held_syntaxes=held_syntaxes(events.query.index) if events.query is not None else None,
     )
     trace = events.trace if app.debug else None
 
@@ -298,9 +315,8 @@ def _server_factory(app: App, aetitle: str, bind: str, workers: int, tls: Any, c
         if storage is None:
             return build_listener(settings._replace(port=port), contexts, None, events, trace)
         handlers = storage_handlers(storage)
-        if events.query is not None:  # an index: C-FIND (and below, C-MOVE/C-GET and worklist) handlers
+        if events.query is not None:  # an index: C-FIND, C-MOVE and C-GET handlers
             handlers.update(find_handlers(events.query._replace(ae_title=aetitle)))
-            # Engineers B/C: register worklist / retrieve handlers here (handlers.update(...)).
             handlers.update(retrieve_handlers_for(events.query, aetitle, options, events))
         handlers = add_worklist_handlers(handlers, options)
         return build_listener(settings._replace(port=port), contexts, handlers, events, trace,

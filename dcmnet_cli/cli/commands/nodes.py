@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -24,8 +25,10 @@ def command(app: App, check: bool, names: bool, jobs: int, as_json: bool, **opti
     """List the nodes of the config file (name, AE title, host:port, TLS); --check echoes them all.
 
     The config file is $DCMNET_CONFIG, else $XDG_CONFIG_HOME/dcmnet/config.toml, else
-    ~/.config/dcmnet/config.toml. With --check, the exit code is the worst of the echoes (the order of
-    the exit-code table: 6, 5, 4, 7, 8, 3, 1, 0); 0 when every node answered Success.
+    ~/.config/dcmnet/config.toml. --check sends the user identity a node names (user, and the password from
+    its password_env variable; never a prompt): a node whose variable is unset is not checked and counts as
+    a usage error (2). The exit code is the worst of the echoes (the order of the exit-code table: 2, 6, 5,
+    4, 7, 8, 3, 1, 0); 0 when every node answered Success.
     """
     from .. import config
 
@@ -49,9 +52,31 @@ def _row(name: str, node: dict[str, Any], options: dict[str, Any]) -> dict[str, 
     for key in ("tls_ca", "tls_cert", "tls_key", "tls_key_password_env", "tls_server_name", "tls_no_verify"):
         node_options.setdefault(key, None)
     peer = parse_peer((name,), options["called_aet"], node_options)
+    identity, problem = _identity(node)
     return {"name": name, "ae": peer.called_ae, "address": f"{peer.host}:{peer.port}", "tls": peer.tls is not None,
-            "peer": peer, "calling_aet": node_options["calling_aet"], "status": "", "rtt_ms": None,
-            "code": ExitCode.SUCCESS}
+            "peer": peer._replace(identity=identity), "calling_aet": node_options["calling_aet"],
+            "status": problem or "", "rtt_ms": None, "code": ExitCode.USAGE if problem else ExitCode.SUCCESS,
+            "problem": problem}
+
+
+def _identity(node: dict[str, Any]) -> tuple[Any, str | None]:
+    """The user identity a node configures (``user``, with ``password_env``: PS3.7 D.3.3.7 type 2, else
+    type 1), or (None, why it cannot be sent): a password variable unset or empty. Never a prompt."""
+    user = node.get("user")
+    if not isinstance(user, str) or not user:
+        return None, None
+    from ...services.scu.identity import Identity, IdentityError
+    from ...ul.items import UserIdentityType
+
+    var = node.get("password_env")
+    password = os.environ.get(var) if isinstance(var, str) and var else ""
+    if password is None or (var and not password):
+        return None, f"not checked: password_env {var} (user {user}) is {'not set' if password is None else 'empty'}"
+    kind = UserIdentityType.USERNAME_PASSCODE if password else UserIdentityType.USERNAME
+    try:
+        return Identity.build(kind, user.encode("utf-8"), (password or "").encode("utf-8")), None
+    except IdentityError as error:
+        return None, f"not checked: {error}"
 
 
 def _check(rows: list[dict[str, Any]], options: dict[str, Any], jobs: int) -> None:
@@ -64,6 +89,8 @@ def _check(rows: list[dict[str, Any]], options: dict[str, Any], jobs: int) -> No
 
     def one(index: int) -> None:
         row = rows[index]
+        if row["problem"]:
+            return
         started = time.perf_counter()
         try:
             result = echo(row["peer"], row["calling_aet"], timeouts, max_pdu=options["max_pdu"])

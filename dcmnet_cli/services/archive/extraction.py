@@ -95,32 +95,41 @@ PIXEL_DATA = 0x7FE00010
 CHARSET = 0x00080005
 
 
+_ASCII, _TEXT, _US = 0, 1, 2
+_KINDS = {a.tag: (a.keyword, _US if a.vr == "US" else _TEXT if a.vr in TEXT_VRS else _ASCII) for a in ATTRIBUTES}
+"""Per indexed tag: its keyword and how its bytes become text (built once, not per value)."""
+
+
 def decode_values(values: dict[int, bytes], little: bool = True) -> dict[str, str]:
     """Raw top-level values (``{tag: bytes}``) → ``{keyword: text}`` for the tags of :data:`INDEXED`.
 
     Multiple values stay joined by backslashes (the DICOM string form); padding is removed; an empty
     value is kept as ''. Text VRs are decoded with the data set's Specific Character Set."""
-    charsets = [c.strip() for c in values.get(CHARSET, b"").decode("latin_1").rstrip("\0 ").split("\\")]
+    charsets: list[str] | None = None
     result: dict[str, str] = {}
     for tag, raw in values.items():
-        attribute = BY_TAG.get(tag)
-        if attribute is None:
+        kind = _KINDS.get(tag)
+        if kind is None:
             continue
-        vr = attribute.vr
-        if vr == "US":
+        keyword, how = kind
+        if how == _ASCII:
+            result[keyword] = raw.decode("latin_1").rstrip(" \0").strip()
+        elif how == _TEXT and raw.isascii() and b"\x1b" not in raw:
+            result[keyword] = raw.decode("ascii").rstrip(" \0")
+        elif how == _TEXT:
+            if charsets is None:
+                charsets = [c.strip() for c in values.get(CHARSET, b"").decode("latin_1").rstrip("\0 ").split("\\")]
+            result[keyword] = decode_text(raw, charsets).rstrip(" \0")
+        else:  # US
             count = len(raw) // 2
             numbers = struct.unpack(f"{'<' if little else '>'}{count}H", raw[:count * 2])
-            result[attribute.keyword] = "\\".join(str(n) for n in numbers)
-        elif vr in TEXT_VRS:
-            result[attribute.keyword] = decode_text(raw, charsets).rstrip(" \0")
-        else:
-            result[attribute.keyword] = raw.decode("latin_1").rstrip(" \0").strip()
+            result[keyword] = "\\".join(str(n) for n in numbers)
     return result
 
 
 def decode_text(raw: bytes, charsets: list[str]) -> str:
     """Bytes of a PN/LO/SH value in ``charsets`` (Specific Character Set values) → str."""
-    if all(byte < 0x80 for byte in raw) and b"\x1b" not in raw:
+    if raw.isascii() and b"\x1b" not in raw:
         return raw.decode("ascii")
     codec = _SIMPLE_CODECS.get(charsets[0] if len(charsets) == 1 else "\x00")
     if codec is not None:

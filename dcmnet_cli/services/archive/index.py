@@ -6,9 +6,13 @@ Rules (issue 11):
   only after the file was renamed into place and fsynced; a crash between the two leaves a file without
   a row, which :meth:`Index.reconcile` (run at start) indexes; a row whose file went away is removed.
 - One writer: the writes of every association thread go through one connection under one lock, each
-  :meth:`Index.add` one short transaction (``BEGIN IMMEDIATE`` via the driver's isolation level, so
+  :meth:`Index.add` one short transaction (``BEGIN IMMEDIATE``, so
   ``--workers N`` processes, each with its own :class:`Index`, queue on SQLite's lock instead of failing).
   Readers take a connection of their own from a small pool: WAL lets them read while a store commits.
+- The next instance of a series is one INSERT: each process remembers the patient/study/series rows of
+  the series it wrote (their pks and values) and trusts them only while no other connection has
+  committed (``PRAGMA data_version``, read under the write lock) and the values are the same; any write
+  of its own that moves or prunes a parent row forgets them all (tests/test_index_parent_cache.py).
 - Portable SQL: every query uses ``?`` parameters and standard SQL only (``INSERT … RETURNING`` is in
   SQLite ≥ 3.35 and PostgreSQL); :meth:`Index.sql` is where another driver's placeholder style goes.
   ``synchronous=NORMAL`` in WAL: a commit survives a crash of the process (kill -9); after a power loss
@@ -30,6 +34,8 @@ from .schema import COLUMNS, DDL, PARENT, SCHEMA_VERSION, TABLES, UNIQUE
 
 DEFAULT_NAME = ".dcmnet-index.sqlite"
 """The index file's name in the storage folder (a dot file: never taken for a received object)."""
+MAX_CACHED_SERIES = 256
+"""Series remembered by :meth:`Index._cached_series` (all forgotten when full: bounded memory)."""
 BUSY_TIMEOUT = 30.0
 """Seconds a writer waits for another process's transaction (``--workers``) before failing."""
 
@@ -41,6 +47,11 @@ class StoredInstance(NamedTuple):
     transfer_syntax: str
     size: int
 
+
+_json = json.JSONEncoder(sort_keys=True, ensure_ascii=False).encode
+"""``json.dumps(values, sort_keys=True, ensure_ascii=False)`` without building an encoder per call."""
+_INSERT_INSTANCE: dict[tuple[str, ...], str] = {}
+"""The instance INSERT's text per column set (one in practice): built once."""
 
 _NORMALISERS: list[Callable[[str, str], str]] = []
 
@@ -73,10 +84,13 @@ def split_levels(attributes: dict[str, str]) -> dict[str, dict[str, str]]:
     """Indexed attributes grouped by the level they belong to."""
     levels: dict[str, dict[str, str]] = {level: {} for level in LEVELS}
     for keyword, value in attributes.items():
-        attribute = BY_KEYWORD.get(keyword)
-        if attribute is not None:
-            levels[attribute.level][keyword] = value
+        level = _LEVEL_OF.get(keyword)
+        if level is not None:
+            levels[level][keyword] = value
     return levels
+
+
+_LEVEL_OF = {keyword: attribute.level for keyword, attribute in BY_KEYWORD.items()}
 
 
 def connect(path: str) -> sqlite3.Connection:
@@ -96,7 +110,10 @@ class Index:
         self._write_lock = Lock()
         self._pool_lock = Lock()
         self._pool: list[sqlite3.Connection] = []
-        self._last_series: Any = None  # (stored JSON texts, values) of the series the last add found unchanged
+        self._parents: dict[str, tuple[Any, ...]] = {}
+        """Series UID → (series pk, study key, patient key, series, study, patient values) of the series
+        this process wrote or checked, valid while ``PRAGMA data_version`` stays ``_version``."""
+        self._version: int | None = None
         self.gate = Lock()
         """Held by a C-FIND while it computes a batch of answers (search, match, encode) and released while
         it sends them: one query computes at a time per process, so a store thread waiting for the GIL
@@ -169,7 +186,10 @@ class Index:
 
     def add(self, path: str, attributes: Any, transfer_syntax: str = "", size: int | None = None) -> None:
         """Index (or re-index) the complete file ``path`` with its attributes (``{keyword: text}`` as
-        :mod:`.extraction` gives them, or a pydicom Dataset); replaces the row of the same file. Commits."""
+        :mod:`.extraction` gives them, or a pydicom Dataset); replaces the row of the same file. Commits.
+
+        The usual case, the next instance of a series this process indexed since the database last changed
+        under it, is one INSERT: see :meth:`_cached_series`."""
         if not isinstance(attributes, dict):
             attributes = dataset_attributes(attributes)
         if size is None:
@@ -182,43 +202,85 @@ class Index:
         with self._write_lock:
             conn = self._writer
             try:
-                parent = self._unchanged_series(conn, keys, levels)
+                conn.execute("BEGIN IMMEDIATE")  # the write lock first: no other writer commits until ours
+                version = conn.execute("PRAGMA data_version").fetchone()[0]
+                if version != self._version:  # another connection (process) committed since our last write
+                    self._parents.clear()
+                parent = self._cached_series(keys, levels)
                 if parent is None:
-                    for level in (PATIENT, STUDY, SERIES):
-                        parent = self._upsert(conn, level, keys[level], levels[level], parent)
-                old = conn.execute(self.sql("DELETE FROM instance WHERE path = ? RETURNING series_pk"), (rel,)).fetchone()
-                self._insert(conn, IMAGE, rel, levels[IMAGE], parent, {"transfer_syntax": transfer_syntax, "size": size})
-                if old is not None and old[0] != parent:
-                    self._prune(conn, SERIES, old[0])
+                    parent = self._unchanged_series(conn, keys, levels)
+                    if parent is None:
+                        self._parents.clear()  # rows above may move or go: no entry can be trusted
+                        for level in (PATIENT, STUDY, SERIES):
+                            parent = self._upsert(conn, level, keys[level], levels[level], parent)
+                assert parent is not None
+                self._add_instance(conn, rel, levels[IMAGE], parent, transfer_syntax, size)
                 conn.commit()
             except BaseException:
+                self._parents.clear()
+                self._version = None
                 conn.rollback()
                 raise
+            self._version = version
+            if len(self._parents) >= MAX_CACHED_SERIES:
+                self._parents.clear()
+            self._parents[keys[SERIES]] = (parent, keys[STUDY], keys[PATIENT],
+                                           levels[SERIES], levels[STUDY], levels[PATIENT])
+
+    def _cached_series(self, keys: dict[str, str], levels: dict[str, dict[str, str]]) -> int | None:
+        """The series row's pk from this process's memory of the series it indexed: valid while no other
+        connection committed (``PRAGMA data_version`` unchanged since our last commit, read under the write
+        lock) and as long as every write of our own keeps it (an upsert or a prune clears it). A hit
+        needs the same study and patient keys and the same values at all three levels, else the rows are
+        looked up and updated as without it."""
+        entry = self._parents.get(keys[SERIES])
+        if entry is None or entry[1] != keys[STUDY] or entry[2] != keys[PATIENT]:
+            return None
+        if entry[3] != levels[SERIES] or entry[4] != levels[STUDY] or entry[5] != levels[PATIENT]:
+            return None
+        return entry[0]
+
+    def _add_instance(self, conn: sqlite3.Connection, rel: str, values: dict[str, str], parent: int,
+                      transfer_syntax: str, size: int) -> None:
+        """The instance row of file ``rel``: one INSERT for a new file; a file indexed before (replaced,
+        or a row left by a file removed behind our back) has its row replaced, its old series pruned."""
+        row = self._values(IMAGE, values)
+        params = [*row.values(), rel, parent, transfer_syntax, size]
+        text = _INSERT_INSTANCE.get(tuple(row))
+        if text is None:
+            names = [*row, UNIQUE[IMAGE], PARENT[IMAGE], "transfer_syntax", "size"]
+            text = f"INSERT INTO {TABLES[IMAGE]} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+            _INSERT_INSTANCE[tuple(row)] = text
+        try:
+            conn.execute(self.sql(text), params)
+            return
+        except sqlite3.IntegrityError:  # this path has a row: the statement alone was undone
+            pass
+        old = conn.execute(self.sql("DELETE FROM instance WHERE path = ? RETURNING series_pk"), (rel,)).fetchone()
+        conn.execute(self.sql(text), params)
+        if old is not None and old[0] != parent:
+            self._parents.clear()
+            self._prune(conn, SERIES, old[0])
 
     def _unchanged_series(self, conn: sqlite3.Connection, keys: dict[str, str],
                           levels: dict[str, dict[str, str]]) -> int | None:
         """The series row's pk when the series, its study and its patient exist exactly as ``levels`` say
-        (the usual case: the next instance of a series): one query instead of three look-ups."""
+        (the next instance of a series another process indexed last): one query instead of three look-ups."""
         found = conn.execute(self.sql(
             "SELECT r.pk, r.attrs, s.study_instance_uid, s.attrs, p.patient_key, p.attrs FROM series r "
             "JOIN study s ON r.study_pk = s.pk JOIN patient p ON s.patient_pk = p.pk WHERE r.series_instance_uid = ?"),
             (keys[SERIES],)).fetchone()
         if found is None or found[2] != keys[STUDY] or found[4] != keys[PATIENT]:
             return None
-        stored = (found[1], found[3], found[5])
-        upper = (levels[SERIES], levels[STUDY], levels[PATIENT])
-        if getattr(self, "_last_series", None) == (stored, upper):  # the previous add checked these values
-            return int(found[0])
-        for values, text in zip(upper, stored):
-            if json.dumps(values, sort_keys=True, ensure_ascii=False) != text:
+        for values, text in zip((levels[SERIES], levels[STUDY], levels[PATIENT]), (found[1], found[3], found[5])):
+            if _json(values) != text:
                 return None
-        self._last_series = (stored, upper)
         return int(found[0])
 
     def _values(self, level: str, values: dict[str, str], attrs: str | None = None) -> dict[str, Any]:
         row: dict[str, Any] = {column: normalise(BY_KEYWORD[keyword].vr, values.get(keyword, ""))
                                for keyword, column in COLUMNS[level].items() if column != UNIQUE[level]}
-        row["attrs"] = attrs if attrs is not None else json.dumps(values, sort_keys=True, ensure_ascii=False)
+        row["attrs"] = attrs if attrs is not None else _json(values)
         return row
 
     def _insert(self, conn: sqlite3.Connection, level: str, key: str, values: dict[str, str], parent: int | None,
@@ -245,7 +307,7 @@ class Index:
         if found is None:
             return self._insert(conn, level, key, values, parent)
         pk = int(found[0])
-        attrs = json.dumps(values, sort_keys=True, ensure_ascii=False)
+        attrs = _json(values)
         moved = parent_column is not None and found[2] != parent
         if attrs == found[1] and not moved:
             return pk
@@ -281,6 +343,7 @@ class Index:
     def remove_relative(self, keys: list[str]) -> None:
         with self._write_lock:
             conn = self._writer
+            self._parents.clear()  # a prune may delete a remembered series, study or patient
             try:
                 for rel in keys:
                     found = conn.execute(self.sql("SELECT series_pk FROM instance WHERE path = ?"), (rel,)).fetchone()

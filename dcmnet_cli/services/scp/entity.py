@@ -94,6 +94,8 @@ class ListenerSettings(NamedTuple):
     """A :class:`~.identity.IdentityPolicy` (``listen --users/--jwt-key/--require-identity``), or None."""
     scp_roles: Any = None
     """``AcceptorPolicy.scp_roles``: classes a C-GET requestor may take the SCP role for (with an index)."""
+    held_syntaxes: Any = None
+    """``AcceptorPolicy.held_syntaxes``: per class, the syntaxes the index holds (C-GET contexts prefer them)."""
 
 
 VERIFICATION_ONLY: dict[str, Sequence[str]] = {VERIFICATION_SOP_CLASS: ALL_UNCOMPRESSED}
@@ -116,7 +118,7 @@ def build_listener(
         max_pdu=settings.max_pdu,
     )
     if settings.scp_roles is not None:
-        policy = policy._replace(scp_roles=settings.scp_roles)
+        policy = policy._replace(scp_roles=settings.scp_roles, held_syntaxes=settings.held_syntaxes)
     if settings.identity is not None:
         policy = settings.identity.apply(policy)
     entity = ApplicationEntity(policy, on_event=on_event, idle_timeout=settings.network_timeout,

@@ -28,11 +28,9 @@ from itertools import islice
 from typing import Any, Iterator, NamedTuple
 
 from ...dimse.commandset import c_find_rsp
-from ...dimse.status import CANCEL, CANNOT_UNDERSTAND, DATASET_MISMATCH, OUT_OF_RESOURCES, SUCCESS
-from ...errors import AssociationAborted, DcmnetError, DIMSEError
-from ..session import MessageHandler
+from ...dimse.status import CANNOT_UNDERSTAND, DATASET_MISMATCH, OUT_OF_RESOURCES
+from .find_answers import PENDING, PENDING_WARNING, FindAnswers, answering, decode_request_identifier
 
-PENDING, PENDING_WARNING = 0xFF00, 0xFF01
 BATCH = 32
 """Answers computed per turn of the index's gate."""
 
@@ -52,42 +50,19 @@ class QueryConfig(NamedTuple):
     ae_title: str = ""
 
 
-class Cancelled(Exception):
-    """A C-CANCEL-RQ for the request being answered arrived."""
-
-
-class FindHandler(MessageHandler):
+class FindHandler(FindAnswers):
     """One C-FIND-RQ on a Query/Retrieve FIND class; see the module docstring."""
 
     def __init__(self, config: QueryConfig) -> None:
         self.config = config
 
-    def complete(self, dataset: bytes | None) -> None:
-        message = self.message
-        assert message.message_id is not None
-        sop_class = message.affected_sop_class_uid or ""
-        context = self.session.contexts.get(self.context_id)
-        syntax = context.transfer_syntax if context else "1.2.840.10008.1.2"
-        try:
-            status, comment = self._answer(sop_class, dataset, syntax)
-        except Cancelled:
-            status, comment = CANCEL, None
-        except _Abandon:
-            return
-        self.session.send(self.context_id, c_find_rsp(message.message_id, status, sop_class, error_comment=comment))
-
     def _answer(self, sop_class: str, dataset: bytes | None, syntax: str) -> tuple[int, str | None]:
-        from ..query import decode_identifier
-
         model = FIND_MODELS.get(sop_class)
         if model is None:
             return DATASET_MISMATCH, "not a Query/Retrieve FIND SOP class"
-        if not dataset:
-            return CANNOT_UNDERSTAND, "C-FIND-RQ without an identifier"
-        try:
-            identifier = decode_identifier(dataset, syntax)
-        except DIMSEError as error:
-            return CANNOT_UNDERSTAND, str(error)[:64]
+        identifier, problem = decode_request_identifier(dataset, syntax)
+        if identifier is None:
+            return CANNOT_UNDERSTAND, problem
         level = str(identifier.get("QueryRetrieveLevel", "") or "").strip().upper()
         from ..archive.search import MODEL_LEVELS
 
@@ -96,8 +71,9 @@ class FindHandler(MessageHandler):
         problem = None if self._relational(sop_class) else hierarchical_problem(model, level, identifier)
         if problem is not None:
             return CANNOT_UNDERSTAND, problem
-        try:
-            answers = self._matches(model, level, identifier, syntax)
+        answers = self._matches(model, level, identifier, syntax)
+
+        def run() -> None:
             gate = self.config.index.get().gate
             while True:
                 with gate:  # compute a batch with the gate held, send it without (see Index.gate)
@@ -110,24 +86,19 @@ class FindHandler(MessageHandler):
                     driver.send_message(self.context_id, c_find_rsp(self.message.message_id or 0, status, sop_class,
                                                                     True), data, flush=False)
                 driver.flush()
-        except (Cancelled, _Abandon):
-            raise
-        except AssociationAborted:
-            raise _Abandon() from None
-        except OSError as error:
-            return OUT_OF_RESOURCES, f"index: {error}"[:64]
-        except Exception as error:  # sqlite3 or pydicom errors: the query could not be processed
-            return CANNOT_UNDERSTAND, f"{type(error).__name__}: {error}"[:64]
-        return SUCCESS, None
+
+        return answering(run, on_os_error=(OUT_OF_RESOURCES, "index"))
 
     def _matches(self, model: str, level: str, identifier: Any, syntax: str) -> Iterator[tuple[int, bytes]]:
         """(status, encoded answer) per match: find_encode's fast path, else matching.response + pydicom."""
         from ..archive.matching import MatchOptions, response
+        from .find_extended import negotiated_options
         from ..archive.search import search_attrs, to_dataset, unsupported_keys
         from .find_encode import answer_bytes, plan
 
         status = PENDING_WARNING if unsupported_keys(identifier, level) else PENDING
-        options = self.config.options or MatchOptions()
+        options = negotiated_options(self.config.options or MatchOptions(), self.session.driver.assoc.request_pdu,
+                                     self.message.affected_sop_class_uid or "")  # find_extended.py
         index = self.config.index.get()
         asked = _charsets(identifier)
         layout = plan(identifier, level, asked, syntax)
@@ -155,17 +126,6 @@ class FindHandler(MessageHandler):
             isinstance(item, SOPClassExtendedNegotiation) and item.sop_class_uid == sop_class and item.info[:1] == b"\x01"
             for item in request.user_info.sub_items)
 
-    def _check_cancel(self) -> None:
-        """Serve what the peer sent meanwhile, without waiting: a C-CANCEL-RQ for this request (noted by
-        the session) raises Cancelled; the end of the association raises _Abandon."""
-        try:
-            self.session.serve_arrived("C-CANCEL-RQ")
-        except DcmnetError:
-            raise _Abandon() from None
-        if self.message.message_id in self.session.cancelled:
-            self.session.cancelled.discard(self.message.message_id)
-            raise Cancelled()
-
 
 def hierarchical_problem(model: str, level: str, identifier: Any) -> str | None:
     """Why a hierarchical query (relational not negotiated) cannot be processed, or None: each level above
@@ -182,10 +142,6 @@ def hierarchical_problem(model: str, level: str, identifier: Any) -> str | None:
         if not text.strip():
             return f"hierarchical query: {keyword} must be given"[:64]
     return None
-
-
-class _Abandon(Exception):
-    """The association ended (or was aborted) while answering: no final response can be sent."""
 
 
 def _charsets(identifier: Any) -> list[str]:
@@ -271,9 +227,10 @@ def extended_answer(request: Any, answer: Any) -> Any:
     """The A-ASSOCIATE-AC ``answer`` with a SOP Class Extended Negotiation reply (PS3.4 C.5.1.1.1, PS3.7
     D.3.3.5) for each Query/Retrieve FIND class the requestor asked about and we accepted: relational
     queries granted when asked (the search matches keys of the levels above the query level whether or not
-    they are unique keys), combined date-time matching, fuzzy semantic PN matching, timezone adjustment
-    and the rest refused (0). No reply when nothing was asked."""
+    they are unique keys), combined date-time matching and fuzzy semantic PN matching granted too (see
+    find_extended.py), timezone adjustment and the rest refused (0). No reply when nothing was asked."""
     from ...ul.items import SOPClassExtendedNegotiation, UserInformation
+    from .find_extended import extended_reply
 
     accepted = {request_context.abstract_syntax for request_context in request.presentation_contexts
                 for answer_context in answer.presentation_contexts
@@ -282,7 +239,7 @@ def extended_answer(request: Any, answer: Any) -> Any:
     for item in request.user_info.sub_items:
         if isinstance(item, SOPClassExtendedNegotiation) and item.sop_class_uid in FIND_MODELS \
                 and item.sop_class_uid in accepted and item.info:
-            info = bytes([1 if item.info[0] == 1 else 0]) + bytes(min(len(item.info), 5) - 1)
+            info = extended_reply(item.info)  # find_extended.py
             replies.append(SOPClassExtendedNegotiation(item.sop_class_uid, info))
     if not replies:
         return answer

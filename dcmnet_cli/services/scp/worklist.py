@@ -13,6 +13,9 @@ can be tested without a RIS:
   a file over 64 MiB, unread.
 - Matching is :mod:`..archive.matching` (PS3.4 C.2.2.2 as K.2.2.1 refers to it): sequence matching on the
   Scheduled Procedure Step Sequence (scheduled date/time ranges, modality, station AE title, ...).
+  Dates and times match as the items write them: a Timezone Offset From UTC (0008,0201) in the query is
+  a return key only and shifts no range (adjusting would need each DA and TM key pair turned into one
+  range that may cross midnight; documented in ``listen --help``).
 - Each match is a pending response 0xFF00 holding exactly the requested keys (C.4.1.1.3 / K.6.1.2.2);
   the final response is 0x0000, 0xFE00 after a C-CANCEL-RQ for the request, 0xA900 for a request on
   another SOP class, 0xC000 for an undecodable identifier or an unreadable DIR.
@@ -26,13 +29,13 @@ from typing import Any, Callable, NamedTuple
 
 from ...dimse.commandset import C_CANCEL_RQ, C_FIND_RQ, c_find_rsp
 from ...dimse.connection import RequestRefused
-from ...dimse.status import CANCEL, CANNOT_UNDERSTAND, DATASET_MISMATCH, SUCCESS
-from ...errors import AssociationAborted, DcmnetError, DIMSEError
+from ...dimse.status import CANNOT_UNDERSTAND, DATASET_MISMATCH
 from ..session import HandlerFactory, MessageHandler, Session
+from .find_answers import PENDING, FindAnswers, answering, decode_request_identifier
 
 MWL_FIND = "1.2.840.10008.5.1.4.31"
 """Modality Worklist Information Model - FIND (PS3.4 K.6.1)."""
-PENDING = 0xFF00
+
 WORKLIST_SYNTAXES = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99")
 """Accepted for the worklist context: explicit VR LE preferred, implicit LE, explicit BE, deflated."""
 SCHEDULED_PROCEDURE_STEP_SEQUENCE = 0x00400100
@@ -154,63 +157,32 @@ def _load_all(dataset: Any) -> None:
 # ---------------------------------------------------------------- the handler
 
 
-class _Cancelled(Exception):
-    pass
-
-
-class _Abandon(Exception):
-    """The association ended while answering: no final response can be sent."""
-
-
-class WorklistHandler(MessageHandler):
+class WorklistHandler(FindAnswers):
     """One MWL C-FIND-RQ (PS3.4 K.4.1.3, PS3.7 §9.1.2)."""
 
     def __init__(self, folder: WorklistFolder, options: Any = None) -> None:
         self.folder = folder
         self.options = options
 
-    def complete(self, dataset: bytes | None) -> None:
-        message = self.message
-        assert message.message_id is not None
-        sop_class = message.affected_sop_class_uid or ""
-        context = self.session.contexts.get(self.context_id)
-        syntax = context.transfer_syntax if context else "1.2.840.10008.1.2"
-        try:
-            status, comment = self._answer(sop_class, dataset, syntax)
-        except _Cancelled:
-            status, comment = CANCEL, None
-        except _Abandon:
-            return
-        self.session.send(self.context_id, c_find_rsp(message.message_id, status, sop_class, error_comment=comment))
-
     def _answer(self, sop_class: str, dataset: bytes | None, syntax: str) -> tuple[int, str | None]:
         from ..archive.matching import MatchOptions, compile_matcher
-        from ..query import decode_identifier
 
         if sop_class != MWL_FIND:
             return DATASET_MISMATCH, "not the Modality Worklist FIND SOP class"
-        if not dataset:
-            return CANNOT_UNDERSTAND, "C-FIND-RQ without an identifier"
-        try:
-            identifier = decode_identifier(dataset, syntax)
-        except DIMSEError as error:
-            return CANNOT_UNDERSTAND, str(error)[:64]
+        identifier, problem = decode_request_identifier(dataset, syntax)
+        if identifier is None:
+            return CANNOT_UNDERSTAND, problem
         try:
             items = self.folder.items()
         except OSError as error:
             return CANNOT_UNDERSTAND, f"worklist folder: {error.strerror or error}"[:64]
-        try:
+        def run() -> None:
             accept = compile_matcher(identifier, self.options or MatchOptions())
             for item in items:
                 if accept(item):
                     self._pending(identifier, item, sop_class, syntax)
-        except (_Cancelled, _Abandon):
-            raise
-        except AssociationAborted:
-            raise _Abandon() from None
-        except Exception as error:  # a value that cannot be matched or encoded: this query fails, listen goes on
-            return CANNOT_UNDERSTAND, f"{type(error).__name__}: {error}"[:64]
-        return SUCCESS, None
+
+        return answering(run)  # a value that cannot be matched or encoded: this query fails, listen goes on
 
     def _pending(self, identifier: Any, item: Any, sop_class: str, syntax: str) -> None:
         from ..archive.matching import response
@@ -223,16 +195,6 @@ class WorklistHandler(MessageHandler):
             answer.SpecificCharacterSet = asked  # all ASCII: the query's own character set fits
         data = encode_identifier(answer, syntax)
         self.session.send(self.context_id, c_find_rsp(self.message.message_id or 0, PENDING, sop_class, True), data)
-
-    def _check_cancel(self) -> None:
-        """What the peer sent meanwhile, without waiting: a C-CANCEL-RQ for this request stops the answers."""
-        try:
-            self.session.serve_arrived("C-CANCEL-RQ")
-        except DcmnetError:
-            raise _Abandon() from None
-        if self.message.message_id in self.session.cancelled:
-            self.session.cancelled.discard(self.message.message_id)
-            raise _Cancelled()
 
 
 class CancelHandler(MessageHandler):

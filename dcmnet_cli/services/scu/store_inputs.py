@@ -56,12 +56,19 @@ def collect(paths: Iterable[str], recursive: bool = True, pattern: str | None = 
     return files, problems
 
 
+OWN_FILES = ".dcmnet-"
+"""Names ``listen`` keeps beside stored objects (its index and -wal/-shm, in-flight temporaries): a
+folder walk skips them, so a folder a listener wrote can be stored onwards as it is."""
+
+
 def _walk(folder: str, recursive: bool, pattern: str | None) -> Iterator[str]:
     for root, dirs, names in os.walk(folder):
         dirs.sort()
         if not recursive:
             dirs.clear()
         for name in sorted(names):
+            if name.startswith(OWN_FILES):
+                continue
             if pattern is None or fnmatch.fnmatch(name, pattern):
                 yield os.path.join(root, name)
 
