@@ -429,6 +429,9 @@ class IndexRef:
     """The index of one storage folder, opened once per process (an SQLite connection must not cross a
     fork: ``listen --workers N`` forks after start-up, so each process opens its own on first use)."""
 
+    index_class: type[Index] = Index
+    """What ``get`` opens (the PostgreSQL reference names its own)."""
+
     def __init__(self, path: str, root: str) -> None:
         self.path, self.root = path, root
         self._lock = Lock()
@@ -441,7 +444,7 @@ class IndexRef:
             return opened[1]
         with self._lock:
             if self._opened is None or self._opened[0] != pid:
-                self._opened = (pid, Index.open(self.path, self.root))
+                self._opened = (pid, self.index_class.open(self.path, self.root))
             return self._opened[1]
 
     def close(self) -> None:

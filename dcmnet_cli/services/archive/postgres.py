@@ -233,19 +233,10 @@ class PostgresIndex(Index):
 class PostgresRef(IndexRef):
     """:class:`~.index.IndexRef` for a PostgreSQL URL: one connection set per process (opened after a fork)."""
 
+    index_class = PostgresIndex
     commit_before_success = True
     """The Storage SCP commits the row before it answers Success (a failure answers 0xA700): other nodes
     answer queries from this index at once, and no restart of this node may be needed to repair it."""
-
-    def get(self) -> Index:
-        pid = os.getpid()
-        opened = self._opened
-        if opened is not None and opened[0] == pid:
-            return opened[1]
-        with self._lock:
-            if self._opened is None or self._opened[0] != pid:
-                self._opened = (pid, PostgresIndex.open(self.path, self.root))
-            return self._opened[1]
 
 
 def _first_line(error: BaseException) -> str:
