@@ -197,6 +197,9 @@ class FakeSession:
         self.cancelled: set[int] = set()
         self.contexts = {1: _Context()}
         self.cancel_after = cancel_after
+        from dcmnet_cli.services.session import AssociationReport
+
+        self.report = AssociationReport("127.0.0.1:1", "SCU", "SCP")
 
     def send(self, context_id: int, message: Any, dataset: Any = None) -> None:
         self.sent.append((message, dataset))

@@ -43,8 +43,11 @@ def log_line(event: Any) -> str:
     peer = getattr(event, "peer", "?")
     if kind == "association":
         echoes = f"{event.echoes} echo{'' if event.echoes == 1 else 'es'}"
+        queries, retrievals = getattr(event, "queries", 0), getattr(event, "retrievals", 0)
+        served = (f"{queries} quer{'y' if queries == 1 else 'ies'}, " if queries else "") + \
+            (f"{retrievals} retrieval{'' if retrievals == 1 else 's'}, " if retrievals else "")
         return (f"{peer} {escape(event.calling_ae)} -> {escape(event.called_ae)}: {event.outcome}, "
-                f"{echoes}, {event.stored} stored, {event.failed} failed, "
+                f"{served}{echoes}, {event.stored} stored, {event.failed} failed, "
                 f"{human_size(event.bytes)} in {event.duration_ms:.1f} ms")
     if kind == "associated":
         contexts = f"{event.contexts} context{'' if event.contexts == 1 else 's'}"

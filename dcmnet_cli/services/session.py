@@ -53,12 +53,13 @@ class AssociationReport:
     """What one association did, for logs and ``--json``. A plain slotted class, not a dataclass: this
     module is on ``dcmnet echo``'s start-up path, where ``dataclasses`` (and ``copy``) cost ~3 ms."""
 
-    __slots__ = ("peer", "calling_ae", "called_ae", "started", "echoes", "stored", "failed", "bytes", "outcome")
+    __slots__ = ("peer", "calling_ae", "called_ae", "started", "echoes", "stored", "failed", "bytes", "outcome",
+                 "queries", "retrievals")
 
     def __init__(self, peer: str, calling_ae: str, called_ae: str) -> None:
         self.peer, self.calling_ae, self.called_ae = peer, calling_ae, called_ae
         self.started = time.monotonic()
-        self.echoes = self.stored = self.failed = self.bytes = 0
+        self.echoes = self.stored = self.failed = self.bytes = self.queries = self.retrievals = 0
         self.outcome = "released"
 
     def __repr__(self) -> str:

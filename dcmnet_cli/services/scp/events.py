@@ -48,12 +48,16 @@ class AssociationEnded(NamedTuple):
     bytes: int
     outcome: str
     duration_ms: float
+    queries: int = 0
+    """C-FIND requests answered (Query/Retrieve and worklist)."""
+    retrievals: int = 0
+    """C-MOVE and C-GET requests served."""
     event: str = "association"
 
     @classmethod
     def of(cls, report: AssociationReport) -> "AssociationEnded":
         return cls(report.peer, report.calling_ae, report.called_ae, report.echoes, report.stored, report.failed,
-                   report.bytes, report.outcome, report.duration_ms)
+                   report.bytes, report.outcome, report.duration_ms, report.queries, report.retrievals)
 
 
 STORED, RECEIVED, STORE_FAILED = "stored", "received", "store-failed"

@@ -33,6 +33,7 @@ class FindAnswers(MessageHandler):
     def complete(self, dataset: bytes | None) -> None:
         message = self.message
         assert message.message_id is not None
+        self.session.report.queries += 1
         sop_class = message.affected_sop_class_uid or ""
         context = self.session.contexts.get(self.context_id)
         syntax = context.transfer_syntax if context else IMPLICIT_LE

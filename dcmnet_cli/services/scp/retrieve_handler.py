@@ -271,6 +271,7 @@ class RetrieveHandler(MessageHandler):
         self.session.send(self.context_id, response, identifier)
 
     def _report(self, status: int, counts: Counts, why: str) -> None:
+        self.session.report.retrievals += 1
         if self.scp.on_event is None:
             return
         service = "C-MOVE" if self.is_move else "C-GET"
