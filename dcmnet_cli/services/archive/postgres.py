@@ -221,15 +221,6 @@ class PostgresIndex(Index):
         except self._psycopg.Error as error:
             raise OSError(f"index: {_first_line(error)}") from None
 
-    def close(self) -> None:
-        with self._pool_lock:
-            pool, self._pool = self._pool, []
-        for conn in pool:
-            conn.close()
-        with self._write_lock:
-            self._writer.close()
-
-
 class PostgresRef(IndexRef):
     """:class:`~.index.IndexRef` for a PostgreSQL URL: one connection set per process (opened after a fork)."""
 

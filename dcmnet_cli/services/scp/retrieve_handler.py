@@ -33,6 +33,8 @@ from ...dimse.status import CANCEL, CANNOT_UNDERSTAND, DATASET_MISMATCH, SUCCESS
 from ...errors import DcmnetError
 from ...part10.syntaxes import IMPLICIT_LE
 from ...transport.client import Timeouts
+from ..archive.index import StoredInstance
+from ..archive.search import MODEL_LEVELS, UNIQUE_KEYS
 from ..peer import Peer
 from ..session import HandlerFactory, MessageHandler
 from .retrieve_send import Sender, StoreOutcome, get_sender, move_sender
@@ -61,30 +63,10 @@ GET_CLASSES = {
 }
 RETRIEVE_CLASSES = {**MOVE_CLASSES, **GET_CLASSES}
 
-LEVELS = {
-    PATIENT: ("PATIENT", "STUDY", "SERIES", "IMAGE"),
-    STUDY: ("STUDY", "SERIES", "IMAGE"),
-    PATIENT_STUDY: ("PATIENT", "STUDY"),
-}
-UNIQUE_KEYS = {"PATIENT": "PatientID", "STUDY": "StudyInstanceUID", "SERIES": "SeriesInstanceUID",
-               "IMAGE": "SOPInstanceUID"}
-"""The unique key of each level (PS3.4 C.6.1.1.x, C.6.2.1.x): a retrieve names the entities by them."""
-
-
-class StoredInstance(NamedTuple):
-    """What the archive's index returns for one instance (the shared interface of issue 11)."""
-
-    path: str
-    sop_class_uid: str
-    sop_instance_uid: str
-    transfer_syntax: str
-    size: int
-
-
 class Archive(Protocol):
     """The part of the index a retrieve needs (``services.archive.index.Index``)."""
 
-    def instances(self, model: str, level: str, identifier: "Dataset") -> Sequence[Any]:
+    def instances(self, model: str, level: str, identifier: "Dataset") -> Sequence[StoredInstance]:
         """Every stored instance below the entities the identifier names, in study/series/instance order."""
 
 
@@ -208,10 +190,9 @@ class RetrieveHandler(MessageHandler):
         except DcmnetError as error:
             raise RetrieveRefused(DATASET_MISMATCH, f"undecodable identifier: {error}") from None
         level = str(identifier.get("QueryRetrieveLevel", "") or "").strip().upper()
-        levels = LEVELS[model]
-        if level not in levels:
+        if level not in MODEL_LEVELS[model]:
             raise RetrieveRefused(DATASET_MISMATCH, f"Query/Retrieve Level {level or '(none)'!r} not in this model")
-        key = UNIQUE_KEYS[level]
+        key = UNIQUE_KEYS[level][0]
         if not str(identifier.get(key, "") or "").strip():
             raise RetrieveRefused(DATASET_MISMATCH, f"no {key} (the unique key of level {level})")
         try:
