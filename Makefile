@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.install-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install test fuzz mutate demo man completions docs bench lint clean distclean
+.PHONY: help install test fuzz mutate demo man completions argspec docs bench lint clean distclean
 
 help:
 	@echo "make install      create $(VENV) and install dcmnet (editable) with the test and codecs extras"
@@ -15,7 +15,7 @@ help:
 	@echo "make fuzz         fuzz a real listener for FUZZ_SECONDS (default 300; seed: DCMNET_FUZZ_SEED)"
 	@echo "make mutate       mutation-test the modules that hold the guarantees (slow; MUTATE=module.py ... for some)"
 	@echo "make demo         a local test PACS: listen, store, find, get, move to a second listen, compare"
-	@echo "make docs         regenerate man/ and completions/ from the click commands"
+	@echo "make docs         regenerate man/, completions/ and the fast path's cli/argspec.py from the click commands"
 	@echo "make bench        run bench/run_all.sh"
 	@echo "make lint         pyflakes over the package, tests, scripts and benchmarks; mypy (--strict for ul/, dimse/ and part10/)"
 	@echo "make clean        remove caches and build output (distclean also removes $(VENV))"
@@ -64,7 +64,10 @@ man: install
 completions: install
 	$(PY) -m dcmnet_cli.cli.docs completions completions
 
-docs: man completions
+argspec: install
+	$(PY) scripts/gen_argspec.py
+
+docs: argspec man completions
 
 bench: install
 	@$(PY) -m compileall -q dcmnet_cli

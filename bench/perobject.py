@@ -10,6 +10,8 @@ cancel out); optionally cProfile of each side.
 
 store side: ``dcmnet store`` → ``storescp --ignore``: the client's user+sys CPU (wait4).
 listen side: ``storescu`` → ``dcmnet listen --ignore`` (and ``-od --no-fsync``): the server's CPU (/proc).
+``-od`` writes under tmpfs (/dev/shm) by default, as bench/store.py does (``--out-dir disk`` for bench/out):
+the software's cost, without the disk's write-back noise.
 """
 
 from __future__ import annotations
@@ -154,13 +156,24 @@ def compare(before: str, after: str | None, folder: Path, one: Path, shim: Path,
 
 
 def main() -> int:
+    global COUNT
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=2, help="runs per measurement (the minimum is kept)")
     ap.add_argument("--tree", help="another checkout's dcmnet_cli")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--dcmtk", action="store_true", help="also DCMTK's own per-object CPU")
     ap.add_argument("--compare", metavar="DIR", help="another checkout as 'before', interleaved with this one")
+    ap.add_argument("--out-dir", default=None, help="where -od writes: a folder, 'disk' (bench/out) or 'tmpfs' (default)")
+    ap.add_argument("--listen-flag", action="append", default=[], help="add this flag to every dcmnet listen -od "
+                    "(e.g. --no-index: the per-object cost of storage alone)")
+    ap.add_argument("--count", type=int, default=COUNT, help=f"objects per run (default {COUNT}; a corpus is generated once)")
     args = ap.parse_args()
+    if args.out_dir:
+        store.RECV_DIR[0] = {"disk": store.OUT, "tmpfs": store.SHM}.get(args.out_dir, Path(args.out_dir))
+        store.RECV_DIR[0].mkdir(parents=True, exist_ok=True)
+    COUNT = args.count
+    store.LISTEN_EXTRA.extend(args.listen_flag)
+    print(f"-od output under {store.RECV_DIR[0]} ({'tmpfs' if store.is_tmpfs(store.RECV_DIR[0]) else 'disk'})")
     echo.use_tree(args.tree)
     shim = echo.build_shim()
     folder = store.make_corpus(store.Spec("small", COUNT, 64, 64, 1, store.MR))

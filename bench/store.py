@@ -32,6 +32,12 @@ storescu proposes explicit VR little endian first (``-xe``, the corpora's own sy
 converted) and only the contexts the files need (``-R``). storescp runs under ``bind_loopback.c``
 (LD_PRELOAD) so it binds 127.0.0.1 only; every server's address is checked in /proc/net/tcp first.
 
+Where ``-od`` servers write (``--out-dir``): tmpfs (/dev/shm) by default when it exists, so the comparison is
+of software cost (this VM's disk write-back makes the kernel time of file creation vary 4× run to run);
+``--out-dir disk`` writes under bench/out instead, ``--out-dir DIR`` anywhere. The run prints which.
+Repetitions are interleaved: each rep runs every case once, each dcmnet case next to its DCMTK twin, every
+other rep in reverse order, so both sides see the same machine state.
+
 Also measured: the loopback TCP limit (two Python processes, as in core.py) and the disk limit (write +
 fsync of one big object's size, and a small-file write+fsync+dir-fsync rate).
 
@@ -39,6 +45,7 @@ fsync of one big object's size, and a small-file write+fsync+dir-fsync rate).
     .venv/bin/python bench/store.py                 # full corpora
     .venv/bin/python bench/store.py --profile       # also py-spy/cProfile the dcmnet side (bench/out/store-profile-*)
     .venv/bin/python bench/store.py --quick --reps 1 --tree /tmp/before   # another checkout's dcmnet_cli
+    .venv/bin/python bench/store.py --only small --out-dir disk            # -od output on the disk (bench/out)
 """
 
 from __future__ import annotations
@@ -72,6 +79,11 @@ DCMTK_ENV = echo.DCMTK_ENV
 DCMTK_PDU = "131072"
 MiB = 1 << 20
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+SHM = Path("/dev/shm")
+RECV_DIR: list[Path] = [SHM if SHM.is_dir() and os.access(SHM, os.W_OK) else OUT]
+"""Where every ``-od`` server (dcmnet listen, storescp) writes: tmpfs by default (``--out-dir``). On this VM's
+disk the kernel time of file creation varies 4× run to run with dirty-page write-back, which swamps the
+software cost being compared; ``--out-dir disk`` (= bench/out) measures the disk path instead."""
 LISTEN_EXTRA: list[str] = []
 """Flags added to every ``dcmnet listen -od`` (``--listen-flag``, e.g. ``--no-index`` where the tree has one)."""
 ROOT_UID = "1.2.826.0.1.3680043.10.1137"  # fixed test root: the corpora are byte-identical run to run
@@ -153,6 +165,22 @@ def make_corpus(spec: Spec) -> Path:
     return folder
 
 
+def is_tmpfs(path: Path) -> bool:
+    """Whether ``path`` is on a tmpfs (from /proc/mounts: the longest mount point above it)."""
+    best, fstype = "", ""
+    target = os.path.realpath(path)
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return False
+    for line in mounts:
+        fields = line.split()
+        if len(fields) > 2 and (target == fields[1] or target.startswith(fields[1].rstrip("/") + "/")) \
+                and len(fields[1]) > len(best):
+            best, fstype = fields[1], fields[2]
+    return fstype == "tmpfs"
+
+
 def corpus_stats(folder: Path) -> tuple[int, int]:
     files = [p for p in folder.iterdir() if p.suffix == ".dcm"]
     return len(files), sum(p.stat().st_size for p in files)
@@ -216,7 +244,7 @@ class Server:
     def __init__(self, kind: str, mode: str, shim: Path) -> None:
         self.kind, self.mode = kind, mode
         self.port = echo.free_port()
-        self.outdir = tempfile.mkdtemp(prefix=f"recv-{kind}-", dir=OUT) if mode != "ignore" else None
+        self.outdir = tempfile.mkdtemp(prefix=f"recv-{kind}-", dir=RECV_DIR[0]) if mode != "ignore" else None
         self.log = tempfile.TemporaryFile()
         if kind == "dcmnet":
             argv = [DCMNET, "listen", "--bind", HOST, str(self.port)]
@@ -427,7 +455,7 @@ def profile(folder: Path, name: str, shim: Path) -> list[str]:
     for mode in ("od-nofsync", "ignore"):
         # listen: py-spy samples the running server (threads included) while storescu sends the corpus.
         port = echo.free_port()
-        outdir = tempfile.mkdtemp(prefix="recv-prof-", dir=OUT)
+        outdir = tempfile.mkdtemp(prefix="recv-prof-", dir=RECV_DIR[0])
         listen = [DCMNET, "listen", "--bind", HOST, str(port)]
         listen += ["--ignore"] if mode == "ignore" else ["-od", outdir, "--no-fsync"]
         raw = f"{prefix}-listen-{mode}.txt"
@@ -652,8 +680,15 @@ def main() -> int:
     ap.add_argument("--best", action="store_true", help="report each case's fastest run instead of the median")
     ap.add_argument("--listen-flag", action="append", default=[], help="add this flag to every dcmnet listen -od")
     ap.add_argument("--echo-runs", type=int, default=10, help="whole-process echo runs for the echo row (0: none)")
+    ap.add_argument("--out-dir", default=None, help="where -od servers write: a folder, 'disk' (= bench/out) or "
+                    "'tmpfs' (= /dev/shm, the default when it exists: software cost without disk write-back noise)")
     args = ap.parse_args()
     echo.use_tree(args.tree)
+    OUT.mkdir(exist_ok=True)
+    if args.out_dir:
+        RECV_DIR[0] = {"disk": OUT, "tmpfs": SHM}.get(args.out_dir, Path(args.out_dir))
+        RECV_DIR[0].mkdir(parents=True, exist_ok=True)
+    print(f"-od output under {RECV_DIR[0]} ({'tmpfs' if is_tmpfs(RECV_DIR[0]) else 'disk'})")
     LISTEN_EXTRA.extend(args.listen_flag)
     global STAT
     if args.best:
@@ -704,7 +739,9 @@ def main() -> int:
         warm(folder)
         runs: dict[str, list[dict]] = {c.label: [] for c in cases}
         for rep in range(reps):
-            for case in cases:  # interleaved: drift on a noisy machine spreads over every case
+            # Interleaved: every rep runs each case once, dcmnet's case next to its DCMTK twin (CASES is in
+            # pairs), and every other rep in reverse order, so drift on a noisy machine hits both sides alike.
+            for case in (cases if rep % 2 == 0 else cases[::-1]):
                 res = run_case(case, folder, count, shim)
                 runs[case.label].append(res)
                 if not res["ok"]:
@@ -721,6 +758,7 @@ def main() -> int:
     echo_ms = echo_row(args.echo_runs)
     table = issue_rows(results, tcp_mbps, echo_ms)
     print(f"\nIssue 13's table, dcmnet/DCMTK from this run ({'tree ' + args.tree if args.tree else 'this tree'}; "
+          f"-od into {RECV_DIR[0]}, {'tmpfs' if is_tmpfs(RECV_DIR[0]) else 'disk'}; "
           f"throughput: higher is better, wall: lower is better)")
     for work, ratio, goal, detail in table:
         print(f"  {work:<58} {ratio:5.2f}×  goal {goal:<6} ({detail})")
@@ -733,7 +771,8 @@ def main() -> int:
             notes += profile(folders[spec.name], spec.name, shim)
         print("\nprofiles:", *notes, sep="\n  ")
 
-    report = {"quick": args.quick, "reps": reps, "tree": args.tree, "echo_whole_process_ms": echo_ms,
+    report = {"quick": args.quick, "reps": reps, "tree": args.tree, "out_dir": str(RECV_DIR[0]),
+              "out_dir_tmpfs": is_tmpfs(RECV_DIR[0]), "echo_whole_process_ms": echo_ms,
               "issue_table": [{"work": w, "ratio": r, "goal": g, "detail": d} for w, r, g, d in table], "tcp_limit_mbps": tcp_mbps, "disk": disk, "one_file_floor_s": floor, "corpora": results,
               "targets": checks, "failures": failures, "profiles": notes,
               "dcmtk": subprocess.run(["storescp", "--version"], capture_output=True, text=True).stdout.split("\n")[0],

@@ -36,7 +36,7 @@ from dcmnet_cli.dimse.fragment import fragment_message, pdu_bytes
 from dcmnet_cli.ul.items import PresentationContextRQ
 from helpers.procs import LOOPBACK, listen_server
 from dcmnet_cli.ul.pdu import AssociateAC
-from helpers.rawdicom import associate, echo, make_rq, read_pdu, release
+from helpers.rawdicom import associate, echo, make_rq, read_command, read_pdu, release
 
 BUDGET = float(os.environ.get("DCMNET_FUZZ_SECONDS", "12"))
 SEED = int(os.environ.get("DCMNET_FUZZ_SEED", "20261201"))
@@ -255,6 +255,22 @@ def _not_ours(error: Exception) -> bool:
     return "BytesLengthException" in type(error).__name__ + text or "ambiguous VR" in text
 
 
+def _store_ok(port: int) -> None:
+    """One valid C-STORE before the baseline is taken: from its first stored object on, a listener keeps
+    the output folder's descriptor open and runs the index's writer thread (one each, for its lifetime:
+    not a leak, so they belong to the baseline)."""
+    instance = "1.2.826.0.1.3680043.9.7781.77.1"
+    sock, _ = associate(port, make_rq(contexts=CONTEXTS))
+    try:
+        data = _dataset_bytes(random.Random(1), False, instance)
+        for piece in fragment_message(3, encode(c_store_rq(1, CT, instance)), data, 16384):
+            sock.sendall(pdu_bytes(piece))
+        assert read_command(sock, 5).status == 0
+        release(sock)
+    finally:
+        sock.close()
+
+
 def _settled(pid: int, baseline: tuple[int, int], seconds: float = 10.0) -> tuple[int, int]:
     deadline = time.monotonic() + seconds
     while True:
@@ -272,6 +288,7 @@ def test_fuzz_listen_survives_mutated_associations_and_pdata(tmp_path: Path) -> 
     with listen_server("--json", "-od", str(out_dir), "--no-fsync", "--artim-timeout", "2", "-pdu", "0",
                        "--network-timeout", "5") as server:
         _echo_ok(server.port)
+        _store_ok(server.port)
         baseline = _settled(server.pid, (1 << 30, 1 << 30), 0)
         started = time.monotonic()
         cases = 0

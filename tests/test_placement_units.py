@@ -21,7 +21,7 @@ from dcmnet_cli.services.peer import Peer
 from dcmnet_cli.services.scp import placement
 from dcmnet_cli.services.scp.entity import ALL_UNCOMPRESSED, ApplicationEntity
 from dcmnet_cli.services.scp.placement import (TEMP_PREFIX, TempNames, clean_leftovers, create_temp, open_folder,
-                                               open_root, place, write_all, writev_all)
+                                               open_root, place, sync_placed, write_all, writev_all)
 from dcmnet_cli.services.scp.storage import StorageConfig, StorageSCP
 from dcmnet_cli.services.scp.store_handler import storage_handlers
 from dcmnet_cli.services.scu.store import store
@@ -321,9 +321,7 @@ def test_failing_os_call_answers_a700_and_leaves_no_temporary(tmp_path, monkeypa
     statuses, events, scp = _store(tmp_path, monkeypatch, out, big=fault == "write")
     monkeypatch.undo()
     assert statuses == [0xA700]
-    assert not [n for n in names(out) if n.startswith(TEMP_PREFIX)]
-    if fault != "fsync-dir":  # the folder's fsync comes after the rename
-        assert names(out) == []
+    assert names(out) == []  # also after the rename (fsync-dir): the placed file is removed again
     assert scp.totals.failed == 1 and scp.totals.stored == 0
     failed = [e for e in events if e.event == "store-failed"]
     assert len(failed) == 1 and failed[0].path is None and failed[0].status == "0xA700"
@@ -496,6 +494,8 @@ def test_storage_open_folder_maps_errors_to_statuses(tmp_path, monkeypatch, plan
     assert failure.value.status == status and words in failure.value.comment
     if planted == "unwritable":
         assert failure.value.comment == "cannot create folder: Permission denied"
+    else:
+        assert failure.value.comment == "unsafe path: a folder on the way is a symlink"
     assert not (tmp_path / "b").exists()
 
 
@@ -518,4 +518,104 @@ def test_storage_totals_count_each_outcome():
     totals.add(True, 10)
     totals.add(True, 5)
     totals.add(False, 99)
-    assert (totals.stored, totals.failed, totals.bytes) == (2, 1, 15)
+    totals.add(False, 1)
+    assert (totals.stored, totals.failed, totals.bytes) == (2, 2, 15)
+
+
+# --------------------------------------------------------------------------- a failed folder fsync (issue 15)
+
+def _fsync_failing(monkeypatch, times: int) -> list[str]:
+    """os.fsync of a folder fails ``times`` times (EIO), then works; returns the calls ("dir"/"file")."""
+    calls: list[str] = []
+    real = os.fsync
+
+    def fsync(fd):
+        kind = "dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file"
+        calls.append(kind)
+        if kind == "dir" and calls.count("dir") <= times:
+            raise OSError(errno.EIO, "injected")
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return calls
+
+
+def test_sync_placed_removes_our_entry_and_syncs_again_when_the_folder_fsync_fails(root, monkeypatch):
+    out, fd = root
+    (out / "a.dcm").write_bytes(b"x")
+    calls = _fsync_failing(monkeypatch, 1)
+    with pytest.raises(OSError, match="injected"):
+        sync_placed(fd, "a.dcm", True)
+    assert names(out) == [] and calls == ["dir", "dir"]  # removed, and the removal made durable
+
+
+def test_sync_placed_keeps_an_older_file_that_was_kept(root, monkeypatch):
+    out, fd = root
+    (out / "a.dcm").write_bytes(b"old")
+    calls = _fsync_failing(monkeypatch, 1)
+    with pytest.raises(OSError, match="injected"):
+        sync_placed(fd, "a.dcm", False)
+    assert names(out) == ["a.dcm"] and calls == ["dir"]
+
+
+def test_sync_placed_raises_the_fsync_error_even_when_the_removal_fails(root, monkeypatch):
+    out, fd = root
+    _fsync_failing(monkeypatch, 5)
+    with pytest.raises(OSError, match="injected"):
+        sync_placed(fd, "gone.dcm", True)  # nothing to remove (ENOENT): still the fsync's error
+    (out / "b.dcm").write_bytes(b"x")
+    with pytest.raises(OSError, match="injected"):
+        sync_placed(fd, "b.dcm", True)  # the second fsync fails too: removed anyway, the first error raised
+    assert names(out) == []
+
+
+def test_sync_placed_once_when_it_works(root, monkeypatch):
+    out, fd = root
+    (out / "a.dcm").write_bytes(b"x")
+    calls = _fsync_failing(monkeypatch, 0)
+    sync_placed(fd, "a.dcm", True)
+    assert names(out) == ["a.dcm"] and calls == ["dir"]
+
+
+@pytest.mark.parametrize("policy", ["replace", "rename", "keep"])
+def test_failed_folder_fsync_leaves_nothing_under_a_final_name_and_a_retry_stores_one_copy(tmp_path, monkeypatch,
+                                                                                         policy):
+    """C-STORE answered 0xA700 when the folder's fsync fails after the rename: the placed file is removed
+    (status and disk agree), so the sender's retry lands one copy, not NAME_1.dcm beside it. When the
+    name held an earlier object (``keep``: kept; ``replace``: renamed over), the file there stays."""
+    from dcmnet_cli.part10.filenames import parse_template
+
+    out = tmp_path / "out"
+    template = parse_template("{CallingAET}/{SOPInstanceUID}.dcm", lambda keyword: True)
+    _fsync_failing(monkeypatch, 1)
+    statuses, events, scp = _store(tmp_path, monkeypatch, out, on_duplicate=policy, template=template)
+    assert statuses == [0xA700] and names(out) == ["MEMSCU"]
+    assert [e.status for e in events if e.event == "store-failed"] == ["0xA700"]
+    statuses, events, scp = _store(tmp_path, monkeypatch, out, on_duplicate=policy, template=template)
+    assert statuses == [0] and len([n for n in names(out) if n.endswith(".dcm")]) == 1
+    if policy == "rename":  # a numbered copy (NAME_1) put at a free name: removed again
+        _fsync_failing(monkeypatch, 1)
+        statuses, _events, _scp = _store(tmp_path, monkeypatch, out, on_duplicate=policy, template=template)
+        assert statuses == [0xA700] and len([n for n in names(out) if n.endswith(".dcm")]) == 1
+    if policy in ("keep", "replace"):
+        # the name held an earlier object: never removed (with replace, the earlier object was renamed over)
+        _fsync_failing(monkeypatch, 1)
+        statuses, _events, _scp = _store(tmp_path, monkeypatch, out, on_duplicate=policy, template=template)
+        assert statuses == [0xA700] and len([n for n in names(out) if n.endswith(".dcm")]) == 1
+        assert not [n for n in names(out) if TEMP_PREFIX in n]
+
+
+def test_template_folders_are_opened_below_the_output_folder_never_the_working_one(tmp_path, monkeypatch):
+    """A folder of the working directory named like a template folder is never used: every component is
+    opened relative to its parent's descriptor, starting at the output folder's."""
+    from dcmnet_cli.part10.filenames import parse_template
+
+    cwd = tmp_path / "cwd"
+    (cwd / "MEMSCU").mkdir(parents=True)
+    monkeypatch.chdir(cwd)
+    out = tmp_path / "out"
+    template = parse_template("{CallingAET}/{SOPInstanceUID}.dcm", lambda keyword: True)
+    statuses, _events, _scp = _store(tmp_path, monkeypatch, out, template=template)
+    assert statuses == [0]
+    assert [n for n in names(out) if n.endswith(".dcm")][0].startswith("MEMSCU/")
+    assert list((cwd / "MEMSCU").iterdir()) == []

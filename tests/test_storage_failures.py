@@ -247,18 +247,25 @@ def test_disk_full_mid_write_without_root(tmp_path):
     assert [p.name for p in files(out)] == [f"{uid}.1.dcm"]
 
 
-def test_failing_folder_fsync_is_a_failure(tmp_path):
+@pytest.mark.parametrize("policy", ["replace", "rename"])
+def test_failing_folder_fsync_leaves_nothing_placed_and_a_retry_lands_one_copy(tmp_path, policy):
     """The folder's fsync fails after the rename: the entry may not survive a power cut, so the answer
-    is 0xA700, not Success, and no temporary is left."""
+    is 0xA700, not Success; and a failure means nothing under the final name (the placed file is removed
+    again) and no temporary, so the sender's retry stores exactly one copy (not NAME_1.dcm beside it)."""
     out = tmp_path / "out"
     uid = UID + "7"
-    with patched_listen(raising("fsync", IS_DIR), "-od", str(out)) as server:
+    data = raw_dataset(SC_IMAGE, uid, payload(7, 5000))
+    with patched_listen(raising("fsync", IS_DIR, times=1), "-od", str(out), "--on-duplicate", policy) as server:
         channel = associate(server.port)
         try:
-            assert store(channel, raw_dataset(SC_IMAGE, uid, payload(7, 5000)), uid) == 0xA700
+            assert store(channel, data, uid) == 0xA700
+            assert files(out) == [] and not temps(out)
+            assert store(channel, data, uid) == 0  # the retry
         finally:
             close_association(channel)
-    assert not temps(out)
+        assert server.wait_for_stderr("injected", 3), server.stderr()
+    assert [p.name for p in files(out)] == [f"{uid}.dcm"] and not temps(out)
+    assert body(out / f"{uid}.dcm") == data
 
 
 # --------------------------------------------------------------------------- fsync counted

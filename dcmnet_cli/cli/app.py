@@ -14,7 +14,8 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import contextmanager
-from typing import IO, Any, Iterator, Protocol
+from collections.abc import Iterator
+from ..ul.typenames import IO, Any, Protocol
 
 from ..transport.threads import Lock
 

@@ -65,8 +65,8 @@ def open_archive(app: App, options: dict[str, Any], storage: Any) -> Any:
     Storage SCP, and return the C-FIND SCP's QueryConfig; None without an index. InputError (exit 3)
     when the index file cannot be opened."""
     from ..errors import InputError
+    from ..services.archive.columns import MatchOptions  # not matching: no pydicom at start-up
     from ..services.archive.index import IndexRef
-    from ..services.archive.matching import MatchOptions
     from ..services.scp.find_handler import QueryConfig
 
     path = index_path(options)

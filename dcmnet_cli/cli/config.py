@@ -11,72 +11,45 @@ the closest known one, never ignored. Only runs that have a config file pay for 
 
 from __future__ import annotations
 
-import os
 from typing import Any, Callable
 
 import click
 
-NODE_KEYS = ("host", "port", "aet", "calling_aet", "tls", "tls_ca", "tls_cert", "tls_key", "tls_key_password_env",
-             "tls_server_name", "tls_no_verify", "user", "password_env")
-"""Keys of a ``[nodes.NAME]`` table: where the node is, its AE title, our AE title towards it, its TLS, and
-the user identity to present (``user``, and ``password_env``: the name of the variable with its password)."""
+from . import config_file
+from .config_file import NODE_KEYS, SECTIONS, config_path
+from .values import UsageProblem
 
-SECTIONS = ("nodes", "defaults")
+__all__ = ["NODE_KEYS", "SECTIONS", "config_path"]
 
 OUTPUT_OPTIONS = ("quiet", "verbose", "debug", "no_color", "as_json")
 """Options every command shares with the group: set once on the group (env and [defaults]), not per command."""
 
 _cache: dict[str, Any] = {}
-
-
-def config_path() -> str:
-    """$DCMNET_CONFIG, else $XDG_CONFIG_HOME/dcmnet/config.toml, else ~/.config/dcmnet/config.toml.
-
-    os.path, not pathlib: pathlib costs ~3 ms of start-up that ``dcmnet echo`` need not pay.
-    """
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return os.environ.get("DCMNET_CONFIG") or os.path.join(base, "dcmnet", "config.toml")
-
-
-def _unknown(key: str, where: str, known: Any, path: str) -> click.UsageError:
-    import difflib
-
-    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.5)
-    hint = f": did you mean {close[0]}?" if close else f" (known: {', '.join(sorted(known))})"
-    return click.UsageError(f"{path}: unknown key {key!r} in {where}{hint}")
+"""Config files read (by path), their [defaults] keys checked."""
 
 
 def load(required: bool = False) -> dict[str, Any] | None:
-    """The parsed, checked config file, or None when there is none. Raises click.UsageError (exit 2)."""
+    """The parsed, checked config file, or None when there is none. Raises click.UsageError (exit 2).
+
+    :func:`.config_file.read` reads it and checks its sections and nodes; the [defaults] keys are checked
+    here, against every command's options."""
+    from .options import as_click_error
+
     path = config_path()
     if path in _cache:
         return _cache[path]
-    if not os.path.exists(path):
-        return None
-    import tomllib
-
     try:
-        with open(path, "rb") as handle:
-            config = tomllib.load(handle)
-    except (OSError, tomllib.TOMLDecodeError) as error:
-        raise click.UsageError(f"cannot read {path}: {error}") from None
-    for key, value in config.items():
-        if key not in SECTIONS:
-            raise _unknown(key, "the top level", SECTIONS, path)
-        if not isinstance(value, dict):
-            raise click.UsageError(f"{path}: [{key}] must be a table")
-    for name, node in config.get("nodes", {}).items():
-        if not isinstance(node, dict):
-            raise click.UsageError(f"{path}: nodes.{name} must be a table ([nodes.{name}] with host and port)")
-        for key in node:
-            if key not in NODE_KEYS:
-                raise _unknown(key, f"[nodes.{name}]", NODE_KEYS, path)
+        config = config_file.read()
+    except UsageProblem as problem:
+        raise as_click_error(problem) from None
+    if config is None:
+        return None
     defaults = config.get("defaults", {})
     if defaults:
         known = option_catalogue()
         for key in defaults:
             if key.replace("-", "_") not in known:
-                raise _unknown(key, "[defaults]", known, path)
+                raise as_click_error(config_file.unknown(key, "[defaults]", known, path))
     _cache[path] = config
     return config
 
@@ -110,14 +83,16 @@ _command_sources: list[Sources] = []
 
 
 def use_commands(sources: Sources) -> None:
-    """Called once by :mod:`.main`: how to list (name, command, is the group) for every command. The
+    """Called once by :mod:`.group`: how to list (name, command, is the group) for every command. The
     catalogue needs the commands; handing it this function keeps config from importing main (no cycle)."""
     _command_sources[:] = [sources]
 
 
 def _sources() -> list[tuple[str, click.Command, bool]]:
     if not _command_sources:
-        raise RuntimeError("dcmnet_cli.cli.main registers the commands (import it first)")
+        import importlib
+
+        importlib.import_module(f"{__package__}.group")  # registers the commands
     return _command_sources[0]()
 
 

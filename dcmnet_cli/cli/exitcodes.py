@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from enum import IntEnum
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from ..ul.typenames import TYPE_CHECKING
 
 from ..errors import (
     AssociationAborted,

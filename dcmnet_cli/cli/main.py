@@ -1,162 +1,82 @@
-"""The ``dcmnet`` group: global options, lazy command loading, and the one place errors become exit codes."""
+"""The ``dcmnet`` program: the fast path or the click group, and the one place errors become exit codes.
+
+This module imports no click: :func:`main` first offers the command line to :mod:`.fastpath` (``echo``,
+``find``, ``store`` parsed from the generated :mod:`.argspec`), and only when it declines loads the click
+group (:mod:`.group`), which then behaves exactly as if there were no fast path. ``cli``, ``LazyGroup``,
+``command_sources`` ... are still importable from here (loaded on first use).
+"""
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
-from types import MethodType
-from typing import Any
+from ..ul.typenames import Any
 
-import click
-
-from .. import __version__
 from ..errors import DcmnetError
-from . import config
-from .app import App
-from .exitcodes import ExitCode, for_error, table_text
-from .options import group_output_options
+from .commands import COMMANDS
+from .exitcodes import ExitCode, for_error
 
-COMMANDS: dict[str, tuple[str, str]] = {
-    "echo": ("dcmnet_cli.cli.commands.echo", "Check that a DICOM node answers (C-ECHO)."),
-    "find": ("dcmnet_cli.cli.commands.find", "Query a node for patients, studies, series, images or worklist items (C-FIND)."),
-    "get": ("dcmnet_cli.cli.commands.get", "Retrieve objects from a Q/R SCP over one association (C-GET)."),
-    "listen": ("dcmnet_cli.cli.commands.listen", "Run a DICOM node: Verification and Storage SCP."),
-    "nodes": ("dcmnet_cli.cli.commands.nodes", "List the nodes of the config file; --check echoes them all."),
-    "completion": ("dcmnet_cli.cli.commands.completion", "Print the shell completion script (bash, zsh or fish)."),
-    "probe": ("dcmnet_cli.cli.commands.probe", "See which SOP classes, transfer syntaxes and roles a node accepts."),
-    "move": ("dcmnet_cli.cli.commands.move", "Move objects from a Q/R SCP to an AE, or receive them here (C-MOVE)."),
-    "store": ("dcmnet_cli.cli.commands.store", "Send DICOM files to a Storage SCP (C-STORE)."),
-    "users": ("dcmnet_cli.cli.commands.users", "Add or remove a user in the users file of listen --users."),
-}
+__all__ = ["COMMANDS", "entry", "main"]
 
 
-_ClickParser: Any = getattr(click.parser, "_OptionParser", None) or getattr(click.parser, "OptionParser")
+
+def __getattr__(name: str) -> Any:
+    """``cli``, ``LazyGroup``, ``command_sources`` ...: the click group's names, loaded on first use."""
+    if name.startswith("__"):
+        raise AttributeError(name)
+    from . import group
+
+    try:
+        return getattr(group, name)
+    except AttributeError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
 
 
-class _ShortFirstParser(_ClickParser):  # type: ignore[misc]
-    """Click's parser, but a known short option (``-q``, ``-v2``, ``-k``) goes straight to the short-option
-    match. Click tries every ``-x`` as a long option first and, when that fails, builds a NoSuchOption whose
-    "did you mean" suggestions import :mod:`difflib` (1.5-2 ms of every run that uses a short flag) only to
-    be thrown away. The result is the same: this is the branch click takes after that failed long match."""
+def _run(argv: list[str]) -> int:
+    from .fastpath import run_fast
 
-    def _process_opts(self, arg: str, state: Any) -> None:
-        if arg[1:2] != "-" and arg[:2] in self._short_opt and arg.partition("=")[0] not in self._long_opt:
-            self._match_short_opt(arg, state)
-        else:
-            super()._process_opts(arg, state)
+    code = run_fast(argv)
+    if code is not None:
+        return code
+    from .group import run
+
+    return run(argv)
 
 
-def _make_parser(command: click.Command, ctx: click.Context) -> Any:
-    """:meth:`click.Command.make_parser` with :class:`_ShortFirstParser`."""
-    parser = _ShortFirstParser(ctx)
-    for param in command.get_params(ctx):
-        param.add_to_parser(parser, ctx)
-    return parser
+def _failed(error: BaseException, debug: bool) -> int:
+    """The exit code of what ``error`` says happened, after its one line on stderr."""
+    click = sys.modules.get("click")
+    if not hasattr(click, "ClickException"):
+        click = None  # not imported, or interrupted while being imported
+    if click is not None and isinstance(error, click.exceptions.Exit):
+        return int(error.exit_code)
+    if click is not None and isinstance(error, click.ClickException):
+        error.show()
+        return int(error.exit_code)
+    if isinstance(error, KeyboardInterrupt) or click is not None and isinstance(error, click.Abort):
+        print("dcmnet: interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    if isinstance(error, DcmnetError):
+        print(f"dcmnet: error: {error}", file=sys.stderr)
+        return for_error(error)
+    if isinstance(error, BrokenPipeError):
+        return ExitCode.SUCCESS
+    if debug:  # a bug: one line unless --debug
+        import traceback
 
-
-def short_first(command: click.Command) -> click.Command:
-    """``command`` parsing its short options without the failed long-option lookup (see above)."""
-    if not isinstance(command, LazyGroup):
-        setattr(command, "make_parser", MethodType(_make_parser, command))
-    return command
-
-
-class LazyGroup(click.Group):
-    """Imports a command's module only when that command runs, so ``--help`` and ``echo`` stay fast."""
-
-    def make_parser(self, ctx: click.Context) -> Any:
-        return _make_parser(self, ctx)
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMANDS)
-
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name not in COMMANDS:
-            return None
-        from .config import with_environment
-
-        return short_first(with_environment(importlib.import_module(COMMANDS[name][0]).command))
-
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        with formatter.section("Commands"):
-            formatter.write_dl([(name, COMMANDS[name][1]) for name in sorted(COMMANDS)])
-
-
-EPILOG = "\b\nExit codes:\n" + table_text()
-
-
-@click.group(cls=LazyGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "--version", prog_name="dcmnet")
-@group_output_options
-@click.pass_context
-def cli(ctx: click.Context, quiet: bool, verbose: int, debug: bool, no_color: bool, as_json: bool) -> None:
-    """dcmnet: DICOM networking from the shell — echo, store, find, move, get, listen.
-
-    PEER is HOST PORT, [AET@]HOST:PORT, or a node named in ~/.config/dcmnet/config.toml.
-
-    \b
-    Output options (-q, -v, --debug, --no-color, --json) go before or after the
-    command name with the same meaning; given in both places they combine: -v
-    counts add up, the others are switches either place turns on. -q wins over -v.
-    """
-    command = f"dcmnet {ctx.invoked_subcommand}" if ctx.invoked_subcommand else "dcmnet"
-    ctx.obj = App(command=command)
-    ctx.obj.apply(quiet=quiet, verbose=verbose, debug=debug, no_color=no_color, json_output=as_json)
-
-
-def command_sources() -> list[tuple[str, click.Command, bool]]:
-    """(name, command, is the group) for the group and every command, for the option catalogue."""
-    from .config import with_environment
-
-    root = click.Context(cli, info_name="dcmnet")
-    found: list[tuple[str, click.Command, bool]] = [("dcmnet", with_environment(cli, group=True), True)]
-    for name in sorted(COMMANDS):
-        command = cli.get_command(root, name)
-        if command is not None:
-            found.append((name, command, False))
-    return found
-
-
-config.use_commands(command_sources)
-config.with_environment(cli, group=True)  # the group's DCMNET_* variables, whoever renders it (help, docs)
-
-
-def _config_defaults() -> dict:
-    """Click's default_map from the config file's [defaults] (empty, and no file read, without a file)."""
-    from .config import default_map, with_environment
-
-    with_environment(cli, group=True)
-    return default_map(COMMANDS)
+        traceback.print_exception(error)
+    print(f"dcmnet: internal error: {type(error).__name__}: {error} (please report this; --debug shows the traceback)",
+          file=sys.stderr)
+    return ExitCode.INTERNAL
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the group and turn whatever happened into the exit-code contract."""
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    """Entry point: run the command line and turn whatever happened into the exit-code contract."""
+    args = list(argv if argv is not None else sys.argv[1:])
     try:
-        result = cli.main(args=argv, prog_name="dcmnet", standalone_mode=False, default_map=_config_defaults())
-        code = int(result) if isinstance(result, int) else 0
-    except click.exceptions.Exit as done:
-        code = done.exit_code
-    except click.ClickException as problem:
-        problem.show()
-        code = problem.exit_code
-    except (KeyboardInterrupt, click.Abort):
-        print("dcmnet: interrupted", file=sys.stderr)
-        code = ExitCode.INTERRUPTED
-    except DcmnetError as error:
-        print(f"dcmnet: error: {error}", file=sys.stderr)
-        code = for_error(error)
-    except BrokenPipeError:
-        code = ExitCode.SUCCESS
-    except Exception as error:  # a bug: one line unless --debug
-        if debug:
-            import traceback
-
-            traceback.print_exc()
-        print(f"dcmnet: internal error: {type(error).__name__}: {error} (please report this; --debug shows the traceback)",
-              file=sys.stderr)
-        code = ExitCode.INTERNAL
+        code = _run(args)
+    except (Exception, KeyboardInterrupt) as error:
+        code = _failed(error, "--debug" in args)
     sys.exit(int(code))
 
 

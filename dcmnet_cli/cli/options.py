@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import functools
-import os
-import re
-import sys
 from typing import Any, Callable, Sequence
 
 import click
 
 from ..services.peer import Peer
+from . import values
 from .app import App
+from .peer import AET_HOST_PORT, UsageProblem, config_path, timeouts_from, warn
+from .peer import parse_peer as _parse_peer
+
+__all__ = ["AET_HOST_PORT", "config_path", "timeouts_from"]
 
 F = Callable[..., Any]
 
@@ -75,28 +77,26 @@ group_output_options = stack(*_output_flags("Machine-readable output (JSON on st
 """The same flags on the ``dcmnet`` group, before the command name; the group callback builds the App."""
 
 
+def _checked(check: Callable[[Any], Any], value: Any) -> Any:
+    try:
+        return check(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
 def ae_title(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """AE titles: 1-16 characters, no backslash or control characters (PS3.5 AE VR)."""
-    if value is None:
-        return value
-    if not 0 < len(value.strip(" ")) <= 16 or "\\" in value or any(ord(c) < 32 or ord(c) > 126 for c in value):
-        raise click.BadParameter(f"{value!r} is not a valid AE title (1-16 printable ASCII characters, no backslash)")
-    return value
+    """AE titles: 1-16 characters, no backslash or control characters (PS3.5 AE VR): :func:`.values.ae_title`."""
+    return _checked(values.ae_title, value)
 
 
 def positive_seconds(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
-    if value is not None and value <= 0:
-        raise click.BadParameter("must be a positive number of seconds")
-    return value
+    """:func:`.values.positive_seconds`."""
+    return _checked(values.positive_seconds, value)
 
 
 def seconds_or_unlimited(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
-    """Timeouts a CI run must be able to rely on: finite by default, 0 lifts the limit."""
-    if value is None or value == 0:
-        return None
-    if value < 0:
-        raise click.BadParameter("must be a number of seconds (0 = no limit)")
-    return value
+    """Timeouts a CI run must be able to rely on (:func:`.values.seconds_or_unlimited`)."""
+    return _checked(values.seconds_or_unlimited, value)
 
 
 network_options = stack(
@@ -248,197 +248,47 @@ def server_tls_from(options: dict[str, Any]) -> Any:
         raise click.UsageError(str(error)) from None
 
 
-def _client_tls(options: dict[str, Any], node: dict[str, Any], detail_used: bool = False) -> Any:
-    """The ClientTLS for this run, or None: the command line and environment first, then the node.
+def _sources() -> tuple[Callable[[str], bool], Callable[[str], bool]]:
+    """(given, typed) for :func:`.peer.parse_peer` from the current click context: option NAME came from
+    the command line or the environment / from the command line."""
+    ctx = click.get_current_context(silent=True)
+    source = click.core.ParameterSource
 
-    ``detail_used``: the --tls-* options serve something else too (``move --store-tls``), so giving them
-    without --tls is no mistake.
-    """
-    enabled = options.get("tls")
-    if enabled is None:
-        enabled = bool(node.get("tls", False))
-    if not enabled and not detail_used:
-        ctx = click.get_current_context(silent=True)
-        explicit = [name for name in _TLS_DETAIL if ctx is not None and options.get(name)
-                    and ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE]
-        if explicit:
-            raise click.UsageError(f"--{explicit[0].replace('_', '-')} needs --tls")
-    if not enabled:
-        return None
+    def given(name: str) -> bool:
+        if ctx is None or name not in ctx.params:
+            return True
+        found = ctx.get_parameter_source(name)
+        return found is None or found in (source.COMMANDLINE, source.ENVIRONMENT)
 
-    def pick(name: str) -> Any:
-        value = options.get(name)
-        return value if value not in (None, False) else node.get(name)
+    def typed(name: str) -> bool:
+        return ctx is not None and ctx.get_parameter_source(name) is source.COMMANDLINE
 
-    from ..transport.tls import ClientSettings, TLSConfigError, client_tls
+    return given, typed
 
-    verify = not pick("tls_no_verify")
-    try:
-        tls = client_tls(ClientSettings(pick("tls_ca"), pick("tls_cert"), pick("tls_key"), pick("tls_key_password_env"),
-                                        verify, pick("tls_server_name")))
-    except TLSConfigError as error:
-        raise click.UsageError(str(error)) from None
-    if not verify:
-        _warn("--tls-no-verify: the peer's certificate is not verified; anyone on the path can impersonate it")
-    return tls
+
+def as_click_error(problem: UsageProblem) -> click.UsageError:
+    """The click exception of a click-free :class:`.peer.UsageProblem` (same text, same exit code 2)."""
+    if problem.bad:
+        return click.BadParameter(problem.message, param_hint=problem.param_hint)
+    return click.UsageError(problem.message)
 
 
 def _warn(text: str) -> None:
     """A warning on stderr even with -q: it is about security, not progress."""
     ctx = click.get_current_context(silent=True)
-    app = ctx.obj if ctx is not None else None
-    print(f"{getattr(app, 'command', 'dcmnet')}: warning: {text}", file=getattr(app, "err", None) or sys.stderr, flush=True)
-
-
-def timeouts_from(options: dict[str, Any]):
-    from ..transport.client import Timeouts
-
-    return Timeouts(
-        connect=options["connect_timeout"],
-        acse=options["acse_timeout"],
-        dimse=options["dimse_timeout"],
-        network=options["network_timeout"],
-    )
-
-
-class _LazyPattern:
-    """A regular expression compiled at its first use, not at import: ``dcmnet echo HOST PORT`` never needs
-    the peer pattern below, and compiling it cost a few hundred µs of every command's start-up."""
-
-    __slots__ = ("_source", "_compiled")
-
-    def __init__(self, source: str) -> None:
-        self._source = source
-        self._compiled: re.Pattern[str] | None = None
-
-    def match(self, text: str) -> re.Match[str] | None:
-        if self._compiled is None:
-            self._compiled = re.compile(self._source)
-        return self._compiled.match(text)
-
-
-AET_HOST_PORT = _LazyPattern(r"^(?:(?P<aet>[^@]{1,16})@)?(?P<host>\[[^\]]+\]|[^:@\[\]]+|[0-9a-fA-F:]+):(?P<port>\d+)$")
-
-
-def config_path() -> str:
-    """$DCMNET_CONFIG, else $XDG_CONFIG_HOME/dcmnet/config.toml, else ~/.config/dcmnet/config.toml."""
-    from .config import config_path as path
-
-    return path()
-
-
-_NODE_TLS = {"tls": bool, "tls_ca": str, "tls_cert": str, "tls_key": str, "tls_key_password_env": str,
-             "tls_server_name": str, "tls_no_verify": bool}
-
-
-def _node(name: str) -> tuple[str, int, str | None, dict[str, Any]]:
-    """A named node from the config file: ``[nodes.NAME] host, port, aet, calling_aet`` and the TLS keys of
-    ``_NODE_TLS`` (``tls = true``, ``tls_ca = "path"``, ...; relative paths from the config folder).
-    The node's ``calling_aet`` comes back in the dict under that key."""
-    from . import config
-
-    path = config_path()
-    if config.load() is None:
-        raise click.BadParameter(f"{name!r} is not HOST PORT or [AET@]HOST:PORT, and there is no config file ({path}) naming nodes")
-    known = config.nodes()
-    node = known.get(name)
-    if node is None:
-        names = ", ".join(sorted(known)) or "none"
-        raise click.BadParameter(f"no node {name!r} in {path} (known nodes: {names})")
-    if "host" not in node or "port" not in node:
-        raise click.BadParameter(f"node {name!r} in {path} needs host and port")
-    extra: dict[str, Any] = {}
-    for key, kind in _NODE_TLS.items():
-        if key in node:
-            if not isinstance(node[key], kind):
-                raise click.BadParameter(f"node {name!r} in {path}: {key} must be a {'boolean' if kind is bool else 'string'}")
-            value = node[key]
-            if key in ("tls_ca", "tls_cert", "tls_key"):
-                value = os.path.join(os.path.dirname(path), os.path.expanduser(value))
-            extra[key] = value
-    for key in ("aet", "calling_aet"):
-        if key in node:
-            ae_title(None, None, str(node[key]))  # type: ignore[arg-type]
-    if "calling_aet" in node:
-        extra["calling_aet"] = str(node["calling_aet"])
-    for key in ("user", "password_env"):
-        if key in node:
-            if not isinstance(node[key], str) or not node[key]:
-                raise click.BadParameter(f"node {name!r} in {path}: {key} must be a non-empty string")
-            extra[key] = node[key]
-    return str(node["host"]), _port(str(node["port"])), node.get("aet"), extra
-
-
-def _port(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise click.BadParameter(f"{text!r} is not a port number (1-65535)")
-    return int(text)
-
-
-def _hint_swapped(args: tuple[str, ...]) -> None:
-    """``104 pacs.example.org``: HOST and PORT the wrong way round; ``HOST Key=Value``: a forgotten -k."""
-    if "=" in args[1]:
-        raise click.BadParameter(f"{args[1]!r} is not a port number: query keys go after -k (-k {args[1]})",
-                                 param_hint="PEER")
-    if args[0].isdigit() and not args[1].isdigit():
-        raise click.BadParameter(f"{args[1]!r} is not a port number: did you swap HOST and PORT? "
-                                 f"(give {args[1]} {args[0]})", param_hint="PEER")
-
-
-def _given(options: dict[str, Any] | None, name: str) -> bool:
-    """True when option ``name`` came from the command line or the environment (not a default, not the
-    config file's [defaults]); True too outside a click context (a caller passing values itself)."""
-    ctx = click.get_current_context(silent=True)
-    if ctx is None or options is None or name not in ctx.params and name not in options:
-        return True
-    source = ctx.get_parameter_source(name)
-    return source is None or source in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
-
-
-def _node_calling_aet(options: dict[str, Any], value: str) -> None:
-    """The node's ``calling_aet`` unless -aet came from the command line or the environment."""
-    if not _given(options, "calling_aet"):
-        options["calling_aet"] = value
+    warn(ctx.obj if ctx is not None else None, text)
 
 
 def parse_peer(args: tuple[str, ...], called_aet: str | None, options: dict[str, Any] | None = None,
                tls_detail_used: bool = False) -> Peer:
-    """``HOST PORT`` (the DCMTK habit), ``[AET@]HOST:PORT``, or a node name from the config file.
-
-    ``options`` (the command's, with :data:`tls_options`) decide TLS, with the node's settings as defaults.
-    """
-    node: dict[str, Any] = {}
-    if len(args) == 2:
-        _hint_swapped(args)
-        host, port, aet = args[0], _port(args[1]), None
-    elif len(args) == 1:
-        match = AET_HOST_PORT.match(args[0])
-        if match:
-            host, port, aet = match["host"].strip("[]"), _port(match["port"]), match["aet"]
-        elif "=" in args[0]:
-            raise click.BadParameter(f"{args[0]!r} is not a peer: give HOST PORT first, and query keys after -k "
-                                     f"(-k {args[0]})", param_hint="PEER")
-        elif args[0].isdigit():
-            raise click.BadParameter(f"{args[0]!r} is a port number, not a peer: give HOST PORT", param_hint="PEER")
-        else:
-            host, port, aet, node = _node(args[0])
-    else:
-        keys = [arg for arg in args if "=" in arg]
-        hint = f" (query keys go after -k: -k {keys[0]})" if keys else ""
-        raise click.BadParameter(f"expected HOST PORT, [AET@]HOST:PORT or a node name{hint}", param_hint="PEER")
-    if aet is not None:
-        ae_title(None, None, aet)  # type: ignore[arg-type]
-    if options is not None and "calling_aet" in node:
-        _node_calling_aet(options, node.pop("calling_aet"))
-    if aet is not None and called_aet is not None and not _given(options, "called_aet"):
-        called_aet = None  # the node's aet is more specific than [defaults] called_aet
-    tls = _client_tls(options, node, tls_detail_used) if options is not None else None
-    identity = None
-    if options is not None and "user" in options and (node.get("user") or any(options.get(n) for n in _IDENTITY_OPTIONS)):
-        from .identity import identity_from
-
-        identity = identity_from(options, node, f"{host}:{port}")
-    return Peer(host, port, called_aet or aet or "ANY-SCP", tls, identity)
+    """:func:`.peer.parse_peer` in a click command: option sources from the context, click's errors."""
+    given, typed = _sources()
+    ctx = click.get_current_context(silent=True)
+    try:
+        return _parse_peer(args, called_aet, options, tls_detail_used, given if options is not None else
+                           (lambda name: True), typed, ctx.obj if ctx is not None else None)
+    except UsageProblem as problem:
+        raise as_click_error(problem) from None
 
 
 # --------------------------------------------------------------------------- help

@@ -12,7 +12,11 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
-from .options import stack
+from .options import as_click_error, stack
+from .peer import UsageProblem
+from .query_spec import MODEL_FLAGS, level_key as _level_key, model_from_flags, query_spec
+
+__all__ = ["MODEL_FLAGS", "_level_key"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..services.query import QuerySpec
@@ -21,21 +25,16 @@ F = Callable[..., Any]
 
 LEVEL_CHOICES = ("PATIENT", "STUDY", "SERIES", "IMAGE")
 
-MODEL_FLAGS: dict[str, str] = {
-    "patient_root": "patient", "study_root": "study", "patient_study_only": "patient-study", "worklist": "worklist",
-}
-
 
 def _model_from_flags(function: F) -> F:
     """Turn the four model flags into one ``model`` keyword argument, refusing more than one (exit 2)."""
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        chosen = [model for flag, model in MODEL_FLAGS.items() if kwargs.pop(flag, False)]
-        if len(chosen) > 1:
-            raise click.UsageError("-P/--patient-root, -S/--study-root, -O/--patient-study-only and -W/--worklist "
-                                   "are mutually exclusive: give one")
-        kwargs["model"] = chosen[0] if chosen else "study"
+        try:
+            model_from_flags(kwargs)
+        except UsageProblem as problem:
+            raise as_click_error(problem) from None
         return function(*args, **kwargs)
 
     return wrapper
@@ -70,48 +69,14 @@ retrieve_query_options = _query_stack(worklist_shown=False)
 
 
 def query_from_options(options: dict[str, Any], *, for_retrieve: bool) -> "QuerySpec":
-    """The QuerySpec for ``options`` (the click parameters of the stack above).
-
-    ``for_retrieve`` (move/get): no default return keys are added (a retrieve identifier carries unique
-    keys only), the worklist model is refused, and the level defaults the same way as for find.
-    Raises click.UsageError / click.BadParameter on bad input (exit 2); InputError for an unreadable -f.
-    """
-    from ..services.query import MODELS, QuerySpec, build_identifier, check_level, load_query_file
-    from ..services.query_build import build_query, load_query
-
-    model_name = options.get("model") or "study"
-    if model_name not in MODELS:
-        raise click.BadParameter(f"unknown information model {model_name!r}", param_hint="-P/-S/-O/-W")
-    model = MODELS[model_name]
-    if for_retrieve and not model.move:
-        raise click.UsageError("the modality worklist model (-W) supports find only")
-    base: Any = None
-    if options.get("query_file"):  # read by pydicom; find converts it to its lean data set
-        base = load_query_file(options["query_file"]) if for_retrieve else load_query(options["query_file"])
-    level = options.get("level")
-    if level is not None:
-        level = level.upper()
-    elif model_name == "worklist":
-        level = None
-    elif _level_key(options.get("keys", ())) is not None:
-        level = _level_key(options.get("keys", ()))
-    elif base is not None and str(base.get("QueryRetrieveLevel", "") or "").strip():
-        level = str(base.get("QueryRetrieveLevel")).strip().upper()
-    else:
-        level = "PATIENT" if model_name in ("patient", "patient-study") else "STUDY"
-    notes: list[str] = []
+    """The QuerySpec for ``options`` (the click parameters of the stack above): :func:`.query_spec.query_spec`
+    with click's usage errors (exit 2) and its notes said as warnings. InputError for an unreadable -f."""
     try:
-        check_level(model_name, level)
-        keys = options.get("keys", ())
-        identifier: Any
-        if for_retrieve:
-            identifier = build_identifier(keys, level, base, False, model=model_name, notes=notes)
-        else:  # find: a lean data set, no pydicom (services/query_build.py)
-            identifier = build_query(keys, level, base, True, model=model_name, notes=notes)
-    except ValueError as error:
-        raise click.BadParameter(str(error), param_hint="-k/--key" if "level" not in str(error) else "-L/--level")
+        spec, notes = query_spec(options, for_retrieve=for_retrieve)
+    except UsageProblem as problem:
+        raise as_click_error(problem) from None
     _say_notes(notes)
-    return QuerySpec(model, level, identifier)
+    return spec
 
 
 def _say_notes(notes: list[str]) -> None:
@@ -127,13 +92,3 @@ def _say_notes(notes: list[str]) -> None:
             app.say(note, "warning")
         else:
             click.echo(f"warning: {note}", err=True)
-
-
-def _level_key(keys: Any) -> str | None:
-    """The level given as ``-k QueryRetrieveLevel=X`` (DCMTK habit), last one wins."""
-    level = None
-    for key in keys:
-        name, _, value = key.partition("=")
-        if name.strip() in ("QueryRetrieveLevel", "0008,0052", "(0008,0052)") and value.strip():
-            level = value.strip().upper()
-    return level

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Container
-from typing import Final, NamedTuple, Union
 
+from ..ul.records import NamedTuple
 from ..errors import AbortReason, RemoteProtocolError
 from .commandset import CommandSetError, Message, decode
 from .fragment import CONTROL_COMMAND, CONTROL_LAST
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up)
+if TYPE_CHECKING:
+    from typing import Final
 
 MAX_COMMAND_BYTES: Final = 64 * 1024  # real command sets are < 1 KiB; bound memory (scenario 31)
 _INVALID = AbortReason.INVALID_PDU_PARAMETER_VALUE
@@ -55,8 +59,8 @@ class MessageComplete(NamedTuple):
     dataset: bytes | None = None
 
 
-Event = Union[CommandReceived, InvalidCommand, DatasetFragment, MessageComplete]
-ContextCheck = Union[Container[int], Callable[[int], bool], None]
+Event = CommandReceived | InvalidCommand | DatasetFragment | MessageComplete
+ContextCheck = Container[int] | Callable[[int], bool] | None
 
 
 class _State:

@@ -8,9 +8,13 @@ data (PS3.7 Table E.1-1 plus the retired E.2-1 ones, which are only named, never
 from __future__ import annotations
 
 import struct
-from typing import Any, Final, NamedTuple
 
+from ..ul.records import NamedTuple
 from ..errors import RemoteDIMSEError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up)
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 VERIFICATION_SOP_CLASS: Final = "1.2.840.10008.1.1"
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Final, NamedTuple, Union, cast
+from ..ul.typenames import Final, NamedTuple, Protocol, Union, cast  # typing's names, typing not imported
 
 from ..errors import AssociationAborted, RemoteProtocolError
 from ..ul.association import (
@@ -51,7 +51,7 @@ from .status import SOP_CLASS_NOT_SUPPORTED
 __all__ = [
     "DIMSEConnection", "Event", "Aborted", "AssociationAccepted", "AssociationRejected", "AssociationRequested",
     "ReleaseConfirmed", "ReleaseRequested", "CommandReceived", "DatasetFragment", "InvalidCommand",
-    "MessageComplete", "RequestRefused", "Role", "collect_all_but_store",
+    "MessageComplete", "RequestRefused", "Role", "collect_all_but_store", "Command",
 ]
 
 BATCH_BYTES: Final = 1 << 20
@@ -78,6 +78,13 @@ Event = Union[
     AssociationRequested, AssociationAccepted, AssociationRejected, ReleaseRequested, ReleaseConfirmed, Aborted,
     CommandReceived, DatasetFragment, InvalidCommand, MessageComplete, RequestRefused,
 ]
+
+
+class Command(Protocol):
+    """What :meth:`DIMSEConnection.send_message` sends: a :class:`~.commandset.Message`, or anything that
+    encodes to a command set's bytes (a response built from a template, a test's raw bytes)."""
+
+    def encode(self) -> bytes: ...
 
 
 def collect_all_but_store(message: Message) -> bool:
@@ -163,7 +170,7 @@ class DIMSEConnection:
         self._message_id = self._message_id % 0xFFFF + 1
         return self._message_id
 
-    def send_message(self, context_id: int, message: Message, dataset: Dataset = None) -> None:
+    def send_message(self, context_id: int, message: Command, dataset: Dataset = None) -> None:
         """Queue one DIMSE message; its PDUs come out of :meth:`data_to_send` a batch at a time.
 
         ``dataset`` is bytes, a :class:`~.fragment.FileRegion`, or an iterable of either, pulled lazily

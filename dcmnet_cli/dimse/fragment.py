@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Iterator
-from typing import Final, Union
 
 from ..ul.negotiation import MIN_MAX_PDU  # one PDV header (6) plus a 2-byte fragment; peers below are refused
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up)
+if TYPE_CHECKING:
+    from typing import Final
 
 # Maximum Length 0 means "no limit" (PS3.8 D.1); we still bound PDUs so a receiver can stream them.
 UNLIMITED_PDU_CAP: Final = 1 << 20
@@ -26,7 +29,6 @@ CONTROL_LAST: Final = 0x02  # bit 1
 
 _PDU_AND_PDV = struct.Struct(">BBIIBB")  # P-DATA-TF header + first PDV header in one buffer
 _PDV = struct.Struct(">IBB")
-
 
 
 class FileRegion:
@@ -69,9 +71,9 @@ class FileRegion:
         return f"FileRegion(fd={self.fd}, offset={self.offset}, length={self.length})"
 
 
-Buffer = Union[bytes, bytearray, memoryview]
-Piece = Union[bytes, bytearray, memoryview, FileRegion]
-Dataset = Union[Buffer, FileRegion, Iterable[Union[Buffer, FileRegion]], None]
+Buffer = bytes | bytearray | memoryview
+Piece = bytes | bytearray | memoryview | FileRegion
+Dataset = Buffer | FileRegion | Iterable[Buffer | FileRegion] | None
 
 
 def effective_max_pdu(max_pdu: int) -> int:
@@ -174,7 +176,6 @@ def fragment_message(context_id: int, command: bytes, dataset: Dataset, max_pdu:
             room -= length + 4
         out[first_header] = _PDU_AND_PDV.pack(0x04, 0, cap - room, *header_args)
         yield out
-
 
 
 def _single_pdu(context_id: int, command: bytes, dataset: Dataset, cap: int) -> list[Piece] | None:

@@ -7,7 +7,11 @@ category: PS3.7 C.1 reserves ranges (Axxx/Cxxx failure, Bxxx warning, FF0x pendi
 from __future__ import annotations
 
 from enum import Enum
-from typing import Final, NamedTuple
+from ..ul.records import NamedTuple
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up)
+if TYPE_CHECKING:
+    from typing import Final
 
 
 class Category(Enum):

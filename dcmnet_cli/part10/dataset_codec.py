@@ -24,12 +24,16 @@ Sans-IO; no imports beyond the standard library and this package.
 from __future__ import annotations
 
 import struct
-from typing import Any, Iterator, Union
 
 from .dictionary import ENTRIES, REPEATERS
 from .vr import ITEM, ITEM_END, LONG_VRS, SEQUENCE_END, SHORT_VRS, UNDEFINED
 
-Value = Union[list[Any], bytes]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up)
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
+
+    Value = list[Any] | bytes
 
 NUMBER_FORMATS = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "UV": "Q", "SV": "q", "FL": "f", "FD": "d"}
 BYTES_VRS = frozenset(("OB", "OD", "OF", "OL", "OV", "OW", "UN"))

@@ -15,10 +15,13 @@ Sans-IO; standard library only.
 from __future__ import annotations
 
 import struct
-from typing import Any
 
 from .dataset_codec import BYTES_VRS, CHARSET_VRS, CODECS, NUMBER_FORMATS, DataSet, Element, Unsupported
 from .vr import ITEM, LONG_VRS, tag_text
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 RANGES = {"US": (0, 0xFFFF), "SS": (-0x8000, 0x7FFF), "UL": (0, 0xFFFFFFFF), "SL": (-0x80000000, 0x7FFFFFFF),
           "UV": (0, 0xFFFFFFFFFFFFFFFF), "SV": (-0x8000000000000000, 0x7FFFFFFFFFFFFFFF)}

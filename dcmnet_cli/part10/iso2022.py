@@ -20,7 +20,11 @@ Sans-IO, no pydicom: only Python's codecs.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from ..ul.records import NamedTuple
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 class CharacterSet(NamedTuple):

@@ -53,7 +53,8 @@ class ReceivedDataset:
                  wanted: frozenset[int] = frozenset()) -> None:
         self.walker = Walker(not implicit, little, UIDS | wanted, MAX_UID_VALUE, max_depth=max_depth, descend=True)
         self.little = little
-        self._meta = Walker(not implicit, little, span=_META_SPAN, max_depth=0)
+        self._explicit = not implicit
+        self._meta: Walker | None = None  # made only when the data set may start with group 0002 (rare)
         self.dropped: int | None = None  # bytes of File Meta elements left out; None until known
         self._pending = bytearray()  # the first bytes, while it is not known where group 0002 ends
         self._inflater = zlib.decompressobj(-zlib.MAX_WBITS) if deflated else None
@@ -98,8 +99,18 @@ class ReceivedDataset:
     # ------------------------------------------------------------------------------------ internals
 
     def _strip(self, data: Bytes) -> Bytes:
-        """Hold back the start of the data set until it is known where its group 0002 elements end."""
+        """Hold back the start of the data set until it is known where its group 0002 elements end.
+
+        The common case costs two byte reads: a data set whose first tag's group (read in its byte order)
+        is not 0002 has no File Meta element to leave out, as they could only come first."""
         meta = self._meta
+        if meta is None:
+            if not self._pending and len(data) >= 2:
+                group = data[0] | data[1] << 8 if self.little else data[0] << 8 | data[1]
+                if group != 0x0002:
+                    self.dropped = 0
+                    return data
+            meta = self._meta = Walker(self._explicit, self.little, span=_META_SPAN, max_depth=0)
         meta.feed(data)
         if not meta.stopped:
             self._pending += data
@@ -132,9 +143,12 @@ class ReceivedDataset:
     def _walk_inflated(self, chunk: bytes) -> None:
         self.walker.feed(chunk)
         if self.dropped is None:
-            self._meta.feed(chunk)
-            if self._meta.stopped or self._meta.offset:
-                if self._meta.offset or self._meta.stopped_at:
+            if self._meta is None:
+                self._meta = Walker(self._explicit, self.little, span=_META_SPAN, max_depth=0)
+            meta = self._meta
+            meta.feed(chunk)
+            if meta.stopped or meta.offset:
+                if meta.offset or meta.stopped_at:
                     raise Part10Error("File Meta elements (group 0002) in a deflated data set")
                 self.dropped = 0
 

@@ -8,9 +8,11 @@ follow PS3.6 with an en dash before the DIMSE service, as the standard prints th
 
 from __future__ import annotations
 
-from typing import Callable
-
 from .syntaxes import syntax_name
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up)
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 _QR = "Query/Retrieve Information Model"
 SERVICE_NAMES: dict[str, str] = {

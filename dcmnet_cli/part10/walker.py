@@ -36,12 +36,12 @@ a peer's data set).
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple, Union
+from ..ul.records import NamedTuple
 
 from .sequence_tags import SEQUENCE_TAGS
 from .vr import ITEM, ITEM_END, LONG_VRS, PIXEL_DATA, SEQUENCE_END, SHORT_VRS, UNDEFINED, tag_text
 
-Bytes = Union[bytes, bytearray, memoryview]
+Bytes = bytes | bytearray | memoryview
 
 MAX_DEPTH = 256
 """Sequences nested deeper than this are refused: real data sets nest a few levels (structured reports a

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from stat import S_ISDIR as _S_ISDIR
-from typing import Iterator
+from collections.abc import Iterator
 
 from ..errors import InputError
 from ..part10 import filehead

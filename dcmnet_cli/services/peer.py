@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from ..ul.typenames import Any, NamedTuple  # typing's names, typing not imported (start-up)
 
 
 class Peer(NamedTuple):

@@ -35,8 +35,9 @@ from __future__ import annotations
 
 import re
 from io import BytesIO
-from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
+from collections.abc import Sequence
 
+from ..ul.typenames import TYPE_CHECKING, Any, NamedTuple  # typing's names, typing not imported
 from ..errors import DIMSEError, InputError, LocalDIMSEError, QueryKeyError, RemoteDIMSEError
 from ..part10.syntaxes import IMPLICIT_LE
 from .query_values import normalize, tag_of, to_int, value_problem, vr_of

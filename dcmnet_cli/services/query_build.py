@@ -15,8 +15,9 @@ decoded by it. pydicom is imported only for what this path hands over:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
 
+from ..ul.typenames import TYPE_CHECKING, Any  # typing's names, typing not imported (start-up)
 from ..errors import LocalDIMSEError, QueryKeyError, RemoteDIMSEError
 from ..part10.dataset_codec import BYTES_VRS, NUMBER_FORMATS, DataSet, DecodeError, Element, Unsupported, decode
 from ..part10.dataset_encode import EncodeError, encode

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Container, Iterator, Mapping
-from typing import Any, NamedTuple, Protocol
+from ..ul.typenames import Any, NamedTuple, Protocol  # typing's names, typing not imported (start-up)
 
 from ..dimse.commandset import C_CANCEL_RQ, C_STORE_RQ, Message, c_store_rsp
 from ..dimse.connection import (
     Aborted,
+    Command,
     CommandReceived,
     DatasetFragment,
     Event,
@@ -175,10 +176,11 @@ class Session:
 
     # ------------------------------------------------------------------ sending
 
-    def send(self, context_id: int, message: Message, dataset: Dataset = None) -> None:
+    def send(self, context_id: int, message: Command, dataset: Dataset = None) -> None:
+        """Send one message (a :class:`Message`, or a command set already encoded: ``store_commands``)."""
         self.driver.send_message(context_id, message, dataset)
 
-    def request(self, context_id: int, build: Callable[[int], Message], dataset: Dataset = None) -> int:
+    def request(self, context_id: int, build: Callable[[int], Command], dataset: Dataset = None) -> int:
         """Send the request ``build(message_id)``; returns its Message ID."""
         message_id = self.driver.next_message_id()
         self.driver.send_message(context_id, build(message_id), dataset)
@@ -269,9 +271,11 @@ class Session:
 
     # ------------------------------------------------------------------ the SCP: serve until the end
 
-    def serve(self, idle_timeout: float | None) -> str:
+    def serve(self, idle_timeout: float | None, before_release: Callable[[], None] | None = None) -> str:
         """Answer the peer's requests until it releases ("released") or the association ends otherwise
-        ("aborted"); ``idle_timeout`` bounds the silence between two events (TimeoutExpired)."""
+        ("aborted"); ``idle_timeout`` bounds the silence between two events (TimeoutExpired).
+        ``before_release`` runs before the A-RELEASE-RP leaves (e.g. the index commits what this
+        association stored, so whoever waited for the release sees it)."""
         driver, released, serving = self.driver, False, self._serving
         try:
             while True:
@@ -284,6 +288,8 @@ class Session:
                     return "released" if released and event is None else "aborted"
                 if type(event) is ReleaseRequested:
                     released = True
+                    if before_release is not None:
+                        before_release()
                     driver.conn.release_response()
                     driver.flush()
                     continue  # Sta13: the peer closes (or ARTIM), then next_event returns None

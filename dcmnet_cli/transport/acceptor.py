@@ -28,7 +28,6 @@ from __future__ import annotations
 import errno
 import selectors
 import socket
-import sys
 import threading
 import time
 from collections import OrderedDict
@@ -39,6 +38,7 @@ from ..errors import PDUDecodeError
 from ..ul.framing import ASSOCIATE_CAP, PDUReader
 from ..ul.pdu import AssociateRJ
 from .proxy_protocol import ProxyHeaderError, ProxyHeaderReader
+from .ssl_loaded import ssl_classes
 from .notices import ConnectionsDropped, InternalFailure, LimitRejected, ProtocolViolation, ServerNotice, TLSEstablished, TLSFailed
 
 LOCAL_LIMIT_EXCEEDED = AssociateRJ(2, 3, 2)
@@ -482,14 +482,12 @@ def _close(sock: Any) -> None:
 
 
 def _would_block(error: OSError) -> bool:
-    ssl = sys.modules.get("ssl")
-    return ssl is not None and isinstance(error, (ssl.SSLWantReadError, ssl.SSLWantWriteError))
+    return isinstance(error, ssl_classes("SSLWantReadError", "SSLWantWriteError"))
 
 
 def _tls_failure(error: BaseException) -> str:
-    ssl = sys.modules.get("ssl")
-    if ssl is not None and isinstance(error, ssl.SSLError):
-        reason = getattr(error, "verify_message", None) or error.reason or str(error)
+    if isinstance(error, ssl_classes("SSLError")):
+        reason = getattr(error, "verify_message", None) or getattr(error, "reason", None) or str(error)
         from .tls import _words, server_hint
 
         return f"TLS handshake failed: {_words(reason)}{server_hint(error)}"

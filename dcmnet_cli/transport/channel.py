@@ -11,14 +11,13 @@ SCU and SCP runs there without a socket.
 from __future__ import annotations
 
 import socket
-import sys
 import time
 
-from ..dimse.commandset import Message
-from ..dimse.connection import Aborted, DIMSEConnection, Event
+from ..dimse.connection import Aborted, Command, DIMSEConnection, Event
 from ..dimse.fragment import Dataset, FileRegion, Piece
 from ..errors import AssociationAborted, InputError, TimeoutExpired
 from ..ul.association import Association
+from .ssl_loaded import ssl_classes
 from .writes import can_sendfile, is_tls, send_all
 
 RECV_SIZE = 1 << 20
@@ -107,7 +106,7 @@ class Driver:
         if conn.close_requested and not self.closed:
             self.close()
 
-    def send_message(self, context_id: int, message: Message, dataset: Dataset = None, flush: bool = True) -> None:
+    def send_message(self, context_id: int, message: Command, dataset: Dataset = None, flush: bool = True) -> None:
         """Send one DIMSE message (see :meth:`DIMSEConnection.send_message`). Raises InputError if a
         region's file ends early; the connection is then closed (the message was cut mid-PDU).
 
@@ -281,8 +280,7 @@ class Channel(Driver):
     def _link_error(self, error: OSError) -> None:
         """Keep a TLS alert (not a plain EOF) so the client can name it: a TLS 1.3 server refuses our
         certificate only after the handshake, with an alert instead of the A-ASSOCIATE-AC."""
-        ssl = sys.modules.get("ssl")
-        if ssl is not None and isinstance(error, ssl.SSLError) and not isinstance(error, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
+        if isinstance(error, ssl_classes("SSLError")) and not isinstance(error, ssl_classes("SSLEOFError", "SSLZeroReturnError")):
             self.tls_error = error
 
     def _close_link(self) -> None:
@@ -311,8 +309,7 @@ def _slack(seconds: float) -> float:
 
 
 def _tls_would_block(error: OSError) -> bool:
-    ssl = sys.modules.get("ssl")
-    return ssl is not None and isinstance(error, (ssl.SSLWantReadError, ssl.SSLWantWriteError))
+    return isinstance(error, ssl_classes("SSLWantReadError", "SSLWantWriteError"))
 
 
 def peer_name(sock: socket.socket) -> str:

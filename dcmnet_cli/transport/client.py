@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple, TypeVar
 
 from ..errors import AssociationAborted, AssociationRejected, ConnectError, TimeoutExpired
 from ..dimse.connection import Aborted, AssociationAccepted, DIMSEConnection
 from ..dimse.connection import AssociationRejected as RejectedEvent
 from ..ul.negotiation import describe_rejection
 from ..ul.pdu import AssociateRQ
+from ..ul.records import NamedTuple
 from ..ul.statemachine import Role
 from .channel import Channel, Driver
 
-D = TypeVar("D", bound=Driver)
-
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up)
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, TypeVar
+
     from .tls import ClientTLS
+
+    D = TypeVar("D", bound=Driver)
 
 
 class Timeouts(NamedTuple):

@@ -257,10 +257,9 @@ def summary(sock: Any) -> str:
 
 def is_tls(sock: Any) -> bool:
     """Whether ``sock`` is a TLS socket, without importing ``ssl`` (it is loaded if one exists)."""
-    import sys
+    from .writes import is_tls as plain_or_tls
 
-    ssl = sys.modules.get("ssl")
-    return ssl is not None and isinstance(sock, ssl.SSLSocket)
+    return plain_or_tls(sock)
 
 
 __all__ = ["ClientSettings", "ServerSettings", "ClientTLS", "TLSConfigError", "client_tls", "server_context",

@@ -13,13 +13,16 @@ import errno
 import os
 import select
 import socket
-import sys
 from collections import deque
 from itertools import islice
-from typing import Sequence
 
 from ..dimse.fragment import FileRegion, Piece
 from ..errors import InputError
+from .ssl_loaded import ssl_classes
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 IOV_MAX = 512
 BATCH_BYTES = 1 << 20
@@ -76,9 +79,8 @@ _CONNECTION_ERRNOS = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, e
 
 
 def is_tls(sock: socket.socket) -> bool:
-    """An ``ssl.SSLSocket``, told without importing ``ssl`` (loaded already if such a socket exists)."""
-    ssl = sys.modules.get("ssl")
-    return ssl is not None and isinstance(sock, ssl.SSLSocket)
+    """An ``ssl.SSLSocket``, told without importing ``ssl`` (see :mod:`.ssl_loaded`)."""
+    return type(sock) is not socket.socket and isinstance(sock, ssl_classes("SSLSocket"))
 
 
 def _send_tls(sock: socket.socket, buffers: Sequence[Piece]) -> int:

@@ -16,8 +16,8 @@ Rules:
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable, NamedTuple, Sequence
 
+from .records import NamedTuple
 from ..errors import AbortReason, LocalProtocolError, PDUDecodeError, RemoteProtocolError
 from .framing import PDATA_START, PDV_PIECE, STREAM_ABOVE, UNLIMITED_PDATA_CAP, PDUReader
 from .negotiation import (
@@ -46,6 +46,11 @@ from .pdu import (
     summarize,
 )
 from .statemachine import Effect, Event, Role, State, transition
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any
 
 # --------------------------------------------------------------------------- events for the user
 

@@ -9,9 +9,13 @@ are kept as :class:`RawSubItem` so that a request decodes and re-encodes to the 
 from __future__ import annotations
 
 import struct
-from typing import Callable, Iterator, NamedTuple
 
+from .records import NamedTuple
 from ..errors import AbortReason, PDUDecodeError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
 
 _H = struct.Struct(">H")
 _BBH = struct.Struct(">BBH")

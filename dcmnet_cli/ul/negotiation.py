@@ -7,8 +7,7 @@ presentation contexts. Nothing here does I/O, so every rule is a unit test.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Iterable, Mapping, Sequence
-
+from .records import NamedTuple
 from .. import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from ..errors import AbortReason, PDUDecodeError
 from .items import (
@@ -22,6 +21,10 @@ from .items import (
     UserInformation,
 )
 from .pdu import APPLICATION_CONTEXT_NAME, AssociateAC, AssociateRJ, AssociateRQ
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
 MAX_CONTEXTS = 128
 SEND_CAP = 1 << 20
@@ -101,8 +104,9 @@ class IdentityVerdict(NamedTuple):
     server_response: bytes = b""
 
 
-IdentityCheck = Callable[[UserIdentityRQ], "bool | IdentityVerdict"]
-"""``AcceptorPolicy.accept_user_identity``: True/False, or an :class:`IdentityVerdict` with the words."""
+if TYPE_CHECKING:
+    IdentityCheck = Callable[[UserIdentityRQ], "bool | IdentityVerdict"]
+    """``AcceptorPolicy.accept_user_identity``: True/False, or an :class:`IdentityVerdict` with the words."""
 
 
 class AcceptedContext(NamedTuple):
@@ -118,7 +122,8 @@ class AcceptedContext(NamedTuple):
 # --------------------------------------------------------------------------- acceptor side
 
 
-SupportedSyntaxes = Mapping[str, Sequence[str]] | Callable[[str], Sequence[str] | None]
+if TYPE_CHECKING:
+    SupportedSyntaxes = Mapping[str, Sequence[str]] | Callable[[str], Sequence[str] | None]
 
 
 class AcceptorPolicy(NamedTuple):

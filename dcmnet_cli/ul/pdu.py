@@ -9,7 +9,7 @@ reason otherwise. Reserved fields are neither tested on receipt nor echoed: PS3.
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple, Union
+from .records import NamedTuple
 
 from ..errors import AbortReason, PDUDecodeError
 from .items import (
@@ -184,7 +184,7 @@ class Abort(NamedTuple):
         return _header(PDUType.ABORT, 4) + _FOUR.pack(0, 0, self.source, self.reason)
 
 
-PDU = Union[AssociateRQ, AssociateAC, AssociateRJ, PDataTF, ReleaseRQ, ReleaseRP, Abort]
+PDU = AssociateRQ | AssociateAC | AssociateRJ | PDataTF | ReleaseRQ | ReleaseRP | Abort
 
 
 def _decode_associate(pdu_type: int, body: memoryview) -> AssociateRQ | AssociateAC:

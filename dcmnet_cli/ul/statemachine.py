@@ -16,19 +16,22 @@ Rules:
 * Three actions branch on context the table cannot know: AE-6 on whether the A-ASSOCIATE-RQ is
   acceptable (Table 9-6), AR-8 on our role in a release collision (Table 9-8), AA-3 on whether the
   A-ABORT came from the peer user or the peer provider (Table 9-9).
-* :data:`TABLE` is built at import; the :class:`Transition` of each cell is built on its first use and
-  cached (building every state/event/role/branch combination up front would cost ~3 ms of every
-  start-up), so from then on :func:`transition` is one dict lookup on the hot path.
+* :data:`TABLE` (the mapping view of :data:`_GRID`) is built on first access, and the :class:`Transition`
+  of each cell on its first use, then cached (building every state/event/role/branch combination up front
+  would cost ~3 ms of every start-up), so from then on :func:`transition` is one dict lookup on the hot path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import NamedTuple
 from enum import Enum, IntEnum
 from types import MappingProxyType
 
 from ..errors import AbortReason, LocalProtocolError, RemoteProtocolError
+from .records import NamedTuple
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up)
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 
 class State(IntEnum):
@@ -195,14 +198,26 @@ _GRID: tuple[tuple[str | None, ...], ...] = (
     (None, "AA-1", "AA-8", None, "AA-8", "AA-8", "AA-8", "AA-8", "AA-8", "AA-8", "AA-8", "AA-8", "AA-7"),  # Evt19
 )
 
-TABLE: Mapping[tuple[State, Event], Action | None] = MappingProxyType(
-    {
+if TYPE_CHECKING:
+    TABLE: Mapping[tuple[State, Event], Action | None]
+    """PS3.8 Table 9-10: every ``(state, event)`` cell; ``None`` = the event cannot occur in that state.
+    Built from :data:`_GRID` on first access (module ``__getattr__``): :func:`transition` reads the grid
+    itself, so a command never pays for the 247 cells it does not visit."""
+
+
+def _table() -> Mapping[tuple[State, Event], Action | None]:
+    return MappingProxyType({
         (state, event): (Action(cell) if cell else None)
         for event, row in zip(Event, _GRID, strict=True)
         for state, cell in zip(State, row, strict=True)
-    }
-)
-"""PS3.8 Table 9-10: every ``(state, event)`` cell; ``None`` = the event cannot occur in that state."""
+    })
+
+
+def __getattr__(name: str) -> object:
+    if name == "TABLE":
+        table = globals()["TABLE"] = _table()
+        return table
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 # Events caused by a received PDU; every other event is local (user primitive, transport, ARTIM).
 _REMOTE_EVENTS = frozenset(Event(n) for n in (3, 4, 6, 10, 12, 13, 16, 19))
@@ -286,7 +301,8 @@ def transition(
         pass
     # A bad state/event/role value raises ValueError here rather than passing for a protocol error.
     state, event, role = State(state), Event(event), Role(role)
-    action = TABLE[(state, event)]
+    cell = _GRID[event - 1][state - 1]  # the table as data: Event and State carry the standard's numbers
+    action = Action(cell) if cell else None
     if action is not None:
         result = _TRANSITIONS[key] = _build(action, role, bool(acceptable), bool(abort_from_user))
         return result

@@ -27,14 +27,18 @@ def patched_listen(prelude: str, *args: str, port: int | None = None, **kwargs):
     return running_server(argv, port, **kwargs)
 
 
-def raising(name: str, when: str, errno_name: str = "EIO") -> str:
+def raising(name: str, when: str, errno_name: str = "EIO", times: int | None = None) -> str:
     """A prelude replacing ``os.<name>`` by a wrapper that raises OSError(errno_name) when the Python
-    expression ``when`` (over ``args``, ``kw`` and ``os``) is true, and calls the real one otherwise."""
+    expression ``when`` (over ``args``, ``kw`` and ``os``) is true (only the first ``times`` such calls,
+    when given), and calls the real one otherwise."""
     return f"""
         import errno, os
         _real_{name} = os.{name}
+        _left_{name} = [{times!r}]
         def _fault_{name}(*args, **kw):
-            if {when}:
+            if _left_{name}[0] != 0 and ({when}):
+                if _left_{name}[0] is not None:
+                    _left_{name}[0] -= 1
                 raise OSError(errno.{errno_name}, "injected " + {name!r} + " failure")
             return _real_{name}(*args, **kw)
         os.{name} = _fault_{name}

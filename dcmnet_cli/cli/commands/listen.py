@@ -320,7 +320,7 @@ def _server_factory(app: App, aetitle: str, bind: str, workers: int, tls: Any, c
             handlers.update(retrieve_handlers_for(events.query, aetitle, options, events))
         handlers = add_worklist_handlers(handlers, options)
         return build_listener(settings._replace(port=port), contexts, handlers, events, trace,
-                              on_association_end=storage.association_ended)
+                              on_association_end=storage.association_ended, on_release=storage.released)
 
     return make_server
 

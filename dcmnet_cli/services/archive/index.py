@@ -2,33 +2,52 @@
 
 Rules (issue 11):
 
-- An object is in the index if and only if its file is complete: the Storage SCP calls :meth:`Index.add`
-  only after the file was renamed into place and fsynced; a crash between the two leaves a file without
-  a row, which :meth:`Index.reconcile` (run at start) indexes; a row whose file went away is removed.
-- One writer: the writes of every association thread go through one connection under one lock, each
-  :meth:`Index.add` one short transaction (``BEGIN IMMEDIATE``, so
-  ``--workers N`` processes, each with its own :class:`Index`, queue on SQLite's lock instead of failing).
-  Readers take a connection of their own from a small pool: WAL lets them read while a store commits.
+- An object is in the index only once its file is complete: the Storage SCP queues the row
+  (:meth:`Index.submit`) only after the file was renamed into place (and fsynced), just before its
+  C-STORE-RSP; a row whose file went away is removed by :meth:`Index.reconcile` (run at start), which also
+  indexes every file without a row.
+- One writer per process, off the association threads: :meth:`Index.submit` appends to a queue that the
+  index thread (transport/batcher.py) writes in batches, one transaction (``BEGIN IMMEDIATE``, so
+  ``--workers N`` processes queue on SQLite's lock instead of failing) and one commit for the rows queued
+  within :data:`BATCH_DELAY` of the first (at most :data:`BATCH_LIMIT`). :meth:`Index.add` writes and
+  commits at once (reconciliation, tools). Readers take a connection of their own from a small pool: WAL
+  lets them read while the index thread commits.
+- What a query sees: every query and retrieve of this process (:meth:`search`, :func:`.search.search_attrs`,
+  :meth:`instances`, :meth:`files`) first waits until the rows queued before it are committed
+  (:meth:`sync`: at once, not after the batch delay), so it sees every object whose C-STORE-RSP this process
+  sent. Another process (``--workers``, a tool reading the file) sees a row once its batch is committed:
+  :data:`BATCH_GAP` after the last object of a run, :data:`BATCH_DELAY` at most while objects keep coming,
+  plus one batch's write; and the rows of an association before it counts as ended (the Storage SCP's
+  ``association_ended`` calls :meth:`sync`).
+- What a crash loses: a process killed (kill -9, power loss) loses the rows still queued (those of the
+  last :data:`BATCH_DELAY` or so) and, after a power loss, the last commits (``synchronous=NORMAL`` in
+  WAL: a commit survives a crash of the process, not of the machine). Their files are complete on disk,
+  so the next start's reconciliation indexes them again; no row ever names a file that was not complete.
+  A normal stop (SIGTERM, Ctrl-C; ``StorageSCP.close``) commits the queue first (:meth:`close`).
 - The next instance of a series is one INSERT: each process remembers the patient/study/series rows of
   the series it wrote (their pks and values) and trusts them only while no other connection has
   committed (``PRAGMA data_version``, read under the write lock) and the values are the same; any write
   of its own that moves or prunes a parent row forgets them all (tests/test_index_parent_cache.py).
 - Portable SQL: every query uses ``?`` parameters and standard SQL only (``INSERT … RETURNING`` is in
-  SQLite ≥ 3.35 and PostgreSQL); :meth:`Index.sql` is where another driver's placeholder style goes.
-  ``synchronous=NORMAL`` in WAL: a commit survives a crash of the process (kill -9); after a power loss
-  the last commits may be lost, and reconciliation at the next start indexes their files again.
+  SQLite ≥ 3.35 and PostgreSQL); :meth:`Index.sql` is where another driver's placeholder style goes. A
+  shared PostgreSQL index (postgres.py) writes each row before the C-STORE-RSP instead (no index thread).
+- No pydicom on the storage path: column values are normalised by :mod:`.columns` (``import pydicom``
+  alone costs about 0.4 s of CPU).
 
 The schema is in :mod:`.schema`; the attributes kept in :mod:`.extraction`; C-FIND search in :mod:`.search`.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import sqlite3
 from typing import Any, Callable, Iterator, NamedTuple
 
+from ...transport.batcher import Batcher
 from ...transport.threads import Lock
+from .columns import column_text
 from .extraction import BY_KEYWORD, IMAGE, LEVELS, PATIENT, SERIES, STUDY, dataset_attributes
 from .schema import COLUMNS, DDL, PARENT, SCHEMA_VERSION, TABLES, UNIQUE
 
@@ -38,6 +57,17 @@ MAX_CACHED_SERIES = 256
 """Series remembered by :meth:`Index._cached_series` (all forgotten when full: bounded memory)."""
 BUSY_TIMEOUT = 30.0
 """Seconds a writer waits for another process's transaction (``--workers``) before failing."""
+BATCH_DELAY = 0.02
+"""Seconds at most the index thread gathers rows after the first of a batch (:meth:`Index.submit`): the
+longest a row queued in one process stays invisible to another process (``--workers``) while objects keep
+arriving."""
+BATCH_GAP = 0.005
+"""Seconds without a new row after which the index thread writes its batch: the rows of a run of objects
+are visible to other processes this long after the run's last object (plus one write)."""
+BATCH_LIMIT = 256
+"""Rows per transaction at most."""
+EXIT_FLUSH = 10.0
+"""Seconds an exiting process waits for its queued rows to be committed."""
 
 
 class StoredInstance(NamedTuple):
@@ -53,31 +83,10 @@ _json = json.JSONEncoder(sort_keys=True, ensure_ascii=False).encode
 _INSERT_INSTANCE: dict[tuple[str, ...], str] = {}
 """The instance INSERT's text per column set (one in practice): built once."""
 
-_NORMALISERS: list[Callable[[str, str], str]] = []
-
-
 def normalise(vr: str, value: str) -> str:
-    """How a value is stored in its column: matching.normalise_for_column (its SQL conditions compare
-    against exactly this); found once (an import statement per call costs more than the call)."""
-    if not _NORMALISERS:
-        try:
-            from .matching import normalise_for_column
-        except ImportError:  # pragma: no cover - the matching module is part of the package
-            _NORMALISERS.append(_normalise)
-        else:
-            _NORMALISERS.append(normalise_for_column)
-    return _NORMALISERS[0](vr, value) if value else ""
-
-
-def _normalise(vr: str, value: str) -> str:
-    value = value.strip()
-    if vr == "DA":
-        return value.replace(".", "")
-    if vr == "TM":
-        value = value.replace(":", "")
-        whole, _dot, fraction = value.partition(".")
-        return f"{whole:0<6}.{fraction:0<6}" if whole else ""
-    return value
+    """How a value is stored in its column (:func:`.columns.column_text`: what matching's SQL conditions
+    compare against), without importing pydicom."""
+    return column_text(vr, value)
 
 
 def split_levels(attributes: dict[str, str]) -> dict[str, dict[str, str]]:
@@ -91,6 +100,9 @@ def split_levels(attributes: dict[str, str]) -> dict[str, dict[str, str]]:
 
 
 _LEVEL_OF = {keyword: attribute.level for keyword, attribute in BY_KEYWORD.items()}
+_SPECS = {level: [(keyword, column, BY_KEYWORD[keyword].vr) for keyword, column in COLUMNS[level].items()
+                  if column != UNIQUE[level]] for level in LEVELS}
+"""Per level: (keyword, column, VR) of each filterable column but the unique one (built once)."""
 
 
 def connect(path: str) -> sqlite3.Connection:
@@ -103,6 +115,9 @@ def connect(path: str) -> sqlite3.Connection:
 
 class Index:
     """See the module docstring. Thread-safe; open one per process (after a fork, open again)."""
+
+    _batcher: Batcher[tuple[Any, ...]] | None = None
+    """The index thread of :meth:`submit`, started with its first row."""
 
     def __init__(self, path: str, root: str) -> None:
         self.path = os.path.abspath(path)
@@ -186,7 +201,8 @@ class Index:
 
     def add(self, path: str, attributes: Any, transfer_syntax: str = "", size: int | None = None) -> None:
         """Index (or re-index) the complete file ``path`` with its attributes (``{keyword: text}`` as
-        :mod:`.extraction` gives them, or a pydicom Dataset); replaces the row of the same file. Commits.
+        :mod:`.extraction` gives them, or a pydicom Dataset); replaces the row of the same file. Commits
+        before it returns (after the rows :meth:`submit` queued before it).
 
         The usual case, the next instance of a series this process indexed since the database last changed
         under it, is one INSERT: see :meth:`_cached_series`."""
@@ -194,27 +210,72 @@ class Index:
             attributes = dataset_attributes(attributes)
         if size is None:
             size = os.stat(path).st_size
-        levels = split_levels(attributes)
-        rel = self.relative(path)
-        patient = levels[PATIENT]
-        keys = {PATIENT: patient.get("PatientID", "") + "\\" + patient.get("IssuerOfPatientID", ""),
-                STUDY: levels[STUDY].get("StudyInstanceUID", ""), SERIES: levels[SERIES].get("SeriesInstanceUID", "")}
+        self.sync()
+        self._write([(path, attributes, transfer_syntax, size)])
+
+    def submit(self, path: str, attributes: dict[str, str], transfer_syntax: str, size: int,
+               on_error: Callable[[str, BaseException], None] | None = None) -> None:
+        """Queue the row of the complete file ``path`` (renamed and fsynced) for this process's index
+        thread, which commits the rows of a run of objects in one transaction (see the module docstring:
+        what a query sees, what a crash loses). Returns at once; a row that cannot be written is reported
+        to ``on_error(path, error)`` from that thread (the file stays; the next start's reconciliation
+        indexes it)."""
+        if BATCH_DELAY <= 0:  # no index thread: written and committed now, in the caller's thread
+            try:
+                self._write([(path, attributes, transfer_syntax, size)])
+            except Exception as error:
+                if on_error is None:
+                    raise
+                on_error(path, error)
+            return
+        batcher = self._batcher
+        if batcher is None:
+            with self._pool_lock:
+                if self._batcher is None:
+                    self._batcher = Batcher(self._write_batch, BATCH_DELAY, BATCH_LIMIT, "dcmnet-index",
+                                            gap=BATCH_GAP)
+                    atexit.register(self._batcher.close, EXIT_FLUSH)
+                batcher = self._batcher
+        batcher.put((path, attributes, transfer_syntax, size, on_error))
+
+    def sync(self, timeout: float | None = None) -> bool:
+        """Wait until every row :meth:`submit` queued before this call is committed (queries and retrieves
+        call it first: they see every object whose C-STORE-RSP this process sent); False on timeout."""
+        batcher = self._batcher
+        return batcher is None or batcher.flush(timeout)
+
+    def _write_batch(self, items: list[tuple[Any, ...]]) -> None:
+        """The index thread's work: the queued rows in one transaction; if that fails because of one row,
+        each row on its own (one bad row loses no other), its error reported to its ``on_error``; a
+        database that cannot be written (locked past the busy timeout, I/O error) fails them all at once."""
+        try:
+            self._write([item[:4] for item in items])
+            return
+        except Exception as error:
+            if isinstance(error, sqlite3.OperationalError):  # locked, I/O, disk full: not one row's fault
+                for item in items:
+                    if item[4] is not None:
+                        item[4](item[0], error)
+                return
+        for item in items:
+            try:
+                self._write([item[:4]])
+            except Exception as error:  # sqlite3.Error, OSError: the store itself succeeded
+                if item[4] is not None:
+                    item[4](item[0], error)
+
+    def _write(self, items: list[tuple[str, dict[str, str], str, int]]) -> None:
+        """Rows of complete files in one transaction (``BEGIN IMMEDIATE``: the write lock first, so no other
+        writer commits until ours), one commit."""
         with self._write_lock:
             conn = self._writer
             try:
-                conn.execute("BEGIN IMMEDIATE")  # the write lock first: no other writer commits until ours
+                conn.execute("BEGIN IMMEDIATE")
                 version = conn.execute("PRAGMA data_version").fetchone()[0]
                 if version != self._version:  # another connection (process) committed since our last write
                     self._parents.clear()
-                parent = self._cached_series(keys, levels)
-                if parent is None:
-                    parent = self._unchanged_series(conn, keys, levels)
-                    if parent is None:
-                        self._parents.clear()  # rows above may move or go: no entry can be trusted
-                        for level in (PATIENT, STUDY, SERIES):
-                            parent = self._upsert(conn, level, keys[level], levels[level], parent)
-                assert parent is not None
-                self._add_instance(conn, rel, levels[IMAGE], parent, transfer_syntax, size)
+                for path, attributes, transfer_syntax, size in items:
+                    self._add_row(conn, path, attributes, transfer_syntax, size)
                 conn.commit()
             except BaseException:
                 self._parents.clear()
@@ -222,10 +283,26 @@ class Index:
                 conn.rollback()
                 raise
             self._version = version
-            if len(self._parents) >= MAX_CACHED_SERIES:
-                self._parents.clear()
-            self._parents[keys[SERIES]] = (parent, keys[STUDY], keys[PATIENT],
-                                           levels[SERIES], levels[STUDY], levels[PATIENT])
+
+    def _add_row(self, conn: sqlite3.Connection, path: str, attributes: dict[str, str], transfer_syntax: str,
+                 size: int) -> None:
+        """One file's instance row (and its series, study, patient rows when they are not as remembered)."""
+        levels = split_levels(attributes)
+        patient = levels[PATIENT]
+        keys = {PATIENT: patient.get("PatientID", "") + "\\" + patient.get("IssuerOfPatientID", ""),
+                STUDY: levels[STUDY].get("StudyInstanceUID", ""), SERIES: levels[SERIES].get("SeriesInstanceUID", "")}
+        parent = self._cached_series(keys, levels)
+        if parent is None:
+            parent = self._unchanged_series(conn, keys, levels)
+            if parent is None:
+                self._parents.clear()  # rows above may move or go: no entry can be trusted
+                for level in (PATIENT, STUDY, SERIES):
+                    parent = self._upsert(conn, level, keys[level], levels[level], parent)
+        assert parent is not None
+        self._add_instance(conn, self.relative(path), levels[IMAGE], parent, transfer_syntax, size)
+        if len(self._parents) >= MAX_CACHED_SERIES:
+            self._parents.clear()
+        self._parents[keys[SERIES]] = (parent, keys[STUDY], keys[PATIENT], levels[SERIES], levels[STUDY], levels[PATIENT])
 
     def _cached_series(self, keys: dict[str, str], levels: dict[str, dict[str, str]]) -> int | None:
         """The series row's pk from this process's memory of the series it indexed: valid while no other
@@ -278,8 +355,7 @@ class Index:
         return int(found[0])
 
     def _values(self, level: str, values: dict[str, str], attrs: str | None = None) -> dict[str, Any]:
-        row: dict[str, Any] = {column: normalise(BY_KEYWORD[keyword].vr, values.get(keyword, ""))
-                               for keyword, column in COLUMNS[level].items() if column != UNIQUE[level]}
+        row: dict[str, Any] = {column: column_text(vr, values.get(keyword, "")) for keyword, column, vr in _SPECS[level]}
         row["attrs"] = attrs if attrs is not None else _json(values)
         return row
 
@@ -341,6 +417,7 @@ class Index:
         self.remove_relative([self.relative(path)])
 
     def remove_relative(self, keys: list[str]) -> None:
+        self.sync()  # a queued row of one of these files must not come back after its removal
         with self._write_lock:
             conn = self._writer
             self._parents.clear()  # a prune may delete a remembered series, study or patient
@@ -360,11 +437,13 @@ class Index:
 
     def files(self) -> dict[str, int]:
         """Every indexed file: relative path → size."""
+        self.sync()
         with self.reader() as conn:
             return {path: size for path, size in conn.execute(self.sql("SELECT path, size FROM instance"))}
 
     def counts(self) -> dict[str, int]:
         """Rows per level (for logs and tests)."""
+        self.sync()
         with self.reader() as conn:
             return {level: int(conn.execute(f"SELECT COUNT(*) FROM {TABLES[level]}").fetchone()[0]) for level in LEVELS}
 
@@ -375,6 +454,7 @@ class Index:
         series, instance number; each SOP Instance UID once (its newest file)."""
         from .search import retrieve_rows
 
+        self.sync()
         with self.reader() as conn:
             rows = retrieve_rows(conn, self.sql, level, identifier)
         newest: dict[str, tuple[Any, ...]] = {}
@@ -389,6 +469,7 @@ class Index:
         'study', 'patient-study'), filtered with matching.matches(); see :mod:`.search`."""
         from .search import search
 
+        self.sync()
         return search(self, model, level, identifier, options, only_keys)
 
     def reconcile(self, progress: Callable[[int, int], None] | None = None) -> tuple[int, int]:
@@ -398,6 +479,11 @@ class Index:
         return reconcile(self, progress)
 
     def close(self) -> None:
+        """Commit the queued rows (:meth:`submit`), stop the index thread, close every connection."""
+        batcher = self._batcher
+        if batcher is not None:
+            batcher.close(EXIT_FLUSH)
+            atexit.unregister(batcher.close)
         with self._pool_lock:
             pool, self._pool = self._pool, []
         for conn in pool:

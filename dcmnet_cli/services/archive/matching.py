@@ -27,19 +27,16 @@ from __future__ import annotations
 
 import copy
 import re
-from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any, Callable, Container, Iterable, NamedTuple
+from typing import Any, Callable, Container, Iterable
 
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
-
-class MatchOptions(NamedTuple):
-    fuzzy_names: bool = False  # case-insensitive PN matching (listen --case-insensitive-names)
-    combined_datetime: bool = False  # DA+TM pairs as one DT range (extended negotiation, C.2.2.2.5.4)
+from .columns import MatchOptions  # noqa: F401 - defined there (no pydicom), used here and by callers
+from .columns import LOWEST, RANGE_VRS, SINGLE_VALUED, _clean, _pad, _point, _strip_form, _valid_offset, clean_texts
 
 
 SPECIFIC_CHARACTER_SET = 0x00080005
@@ -47,24 +44,17 @@ QUERY_RETRIEVE_LEVEL = 0x00080052
 RETRIEVE_AE_TITLE = 0x00080054
 NEVER_MATCHED = frozenset({SPECIFIC_CHARACTER_SET, QUERY_RETRIEVE_LEVEL})
 WILDCARD_VRS = frozenset("AE CS LO LT PN SH ST UC UR UT".split())
-RANGE_VRS = frozenset({"DA", "TM", "DT"})
 NUMBER_VRS = frozenset("IS DS US SS UL SL UV SV FL FD".split())
 TEXT_VRS = frozenset("AE AS CS DA DS DT IS LO LT PN SH ST TM UC UI UR UT".split())
-KEEP_LEADING = frozenset({"LT", "ST", "UT"})  # leading spaces significant (PS3.5 6.2)
-SINGLE_VALUED = frozenset({"LT", "ST", "UT", "UR"})  # a backslash in them is text, not a separator
 # DA key -> its TM partner for combined date-time matching (PS3.4 C.2.2.2.5.4)
 DATE_TIME_PAIRS = {0x00080020: 0x00080030, 0x00080021: 0x00080031, 0x00080022: 0x00080032,
                    0x00080023: 0x00080033, 0x00100030: 0x00100032, 0x00400002: 0x00400003,
                    0x00400004: 0x00400005, 0x00400244: 0x00400245, 0x00400250: 0x00400251}
 PAIRED_TIMES = frozenset(DATE_TIME_PAIRS.values())
-# the earliest and latest value of each precision: a partial value is padded from these
-LOWEST = {"DA": "00000101", "TM": "000000.000000", "DT": "00000101000000.000000"}
-HIGHEST = {"DA": "99991231", "TM": "235959.999999", "DT": "99991231235959.999999"}
 EMPTY_VALUE = '""'
 MAX_SQL_LIST = 500  # a longer list of values is left to matches() (SQLite allows 32 766 parameters in all)
 _DT = r"\d{1,14}(?:\.\d{0,6})?(?:[+-]\d{4})?"
 _DT_RANGE = re.compile(rf"\s*({_DT})?\s*-\s*({_DT})?\s*")
-_DT_PARTS = re.compile(r"(\d{1,14}(?:\.\d{0,6})?)([+-])(\d\d)(\d\d)")
 
 Predicate = Callable[[str], bool]
 
@@ -82,16 +72,6 @@ def _text(value: Any) -> str:
         return bytes(value).decode("utf-8", "replace")
     original = getattr(value, "original_string", None)  # pydicom DA/TM/DT/IS/DS objects
     return original if isinstance(original, str) else str(value)
-
-
-def _clean(vr: str, text: str) -> str:
-    """Padding removed: trailing spaces/NULs always, leading spaces except LT/ST/UT, PN trailing ^ and =."""
-    text = text.rstrip(" \x00")
-    if vr not in KEEP_LEADING:
-        text = text.lstrip(" ")
-    if vr == "PN":
-        text = "=".join(group.rstrip("^ ") for group in text.split("=")).rstrip("=")
-    return text
 
 
 def element_strings(element: DataElement, vr: str | None = None) -> list[str]:
@@ -130,51 +110,6 @@ def _fold(text: str) -> str:
 
 
 # ---------------------------------------------------------------- dates and times
-
-
-def _pad(vr: str, text: str, high: bool) -> str:
-    template = (HIGHEST if high else LOWEST)[vr]
-    return text[:len(template)] if len(text) >= len(template) else text + template[len(text):]
-
-
-def _strip_form(vr: str, text: str) -> str:
-    """ACR-NEMA separators dropped (``2024.01.31``, ``10:15``) and blanks removed."""
-    text = text.strip()
-    if vr == "DA":
-        return text.replace(".", "")
-    if vr == "TM":
-        return text.replace(":", "")
-    return text
-
-
-def _valid_offset(sign_hh_mm: str) -> bool:
-    return int(sign_hh_mm[1:3]) <= 14 and int(sign_hh_mm[3:5]) < 60
-
-
-@lru_cache(maxsize=65536)
-def _point(vr: str, text: str, high: bool = False) -> str:
-    """A DA/TM/DT value as fixed-width sortable text (the lowest or highest moment of its precision);
-    DT with an offset from UTC reaching the hour is moved to UTC. Also what a column holds."""
-    text = _strip_form(vr, text)
-    if not text:
-        return ""
-    if vr != "DT":
-        return _pad(vr, text, high)
-    parts = _DT_PARTS.fullmatch(text)
-    if parts is None or not _valid_offset(parts.group(2) + parts.group(3) + parts.group(4)):
-        return _pad(vr, re.sub(r"[+-]\d{4}$", "", text), high)
-    digits, sign, hours, minutes = parts.groups()
-    padded = _pad(vr, digits, high)
-    if len(digits) < 10:
-        return padded
-    try:  # not strptime: ten times slower
-        moment = datetime(int(padded[0:4]), int(padded[4:6]), int(padded[6:8]), int(padded[8:10]),
-                          int(padded[10:12]), int(padded[12:14]), int(padded[15:21]))
-    except ValueError:
-        return padded
-    shift = timedelta(hours=int(hours), minutes=int(minutes))
-    moment = moment - shift if sign == "+" else moment + shift
-    return moment.strftime("%Y%m%d%H%M%S.%f")
 
 
 def split_range(vr: str, key: str) -> tuple[str, str] | None:
@@ -469,10 +404,7 @@ def normalise_for_column(vr: str, value: Any) -> str:
             continue
         text = _text(item)
         texts.extend([text] if vr in SINGLE_VALUED else text.split("\\"))
-    cleaned = [_clean(vr, text) for text in texts]
-    if vr in RANGE_VRS:
-        cleaned = [_point(vr, text) for text in cleaned]
-    return "\\".join(cleaned) if any(cleaned) else ""
+    return clean_texts(vr, texts)  # the same text as columns.column_text, which the index writes with
 
 
 def _escape_like(text: str) -> str:

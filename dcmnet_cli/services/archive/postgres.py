@@ -22,7 +22,6 @@ optional extra ``dcmnet[postgresql]``) instead of sqlite3. What differs:
 
 from __future__ import annotations
 
-import hashlib
 import os
 from typing import Any, Callable
 
@@ -70,6 +69,8 @@ def ddl() -> list[str]:
 
 
 def file_checksum(path: str) -> str:
+    import hashlib  # here: its OpenSSL start-up is paid only with a PostgreSQL index
+
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(1 << 20):
@@ -172,6 +173,12 @@ class PostgresIndex(Index):
             self._merge(conn, IMAGE, rel, levels[IMAGE], parent, extra)
 
         self._writing(work)
+
+    def submit(self, path: str, attributes: dict[str, str], transfer_syntax: str, size: int,
+               on_error: Callable[[str, BaseException], None] | None = None) -> None:
+        """Written and committed now (no index thread): a shared index answers Success only with the row
+        (the Storage SCP calls this before its C-STORE-RSP); errors raise (OSError) as :meth:`add`'s do."""
+        self.add(path, attributes, transfer_syntax, size)
 
     def _merge(self, conn: Any, level: str, key: str, values: dict[str, str], parent: int | None,
                extra: dict[str, Any] | None = None) -> int:

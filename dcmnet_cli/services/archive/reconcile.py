@@ -1,14 +1,16 @@
 """Make the index and the storage folder agree (run by ``listen`` at start, before any association).
 
 - A file below the folder without a row (stored before the index existed, or by a process killed between
-  the rename and the commit, or copied in by hand) is read (File Meta and the top-level elements before
+  the rename and the commit of its row, or copied in by hand) is read (File Meta and the top-level elements before
   Pixel Data, nothing decoded that is skipped) and indexed; a file whose size differs from its row's is
   indexed again. Files that are not DICOM are left alone and counted.
 - A row whose file is gone is removed (with the series, study and patient left empty).
 - Names starting with ``.dcmnet-`` are ours (temporaries, the index and its -wal/-shm files) and never
   read; nor are other hidden files and folders (names starting with a dot).
 
-``progress(done, total)`` is called as files are indexed (``listen`` draws a bar on a terminal).
+``progress(done, total)`` is called as files are read (``listen`` draws a bar on a terminal). Their rows
+go through :meth:`~.index.Index.submit` (many per transaction) and are all committed before this returns;
+a row that cannot be written counts as skipped.
 """
 
 from __future__ import annotations
@@ -61,14 +63,16 @@ def reconcile_counts(index: Any, progress: Callable[[int, int], None] | None = N
         index.remove_relative(gone[start:start + BATCH])
     todo = [path for path, size in on_disk.items() if rows.get(path) != size]
     indexed = skipped = 0
+    failed: list[str] = []  # rows the index thread could not write (reported from it)
     for done, rel in enumerate(todo, 1):
         path = index.absolute(rel)
         try:
             attributes, syntax = read_file_attributes(path)
-            index.add(path, attributes, syntax, on_disk[rel])
+            index.submit(path, attributes, syntax, on_disk[rel], lambda failed_path, error: failed.append(failed_path))
             indexed += 1
         except (ValueError, OSError):
             skipped += 1
         if progress is not None:
             progress(done, len(todo))
-    return Reconciled(indexed, len(gone), skipped)
+    index.sync()  # batched like the Storage SCP's rows: many files per transaction, all committed here
+    return Reconciled(indexed - len(failed), len(gone), skipped + len(failed))

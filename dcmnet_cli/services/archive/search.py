@@ -136,6 +136,7 @@ def search_attrs(index: Any, model: str, level: str, identifier: Any, options: A
     and only when there are such keys: the C-FIND SCP encodes its answers from these dicts."""
     from .matching import MatchOptions
 
+    index.sync()  # the rows this process queued (Index.submit): every object whose C-STORE-RSP was sent
     options = options or MatchOptions()
     matching = _matching_identifier(identifier, level)
     where, params, skip = _conditions(matching, level, options)

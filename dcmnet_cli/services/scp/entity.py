@@ -44,6 +44,8 @@ class ApplicationEntity:
     idle_timeout: float | None = None
     on_association_end: Callable[[AssociationReport], None] | None = None
     """Run after every association (e.g. ``--exec-on-association-end``), after its event is logged."""
+    on_release: Callable[[AssociationReport], None] | None = None
+    """Run when the peer asks to release, before the A-RELEASE-RP is sent."""
     async_window: int = 1
     """Requests a requestor may keep outstanding when it proposes a window (PS3.7 D.3.3.3); answered in order."""
 
@@ -66,7 +68,9 @@ class ApplicationEntity:
                                  user=identity_label(request, self.policy)))
         report.outcome = "aborted"
         try:
-            report.outcome = Session(channel, self.handlers, report).serve(self.idle_timeout)
+            on_release = self.on_release
+            report.outcome = Session(channel, self.handlers, report).serve(
+                self.idle_timeout, None if on_release is None else lambda: on_release(report))
         finally:
             self.on_event(AssociationEnded.of(report))
             if self.on_association_end is not None:
@@ -108,6 +112,7 @@ def build_listener(
     on_event: Callable[[ListenEvent], None] = lambda event: None,
     trace: Callable[[str, str, str], None] | None = None,
     on_association_end: Callable[[AssociationReport], None] | None = None,
+    on_release: Callable[[AssociationReport], None] | None = None,
 ) -> Server:
     """A Server whose associations run an ApplicationEntity with this policy and these handlers."""
     policy = AcceptorPolicy(
@@ -122,7 +127,8 @@ def build_listener(
     if settings.identity is not None:
         policy = settings.identity.apply(policy)
     entity = ApplicationEntity(policy, on_event=on_event, idle_timeout=settings.network_timeout,
-                               on_association_end=on_association_end, async_window=settings.async_window)
+                               on_association_end=on_association_end, on_release=on_release,
+                               async_window=settings.async_window)
     if handlers is not None:
         entity.handlers = handlers
     return Server(entity, host=settings.host, port=settings.port, max_associations=settings.max_associations,

@@ -15,8 +15,9 @@ and nothing else: which name an object gets, and the duplicate policy, stay in :
   descriptors (:func:`place`): a folder swapped for a symlink makes the store fail, never escape.
 - Writes: a regular file may accept less than asked (a signal, a nearly full disk): :func:`write_all`
   and :func:`writev_all` loop until everything is written or ``OSError`` says why not.
-- Durability: after the rename, the caller fsyncs the folder's descriptor so the new entry survives a
-  power cut.
+- Durability: after the rename, the caller fsyncs the folder's descriptor (:func:`sync_placed`) so the
+  new entry survives a power cut; when that fails the entry is removed again, so the failure status the
+  store then gets means nothing under a final name.
 - Leftovers of a crash are removed at start-up by :func:`clean_leftovers`, from the output directory
   only, and only those no live writer holds locked.
 """
@@ -234,3 +235,22 @@ def _lexists(name: str, folder_fd: int) -> bool:
         return True
     except FileNotFoundError:
         return False
+
+
+def sync_placed(folder_fd: int, name: str, ours: bool) -> None:
+    """fsync the folder that just got ``name`` (the entry must survive a power cut before Success is
+    answered). When that fails the store is answered a failure, and a failure must mean nothing under a
+    final name (else the sender's retry lands a second copy): the entry, when ``ours`` (put at a name that
+    was free: not an older file kept, nor one that replaced an earlier object, whose removal would lose
+    that object too), is removed again, best effort, and the folder fsynced once more; then the error is
+    raised."""
+    try:
+        os.fsync(folder_fd)
+    except OSError:
+        if ours:
+            try:
+                os.unlink(name, dir_fd=folder_fd)
+                os.fsync(folder_fd)
+            except OSError:
+                pass
+        raise

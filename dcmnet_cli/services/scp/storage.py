@@ -4,8 +4,9 @@ Per request (scenarios G.39–45). The request was already matched to its presen
 DIMSE layer: a C-STORE whose Affected SOP Class is not the context's abstract syntax (a CT object on the
 Verification context, an MR object on a CT context) is answered 0x0122 there and never reaches this.
 
-1. ``begin``: open the output directory (resolved at start) as a descriptor, the anchor of every path
-   below; create ``.dcmnet-tmp-<process tag>-<n>.part`` in it (O_CREAT | O_EXCL | O_NOFOLLOW, mode 0644,
+1. ``begin``: the output directory (resolved at start), opened once as a descriptor kept for the
+   whole run (opened again by its path when it was removed), is the anchor of every path below;
+   create ``.dcmnet-tmp-<process tag>-<n>.part`` in it (O_CREAT | O_EXCL | O_NOFOLLOW, mode 0644,
    relative to that descriptor; the tag is 64 random bits per process, renewed after fork and on a name
    clash) and take an exclusive ``flock`` on it, held until it is renamed or removed; build the Part-10
    header from the command and the presentation context.
@@ -29,10 +30,11 @@ Verification context, an MR object on a CT context) is answered 0x0122 there and
    folder swapped for a symlink mid-run can make a store fail but never lead outside the output
    directory. fsync the file, rename or link it between the two descriptors per ``--on-duplicate``,
    fsync the folder; only then answer C-STORE-RSP Success, and then start the ``--exec-on-receive``
-   hook. With an index (``listen -od``), the file's row is added and committed right after the
-   response, from the values the walk of step 2 kept (no second parse): never before the file is whole,
-   and the peer's next object streams in meanwhile. A crash in between leaves a file without a row,
-   which the next start's reconciliation indexes (services/archive/). A folder removed between its opening and the rename (ENOENT) is opened again and the rename
+   hook. With an index (``listen -od``), the file's row is queued just before the response, from the
+   values the walk of step 2 kept (no second parse), and committed by the index's own thread with those
+   of the objects around it: never before the file is whole; this process's queries wait for the queue,
+   so they see the object once the response was sent. A crash before the commit leaves a file without a
+   row, which the next start's reconciliation indexes (services/archive/index.py). A folder removed between its opening and the rename (ENOENT) is opened again and the rename
    retried once.
 4. ``abandon`` (abort, FIN, shutdown mid-data-set): remove the temp file; the final name is never touched.
 
@@ -61,7 +63,7 @@ from ..session import AssociationReport
 from .events import ListenEvent
 from .hooks import HookRunner
 from .naming import StoreFailure
-from .placement import clean_leftovers, open_folder
+from .placement import clean_leftovers, create_temp, open_folder, open_root
 
 DUPLICATE_POLICIES = ("replace", "keep", "rename")
 
@@ -114,6 +116,8 @@ class StorageSCP:
         self._active: set[str] = set()
         self._stored: dict[int, list[str]] = {}  # per association (id of its report): DCMNET_FILES
         self._lock = Lock()
+        self._root_fd = -1  # the output directory, opened once (see create_temp)
+        self._retired: list[int] = []  # descriptors of an output directory removed meanwhile
         if config.template is not None and config.template.dataset_fields:
             importlib.import_module("pydicom")  # pay for it now, not in the first association
 
@@ -124,8 +128,17 @@ class StorageSCP:
         os.makedirs(self.root, exist_ok=True)
         return clean_leftovers(self.root)
 
+    def released(self, report: AssociationReport) -> None:
+        """Before the A-RELEASE-RP: commit the index rows of what this association stored, so a sender that
+        got its release answer finds its objects from any process (another worker, a second listen, a
+        tool reading the index), not only from this one."""
+        if self.config.index is not None and report.stored:
+            self.config.index.get().sync(30.0)
+
     def association_ended(self, report: AssociationReport) -> None:
         """``--exec-on-association-end``, for associations that stored at least one object."""
+        if self.config.index is not None and report.stored:  # its rows committed first (services/archive/index.py)
+            self.config.index.get().sync(30.0)
         argv = self.config.exec_on_association_end
         with self._lock:
             files = self._stored.pop(id(report), [])
@@ -151,6 +164,34 @@ class StorageSCP:
                 raise StoreFailure(CANNOT_UNDERSTAND, "unsafe path: a folder on the way is a symlink") from None
             raise os_failure(error, "cannot create folder") from None
 
+    def create_temp(self) -> tuple[int, str, int]:
+        """A new locked temporary in the output directory: (the directory's descriptor, the temporary's name
+        in it, its descriptor). The directory is opened once and its descriptor kept for every object of
+        every association (no open/close of it per object); the caller must not close it. When the
+        directory was removed (ENOENT: nothing can be created in it), it is opened again by its path, so a
+        folder made again at that path is used from then on, and a folder still missing raises OSError."""
+        root_fd = self._root_fd
+        if root_fd < 0:
+            root_fd = self._reopen_root(-1)
+        try:
+            name, fd = create_temp(root_fd)
+        except FileNotFoundError:
+            root_fd = self._reopen_root(root_fd)
+            name, fd = create_temp(root_fd)
+        return root_fd, name, fd
+
+    def _reopen_root(self, stale: int) -> int:
+        """Open the output directory in place of descriptor ``stale`` (unless another thread just did). The
+        stale one stays open until :meth:`close`: another association may still be using it."""
+        with self._lock:
+            if self._root_fd == stale:
+                assert self.root is not None
+                fd = open_root(self.root)
+                if stale >= 0:
+                    self._retired.append(stale)
+                self._root_fd = fd
+            return self._root_fd
+
     def track(self, tmp: str, active: bool) -> None:
         with self._lock:
             (self._active.add if active else self._active.discard)(tmp)
@@ -165,4 +206,11 @@ class StorageSCP:
                 os.unlink(tmp)
             except OSError:
                 pass
+        with self._lock:
+            fds, self._retired, self._root_fd = [self._root_fd, *self._retired], [], -1
+        for fd in fds:
+            if fd >= 0:
+                os.close(fd)
+        if self.config.index is not None:  # the rows still queued are committed (services/archive/index.py)
+            self.config.index.close()
         self.hooks.close(grace)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
-
 from ... import counted
 from ...errors import AssociationRejected, DcmnetError, NoAcceptedContext
 from ...transport.channel import Driver
@@ -13,6 +11,10 @@ from ...ul.negotiation import DEFAULT_MAX_PDU, AcceptedContext, build_request
 from ..peer import Peer
 from ..session import HandlerFactory, Session
 from .identity import Identity, IdentityNotConfirmed, identity_of
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
 
 
 def associate(

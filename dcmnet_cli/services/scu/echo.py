@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import Callable
 
 from ...dimse.commandset import VERIFICATION_SOP_CLASS, c_echo_rq
 from ...part10.syntaxes import EXPLICIT_LE, IMPLICIT_LE
@@ -11,6 +10,10 @@ from ...transport.client import Timeouts, release
 from ...ul.negotiation import DEFAULT_MAX_PDU, build_contexts
 from .association import associate, context_for
 from ..peer import Peer
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up)
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 class EchoResult:

@@ -20,8 +20,9 @@ fully (our own reader, :func:`..query_build.decode_match`: a lean DataSet, no py
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
 
+from ...ul.typenames import Any, NamedTuple  # typing's names, typing not imported (start-up)
 from ... import counted
 from ...dimse.commandset import C_FIND_RSP, PRIORITY_MEDIUM, c_cancel_rq, c_find_rq
 from ...dimse.status import Category, describe

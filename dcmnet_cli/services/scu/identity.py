@@ -10,7 +10,7 @@ renders the passcode or token: :meth:`Identity.summary` (the ``identity`` field 
 
 from __future__ import annotations
 
-from typing import Any
+from ...ul.typenames import Any  # typing's names, typing not imported (start-up)
 
 from ...errors import AssociationRejected
 from ...ul.items import MAX_IDENTITY_FIELD, UserIdentityAC, UserIdentityRQ, UserIdentityType

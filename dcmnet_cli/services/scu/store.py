@@ -32,9 +32,8 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from typing import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
-from ...dimse.commandset import c_store_rq
 from ...dimse.fragment import Dataset, FileRegion
 from ...errors import (
     AssociationAborted,
@@ -58,6 +57,7 @@ from .store_plan import choose_context, partition, proposed_contexts
 from .store_results import AssociationLog, Callbacks, FileOutcome, StoreResult
 from ..peer import Peer
 from ..session import Session
+from ..store_commands import store_rq
 
 NO_STATUS = 0xFFFF
 
@@ -345,11 +345,11 @@ def _send_one(settings: _Settings, session: Session, file: DicomFile, contexts: 
         if hold and fd < 0 and isinstance(dataset, (bytes, memoryview)):
             driver = session.driver
             message_id = driver.next_message_id()
-            driver.send_message(context.context_id, c_store_rq(message_id, file.sop_class_uid, file.sop_instance_uid),
+            driver.send_message(context.context_id, store_rq(message_id, file.sop_class_uid, file.sop_instance_uid),
                                 dataset, flush=False)
             return message_id
         return session.request(
-            context.context_id, lambda mid: c_store_rq(mid, file.sop_class_uid, file.sop_instance_uid), dataset)
+            context.context_id, lambda mid: store_rq(mid, file.sop_class_uid, file.sop_instance_uid), dataset)
     finally:
         if fd >= 0:
             os.close(fd)

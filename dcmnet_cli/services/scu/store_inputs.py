@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from ...errors import InputError
 from ..dicomfiles import DicomFile, read_meta

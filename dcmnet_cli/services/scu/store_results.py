@@ -7,7 +7,7 @@ four dataclasses cost ~3 ms (``bench/importtime.py store``) for nothing a hand-w
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ...errors import DcmnetError
 from ..peer import Peer
