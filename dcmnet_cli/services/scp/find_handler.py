@@ -204,7 +204,25 @@ def find_handlers(config: QueryConfig) -> dict[int, Any]:
     """The handler factories the C-FIND SCP registers (``listen``'s ``_server_factory`` merges them)."""
     from ...dimse.commandset import C_FIND_RQ
 
+    load_query_modules()
     return {C_FIND_RQ: lambda: FindHandler(config)}
+
+
+def load_query_modules() -> None:
+    """Import now, in the one thread that builds the server, what the query and retrieve handlers import
+    on first use. Left to the association threads, twenty C-FINDs arriving at once each began the first
+    ``import pydicom``; a package whose modules import each other (pydicom) can then hand one thread a
+    half-initialised module ("cannot import name 'convert_numbers' from partially initialized module
+    'pydicom.values'"), and that association was aborted. Costs ~0.4 s once, at start, only with an index."""
+    from importlib import import_module
+
+    for name in _QUERY_MODULES:
+        import_module(name)
+
+
+_QUERY_MODULES = ("pydicom", "pydicom.dataset", "pydicom.filereader", "pydicom.filewriter", "dcmnet_cli.services.query",
+                  "dcmnet_cli.services.archive.matching", "dcmnet_cli.services.archive.search",
+                  "dcmnet_cli.services.scp.find_encode", "dcmnet_cli.services.scp.find_extended")
 
 
 FIND_SYNTAXES = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99")
