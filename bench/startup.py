@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,8 @@ OUT = HERE / "out"
 PY = str(ROOT / ".venv" / "bin" / "python")
 DCMNET = str(ROOT / ".venv" / "bin" / "dcmnet")
 HOST = "127.0.0.1"
+sys.path.insert(0, str(HERE))
+import echo  # noqa: E402  (bench/echo.py: the loopback shim and server helpers)
 PY_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 PY_ENV["PYTHONPYCACHEPREFIX"] = str(OUT / "pycache")
 PY_ENV["DCMNET_CONFIG"] = str(Path(tempfile.gettempdir()) / "dcmnet-bench-no-such-config.toml")
@@ -41,35 +42,18 @@ CLICK_PATH = ("import sys; from dcmnet_cli.cli import fastpath; fastpath.run_fas
               "from dcmnet_cli.cli.main import entry; sys.argv[0] = 'dcmnet'; entry()")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def storescp() -> Iterator[int]:
-    port = free_port()
-    proc = subprocess.Popen(["storescp", "--ignore", str(port)], env=DCMTK_ENV, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    """storescp --ignore on 127.0.0.1 only (bench/echo.py's LD_PRELOAD shim; its address checked)."""
+    port = echo.free_port()
+    proc = subprocess.Popen(["storescp", "--ignore", str(port)], env={**DCMTK_ENV, "LD_PRELOAD": str(echo.build_shim())},
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection((HOST, port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        else:
-            raise RuntimeError("storescp did not start")
+        echo.wait_port(port, proc)
+        echo.check_loopback_only(port)
         yield port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        echo.stop(proc)
 
 
 def one_file(folder: Path) -> str:

@@ -362,3 +362,19 @@ def test_rows_are_committed_before_the_release_answer(tmp_path, monkeypatch, slo
         assert not failures
     finally:
         storage.close(1.0)
+
+
+def test_release_without_an_index_commits_nothing_and_does_not_fail(tmp_path):
+    """``listen -od DIR --no-index`` (or --ignore): the release hook has nothing to commit."""
+    from dcmnet_cli.services.scp.storage import StorageConfig, StorageSCP
+    from dcmnet_cli.services.session import AssociationReport
+
+    storage = StorageSCP(StorageConfig(str(tmp_path / "out"), fsync=False))
+    storage.prepare()
+    report = AssociationReport("peer", "SCU", "SCP")
+    report.stored = 3
+    try:
+        storage.released(report)  # no index: nothing to sync
+        assert not (tmp_path / "out" / ".dcmnet-index.sqlite").exists()
+    finally:
+        storage.close(1.0)

@@ -51,3 +51,22 @@ def test_a_local_event_that_cannot_occur_is_not_specified():
     with pytest.raises(LocalProtocolError) as info:
         transition(State.STA1, Event.EVT9, Role.REQUESTOR)  # P-DATA request while idle: our bug
     assert info.value.reason is AbortReason.NOT_SPECIFIED
+
+
+def test_table_built_afresh_matches_the_oracle():
+    """``TABLE`` is built on first access and then kept in the module (ul/statemachine.py ``__getattr__``):
+    a worker that imported it before a change to ``_table`` would keep the old one. Build it here."""
+    monkey = pytest.MonkeyPatch()
+    monkey.delattr(statemachine, "TABLE", raising=False)
+    try:
+        fresh = statemachine.__getattr__("TABLE")
+        assert fresh is statemachine.TABLE  # kept for the next access
+        assert len(fresh) == 247
+        for event, state, action in base.CELLS:
+            assert fresh[(state, event)] is action, (state, event)
+        with pytest.raises(AttributeError, match="no attribute 'TABEL'"):
+            statemachine.__getattr__("TABEL")
+        with pytest.raises(TypeError):
+            fresh[(State.STA1, Event.EVT1)] = None  # a read-only view
+    finally:
+        monkey.undo()
