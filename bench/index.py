@@ -53,6 +53,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_listening(proc: subprocess.Popen, port: int, seconds: float, what: str) -> None:
+    """Until ``port`` accepts a connection; RuntimeError when ``proc`` exits or ``seconds`` pass first."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            socket.create_connection((HOST, port), 0.5).close()
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not start")
+            time.sleep(0.05)
+
+
 @contextmanager
 def listen(folder: Path, *flags: str, cwd: Path = ROOT):
     """``dcmnet listen -od folder`` (the package found in ``cwd``) on a free loopback port."""
@@ -60,15 +73,7 @@ def listen(folder: Path, *flags: str, cwd: Path = ROOT):
     proc = subprocess.Popen([PY, "-m", "dcmnet_cli", "listen", "--bind", HOST, "-aet", AET, "-od", str(folder),
                              "--no-progress", "-q", *flags, str(port)], env=ENV, stdin=subprocess.DEVNULL, cwd=cwd)
     try:
-        deadline = time.monotonic() + 600
-        while True:
-            try:
-                socket.create_connection((HOST, port), 0.5).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("listen did not start")
-                time.sleep(0.05)
+        wait_listening(proc, port, 600, "listen")
         listen.pid = proc.pid  # type: ignore[attr-defined]
         yield port
     finally:
@@ -263,15 +268,7 @@ def dcmqrscp(files: list[Path], work: Path):
     proc = subprocess.Popen(["dcmqrscp", "-c", str(config), str(port)], env=env, cwd=work, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection((HOST, port), 0.5).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("dcmqrscp did not start")
-                time.sleep(0.05)
+        wait_listening(proc, port, 10, "dcmqrscp")
         subprocess.run(["storescu", "-aec", "QRBENCH", HOST, str(port), *map(str, files)], env=env, check=True,
                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=900)
         yield port

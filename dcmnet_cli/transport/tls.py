@@ -255,12 +255,5 @@ def summary(sock: Any) -> str:
     return text
 
 
-def is_tls(sock: Any) -> bool:
-    """Whether ``sock`` is a TLS socket, without importing ``ssl`` (it is loaded if one exists)."""
-    from .writes import is_tls as plain_or_tls
-
-    return plain_or_tls(sock)
-
-
 __all__ = ["ClientSettings", "ServerSettings", "ClientTLS", "TLSConfigError", "client_tls", "server_context",
-           "wrap_client", "accept_tls", "describe_alert", "is_tls"]
+           "wrap_client", "accept_tls", "describe_alert"]
