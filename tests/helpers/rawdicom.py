@@ -229,11 +229,15 @@ class ScriptedPeer:
     """A one-shot acceptor on 127.0.0.1 running ``script(conn)`` in a thread; a context manager.
 
     On exit the listening socket and the connection are closed and the thread joined, whatever happened.
-    Exceptions raised by the script are kept in ``errors`` for the test to assert on.
+    Exceptions raised by the script are kept in ``errors`` for the test to assert on. When the block ends
+    normally the script first gets ``grace`` seconds to finish by itself: the client process may exit
+    before the script has read (and recorded) what it sent, and closing the connection under the script
+    then loses that record (a flake seen in CI under load).
     """
 
-    def __init__(self, script: Callable[[socket.socket], None], backlog: int = 4) -> None:
+    def __init__(self, script: Callable[[socket.socket], None], backlog: int = 4, grace: float = 5.0) -> None:
         self.script = script
+        self.grace = grace
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind((LOOPBACK, 0))
@@ -248,7 +252,9 @@ class ScriptedPeer:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is None:
+            self._thread.join(self.grace)
         self.stop.set()
         for conn in self._conns:
             _close_quietly(conn)
