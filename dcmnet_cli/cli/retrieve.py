@@ -68,7 +68,9 @@ def require_keys(spec: Any) -> None:
 
     def given(keyword: str) -> bool:
         value = ds.get(keyword)
-        return bool(str(value or "").strip().strip("*?\\"))
+        if value is not None and not isinstance(value, (str, bytes)) and hasattr(value, "__iter__"):
+            value = "\\".join(map(str, value))  # a multi-valued key: its values, not the list's repr
+        return bool(str(value or "").strip().strip("*?\\ "))
 
     if level in ("SERIES", "IMAGE"):
         keys = (*HIGHER_KEYS.get(spec.model.name, {}).get(level, ()), UNIQUE_KEYS[level])
