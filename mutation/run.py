@@ -12,10 +12,8 @@ the baseline with the reason it cannot change a status, an exit code or what is 
     python mutation/run.py --tests=tests/a.py,tests/b.py MODULE  # other tests (e.g. a score before)
     DCMNET_MUTATE_JOBS=1 python mutation/run.py ...  # forked test workers (default 2: the machine is shared)
 
-Cost here (2 cores, 2 workers): storage.py ~2 min, placement.py ~2.5 min, store_handler.py ~7 min.
-Not guarded yet: cli/retrieve.py (``--tests=tests/test_retrieve_exit_units.py,tests/test_move_get_hostile.py,
-tests/test_retrieve_tolerant.py dcmnet_cli/cli/retrieve.py``, ~9 min): its exit-code functions are fully
-covered, its rendering and option parsing not (see mutation/baseline.txt).
+Cost here (2 cores, 2 workers): storage.py ~2 min, placement.py ~2.5 min, store_handler.py ~7 min,
+cli/retrieve.py (move/get's summary, JSON, exit code and option wiring) ~6 min.
 
 Why mutmut 3 and not cosmic-ray or mutmut 2: both of those write each mutant into the source file in
 place and restore it afterwards (a crash or a concurrent edit loses work); mutmut 3 mutates a copy and
@@ -55,6 +53,8 @@ TARGETS: dict[str, list[str]] = {
     "dcmnet_cli/services/scp/storage.py": ["tests/test_storage_units.py", "tests/test_store_handler_units.py",
                                            "tests/test_services_memory.py", "tests/test_placement_units.py",
                                            "tests/test_index_batch.py"],
+    "dcmnet_cli/cli/retrieve.py": ["tests/test_retrieve_exit_units.py", "tests/test_retrieve_report_units.py",
+                                   "tests/test_move_get_hostile.py", "tests/test_retrieve_tolerant.py"],
 }
 
 

@@ -246,6 +246,7 @@ def test_a_series_or_image_retrieve_needs_the_unique_keys_above(query, missing):
     spec("STUDY", StudyInstanceUID="1.2"),
     spec("STUDY", PatientName="DOE*"),  # a value with a wildcard still matches something
     spec("PATIENT", "patient", PatientID="P1"),
+    spec("STUDY", PatientID="P1\\P2"),  # a multi-valued key naming two patients
 ])
 def test_keys_that_name_something_are_enough(query):
     require_keys(query)
@@ -318,3 +319,203 @@ def test_a_multi_valued_key_of_wildcards_alone_is_no_matching_key(command, tmp_p
     code, _out, err = run_dcmnet(command, LOOPBACK, "9", *extra, "-k", "PatientID=*\\?")
     assert code == 2, err
     assert "no matching key: this would retrieve the whole archive" in err
+
+
+# --------------------------------------------------------------------------- run_retrieve: what reaches the SCU
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def retrieve_options(**kwargs):
+    return {"calling_aet": "ME", "connect_timeout": 1.5, "acse_timeout": 2.5, "dimse_timeout": 3.5,
+            "network_timeout": 4.5, "max_pdu": 32768, "deadline": 60.0, "cancel_after": 5.0, "no_progress": False,
+            **kwargs}
+
+
+def fake_run(monkeypatch, app, options, kind="move", **kwargs):
+    """run_retrieve with the SCU replaced: it answers one pending and one final response through the
+    callbacks it was given and records its arguments."""
+    import dcmnet_cli.services.scu.retrieve as scu
+    from dcmnet_cli.cli.retrieve import run_retrieve
+
+    seen: dict = {}
+    pending = op(0xFF00, remaining=2, completed=1, failed=0, warning=0)
+    final = op(0x0000, completed=3, failed=0, warning=0)
+
+    def retrieve(*args, **kw):
+        seen["args"], seen["kw"] = args, kw
+        for operation in (pending, final):
+            kw["callbacks"].on_response(operation, SimpleNamespace(status=operation.status))
+        kw["callbacks"].log("a log line")
+        if kw["callbacks"].trace is not None:
+            kw["callbacks"].trace("sent", "P-DATA-TF")
+        return "the result"
+
+    monkeypatch.setattr(scu, "retrieve", retrieve)
+    assert run_retrieve(app, options, kind, PEER, "1.2.3", ["request"], **kwargs) == "the result"
+    return seen
+
+
+def test_run_retrieve_passes_every_option_to_the_scu(monkeypatch):
+    from dcmnet_cli.cli.app import App as RealApp
+    from dcmnet_cli.transport.client import Timeouts
+
+    app = RealApp(err=io.StringIO(), color=False)
+    seen = fake_run(monkeypatch, app, retrieve_options(), kind="get", destination="DEST", storage="the scp",
+                    storage_classes=("1.2",), storage_syntaxes=("1.2.840.10008.1.2",))
+    assert seen["args"] == ("get", PEER, "ME", "1.2.3", ["request"])
+    kw = seen["kw"]
+    assert kw["timeouts"] == Timeouts(connect=1.5, acse=2.5, dimse=3.5, network=4.5)
+    assert (kw["max_pdu"], kw["deadline"], kw["cancel_after"]) == (32768, 60.0, 5.0)
+    assert (kw["destination"], kw["storage"], kw["storage_classes"]) == ("DEST", "the scp", ("1.2",))
+    assert kw["storage_syntaxes"] == ("1.2.840.10008.1.2",)
+
+
+def test_run_retrieve_logs_each_response_with_v_and_traces_only_with_debug(monkeypatch):
+    from dcmnet_cli.cli.app import App as RealApp
+
+    err = io.StringIO()
+    fake_run(monkeypatch, RealApp(err=err, color=False, verbose=1), retrieve_options(), kind="get")
+    assert err.getvalue().splitlines() == [
+        f"STUDY 1.2.3: 0xFF00 {meaning(0xFF00, 'get')} (2 remaining, 1 completed, 0 failed, 0 warning)",
+        f"STUDY 1.2.3: 0x0000 {meaning(0x0000, 'get')} (3 completed, 0 failed, 0 warning)",
+        "a log line",
+    ]
+    err = io.StringIO()
+    fake_run(monkeypatch, RealApp(err=err, color=False), retrieve_options())
+    assert err.getvalue() == ""  # no -v: nothing
+    err = io.StringIO()
+    fake_run(monkeypatch, RealApp(err=err, color=False, debug=True, verbose=2), retrieve_options())
+    assert "-> P-DATA-TF" in err.getvalue().splitlines()
+
+
+@pytest.mark.parametrize(("terminal", "options", "quiet", "drawn"), [
+    (True, retrieve_options(), False, True),
+    (True, retrieve_options(no_progress=True), False, False),
+    (True, retrieve_options(), True, False),
+    (False, retrieve_options(), False, False),
+])
+def test_the_progress_bar_is_drawn_on_a_terminal_unless_told_not_to(monkeypatch, terminal, options, quiet, drawn):
+    from dcmnet_cli.cli.app import App as RealApp
+
+    err = Terminal() if terminal else io.StringIO()
+    fake_run(monkeypatch, RealApp(err=err, color=False, quiet=quiet), options)
+    text = err.getvalue()
+    assert ("3/3" in text and "move" in text) is drawn, text
+
+
+# --------------------------------------------------------------------------- make_storage: the receiver's events
+
+def test_make_storage_builds_listens_storage_and_routes_its_events(monkeypatch, tmp_path):
+    import dcmnet_cli.cli.retrieve as retrieve_cli
+    from dcmnet_cli.cli.app import App as RealApp
+
+    built: dict = {}
+
+    def build_storage(*args):
+        built["args"] = args
+        return "scp", "negotiate"
+
+    monkeypatch.setattr(retrieve_cli, "build_storage", build_storage)
+    err = io.StringIO()
+    app = RealApp(err=err, color=False, verbose=1, command="dcmnet get")
+    received: list = []
+    assert retrieve_cli.make_storage(app, str(tmp_path), "{SOPInstanceUID}", "rename", True, received) == \
+        ("scp", "negotiate")
+    args = built["args"]
+    assert args[0] is app and args[1] == str(tmp_path) and args[2:10] == \
+        ("{SOPInstanceUID}", "rename", False, (), False, True, None, None)
+    assert args[10] == 60.0
+    on_event = args[11]
+
+    def event(kind, **kw):
+        base = dict(event=kind, peer="127.0.0.1:5", path="/o/x.dcm", duplicate=None, detail=None,
+                    sop_instance_uid="1.2", status="0x0000", bytes=10)
+        return SimpleNamespace(**{**base, **kw})
+
+    stored, failed = event("stored"), event("store-failed", status="0xA700", path=None, detail="disk full")
+    association = event("association", calling_ae="PACS", called_ae="ME", outcome="released", echoes=0,
+                        stored=1, failed=1, duration_ms=5.0)
+    for item in (stored, failed, association, event("received", path=None)):
+        on_event(item)
+    assert [e.event for e in received] == ["stored", "store-failed", "received"]
+    lines = err.getvalue().splitlines()
+    assert lines[0].startswith("127.0.0.1:5 stored 1.2 0x0000 /o/x.dcm")
+    assert lines[1].startswith("dcmnet get: warning: receiver: 127.0.0.1:5 store-failed 1.2 0xA700")
+    assert lines[2].startswith("127.0.0.1:5 PACS -> ME: released")  # the association line is detail (-v)
+    err.truncate(0)
+    err.seek(0)
+    app.verbose = 0
+    on_event(failed)
+    on_event(association)
+    on_event(stored)
+    assert len(err.getvalue().splitlines()) == 1  # without -v only the failure
+
+
+def test_make_storage_defaults_to_the_current_folder(monkeypatch, tmp_path):
+    import dcmnet_cli.cli.retrieve as retrieve_cli
+    from dcmnet_cli.cli.app import App as RealApp
+
+    built: dict = {}
+    monkeypatch.setattr(retrieve_cli, "build_storage", lambda *args: built.setdefault("args", args))
+    monkeypatch.chdir(tmp_path)
+    retrieve_cli.make_storage(RealApp(err=io.StringIO()), None, None, "rename", False, [])
+    assert built["args"][1] == str(tmp_path.resolve())
+
+
+def test_from_json_lines_without_a_level_take_the_level_option_in_any_case():
+    line = '{"0020000D": {"vr": "UI", "Value": ["1.2"]}, "0020000E": {"vr": "UI", "Value": ["1.3"]}}\n'
+    _model, deepest, _problems = build_requests(options(), io.StringIO(line))
+    _model, study, problems = build_requests(options(level="study"), io.StringIO(line))
+    assert problems == [] and deepest[0].level == "SERIES" and study[0].level == "STUDY"
+    _model, study, problems = build_requests(options(level="STUDY"), io.StringIO(line))
+    assert problems == [] and study[0].level == "STUDY"
+
+
+def test_finish_json_names_the_command_destination_and_our_ae():
+    app = App()
+    options_ = {"warnings_ok": False, "as_json": True, "calling_aet": "ME"}
+    finish(app, options_, "move", PEER, run(op(0x0000, completed=1)), [STORED], [], destination="DEST")
+    (obj,) = app.out
+    assert (obj["operation"], obj["destination"], obj["calling_ae"]) == ("move", "DEST", "ME")
+    assert obj["completed"] == 1 and [r["path"] for r in obj["received"]] == ["/out/1.dcm"]
+
+
+def test_objects_received_without_storing_are_counted_too():
+    discarded = SimpleNamespace(**{**vars(STORED), "event": "received", "path": None})
+    _code, err = human(run(op(0x0000, completed=2)), kind="get", received=[STORED, discarded])
+    assert err[-1] == ("info", "received 2 objects")
+
+
+def test_every_foreign_command_element_is_named():
+    _code, err = human(run(op(0x0000, completed=1, foreign_elements=["(0008,0018)", "(0010,0010)"])))
+    assert err[0] == ("detail", "the peer put (0008,0018), (0010,0010) (outside group 0000) in its command set: "
+                                "ignored")
+
+
+def test_an_x_is_a_value_and_a_retrieve_without_a_level_suggests_the_study_key():
+    require_keys(spec("STUDY", PatientID="X"))
+    query = QuerySpec(MODELS["study"], None, Dataset())
+    with pytest.raises(click.UsageError, match="add -k StudyInstanceUID=... "):
+        require_keys(query)
+
+
+def test_log_lines_go_above_the_bar_literally_and_unwrapped(monkeypatch):
+    """-v lines while the bar is drawn: printed by the bar's console (never interleaved with it), as the
+    text itself (peer text may hold [brackets] that rich would read as markup), one line however long."""
+    import dcmnet_cli.services.scu.retrieve as scu
+    from dcmnet_cli.cli.app import App as RealApp
+    from dcmnet_cli.cli.retrieve import run_retrieve
+
+    text = "[bold]peer said[/bold] " + "x" * 300
+
+    def retrieve(*args, **kw):
+        kw["callbacks"].log(text)
+        return None
+
+    monkeypatch.setattr(scu, "retrieve", retrieve)
+    err = Terminal()
+    run_retrieve(RealApp(err=err, color=False, verbose=1), retrieve_options(), "get", PEER, "1.2", [])
+    assert "\x1b[2K" + text + "\n" in err.getvalue()  # the bar's line cleared, then the text, one line

@@ -53,7 +53,7 @@ def build_requests(options: dict[str, Any], from_json: Any) -> tuple[Any, list[A
     name = "study" if name is True else name
     if not MODELS[name].move:
         raise click.UsageError("the modality worklist model (-W) supports find only")
-    level = options["level"].upper() if options.get("level") else None
+    level = options.get("level") or None  # any case: requests_from_ndjson reads it in upper case
     requests, problems = requests_from_ndjson(from_json.read().splitlines(), name, level)
     return MODELS[name], requests, problems
 
@@ -66,9 +66,11 @@ def require_keys(spec: Any) -> None:
 
     ds, level = spec.identifier, spec.level
 
+    from pydicom.multival import MultiValue  # the identifier is a pydicom Dataset: pydicom is loaded
+
     def given(keyword: str) -> bool:
         value = ds.get(keyword)
-        if value is not None and not isinstance(value, (str, bytes)) and hasattr(value, "__iter__"):
+        if isinstance(value, MultiValue):
             value = "\\".join(map(str, value))  # a multi-valued key: its values, not the list's repr
         return bool(str(value or "").strip().strip("*?\\ "))
 
@@ -81,7 +83,7 @@ def require_keys(spec: Any) -> None:
                                    + " (or --all to retrieve everything that matches)")
         return
     if not any(given(element.keyword) for element in ds if element.keyword not in _NOT_MATCHING):
-        example = f"-k {UNIQUE_KEYS.get(level or 'STUDY', 'StudyInstanceUID')}=..."
+        example = f"-k {UNIQUE_KEYS[level or 'STUDY']}=..."
         raise click.UsageError(f"no matching key: this would retrieve the whole archive; add {example} "
                                "(or another -k KEY=VALUE), or --all if that is what you want")
 
@@ -152,7 +154,7 @@ class RetrieveProgress:
     def update(self, operation: Any) -> None:
         done = sum(v or 0 for v in (operation.completed, operation.failed, operation.warning))
         total = done + (operation.remaining or 0)
-        self._progress.update(self._task, completed=done, total=max(total, done, 1), count=f"{done}/{total}",
+        self._progress.update(self._task, completed=done, total=max(total, 1), count=f"{done}/{total}",
                               detail=f"{operation.failed or 0} failed, {operation.warning or 0} warning")
 
     def print(self, text: str, style: str | None = None) -> None:
