@@ -185,8 +185,9 @@ def temps(root: Path) -> list[Path]:
     return [p for p in root.rglob(".dcmnet-tmp-*")]
 
 
-def wait_until(predicate, timeout: float = 5.0) -> bool:
-    """Bounded wait for a condition another process makes true (file system effects of the server)."""
+def wait_until(predicate, timeout: float = 15.0) -> bool:
+    """Bounded wait for a condition another process makes true (file system effects of the server); the
+    timeout is generous: it only runs out when the condition never comes (a loaded CI machine is slow)."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:

@@ -169,6 +169,7 @@ class _StoreHandler(MessageHandler):
 
     def fragment(self, data, last) -> None:  # type: ignore[no-untyped-def]
         self.size += len(data)
+        self.scp.bytes_received += len(data)
 
     def complete(self, dataset: bytes | None) -> None:
         uid_ = self.message.affected_sop_instance_uid
@@ -195,6 +196,7 @@ class ScriptedStorageSCP(ApplicationEntity):
         self.abort_after = abort_after
         self.lock = threading.Lock()
         self.stored: list[tuple[str, int, str]] = []
+        self.bytes_received = 0  # data set bytes so far, all C-STOREs together (a test waits on it)
         self.associations: dict[object, int] = {}
         self.per_association: dict[int, int] = {}
 

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers.procs import LOOPBACK, base_env, dcmnet_argv, free_port, running_server, stop_process, wait_port
+from helpers.procs import (LOOPBACK, base_env, dcmnet_argv, free_port, listen_announced, running_server, stop_process,
+                           wait_port, wait_until)
 from helpers.rawdicom import make_rq, read_pdu, release
 from store_helpers import make_file
 from dcmnet_cli.services.scp.cluster import haproxy_check
@@ -93,7 +94,8 @@ class Cluster:
                            "--proxy-protocol", "--health-check-aet", CHECK_AET, "--node-id", f"node-{name}",
                            *self.node_args, "--artim-timeout", "5", "-od", str(self.shared),
                            "--exec-on-association-end", hook, str(self.ports[name]))
-        return name, self.stack.enter_context(running_server(argv, self.ports[name]))
+        return name, self.stack.enter_context(running_server(argv, self.ports[name],
+                                                             ready=listen_announced(["--json"])))
 
     def start_node(self, name: str) -> None:
         self.start_nodes(name)
@@ -139,7 +141,7 @@ backend nodes
         deadline = time.monotonic() + 5
         while not (self.tmp / "admin.sock").exists() and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert self.wait_state({"a": "UP", "b": "UP"}, 5.0), self.states()
+        assert self.wait_state({"a": "UP", "b": "UP"}, 15.0), self.states()
 
     def states(self) -> dict[str, str]:
         """Each server's status as HAProxy's stats socket says (UP, DOWN, ...)."""
@@ -229,7 +231,13 @@ def test_four_senders_proxied_addresses_hooks_and_quiet_checks(cluster):
         raw.sendall(make_rq(called=AET, calling="RAWSENDER").encode())
         assert isinstance(read_pdu(raw, 3.0), AssociateAC)
         release(raw)
-    time.sleep(0.3)
+
+    def ends_now() -> list[dict]:
+        return [e for e in cluster.events("a") + cluster.events("b") if e["event"] == "association"]
+
+    # a node writes an association's event after it closed: wait for the raw one's and the senders' 40
+    assert wait_until(lambda: [e for e in ends_now() if e["calling_ae"] == "RAWSENDER"]
+                      and sum(e["stored"] for e in ends_now()) >= 40), ends_now()
     events = cluster.events("a") + cluster.events("b")
     ends = [e for e in events if e["event"] == "association"]
     assert {e["node"] for e in events} == {"node-a", "node-b"}  # every event names its node

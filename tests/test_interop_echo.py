@@ -242,7 +242,7 @@ def test_exit5_no_context_accepted():
         peer.drain_until_closed(conn)
 
     with ScriptedPeer(script) as peer:
-        rc, out, err = run_dcmnet("echo", "-ta", "2", LOOPBACK, str(peer.port))
+        rc, out, err = run_dcmnet("echo", "-ta", "10", LOOPBACK, str(peer.port))
     assert not peer.errors, peer.errors
     assert rc == 5
     one_error_line(err, "no presentation context")
@@ -274,11 +274,11 @@ def test_exit6_peer_aborts_after_accept(same_segment):
 
     with ScriptedPeer(script) as peer:
         start = time.monotonic()
-        rc, out, err = run_dcmnet("echo", "-ta", "2", "-td", "2", LOOPBACK, str(peer.port))
+        rc, out, err = run_dcmnet("echo", "-ta", "10", "-td", "10", LOOPBACK, str(peer.port))
         elapsed = time.monotonic() - start
     assert not peer.errors, peer.errors
     assert rc == 6, err
-    assert elapsed < 5
+    assert elapsed < 5  # the abort ended it, not a timeout
     one_error_line(err, "abort")
 
 

@@ -60,6 +60,13 @@ from helpers.rawdicom import (
 
 ARTIM = 1.0
 PROVIDER = 2
+LATE = 3.0
+"""How late past its deadline a timer may fire on a loaded CI machine (the server process can be starved
+for a second or more); a timer that never fires, or fires early, still fails."""
+LONG_ARTIM = 10.0
+"""ARTIM of ``patient_server``: tests that check a connection ends *because of something else* (a FIN, a
+malformed header) measure against it, so a slow machine never looks like ARTIM having fired."""
+NOT_ARTIM = LONG_ARTIM / 2
 
 
 @pytest.fixture(scope="module")
@@ -68,15 +75,21 @@ def server():
         yield srv
 
 
+@pytest.fixture(scope="module")
+def patient_server():
+    with listen_server("--artim-timeout", str(LONG_ARTIM), "--verify-only") as srv:
+        yield srv
+
+
 def assert_alive(srv) -> None:
     """The server process still runs and a normal ``dcmnet echo`` gets exit 0."""
     assert srv.alive(), srv.stderr()
-    rc, out, err = run_dcmnet("echo", "-ta", "3", "-td", "3", LOOPBACK, str(srv.port))
+    rc, out, err = run_dcmnet("echo", "-ta", "10", "-td", "10", LOOPBACK, str(srv.port))
     assert rc == 0, (rc, out, err, srv.stderr()[-2000:])
     assert "Traceback" not in srv.stderr()
 
 
-def assert_provider_abort(sock, reason: int | None = None, timeout: float = 2.0) -> Abort:
+def assert_provider_abort(sock, reason: int | None = None, timeout: float = 10.0) -> Abort:
     abort = expect_abort_then_close(sock, timeout)
     assert abort.source == PROVIDER, abort
     if reason is not None:
@@ -89,9 +102,9 @@ def assert_provider_abort(sock, reason: int | None = None, timeout: float = 2.0)
 
 def test_a1_silent_connection_closed_by_artim(server):
     with connect(server.port) as sock:
-        elapsed, pdus = wait_closed(sock, timeout=ARTIM + 2)
+        elapsed, pdus = wait_closed(sock, timeout=ARTIM + LATE + 1)
     assert pdus == []  # closed quietly: nothing to abort before a request
-    assert ARTIM * 0.8 <= elapsed <= ARTIM + 1.5, elapsed
+    assert ARTIM * 0.8 <= elapsed <= ARTIM + LATE, elapsed
     assert_alive(server)
 
 
@@ -118,43 +131,43 @@ def test_a2_dribbled_rq_closed_at_artim_deadline(server):
             closed_after = time.monotonic() - start
             break
     assert closed_after is not None, "the whole RQ went through without ARTIM closing the connection"
-    assert ARTIM * 0.8 <= closed_after <= ARTIM + 1.0, closed_after
+    assert ARTIM * 0.8 <= closed_after <= ARTIM + LATE, closed_after
     assert_alive(server)
 
 
 @pytest.mark.parametrize("partial", [b"\x01", b"\x01\x00\x00\x00\x00", b"\x04\x00\x00"], ids=["1", "5", "3"])
-def test_a3_short_header_then_fin(server, partial):
-    with connect(server.port) as sock:
+def test_a3_short_header_then_fin(patient_server, partial):
+    with connect(patient_server.port) as sock:
         sock.sendall(partial)
         sock.shutdown(socket.SHUT_WR)
-        elapsed, pdus = wait_closed(sock, timeout=ARTIM)
-    assert elapsed < ARTIM * 0.8, "the FIN, not ARTIM, should end the connection"
+        elapsed, pdus = wait_closed(sock, timeout=LONG_ARTIM)
+    assert elapsed < NOT_ARTIM, "the FIN, not ARTIM, should end the connection"
     assert pdus == []
-    assert_alive(server)
+    assert_alive(patient_server)
 
 
-def test_a3_fin_in_middle_of_rq_body(server):
+def test_a3_fin_in_middle_of_rq_body(patient_server):
     data = make_rq().encode()
-    with connect(server.port) as sock:
+    with connect(patient_server.port) as sock:
         sock.sendall(data[: len(data) // 2])
         sock.shutdown(socket.SHUT_WR)
-        elapsed, pdus = wait_closed(sock, timeout=ARTIM)
-    assert elapsed < ARTIM * 0.8
+        elapsed, pdus = wait_closed(sock, timeout=LONG_ARTIM)
+    assert elapsed < NOT_ARTIM
     assert pdus == []
-    assert_alive(server)
+    assert_alive(patient_server)
 
 
-def test_a3_fin_in_middle_of_pdata(server):
-    mark = server.mark()
-    sock, _ = associate(server.port, make_rq(calling="FIN-PDATA"))
+def test_a3_fin_in_middle_of_pdata(patient_server):
+    mark = patient_server.mark()
+    sock, _ = associate(patient_server.port, make_rq(calling="FIN-PDATA"))
     with sock:
         data = echo_rq_bytes()
         sock.sendall(data[: len(data) - 5])
         sock.shutdown(socket.SHUT_WR)
-        elapsed, pdus = wait_closed(sock, timeout=ARTIM)
+        elapsed, pdus = wait_closed(sock, timeout=NOT_ARTIM)
     assert pdus == []
-    assert server.wait_for_stderr("FIN-PDATA -> ANY-SCP: aborted", since=mark)
-    assert_alive(server)
+    assert patient_server.wait_for_stderr("FIN-PDATA -> ANY-SCP: aborted", since=mark)
+    assert_alive(patient_server)
 
 
 def test_a4_release_rp_then_peer_never_closes(server):
@@ -163,9 +176,9 @@ def test_a4_release_rp_then_peer_never_closes(server):
         assert echo(sock) == 0
         sock.sendall(ReleaseRQ().encode())
         assert isinstance(read_pdu(sock), ReleaseRP)
-        elapsed, pdus = wait_closed(sock, timeout=ARTIM + 2)  # Sta13: we hold the connection open
+        elapsed, pdus = wait_closed(sock, timeout=ARTIM + LATE + 1)  # Sta13: we hold the connection open
     assert pdus == []
-    assert ARTIM * 0.8 <= elapsed <= ARTIM + 1.5, elapsed
+    assert ARTIM * 0.8 <= elapsed <= ARTIM + LATE, elapsed
     assert_alive(server)
 
 
@@ -173,9 +186,9 @@ def test_a4_reject_then_peer_never_closes(server):
     with connect(server.port) as sock:
         sock.sendall(make_rq(protocol_version=2).encode())
         assert reject_of(read_pdu(sock)) == (1, 2, 2)
-        elapsed, pdus = wait_closed(sock, timeout=ARTIM + 2)
+        elapsed, pdus = wait_closed(sock, timeout=ARTIM + LATE + 1)
     assert pdus == []
-    assert ARTIM * 0.8 <= elapsed <= ARTIM + 1.5, elapsed
+    assert ARTIM * 0.8 <= elapsed <= ARTIM + LATE, elapsed
     assert_alive(server)
 
 
@@ -185,9 +198,9 @@ def test_a5_idle_association_aborted():
         with sock:
             assert echo(sock) == 0
             start = time.monotonic()
-            _, pdus = wait_closed(sock, timeout=3)
+            _, pdus = wait_closed(sock, timeout=1 + LATE + 1)
             elapsed = time.monotonic() - start
-        assert 0.8 <= elapsed <= 2.5, elapsed
+        assert 0.8 <= elapsed <= 1 + LATE, elapsed
         assert len(pdus) == 1 and isinstance(pdus[0], Abort), pdus
         assert srv.wait_for_stderr("RAWPEER -> ANY-SCP: aborted")  # the only association on this server
         assert_alive(srv)
@@ -210,10 +223,10 @@ def test_a7_release_collision_client_side():
         conn.sendall(ReleaseRQ().encode())  # ours: a collision
         seen.append(read_pdu(conn))  # the requestor answers first (Sta9 -> AR-9)
         conn.sendall(ReleaseRP().encode())
-        seen.append(wait_closed(conn, 3)[1])
+        seen.append(wait_closed(conn, 10)[1])
 
     with ScriptedPeer(script) as peer:
-        rc, out, err = run_dcmnet("echo", "-ta", "2", "-td", "2", LOOPBACK, str(peer.port))
+        rc, out, err = run_dcmnet("echo", "-ta", "10", "-td", "10", LOOPBACK, str(peer.port))
     assert not peer.errors, peer.errors
     assert rc == 0, err
     assert isinstance(seen[0], ReleaseRQ) and isinstance(seen[1], ReleaseRP) and seen[2] == []
@@ -238,27 +251,29 @@ def test_b8_unknown_pdu_type_established(server):
 
 
 @pytest.mark.parametrize("pdu_type", [0x01, 0x04, 0x07])
-def test_b9_huge_length_refused_from_header(server, pdu_type):
-    with connect(server.port) as sock:
+def test_b9_huge_length_refused_from_header(patient_server, pdu_type):
+    with connect(patient_server.port) as sock:
         sock.sendall(struct.pack(">BBI", pdu_type, 0, 0xFFFFFFFF) + b"\x00" * 16)
-        elapsed, pdus = wait_closed(sock, timeout=ARTIM)
-    assert elapsed < ARTIM * 0.5, "refused from the header, not after waiting for the body"
+        elapsed, pdus = wait_closed(sock, timeout=LONG_ARTIM)
+    assert elapsed < NOT_ARTIM, "refused from the header, not after waiting for the body"
     assert all(isinstance(p, Abort) for p in pdus) and len(pdus) <= 1, pdus
     if pdus:
         assert (pdus[0].source, pdus[0].reason) == (PROVIDER, AbortReason.INVALID_PDU_PARAMETER_VALUE)
-    assert_alive(server)
+    assert_alive(patient_server)
 
 
-def test_b9_pdata_longer_than_advertised(server):
-    sock, ac = associate(server.port)
+def test_b9_pdata_longer_than_advertised(patient_server):
+    """Refused from the header: the 64 bytes sent are far short of the length claimed, so an abort that
+    came at all (before ARTIM, or the idle timer, could end the wait) came from the header."""
+    sock, ac = associate(patient_server.port)
     with sock:
         limit = ac.user_info.max_length
         assert limit
         sock.sendall(struct.pack(">BBI", 0x04, 0, limit + 100) + b"\x00" * 64)
         start = time.monotonic()
-        assert_provider_abort(sock, AbortReason.INVALID_PDU_PARAMETER_VALUE)
-        assert time.monotonic() - start < 0.5
-    assert_alive(server)
+        assert_provider_abort(sock, AbortReason.INVALID_PDU_PARAMETER_VALUE, timeout=NOT_ARTIM)
+        assert time.monotonic() - start < NOT_ARTIM
+    assert_alive(patient_server)
 
 
 @pytest.mark.parametrize("pdu_type,length", [(0x05, 6), (0x05, 0), (0x06, 2), (0x07, 8), (0x03, 5)],
@@ -413,14 +428,14 @@ def test_c18_bad_context_ids_aborted(server, ids):
     assert_alive(server)
 
 
-def test_c18_too_many_contexts(server):
+def test_c18_too_many_contexts(patient_server):
     contexts = tuple(PresentationContextRQ(1 + 2 * (i % 128), VERIFICATION_SOP_CLASS, (IMPLICIT_LE,)) for i in range(129))
-    with connect(server.port) as sock:
+    with connect(patient_server.port) as sock:
         start = time.monotonic()
         sock.sendall(make_rq(contexts=contexts).encode())
-        assert_provider_abort(sock)
-        assert time.monotonic() - start < 1
-    assert_alive(server)
+        assert_provider_abort(sock, timeout=NOT_ARTIM)
+        assert time.monotonic() - start < NOT_ARTIM
+    assert_alive(patient_server)
 
 
 def test_c19_unsupported_syntaxes_per_context(server):
@@ -460,9 +475,10 @@ def test_c21_called_and_calling_ae_checks():
         assert srv.alive()
         rc, out, err = run_dcmnet("echo", "-aet", "FRIEND", f"NODE@{LOOPBACK}:{srv.port}")
         assert rc == 0, err
-        log = srv.stderr()
-        assert "rejected: permanent rejection by the service user: called AE title not recognised" in log, log
-        assert "calling AE title not recognised" in log, log
+        # the lines are written after the A-ASSOCIATE-RJ went out: waited for, not read at once
+        assert srv.wait_for_stderr("rejected: permanent rejection by the service user: called AE title not "
+                                   "recognised"), srv.stderr()
+        assert srv.wait_for_stderr("calling AE title not recognised"), srv.stderr()
 
 
 HOSTILE_AES = [
@@ -507,7 +523,7 @@ def test_c23_max_associations():
             second.close()
         # The listener drops its count just after the connections close: wait for that (a new echo
         # accepted), refused only with "local limit exceeded" meanwhile, instead of sleeping.
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 15
         while (done := run_dcmnet("echo", LOOPBACK, str(srv.port)))[0] != 0:
             assert done[0] == 5 and "local limit exceeded" in done[2] and time.monotonic() < deadline, done
         assert_alive(srv)
@@ -589,12 +605,12 @@ def test_d25_pdu_before_rq_aborted(server, name):
     assert_alive(server)
 
 
-def test_d25_abort_before_rq_just_closes(server):
-    with connect(server.port) as sock:
+def test_d25_abort_before_rq_just_closes(patient_server):
+    with connect(patient_server.port) as sock:
         sock.sendall(Abort(0, 0).encode())
-        elapsed, pdus = wait_closed(sock, timeout=ARTIM)
-    assert pdus == [] and elapsed < ARTIM * 0.8
-    assert_alive(server)
+        elapsed, pdus = wait_closed(sock, timeout=LONG_ARTIM)
+    assert pdus == [] and elapsed < NOT_ARTIM
+    assert_alive(patient_server)
 
 
 @pytest.mark.parametrize("second", ["associate-rq", "associate-ac", "associate-rj"])

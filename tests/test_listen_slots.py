@@ -12,7 +12,7 @@ import threading
 import time
 
 import pytest
-from helpers.procs import LOOPBACK, find_dcmtk, listen_server, run_dcmnet, run_tool, serving
+from helpers.procs import LOOPBACK, find_dcmtk, listen_server, run_dcmnet, run_tool, serving, wait_until
 from helpers.rawdicom import connect, make_rq, read_pdu, reject_of
 
 from dcmnet_cli.services.scp.entity import ApplicationEntity
@@ -76,8 +76,8 @@ def test_echo_gets_through_500_idle_and_20_slowloris():
         try:
             idle = [connect(srv.port) for _ in range(500)]
             slow = Slowloris(srv.port, 20)
-            time.sleep(1.0)
-            assert _fds(srv.pid) >= fds_before + 500  # they are all still open: nothing was dropped
+            # all accepted (a loaded machine may take more than a moment), and none dropped meanwhile
+            assert wait_until(lambda: _fds(srv.pid) >= fds_before + 520, 20), (_fds(srv.pid), fds_before)
             started = time.monotonic()
             rc, out, err = run_dcmnet("echo", "-ta", "5", LOOPBACK, str(srv.port))
             elapsed = time.monotonic() - started
@@ -104,25 +104,29 @@ def test_idle_connections_closed_by_artim_and_logged_once():
     with listen_server("--verify-only", "--artim-timeout", "1") as srv:
         socks = [connect(srv.port) for _ in range(30)]
         try:
-            time.sleep(2.5)
-            closed = 0
-            for sock in socks:
-                sock.settimeout(1.0)
-                try:
-                    closed += sock.recv(1) == b""
-                except OSError:
-                    closed += 1
-            assert closed == 30
+            # every one closed by ARTIM (waited for: a loaded machine may run it late)
+            assert wait_until(lambda: all(_state(sock) == "closed" for sock in socks), 20), \
+                [_state(sock) for sock in socks]
         finally:
             for sock in socks:
                 sock.close()
-        assert srv.wait_for_stderr("dropped: 30 connections closed: no whole A-ASSOCIATE-RQ", timeout=5) or \
-            srv.wait_for_stderr("dropped: 1 connection closed: no whole A-ASSOCIATE-RQ", timeout=5)
+        assert srv.wait_for_stderr(" closed: no whole A-ASSOCIATE-RQ"), srv.stderr()
         # rate-limited: far fewer lines than connections
         assert srv.stderr().count("dropped:") <= 3, srv.stderr()
         srv.proc.terminate()
         srv.proc.wait(10)
         assert "30 dropped before their association request" in srv.stderr(), srv.stderr()
+
+
+def _state(sock: socket.socket) -> str:
+    """"open" (nothing to read, no EOF), "closed" (EOF or reset) or "data", without waiting."""
+    sock.settimeout(0.0)
+    try:
+        return "closed" if sock.recv(1) == b"" else "data"
+    except BlockingIOError:
+        return "open"
+    except OSError:
+        return "closed"
 
 
 def _entity() -> ApplicationEntity:
@@ -139,16 +143,11 @@ def test_pending_bounded_per_address_oldest_dropped_first():
     socks = []
     try:
         socks = [connect(port) for _ in range(8)]
-        time.sleep(0.5)
-        states = []
-        for sock in socks:
-            sock.settimeout(0.2)
-            try:
-                states.append("closed" if sock.recv(1) == b"" else "data")
-            except socket.timeout:
-                states.append("open")
-            except OSError:
-                states.append("closed")
+        # all 8 accepted and 3 of them closed (waited for: a loaded machine takes its time)
+        assert wait_until(lambda: server.stats.dropped >= 3 and server.pending >= 5
+                          and sum(_state(sock) == "closed" for sock in socks) >= 3, 20), \
+            (server.stats.dropped, server.pending, [_state(sock) for sock in socks])
+        states = [_state(sock) for sock in socks]
         assert states == ["closed"] * 3 + ["open"] * 5, states
         assert server.stats.dropped == 3
         assert server.pending == 5

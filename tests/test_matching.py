@@ -104,10 +104,10 @@ def test_wildcards_star_any_run_question_mark_exactly_one(pattern: str, expected
 
 
 def test_hostile_wildcard_key_answers_at_once() -> None:  # a backtracking regex takes hours on this
-    started = time.perf_counter()
+    started = time.thread_time()  # CPU time, not wall time: a loaded CI machine does not stretch it
     assert not matches(ds(PatientName="*a" * 14 + "*b"), study(PatientName="a" * 60))
     assert not matches(ds(PatientName="*" + "a" * 500 + "b"), study(PatientName="a" * 1000))
-    assert time.perf_counter() - started < 2.0
+    assert time.thread_time() - started < 2.0
 
 
 def test_wildcard_match_agrees_with_a_regex_on_small_inputs() -> None:
@@ -171,10 +171,10 @@ def test_long_uid_list_is_quick_and_left_to_python() -> None:
     uids = [f"1.2.3.{n}" for n in range(20000)] + ["1.2.840.1.1"]
     key = ds(StudyInstanceUID=uids)
     accept = compile_matcher(key)
-    started = time.perf_counter()
+    started = time.thread_time()  # CPU time, not wall time: a loaded CI machine does not stretch it
     assert all(accept(study()) for _ in range(200))
     assert not accept(study(StudyInstanceUID="1.2.3.20000"))
-    assert time.perf_counter() - started < 1.0
+    assert time.thread_time() - started < 1.0
     assert sql_condition(key["StudyInstanceUID"], "c") is None  # more parameters than a database takes
     assert sql_condition(ds(StudyInstanceUID=uids[:3])["StudyInstanceUID"], "c") is not None
 

@@ -183,15 +183,15 @@ def test_peer_cancel_unprompted_exits_8(capsys) -> None:
 
 def test_steady_pending_responses_outlive_the_dimse_timeout(capsys) -> None:
     def script(s: Script) -> None:
-        for index in range(8):  # 8 x 0.15 s = 1.2 s, well past -td 0.5
-            time.sleep(0.15)
-            s.rsp(0xFF00, remaining=8 - index, completed=index, failed=0, warning=0)
-        s.rsp(0x0000, completed=8, failed=0, warning=0)
+        for index in range(6):  # 6 x 0.3 s = 1.8 s, well past -td 1, each gap 0.7 s short of it (a loaded
+            time.sleep(0.3)     # machine may run this thread late: 0.15 s gaps and -td 0.5 were too close)
+            s.rsp(0xFF00, remaining=6 - index, completed=index, failed=0, warning=0)
+        s.rsp(0x0000, completed=6, failed=0, warning=0)
 
     with hostile_peer(script) as port:
-        code, out, err = move(capsys, port, "-td", "0.5", "--json")
+        code, out, err = move(capsys, port, "-td", "1", "--json")
     assert code == 0, err
-    assert json.loads(out)["operations"][0]["pending_responses"] == 8
+    assert json.loads(out)["operations"][0]["pending_responses"] == 6
 
 
 def test_deadline_stops_an_endless_retrieve_with_exit_6(capsys) -> None:

@@ -176,7 +176,7 @@ def _connect(port: int) -> socket.socket:
     return socket.create_connection((LOOPBACK, port), timeout=3.0)
 
 
-def _wait_for(events: list, kind: str, timeout: float = 3.0):
+def _wait_for(events: list, kind: str, timeout: float = 15.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = [e for e in events if e.event == kind]

@@ -67,7 +67,7 @@ def test_folder_at_the_final_name_is_a_failure(tmp_path, policy):
     (out / f"{uid}.dcm" / "inside").write_bytes(b"x")
     with listen_server("-od", str(out), "--on-duplicate", policy) as server:
         _store_fails_then_recovers(server, out, uid)
-        assert server.wait_for_stderr("0xA700", 3), server.stderr()
+        assert server.wait_for_stderr("0xA700"), server.stderr()
     assert (out / f"{uid}.dcm").is_dir() and [p.name for p in (out / f"{uid}.dcm").iterdir()] == ["inside"]
     assert sorted(p.relative_to(out).as_posix() for p in files(out)) == sorted([f"{uid}.dcm/inside", f"{uid}.9.dcm"])
     assert not temps(out)
@@ -243,7 +243,7 @@ def test_disk_full_mid_write_without_root(tmp_path):
             assert store(channel, raw_dataset(SC_IMAGE, uid + ".1", b"small"), uid + ".1") == 0
         finally:
             close_association(channel)
-        assert server.wait_for_stderr("No space left", 3), server.stderr()
+        assert server.wait_for_stderr("No space left"), server.stderr()
     assert [p.name for p in files(out)] == [f"{uid}.1.dcm"]
 
 
@@ -263,7 +263,7 @@ def test_failing_folder_fsync_leaves_nothing_placed_and_a_retry_lands_one_copy(t
             assert store(channel, data, uid) == 0  # the retry
         finally:
             close_association(channel)
-        assert server.wait_for_stderr("injected", 3), server.stderr()
+        assert server.wait_for_stderr("injected"), server.stderr()
     assert [p.name for p in files(out)] == [f"{uid}.dcm"] and not temps(out)
     assert body(out / f"{uid}.dcm") == data
 

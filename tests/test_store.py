@@ -340,6 +340,6 @@ def test_convert_big_endian_round_trip(tmp_path: Path) -> None:
         ds = read_dataset(io.BytesIO(data), implicit, little)
         assert words(ds, target) == words(pydicom.dcmread(path), ExplicitVRBigEndian)
         assert ds.SOPInstanceUID == uid("be") and ds.PixelSpacing == [0.5, 0.5]
-    start = time.perf_counter()
+    start = time.thread_time()  # CPU time, not wall time: a loaded CI machine does not stretch it
     assert convert(read_meta(write(tmp_path / "le.dcm", make_dataset("le"))), ExplicitVRBigEndian)
-    assert time.perf_counter() - start < 5
+    assert time.thread_time() - start < 5

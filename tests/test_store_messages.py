@@ -148,8 +148,13 @@ def test_restarting_peer_every_file_stored_with_retries(tmp_path: Path) -> None:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, env=base_env())
         try:
-            time.sleep(0.8)
-            first.proc.kill()  # the peer goes away mid-run ...
+            # The peer goes away mid-run, once a file has arrived: waited for, not slept for (a slow start on
+            # a busy machine would otherwise reach only the second listener, with no retry to see) ...
+            deadline = time.monotonic() + 20
+            while not [p for p in out.rglob("*") if p.is_file() and not p.name.startswith(".")]:
+                assert time.monotonic() < deadline and proc.poll() is None, "nothing arrived"
+                time.sleep(0.02)
+            first.proc.kill()
             first.proc.wait(5)
             time.sleep(1.5)  # ... and needs longer than the first retry delay to come back
             with listen_server("-od", str(out), port=port):

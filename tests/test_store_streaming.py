@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from dcmnet_cli.services.peer import Peer
 from dcmnet_cli.services.scu.store import store
 from dcmnet_cli.services.scu.store_inputs import collect
 
-from helpers.procs import dcmnet_argv, base_env, run_dcmnet
+from helpers.procs import dcmnet_argv, base_env, run_dcmnet, wait_until
 from store_helpers import assert_same, make_file, received, scripted_scp
 
 HOST = "127.0.0.1"
@@ -59,11 +58,11 @@ def test_file_shrinking_mid_send_exits_3_and_the_rest_is_sent(tmp_path: Path) ->
                                             "--max-rate", "16"),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=base_env())
         try:
-            deadline = time.monotonic() + 20
-            while not scp.stored and time.monotonic() < deadline:
-                time.sleep(0.01)
-            assert scp.stored, "the first file never arrived"
-            time.sleep(0.2)  # ~3 MB of the 16 MiB are out at 16 MB/s
+            # cut it once the big file is streaming (~1 MB of its 16 MiB out, ~1 s left at 16 MB/s): waited
+            # for, not slept for, so a slow start on a loaded machine cannot cut it before it starts
+            assert wait_until(lambda: scp.stored and scp.bytes_received > scp.stored[0][1] + (1 << 20), 20), \
+                "the big file never started"
+            assert len(scp.stored) == 1
             os.truncate(big, size // 2)
             stdout, err = proc.communicate(timeout=30)
         finally:

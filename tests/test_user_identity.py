@@ -280,7 +280,8 @@ def test_listen_log_never_shows_secrets(users: Path, dicom_file: Path, tmp_path:
             assert code == expected, err
             streams += [out, err]
         assert server.wait_for_stderr("A-ASSOCIATE-RQ")
-        time.sleep(0.2)
+        # the listener writes its events after answering: wait for the last run's rejection to be written
+        assert server.wait_for_stdout("JWT refused"), server.stdout()
         streams += [server.stdout(), server.stderr()]
     events = [json.loads(line) for line in streams[-2].splitlines()]
     reasons = [e.get("reason_text", "") for e in events if e.get("event") == "rejected"]

@@ -16,7 +16,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 LOOPBACK = "127.0.0.1"
 DCMTK_TOOLS = ("storescp", "echoscu")
@@ -112,16 +112,15 @@ class ServerProcess:
         """The current end of the captured stderr, for :meth:`wait_for_stderr` ``since``."""
         return len(self.stderr_bytes())
 
-    def wait_for_stderr(self, text: str, timeout: float = 3.0, since: int = 0) -> bool:
-        """Poll the captured stderr (from byte ``since``) until ``text`` appears; False after ``timeout``."""
+    def wait_for_stderr(self, text: str, timeout: float = 15.0, since: int = 0) -> bool:
+        """Poll the captured stderr (from byte ``since``) until ``text`` appears; False after ``timeout``
+        (generous: it only runs out when the line never comes, and a loaded CI machine is slow)."""
         needle = text.encode()
-        deadline = time.monotonic() + timeout
-        while True:
-            if needle in self.stderr_bytes()[since:]:
-                return True
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.02)
+        return wait_until(lambda: needle in self.stderr_bytes()[since:], timeout)
+
+    def wait_for_stdout(self, text: str, timeout: float = 15.0) -> bool:
+        """Poll the captured stdout until ``text`` appears; False after ``timeout``."""
+        return wait_until(lambda: text in self.stdout(), timeout)
 
 
 def wait_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 10.0) -> None:
@@ -141,10 +140,14 @@ def wait_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 
 
 @contextmanager
 def running_server(argv: Sequence[str], port: int, *, dcmtk: bool = False, cwd: str | Path | None = None,
-                   ready_timeout: float = 10.0, stop_timeout: float = 5.0) -> Iterator[ServerProcess]:
-    """Start a server process listening on ``port``, wait until it accepts, and always stop it.
+                   ready_timeout: float = 10.0, stop_timeout: float = 5.0,
+                   ready: Callable[["ServerProcess"], bool] | None = None) -> Iterator[ServerProcess]:
+    """Start a server process listening on ``port``, wait until it accepts (and, with ``ready``, until
+    ``ready(server)`` is true: e.g. its start-up line is written), and always stop it.
 
     stdout and stderr go to temporary files (never pipes: a chatty server cannot block on a full pipe).
+    The port accepts as soon as the server called listen(), a moment before it writes its start-up line:
+    a test that reads that line right after start-up must wait for it (a flake seen under load).
     """
     workdir = Path(tempfile.mkdtemp(prefix="dcmnet-srv-"))
     out_path, err_path = workdir / "stdout", workdir / "stderr"
@@ -156,9 +159,12 @@ def running_server(argv: Sequence[str], port: int, *, dcmtk: bool = False, cwd: 
                                     preexec_fn=_default_sigint)
         try:
             wait_port(port, proc, ready_timeout)
+            server = ServerProcess(proc, port, out_path, err_path)
+            if ready is not None and not wait_until(lambda: ready(server) or not server.alive(), ready_timeout):
+                raise RuntimeError(f"server not ready within {ready_timeout:g} s (exit code {proc.poll()})")
         except RuntimeError as error:
             raise RuntimeError(f"{error}\n--- stderr ---\n{err_path.read_text(errors='replace')}") from None
-        yield ServerProcess(proc, port, out_path, err_path)
+        yield server
     finally:
         if proc is not None:
             stop_process(proc, stop_timeout)
@@ -166,10 +172,35 @@ def running_server(argv: Sequence[str], port: int, *, dcmtk: bool = False, cwd: 
 
 
 def listen_server(*args: str, port: int | None = None, **kwargs) -> "contextmanager[ServerProcess]":
-    """``dcmnet listen`` on 127.0.0.1 with a short shutdown grace; extra ``args`` go before PORT."""
+    """``dcmnet listen`` on 127.0.0.1 with a short shutdown grace; extra ``args`` go before PORT.
+
+    Ready once it accepts and has announced itself (the ``listening`` line on stderr, or its JSON event
+    on stdout with --json), so a test may read that line at once."""
     port = port or free_port()
     argv = dcmnet_argv("-v", "listen", "--bind", LOOPBACK, "--shutdown-grace", "1", *args, str(port))
+    kwargs.setdefault("ready", listen_announced(args))
     return running_server(argv, port, **kwargs)
+
+
+def listen_announced(args: Sequence[str]) -> Callable[[ServerProcess], bool] | None:
+    """The check that ``dcmnet listen ARGS`` wrote its ``listening`` line (None with -q: it writes none)."""
+    if "--json" in args:
+        return lambda server: '"event":"listening"' in server.stdout()
+    if "-q" in args or "--quiet" in args:
+        return None
+    return lambda server: b"listening on " in server.stderr_bytes()
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 10.0, interval: float = 0.02) -> bool:
+    """Poll ``condition`` until it is true (True) or ``timeout`` seconds passed (False). The timeout only
+    matters when something is really wrong: use a generous one, never a measure of how fast things are."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
 
 
 def _default_sigint() -> None:

@@ -35,6 +35,9 @@ CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 IMPLICIT_LE = "1.2.840.10008.1.2"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 MAX_PDU = 16384
+ANSWER_TIMEOUT = 10.0
+"""How long the helpers wait for an answer the peer owes: generous, since it only runs out when the answer
+never comes (a loaded CI machine can stall a process for a second); never a measure of how fast it came."""
 
 
 class PeerClosed(Exception):
@@ -79,7 +82,7 @@ def echo_rsp_bytes(context_id: int, message_id: int, status: int = 0) -> bytes:
 # --------------------------------------------------------------------------- sockets
 
 
-def connect(port: int, timeout: float = 2.0) -> socket.socket:
+def connect(port: int, timeout: float = ANSWER_TIMEOUT) -> socket.socket:
     sock = socket.create_connection((LOOPBACK, port), timeout=timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
@@ -102,7 +105,7 @@ def _recv_exact(sock: socket.socket, n: int, deadline: float) -> bytes:
     return b"".join(chunks)
 
 
-def read_pdu_raw(sock: socket.socket, timeout: float = 2.0) -> bytes | None:
+def read_pdu_raw(sock: socket.socket, timeout: float = ANSWER_TIMEOUT) -> bytes | None:
     """One whole PDU (header included), or None on EOF before it; raises TimeoutError past ``timeout``."""
     deadline = time.monotonic() + timeout
     try:
@@ -120,7 +123,7 @@ def read_pdu_raw(sock: socket.socket, timeout: float = 2.0) -> bytes | None:
     return header + body
 
 
-def read_pdu(sock: socket.socket, timeout: float = 2.0):
+def read_pdu(sock: socket.socket, timeout: float = ANSWER_TIMEOUT):
     """The next PDU decoded with the package codec, or None on EOF."""
     raw = read_pdu_raw(sock, timeout)
     return None if raw is None else decode_pdu_bytes(raw)
@@ -145,14 +148,14 @@ def wait_closed(sock: socket.socket, timeout: float = 3.0) -> tuple[float, list]
         received.append(pdu)
 
 
-def expect_abort_then_close(sock: socket.socket, timeout: float = 2.0) -> Abort:
+def expect_abort_then_close(sock: socket.socket, timeout: float = ANSWER_TIMEOUT) -> Abort:
     """The peer sends exactly one A-ABORT and then closes (scenarios.md "Abort")."""
     _, pdus = wait_closed(sock, timeout)
     assert len(pdus) == 1 and isinstance(pdus[0], Abort), f"expected one A-ABORT then close, got {pdus}"
     return pdus[0]
 
 
-def associate(port: int, rq: AssociateRQ | None = None, timeout: float = 2.0) -> tuple[socket.socket, AssociateAC]:
+def associate(port: int, rq: AssociateRQ | None = None, timeout: float = ANSWER_TIMEOUT) -> tuple[socket.socket, AssociateAC]:
     """Connect and negotiate; the answer must be an A-ASSOCIATE-AC."""
     sock = connect(port, timeout)
     try:
@@ -165,14 +168,14 @@ def associate(port: int, rq: AssociateRQ | None = None, timeout: float = 2.0) ->
     return sock, answer
 
 
-def exchange_rq(port: int, data: bytes, timeout: float = 2.0):
+def exchange_rq(port: int, data: bytes, timeout: float = ANSWER_TIMEOUT):
     """Send ``data`` on a new connection and return the first PDU answered (None on close)."""
     with connect(port, timeout) as sock:
         sock.sendall(data)
         return read_pdu(sock, timeout)
 
 
-def read_command(sock: socket.socket, timeout: float = 2.0):
+def read_command(sock: socket.socket, timeout: float = ANSWER_TIMEOUT):
     """Read P-DATA-TF PDUs until a whole command set arrived; returns the decoded DIMSE message."""
     fragments: list[bytes] = []
     deadline = time.monotonic() + timeout
@@ -186,7 +189,7 @@ def read_command(sock: socket.socket, timeout: float = 2.0):
                 return decode_command(b"".join(fragments))
 
 
-def echo(sock: socket.socket, context_id: int = 1, message_id: int = 1, timeout: float = 2.0,
+def echo(sock: socket.socket, context_id: int = 1, message_id: int = 1, timeout: float = ANSWER_TIMEOUT,
          chunk: int | None = None) -> int:
     """One C-ECHO over an established raw association; returns the status. ``chunk`` dribbles the bytes."""
     send_chunked(sock, echo_rq_bytes(context_id, message_id), chunk)
@@ -195,7 +198,7 @@ def echo(sock: socket.socket, context_id: int = 1, message_id: int = 1, timeout:
     return response.status
 
 
-def release(sock: socket.socket, timeout: float = 2.0) -> None:
+def release(sock: socket.socket, timeout: float = ANSWER_TIMEOUT) -> None:
     """A-RELEASE-RQ, expect A-RELEASE-RP, then close (and see the peer close too)."""
     try:
         sock.sendall(ReleaseRQ().encode())
