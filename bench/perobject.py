@@ -4,7 +4,7 @@ cancel out); optionally cProfile of each side.
 
     .venv/bin/python bench/perobject.py                       # 10 000 × 64×64 MR (generated once)
     .venv/bin/python bench/perobject.py --tree /tmp/before    # another checkout's dcmnet_cli
-    .venv/bin/python bench/perobject.py --profile             # also cProfile both sides (bench/out/perobject-*)
+    .venv/bin/python bench/perobject.py --profile             # also cProfile both sides, every thread (bench/out/perobject-*)
     .venv/bin/python bench/perobject.py --compare /tmp/before # that checkout and this one, interleaved rep by rep
     .venv/bin/python bench/perobject.py --compare /tmp/before --tree /tmp/after   # two other checkouts
 
@@ -20,6 +20,7 @@ import argparse
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -95,9 +96,42 @@ def dcmtk_side(folder: Path, one: Path, shim: Path, reps: int) -> dict[str, floa
             "storescp_cpu_us": (out["many"][1] - out["one"][1]) / (COUNT - 1) * 1e6}
 
 
-_PROFILED = ("import cProfile, sys\nfrom dcmnet_cli.cli.main import cli\n"
-             "cProfile.run('cli.main(args=sys.argv[2:], standalone_mode=False)', sys.argv[1])")
-"""The command in process under cProfile (``dcmnet``'s entry point ends with os._exit: no profile written)."""
+_PROFILED = """
+import cProfile, pstats, sys, threading
+profiles = []
+lock = threading.Lock()
+run = threading.Thread.run
+
+
+def profiled(self):  # every thread (listen's associations run in worker threads) under its own profiler
+    profile = cProfile.Profile()
+    with lock:
+        profiles.append(profile)
+    profile.enable()
+    try:
+        run(self)
+    finally:
+        profile.disable()
+
+
+threading.Thread.run = profiled
+from dcmnet_cli.cli.main import cli
+main = cProfile.Profile()
+main.enable()
+try:
+    cli.main(args=sys.argv[2:], standalone_mode=False)
+finally:
+    main.disable()
+    stats = pstats.Stats(main)
+    with lock:
+        for profile in profiles:
+            profile.create_stats()
+            if profile.stats:
+                stats.add(profile)
+    stats.dump_stats(sys.argv[1])
+"""
+"""The command in process under cProfile, its threads included (``dcmnet``'s entry point ends with os._exit:
+no profile written; cProfile alone sees only the main thread, where listen only accepts)."""
 
 
 def profile(folder: Path, shim: Path) -> None:
@@ -110,16 +144,22 @@ def profile(folder: Path, shim: Path) -> None:
     finally:
         server.stop()
     print(store.top_frames(f"{prefix}-store.pstats", 30))
-    port = echo.free_port()
-    listen = [echo.PY, "-c", _PROFILED, f"{prefix}-listen.pstats", "listen", "--bind", echo.HOST, "--ignore", str(port)]
-    proc = subprocess.Popen(listen, env=echo.PY_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        echo.wait_port(port, proc, timeout=20)
-        argv, env = store.client_argv("storescu", port, folder)
-        subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    finally:
-        echo.stop(proc)  # SIGTERM: listen returns and cProfile writes its file
-    print(store.top_frames(f"{prefix}-listen.pstats", 30))
+    for name, flags in (("ignore", ["--ignore"]), ("od", ["-od", "", "--no-fsync", *store.LISTEN_EXTRA])):
+        port = echo.free_port()
+        outdir = tempfile.mkdtemp(prefix="recv-prof-", dir=store.RECV_DIR[0])
+        flags = [outdir if flag == "" else flag for flag in flags]
+        pstats_path = f"{prefix}-listen-{name}.pstats"
+        listen = [echo.PY, "-c", _PROFILED, pstats_path, "listen", "--bind", echo.HOST, *flags, str(port)]
+        proc = subprocess.Popen(listen, env=echo.PY_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            echo.wait_port(port, proc, timeout=20)
+            argv, env = store.client_argv("storescu", port, folder)
+            subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        finally:
+            echo.stop(proc)  # SIGTERM: listen returns and cProfile writes its file
+            shutil.rmtree(outdir, ignore_errors=True)
+        print(f"listen {' '.join(flags)}:")
+        print(store.top_frames(pstats_path, 30))
 
 
 def _tree(tree: str | None) -> None:

@@ -8,6 +8,8 @@
   again is used again, and ``close`` releases every descriptor.
 - A received data set that starts with File Meta elements (group 0002) still has them left out when the
   check of its first tag takes the short way (little and big endian, a first fragment of one byte).
+- A C-STORE-RQ read by index (``commandset._store_rq``) is read exactly as the element loop reads it;
+  anything laid out otherwise, or damaged anywhere, is left to the loop, never misread.
 """
 
 from __future__ import annotations
@@ -208,3 +210,60 @@ def test_a_data_set_without_file_meta_is_written_whole(little):
         check.finish()
         assert written == data
         assert check.dropped == 0
+
+
+# --------------------------------------------------------------------------- a C-STORE-RQ decoded by index
+
+def _store_rqs():
+    from dcmnet_cli.dimse.commandset import c_store_rq
+
+    for sop_class, sop_instance in UIDS:
+        for message_id in (0, 1, 257, 0xFFFF):
+            for priority in (0, 1, 2):
+                yield c_store_rq(message_id, sop_class, sop_instance, priority).encode()
+
+
+def test_a_store_request_read_by_index_is_the_general_reading():
+    """Every usual C-STORE-RQ takes the shortcut, and it reads exactly what the element loop reads."""
+    from dcmnet_cli.dimse import commandset
+
+    for raw in _store_rqs():
+        fast = commandset._store_rq(raw)
+        assert fast is not None and fast == commandset._plain(raw) == commandset._general(raw)
+        message = decode(raw)
+        assert message.has_dataset and message.affected_sop_instance_uid in {i for _c, i in UIDS}
+
+
+@pytest.mark.parametrize("extra", ["originator", "comment", "trailing group"])
+def test_a_store_request_laid_out_otherwise_is_read_the_general_way(extra):
+    """Elements the shortcut does not expect (a C-MOVE originator, an unknown element, another group after
+    group 0000) leave it to the element loop, which keeps them."""
+    from dcmnet_cli.dimse import commandset
+
+    if extra == "originator":
+        raw = c_store_rq(5, "1.2.3", "1.2.3.4", move_originator_aet="MOVER", move_originator_id=9).encode()
+    else:
+        base = c_store_rq(5, "1.2.3", "1.2.3.4").encode()
+        tag = struct.pack("<HH", 0, 0x1031) if extra == "comment" else struct.pack("<HH", 0x0008, 0x0001)
+        body = base[12:] + tag + struct.pack("<I", 2) + b"\x07\x00"
+        raw = struct.pack("<HHII", 0, 0, 4, len(body)) + body
+    assert commandset._store_rq(raw) is None
+    message = decode(raw)
+    assert (message.message_id, message.affected_sop_instance_uid) == (5, "1.2.3.4")
+    if extra == "originator":
+        assert (message.move_originator_aet, message.move_originator_message_id) == ("MOVER", 9)
+
+
+def test_a_store_request_damaged_anywhere_is_never_misread():
+    """Any byte changed, or the bytes cut short: the shortcut reads what the element loop reads, or
+    leaves it (and never reads what the element loop refuses)."""
+    from dcmnet_cli.dimse import commandset
+
+    raw = c_store_rq(0x1234, UIDS[0][0], UIDS[0][1], 1).encode()
+    for at in range(len(raw)):
+        for value in (0x00, 0x01, 0x02, 0x30, 0xFF, raw[at] ^ 0x10):
+            damaged = raw[:at] + bytes([value]) + raw[at + 1:]
+            fast = commandset._store_rq(damaged)
+            assert fast is None or fast == commandset._plain(damaged), (at, value)
+    for end in range(len(raw)):
+        assert commandset._store_rq(raw[:end]) is None

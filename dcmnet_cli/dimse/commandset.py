@@ -293,6 +293,9 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
     dict lookup per element, US values read by index): this runs for every message received.
     """
     buf = bytes(data)
+    values = _store_rq(buf)
+    if values is not None:
+        return tuple.__new__(Message, values)  # whole by construction: every mandatory element is there
     values = _plain(buf)
     if values is None:
         values = _general(buf)
@@ -303,6 +306,44 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
     if dst is None:
         values[_DST_SLOT] = NO_DATASET
     return tuple.__new__(Message, values)
+
+
+_SR_HEAD = struct.Struct("<IHHI")  # the group length value; the (0000,0002) UI header
+_SR_TAIL = struct.Struct("<8xH8xH8xH8xH4xI")  # the values of four US elements; the (0000,1000) length
+_SR_GROUP_LENGTH = _HDR.pack(0, 0, 4)
+_SR_US = tuple(_HDR.pack(0, elem, 2) for elem in (0x0100, 0x0110, 0x0700, 0x0800))
+_SR_INSTANCE = struct.pack("<HH", 0, 0x1000)
+_SR_SLOTS: Final = tuple(_SLOTS.index(name) for name in (
+    "affected_sop_class_uid", "command_field", "message_id", "priority", "command_data_set_type",
+    "affected_sop_instance_uid"))
+
+
+def _store_rq(buf: bytes) -> list[Any] | None:
+    """A C-STORE-RQ laid out as SCUs send it (storescu, pynetdicom, ours): group length, Affected SOP
+    Class, Command Field, Message ID, Priority, Command Data Set Type, Affected SOP Instance, and nothing
+    else, read by index: each header compared as bytes, the values in two ``unpack_from`` (issue 13: one
+    per object received). None for any other command set, which :func:`_plain` reads; both give the same
+    Message for these bytes (tests/test_store_perobject.py)."""
+    end = len(buf)
+    if end < 68 or buf[:8] != _SR_GROUP_LENGTH:
+        return None
+    group_length, group, element, class_length = _SR_HEAD.unpack_from(buf, 8)
+    at = 20 + class_length
+    if group or element != 2 or group_length != end - 12 or at + 48 > end:
+        return None
+    if buf[at:at + 8] != _SR_US[0] or buf[at + 10:at + 18] != _SR_US[1] or buf[at + 20:at + 28] != _SR_US[2] \
+            or buf[at + 30:at + 38] != _SR_US[3] or buf[at + 40:at + 44] != _SR_INSTANCE:
+        return None
+    field, message_id, priority, dataset_type, instance_length = _SR_TAIL.unpack_from(buf, at)
+    if field != C_STORE_RQ or at + 48 + instance_length != end:
+        return None
+    values: list[Any] = list(_DECODING)
+    values[-2], values[-1] = (), ()
+    cls_slot, field_slot, mid_slot, priority_slot, dst_slot, instance_slot = _SR_SLOTS
+    values[cls_slot] = buf[20:at].decode("latin-1").rstrip("\0 ")
+    values[field_slot], values[mid_slot], values[priority_slot], values[dst_slot] = field, message_id, priority, dataset_type
+    values[instance_slot] = buf[at + 48:].decode("latin-1").rstrip("\0 ")
+    return values
 
 
 def _plain(buf: bytes) -> list[Any] | None:

@@ -51,7 +51,7 @@ class ReceivedDataset:
 
     def __init__(self, implicit: bool, little: bool, deflated: bool, max_depth: int | None = MAX_DEPTH,
                  wanted: frozenset[int] = frozenset()) -> None:
-        self.walker = Walker(not implicit, little, UIDS | wanted, MAX_UID_VALUE, max_depth=max_depth, descend=True)
+        self.walker = Walker(not implicit, little, _with_uids(wanted), MAX_UID_VALUE, max_depth=max_depth, descend=True)
         self.little = little
         self._explicit = not implicit
         self._meta: Walker | None = None  # made only when the data set may start with group 0002 (rare)
@@ -66,6 +66,17 @@ class ReceivedDataset:
         if SOP_CLASS_UID not in values or SOP_INSTANCE_UID not in values:
             return None
         return _text(values[SOP_CLASS_UID]), _text(values[SOP_INSTANCE_UID])
+
+    @property
+    def has_uids(self) -> bool:
+        """Both SOP UIDs were walked past (:attr:`uids` is not None), told without decoding them."""
+        values = self.walker.values
+        return SOP_CLASS_UID in values and SOP_INSTANCE_UID in values
+
+    def uid(self, tag: int) -> str | None:
+        """The text of one kept value (a SOP UID), None when the walk did not pass it."""
+        raw = self.walker.values.get(tag)
+        return None if raw is None else _text(raw)
 
     @property
     def values(self) -> dict[int, bytes]:
@@ -151,6 +162,19 @@ class ReceivedDataset:
                 if meta.offset or meta.stopped_at:
                     raise Part10Error("File Meta elements (group 0002) in a deflated data set")
                 self.dropped = 0
+
+
+_WANTED: dict[frozenset[int], frozenset[int]] = {}
+
+
+def _with_uids(wanted: frozenset[int]) -> frozenset[int]:
+    """``UIDS | wanted``, made once per distinct ``wanted`` (one per listener) rather than per object."""
+    both = _WANTED.get(wanted)
+    if both is None:
+        both = UIDS | wanted
+        if len(_WANTED) < 64:
+            _WANTED[wanted] = both
+    return both
 
 
 def _text(value: bytes) -> str:

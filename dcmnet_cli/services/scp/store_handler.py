@@ -82,7 +82,7 @@ class StoreHandler(MessageHandler):
         except part10.Part10Error as error:
             self._fail(StoreFailure(CANNOT_UNDERSTAND, str(error)[:64]))
             return
-        if not self.uids_checked and self.check.uids is not None:
+        if not self.uids_checked and self.check.has_uids:
             self._check_uids()
             if self.fd < 0:
                 return
@@ -217,12 +217,12 @@ class StoreHandler(MessageHandler):
         if self.uids_checked:
             return
         self.uids_checked = True
-        assert self.check is not None
-        found = self.check.found()
+        check = self.check
+        assert check is not None
         pairs = ((part10.SOP_CLASS_UID, self.message.affected_sop_class_uid, "SOP Class"),
                  (part10.SOP_INSTANCE_UID, self.message.affected_sop_instance_uid, "SOP Instance"))
         for tag, expected, what in pairs:
-            if found.get(tag) != (expected or ""):
+            if check.uid(tag) != (expected or ""):
                 self._fail(StoreFailure(DATASET_MISMATCH, f"data set {what} UID differs from the command's"))
                 return
 
