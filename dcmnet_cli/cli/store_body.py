@@ -11,7 +11,6 @@ from .. import counted
 from ..services.peer import Peer
 from .app import App
 from .exitcodes import ExitCode, combine, for_error, for_status
-from .json_fields import head, tail
 from .peer import AET_HOST_PORT, UsageProblem, timeouts_from
 
 
@@ -72,8 +71,13 @@ class Tally:
         self.started = time.perf_counter()
         self.errors_shown: set[str] = set()
 
-    def add(self, outcome: Any) -> None:
-        code = _file_code(outcome)
+    def add(self, outcome: Any, code: ExitCode | None = None) -> None:
+        if outcome.status == 0x0000:  # the common case, per file: no lookups
+            self.stored += 1
+            self.bytes += outcome.bytes
+            return
+        if code is None:
+            code = _file_code(outcome)
         if outcome.status is not None:
             self.bytes += outcome.bytes
         if code in (ExitCode.SUCCESS, ExitCode.WARNING):
@@ -169,13 +173,15 @@ def _callbacks(app: App, target: Any, files: list[Any], bar: Any, tally: Tally) 
     sizes = {f.path: f.dataset_length for f in files}
 
     def on_file(outcome: Any) -> None:
-        tally.add(outcome)
+        code = _file_code(outcome)
+        tally.add(outcome, code)
         if bar is not None:
             bar.file_done()
             if outcome.status is None or outcome.converted:
                 on_disk = sizes.get(outcome.path, 0)
                 bar.adjust_total(outcome.bytes - on_disk if outcome.status is not None else -on_disk)
-        code = _file_code(outcome)
+        if code is ExitCode.SUCCESS and not app.verbose:
+            return
         if code not in (ExitCode.SUCCESS, ExitCode.WARNING):
             line = _file_line(outcome)
             if tally.first_time(line):  # an association-level error is the same line for every file
@@ -251,6 +257,8 @@ def _emit(app: App, as_json: bool, report: str | None, target, problems, results
           code: ExitCode, warnings_ok: bool, associations: int = 0, calling_ae: str = "") -> None:
     if not as_json and report is None:
         return
+    from .json_fields import head, tail  # only for --json / --report: its typing import costs start-up
+
     outcomes = list(problems) + list(results)
     codes = [_file_code(o) for o in outcomes]
     sent = sum(o.bytes for o in results if o.status is not None)

@@ -11,10 +11,11 @@ The plan, file by file:
    own syntax if the peer supports it. More than 128 contexts (PS3.8 §9.3.2.2) → several associations.
 3. **Transfer**: a file whose own syntax was accepted is streamed as it is on disk; otherwise it is
    re-encoded through pydicom (:mod:`.store_convert`) into an accepted syntax (PS3.5 conversions between uncompressed syntaxes,
-   decompression where pydicom has a handler), or reported with the reason. Streaming never copies a
-   large data set through Python: it is handed to the channel as a :class:`FileRegion` and goes from the
-   page cache to the socket with ``sendfile``; a small file goes as the bytes its meta read already
-   fetched (or one ``pread``), in the same ``sendmsg`` as its command.
+   decompression where pydicom has a handler), or reported with the reason. Streaming never holds a
+   large data set in memory: it is handed to the channel as a :class:`FileRegion`, which the transport
+   reads a batch of PDUs at a time into one gathered ``sendmsg`` (or sends with ``sendfile`` when the
+   peer takes PDUs larger than :data:`...transport.writes.GATHER_REGION_MAX`); a small file goes as the
+   bytes its meta read already fetched (or one ``pread``), in the same ``sendmsg`` as its command.
 
 Associations run one after another in the calling thread, or ``jobs`` at a time in worker threads that
 are all joined before :func:`store` returns. Transient rejections and dropped connections are retried
@@ -329,17 +330,12 @@ def _send_one(settings: _Settings, session: Session, file: DicomFile, contexts: 
         outcome.bytes = len(converted)
         dataset = _memory(settings, converted)
     else:
-        outcome.bytes = length = file.dataset_length
         try:
-            if file.content is not None or length <= INLINE_MAX:
-                dataset = _memory(settings, dataset_bytes(file))
-            else:
-                fd = open_dataset(file)
-                region = FileRegion(fd, file.offset, length, file.path)
-                dataset = _metered(settings, region.split(settings.chunk_size))
+            dataset, fd = _as_stored(settings, file)
         except InputError as error:  # nothing of this file is on the wire: the association goes on
-            outcome.error, outcome.bytes = error, 0
+            outcome.error = error
             return None
+        outcome.bytes = file.dataset_length
     outcome.sent_syntax = context.transfer_syntax
     try:
         if hold and fd < 0 and isinstance(dataset, (bytes, memoryview)):
@@ -353,6 +349,23 @@ def _send_one(settings: _Settings, session: Session, file: DicomFile, contexts: 
     finally:
         if fd >= 0:
             os.close(fd)
+
+
+def _as_stored(settings: _Settings, file: DicomFile) -> tuple[Dataset, int]:
+    """The file's data set as it is on disk, and the descriptor to close after sending it (-1: none).
+
+    A small one in memory; a larger one as a :class:`FileRegion` of a descriptor checked to still hold it
+    (whole when no rate is metered and it fits one chunk: no generators on the per-file path).
+    Raises InputError (nothing sent) when the file cannot be read or shrank."""
+    length = file.dataset_length
+    if file.content is not None or length <= INLINE_MAX:
+        return _memory(settings, dataset_bytes(file)), -1
+    fd = open_dataset(file)
+    region = FileRegion(fd, file.offset, length, file.path)
+    if settings.bucket is None and length <= settings.chunk_size:
+        settings.callbacks.on_bytes(length)
+        return region, fd
+    return _metered(settings, region.split(settings.chunk_size)), fd
 
 
 def _memory(settings: _Settings, data: bytes | memoryview) -> Dataset:

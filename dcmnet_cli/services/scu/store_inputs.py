@@ -3,7 +3,6 @@ File Meta has been read; unusable inputs become outcomes with the reason (exit 3
 
 from __future__ import annotations
 
-import fnmatch
 import os
 from collections.abc import Iterable, Iterator
 
@@ -62,6 +61,10 @@ folder walk skips them, so a folder a listener wrote can be stored onwards as it
 
 
 def _walk(folder: str, recursive: bool, pattern: str | None) -> Iterator[str]:
+    if pattern is not None:
+        import fnmatch  # only with --scan-pattern: it imports re (start-up)
+
+        match = fnmatch.fnmatch
     for root, dirs, names in os.walk(folder):
         dirs.sort()
         if not recursive:
@@ -69,7 +72,7 @@ def _walk(folder: str, recursive: bool, pattern: str | None) -> Iterator[str]:
         for name in sorted(names):
             if name.startswith(OWN_FILES):
                 continue
-            if pattern is None or fnmatch.fnmatch(name, pattern):
+            if pattern is None or match(name, pattern):
                 yield os.path.join(root, name)
 
 
