@@ -13,7 +13,7 @@ bench/out/ (as an installed wheel has). ``--tree DIR`` measures the dcmnet_cli p
 checkout (e.g. ``git worktree add /tmp/before HEAD``) with this venv, ``--compare DIR`` measures it as
 "before" interleaved with this checkout (the fair comparison on a loaded machine); ``--profile`` also
 runs one 2 000-match query in this process (median of 5, then once under cProfile) and prints the
-per-match cost. Wall and CPU (user + system of the child) times are both reported: on a shared,
+per-match cost (``--profile json``: of ``--json``, written to a file in /dev/shm when there is one). Wall and CPU (user + system of the child) times are both reported: on a shared,
 loaded machine the CPU ratios are the steadier ones.
 
     .venv/bin/python bench/find.py                 # full run
@@ -230,13 +230,14 @@ def measure(port: int, runs: int, compare: str | None = None) -> tuple[dict[str,
     return times, cpu
 
 
-def profile(port: int, count: int) -> str:
+def profile(port: int, count: int, fmt: str = "tsv") -> str:
     """One 2 000-match query in this process (the CLI's on_match included) under cProfile."""
     from dcmnet_cli.cli.main import main
 
     argv = ["find", "-aec", AET, HOST, str(port), "-L", "IMAGE", *[a for k in IMAGE_KEYS for a in ("-k", k)],
-            "--format", "tsv"]
-    sink = io.StringIO()
+            "--format", fmt]
+    shm = Path("/dev/shm")
+    sink = open(shm / f"bench-find-{os.getpid()}.out", "w") if shm.is_dir() else io.StringIO()  # noqa: SIM115
 
     def once() -> float:
         real = sys.stdout
@@ -260,7 +261,11 @@ def profile(port: int, count: int) -> str:
     prof.dump_stats(str(OUT / "find-profile.pstats"))
     buf = io.StringIO()
     pstats.Stats(prof, stream=buf).sort_stats("cumtime").print_stats(25)
-    return (f"in process, whole query ({count} matches, TSV to memory): {plain * 1000:.1f} ms, "
+    sink.close()
+    name = getattr(sink, "name", None)
+    if isinstance(name, str):
+        os.unlink(name)
+    return (f"in process, whole query ({count} matches, {fmt}): {plain * 1000:.1f} ms, "
             f"{plain * 1e6 / count:.1f} us per match\n" + buf.getvalue())
 
 
@@ -290,7 +295,8 @@ def main() -> int:
     parser.add_argument("--tree", default=None, help="measure the dcmnet_cli of another checkout")
     parser.add_argument("--compare", default=None, metavar="DIR",
                         help="also measure the dcmnet_cli of DIR (e.g. a worktree of HEAD), interleaved, as 'before'")
-    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--profile", nargs="?", const="tsv", choices=("tsv", "json"),
+                        help="also profile one query in this process (TSV, or --json)")
     args = parser.parse_args()
     use_tree(args.tree)
     for tool in ("dcmqrscp", "findscu", "storescu", "gcc"):
@@ -298,7 +304,7 @@ def main() -> int:
             raise SystemExit(f"{tool} not found on PATH")
     with dcmqrscp(args.instances) as port:
         times, cpu = measure(port, args.runs, args.compare)
-        profiled = profile(port, args.instances) if args.profile else ""
+        profiled = profile(port, args.instances, args.profile) if args.profile else ""
     print(f"dcmnet find vs findscu, dcmqrscp on loopback, median of {args.runs} whole-process runs"
           + (f" (dcmnet_cli from {args.tree})" if args.tree else "") + f"; load average {os.getloadavg()[0]:.1f}")
     rows = report(times, "wall") + report(cpu, "CPU (user+system)")

@@ -23,6 +23,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 HIDDEN_COLUMNS = (0x00080005, 0x00080052)  # Specific Character Set, Query/Retrieve Level
 FORMATS = ("table", "tsv", "csv", "json")
+FLUSH_BYTES = 1 << 16
+"""Streamed output kept at most (characters) before it is written, however fast matches keep coming."""
 UNIQUE = {"PATIENT": "PatientID", "STUDY": "StudyInstanceUID", "SERIES": "SeriesInstanceUID", "IMAGE": "SOPInstanceUID"}
 
 
@@ -46,11 +48,16 @@ def find_body(app: App, target: Peer, spec: Any, fmt: str, write_dir: str | None
 
     flags = ExtendedFlags(relational, datetime_matching, fuzzy, timezone_adjust)
     try:
-        result = _run_find(app, target, spec, options, flags, cancel_after, on_match, deadline, max_identifier)
+        on_idle = printer.flush if fmt != "table" else None  # the table waits for every row anyway
+        result = _run_find(app, target, spec, options, flags, cancel_after, on_match, on_idle, deadline,
+                           max_identifier)
     except DcmnetError as error:
         printer.finish(failed=True)
         app.error(_error_text(error, spec.model.find))
         return for_error(error)
+    except BaseException:  # Ctrl-C, a closed stdout, a bug: the matches received so far are still shown
+        printer.flush(quietly=True)
+        raise
     printer.finish(failed=False)
     return _outcome(app, result, cancel_after)
 
@@ -65,7 +72,7 @@ def column_order(options: dict[str, Any], level: str | None) -> list[str]:
 
 
 def _run_find(app: App, target: Any, spec: Any, options: dict[str, Any], flags: Any, cancel_after: int | None,
-              on_match: Any, deadline: float | None, max_identifier: int) -> Any:
+              on_match: Any, on_idle: Any, deadline: float | None, max_identifier: int) -> Any:
     """Call the C-FIND service, with -v logging that dumps the identifier sent and names UIDs."""
     from ..services.scu.find import find
 
@@ -78,7 +85,7 @@ def _run_find(app: App, target: Any, spec: Any, options: dict[str, Any], flags: 
     return find(target, spec, options["calling_aet"], timeouts_from(options), max_pdu=options["max_pdu"],
                 extended=flags, cancel_after=cancel_after, on_match=on_match,
                 trace=app.trace if app.debug else None, log=log if app.verbose else None,
-                deadline=deadline, max_identifier=max_identifier)
+                deadline=deadline, max_identifier=max_identifier, on_idle=on_idle)
 
 
 def _error_text(error: Exception, sop_class: str) -> str:
@@ -126,9 +133,9 @@ def _print_line(app: App, text: str) -> None:
 
 def _json_encoder() -> Callable[["DataSet"], str]:
     """One match as a DICOM JSON line (PS3.18 F), written directly (as json.dumps would, faster)."""
-    from ..part10.dataset_encode import to_json_text
+    from ..part10.dataset_json import json_line
 
-    return to_json_text
+    return json_line
 
 
 def identifier_columns(identifier: "DataSet", keys: Sequence[str] = ()) -> list[tuple[str, tuple[int, ...]]]:
@@ -198,7 +205,16 @@ class _Captured:
 
 class MatchPrinter:
     """Prints matches on stdout in one format; nothing before the first match or the end of a query
-    that associated (so a refused connection prints no header). The table waits for every row."""
+    that associated (so a refused connection prints no header). The table waits for every row.
+
+    Streamed lines (JSON, TSV, CSV) are kept here (whatever stdout's own buffering, PYTHONUNBUFFERED
+    included) and written in one go by :meth:`flush`, which the query calls whenever it is about to wait
+    for the peer (``on_idle`` of :func:`..services.scu.find.find`), at the end, and when
+    :data:`FLUSH_BYTES` are waiting: a reader of the pipe sees every match while the peer pauses, and a
+    burst of matches costs one write instead of one per match (measured on 2 000 matches: a write and a
+    wake-up of the reader per line were ~10 % of ``find --json``'s CPU time). On a terminal, and with -v
+    (whose dump of each match on stderr comes just before its line), each line is written at once.
+    """
 
     def __init__(self, app: App, fmt: str, columns: list[tuple[str, tuple[int, ...]]]) -> None:
         self.app, self.fmt, self.columns = app, fmt, columns
@@ -206,6 +222,9 @@ class MatchPrinter:
         self.started = False
         self.json_line = _json_encoder() if fmt == "json" else None
         self.csv: Any = None
+        self.pending: list[str] = []
+        self.pending_size = 0
+        self.eager = app.verbose or _isatty(app.out)
 
     def add(self, match: "DataSet") -> None:
         if self.json_line is not None:
@@ -224,11 +243,30 @@ class MatchPrinter:
             self._header()
         if self.fmt == "table" and self.rows:
             print_table(self.app, self.columns, self.rows)
+        self.flush(quietly=failed)
+
+    def flush(self, quietly: bool = False) -> None:
+        """Write out the lines buffered so far; ``quietly``: on the way out of an error, where a closed
+        stdout must not replace the error being reported."""
+        pending, self.pending, self.pending_size = self.pending, [], 0
+        out = self.app.out
+        if out is None:  # no stdout at all (closed at start, ``>&-``): the lines go nowhere, as print's would
+            return
+        try:
+            if pending:
+                pending.append("")
+                out.write("\n".join(pending))
+            out.flush()
+        except (OSError, ValueError):
+            if not quietly:
+                raise
 
     def _emit(self, line: str) -> None:
-        """One streamed match, flushed at once (measured: ~4 us a line; a pipe reader sees each match as
-        it arrives, not after a pause in a burst)."""
-        print(line, file=self.app.out, flush=True)
+        """One streamed match, kept for the next :meth:`flush` (see the class docstring)."""
+        self.pending.append(line)
+        self.pending_size += len(line)
+        if self.eager or self.pending_size >= FLUSH_BYTES:
+            self.flush()
 
     def _header(self) -> None:
         if not self.started:
@@ -246,6 +284,13 @@ class MatchPrinter:
         writer, captured = self.csv
         writer.writerow(cells)
         return captured.text
+
+
+def _isatty(out: Any) -> bool:
+    try:
+        return bool(out.isatty())
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def print_table(app: App, columns: list[tuple[str, tuple[int, ...]]], rows: list[list[str]]) -> None:

@@ -94,6 +94,6 @@ def entry() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):  # AttributeError: None, a stream closed at start (>&-)
             pass
     os._exit(code)

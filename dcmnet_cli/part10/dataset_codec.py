@@ -300,8 +300,9 @@ def _dataset(reader: _Reader, at: int, end: int, charsets: list[str] | None,
                     elements[tag] = Element(tag, vr, [] if values == [""] else values)
                     last = tag
                     continue
-                else:
-                    elements[tag] = Element(tag, vr, _value(reader, tag, vr, data[start:at], charsets))
+                else:  # text (AE, IS, LO, PN, SH...) straight to its reader, the rest through _value
+                    read, raw = _TEXT_READERS.get(vr), data[start:at]
+                    elements[tag] = Element(tag, vr, read(raw, charsets) if read else _value(reader, tag, vr, raw, charsets))
                     last = tag
                     continue
         tag, vr, length, start = _header(reader, at, end)
@@ -399,9 +400,7 @@ def _value(reader: _Reader, tag: int, vr: str, raw: bytes, charsets: list[str] |
             raise Unsupported("AT of odd length")
         numbers = struct.unpack(f"{reader.prefix}{len(raw) // 2}H", raw)
         return [numbers[i] << 16 | numbers[i + 1] for i in range(0, len(numbers), 2)]
-    if not raw:
-        return []
-    return _text(tag, vr, raw, charsets)
+    return _TEXT_READERS.get(vr, _other)(raw, charsets)
 
 
 def _numbers(reader: _Reader, tag: int, vr: str, raw: bytes) -> list[Any]:
@@ -412,26 +411,65 @@ def _numbers(reader: _Reader, tag: int, vr: str, raw: bytes) -> list[Any]:
     return list(struct.unpack(f"{reader.prefix}{len(raw) // size}{code}", raw))
 
 
-def _text(tag: int, vr: str, raw: bytes, charsets: list[str] | None) -> list[str]:
-    if vr in CHARSET_VRS:
-        if vr == "PN":
-            raw = raw.rstrip(b"\0 ")
-        text = _decoded(raw, charsets)
-        if vr in SINGLE_VALUED:
-            values = [text.rstrip("\0 ")]
-        elif vr == "PN":
-            values = text.split("\\")
-            if any(v.count("=") > 2 for v in values):
-                raise Unsupported("PN with more than three component groups")
-        else:
-            values = [v.rstrip("\0 ") for v in text.split("\\")]
-    else:
-        values = _ascii_values(vr, raw.decode("latin_1"))
+def _multi(raw: bytes, charsets: list[str] | None) -> list[str]:
+    """SH, LO, UC: text in the character set, each value without trailing spaces and NULs."""
+    values = [v.rstrip("\0 ") for v in _decoded(raw, charsets).split("\\")]
+    return [] if values == [""] else values
+
+
+def _single(raw: bytes, charsets: list[str] | None) -> list[str]:
+    """ST, LT, UT: one value in the character set (backslashes are text), trailing spaces and NULs off."""
+    text = _decoded(raw, charsets).rstrip("\0 ")
+    return [text] if text else []
+
+
+def _person(raw: bytes, charsets: list[str] | None) -> list[str]:
+    """PN: values of up to three component groups (more: pydicom's to read)."""
+    values = _decoded(raw.rstrip(b"\0 "), charsets).split("\\")
+    if any(v.count("=") > 2 for v in values):
+        raise Unsupported("PN with more than three component groups")
+    return [] if values == [""] else values
+
+
+def _ae(raw: bytes, charsets: list[str] | None) -> list[str]:
+    """AE: ASCII, each value without leading and trailing spaces."""
+    values = [v.strip() for v in raw.decode("latin_1").split("\\")]
+    return [] if values == [""] else values
+
+
+def _ur(raw: bytes, charsets: list[str] | None) -> list[str]:
+    """UR: one ASCII value, trailing spaces off."""
+    text = raw.decode("latin_1").rstrip()
+    return [text] if text else []
+
+
+def _is(raw: bytes, charsets: list[str] | None) -> list[str]:
+    return _number_strings("IS", raw)
+
+
+def _ds(raw: bytes, charsets: list[str] | None) -> list[str]:
+    return _number_strings("DS", raw)
+
+
+def _number_strings(vr: str, raw: bytes) -> list[str]:
+    """IS, DS: ASCII numbers; values that do not read as numbers are pydicom's to decide."""
+    values = raw.decode("latin_1").strip().rstrip(" \0").split("\\")
     if values == [""]:
         return []
-    if vr in ("IS", "DS"):
-        _check_number(vr, values)
+    _check_number(vr, values)
     return values
+
+
+def _other(raw: bytes, charsets: list[str] | None) -> list[str]:
+    """Any other VR read as text: ASCII, trailing spaces and NULs off, split on backslashes."""
+    values = raw.decode("latin_1").rstrip(" \0").split("\\")
+    return [] if values == [""] else values
+
+
+_TEXT_READERS = {"SH": _multi, "LO": _multi, "UC": _multi, "ST": _single, "LT": _single, "UT": _single,
+                 "PN": _person, "AE": _ae, "UR": _ur, "IS": _is, "DS": _ds}
+"""The text VRs and their readers (PS3.5 §6.2, pydicom's ways): those of the character-set VRs decode
+with the Specific Character Set in force, the others are ASCII (Latin-1 as pydicom reads them)."""
 
 
 def _decoded(raw: bytes, charsets: list[str] | None) -> str:
@@ -441,16 +479,6 @@ def _decoded(raw: bytes, charsets: list[str] | None) -> str:
         return raw.decode(CODECS[charsets[0] if charsets else ""])
     except UnicodeDecodeError:
         raise Unsupported("text its character set cannot decode") from None
-
-
-def _ascii_values(vr: str, text: str) -> list[str]:
-    if vr == "AE":
-        return [v.strip() for v in text.split("\\")]
-    if vr == "UR":
-        return [text.rstrip()]
-    if vr in ("IS", "DS"):
-        text = text.strip()
-    return text.rstrip(" \0").split("\\")
 
 
 def _check_number(vr: str, values: list[str]) -> None:

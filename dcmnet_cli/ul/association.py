@@ -228,6 +228,11 @@ class Association:
         return self._events.popleft() if self._events else None
 
     @property
+    def events_waiting(self) -> bool:
+        """True when :meth:`next_event` has an event without more bytes."""
+        return bool(self._events)
+
+    @property
     def is_established(self) -> bool:
         return self.state is State.STA6
 

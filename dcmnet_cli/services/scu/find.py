@@ -11,6 +11,10 @@ fully (our own reader, :func:`..query_build.decode_match`: a lean DataSet, no py
   PS3.7's failure range, exit 7);
 - ``cancel_after`` sends C-CANCEL-RQ (PS3.7 §9.3.2.3) after that many matches; pending responses the peer
   had already sent are read and dropped (not passed on), and the final response is awaited as usual;
+- ``on_idle()`` is called each time every response received so far has been handed over and the next
+  one has not arrived (:func:`..transport.arrived.more_arrived`), before waiting for it: ``find`` flushes
+  its output there, so a reader sees each match while the peer pauses, and a burst of matches in one
+  write rather than one write (and one wake-up of the reader) per match;
 - the peer decides how big an identifier is and how many pending responses come, so both are bounded:
   an identifier over ``max_identifier`` bytes aborts the association (AssociationAborted naming the cap,
   exit 6) before it is held whole, and ``deadline`` seconds bound the whole query, association and
@@ -29,6 +33,7 @@ from ...dimse.status import Category, describe
 from ...errors import DIMSEError, RemoteDIMSEError, TimeoutExpired
 from ...part10.dataset_codec import DataSet
 from ...part10.syntaxes import EXPLICIT_LE, IMPLICIT_LE
+from ...transport.arrived import more_arrived
 from ...transport.client import Timeouts, release
 from ...ul.items import SOPClassExtendedNegotiation
 from ...ul.negotiation import DEFAULT_MAX_PDU, AcceptedContext, build_contexts
@@ -113,18 +118,21 @@ def find(
     log: Callable[[str], None] | None = None,
     max_identifier: int = 64 << 20,
     deadline: float | None = None,
+    on_idle: Callable[[], None] | None = None,
 ) -> FindResult:
-    """Query ``peer``; ``on_match(index, match)`` gets each match (1-based, a lean DataSet) as it arrives."""
+    """Query ``peer``; ``on_match(index, match)`` gets each match (1-based, a lean DataSet) as it arrives,
+    ``on_idle()`` is called before waiting for the peer (see the module docstring)."""
     started = time.perf_counter()
     sop_class = spec.model.find
     result = FindResult(peer)
-    waits = FindWaits(timeouts.dimse, deadline)
+    waits = FindWaits(timeouts.dimse, deadline, on_idle)
     negotiation = (SOPClassExtendedNegotiation(sop_class, extended.info()),) if extended.any() else ()
     setup = timeouts._replace(acse=waits.bounded(timeouts.acse), connect=waits.bounded(timeouts.connect))
     session = associate(peer, calling_ae, build_contexts([(sop_class, (EXPLICIT_LE, IMPLICIT_LE))]), setup, max_pdu,
                         trace=trace, log=log, extended=negotiation)
     channel = session.driver
     channel.conn.max_collected_bytes = max_identifier
+    waits.driver = channel
     try:
         context = context_for(session, sop_class)
         if negotiation:
@@ -157,12 +165,16 @@ def _encode(identifier: Any, transfer_syntax: str) -> bytes:
 
 
 class FindWaits(DimseTimeout):
-    """The DIMSE timeout between responses, and the optional deadline on the whole query."""
+    """The DIMSE timeout between responses, the optional deadline on the whole query, and ``on_idle``
+    before a wait that may block (see the module docstring)."""
 
-    def __init__(self, dimse: float | None, deadline: float | None) -> None:
+    def __init__(self, dimse: float | None, deadline: float | None,
+                 on_idle: Callable[[], None] | None = None) -> None:
         super().__init__(dimse, "C-FIND response")
         self.deadline = deadline
         self.deadline_at = None if deadline is None else time.monotonic() + deadline
+        self.on_idle = on_idle
+        self.driver: Any = None
 
     def bounded(self, timeout: float | None) -> float | None:
         """``timeout`` shortened to what is left of the deadline."""
@@ -172,6 +184,8 @@ class FindWaits(DimseTimeout):
         return left if timeout is None else min(timeout, left)
 
     def wait(self) -> float | None:
+        if self.on_idle is not None and self.driver is not None and not more_arrived(self.driver):
+            self.on_idle()
         return self.bounded(super().wait())
 
     def expired(self, session: Session) -> None:
