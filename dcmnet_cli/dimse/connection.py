@@ -25,6 +25,7 @@ and nothing else: no socket, no clock, no thread. Its rules:
 
 from __future__ import annotations
 
+import struct
 from collections import deque
 from collections.abc import Callable, Iterator
 from ..ul.typenames import Final, NamedTuple, Protocol, Union, cast  # typing's names, typing not imported
@@ -59,6 +60,7 @@ BATCH_BYTES: Final = 1 << 20
 MAX_COLLECTED_BYTES: Final = 64 << 20
 """Default cap on a data set collected whole (responses, identifiers, a C-ECHO-RQ's stray data set): the
 peer chooses its size and we hold all of it, so without a cap one message could take gigabytes."""
+_PDU_LENGTH: Final = struct.Struct(">I")
 BATCH_BUFFERS: Final = 512
 """At most this many buffers per batch: the kernel's IOV_MAX for one ``sendmsg``."""
 
@@ -215,16 +217,22 @@ class DIMSEConnection:
     def data_to_send(self) -> list[Piece]:
         """The next batch of buffers to write, in order; empty when nothing is waiting."""
         assoc = self.association
-        out: list[Piece] = list(assoc.data_to_send())
+        out: list[Piece] = assoc.data_to_send()  # a fresh list, ours
         sending = self._sending
         if sending is None:
             return out
         size = sum(len(b) for b in out)
+        length = _PDU_LENGTH.unpack_from
         for pdu in sending:
             assoc.send_pdata(pdu)
             queued = assoc.data_to_send()
-            out.extend(queued)
-            size += sum(len(b) for b in queued)
+            out += queued
+            # Whole PDUs: a P-DATA-TF's size is in its header (the first buffer); the table may add others.
+            head = pdu[0]
+            if len(queued) == len(pdu) and queued[0] is head:
+                size += length(cast(bytes, head), 2)[0] + 6
+            else:
+                size += sum(len(b) for b in queued)
             if size >= BATCH_BYTES or len(out) >= BATCH_BUFFERS:
                 return out
         self._sending = None
@@ -234,6 +242,12 @@ class DIMSEConnection:
     def sending(self) -> bool:
         """True while a message's PDUs are still to come out of :meth:`data_to_send`."""
         return self._sending is not None
+
+    @property
+    def events_waiting(self) -> bool:
+        """True when bytes already received wait to be turned into events (decoded or not yet taken):
+        :meth:`next_event` may then return one without more bytes."""
+        return bool(self._events) or self.association.events_waiting
 
     def next_event(self) -> Event | None:
         """The next event, or None until more bytes arrive."""

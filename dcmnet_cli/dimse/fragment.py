@@ -6,6 +6,11 @@ also be a :class:`FileRegion`, a run of bytes of an open file: it is sliced the 
 sends those slices straight from the file (``sendfile``), so they never enter user space at all. The peer's Maximum Length (D.1)
 bounds the P-DATA-TF *variable field*: the sum of the PDV items, each 4 (length) + 2 (context ID,
 message control header) + fragment bytes.
+
+A data set that is one buffer or one file region (every C-STORE of a file) takes a fast path that computes
+the PDU boundaries instead of pulling them from streams (issue 13: fragmenting and batching a 16 KiB PDU
+went from ~6-9 µs of Python to ~2-3 µs); its PDUs are the general path's, buffer for buffer
+(tests/test_framing_copies.py).
 """
 
 from __future__ import annotations
@@ -150,6 +155,9 @@ def fragment_message(context_id: int, command: bytes, dataset: Dataset, max_pdu:
     if single is not None:
         yield single
         return
+    if _one_buffer(dataset) and 0 < len(command) <= (cap - PDV_HEADER_LEN) & ~1 and len(dataset):  # type: ignore[arg-type]
+        yield from _one_dataset(context_id, command, dataset, cap)  # type: ignore[arg-type]
+        return
     parts: list[tuple[int, _Stream]] = [(CONTROL_COMMAND, _Stream((command,)))]
     if dataset is not None:
         parts.append((0, _Stream(_as_chunks(dataset))))
@@ -196,6 +204,62 @@ def _single_pdu(context_id: int, command: bytes, dataset: Dataset, cap: int) -> 
     return [_PDU_AND_PDV.pack(0x04, 0, size + length + PDV_HEADER_LEN, len(command) + 2, context_id,
                               CONTROL_COMMAND | CONTROL_LAST), command,
             _PDV.pack(length + 2, context_id, CONTROL_LAST), dataset]  # type: ignore[list-item]
+
+
+def _one_buffer(dataset: Dataset) -> bool:
+    kind = type(dataset)
+    return kind is bytes or kind is bytearray or kind is FileRegion or (
+        kind is memoryview and dataset.ndim == 1 and dataset.itemsize == 1 and dataset.c_contiguous)  # type: ignore[union-attr]
+
+
+def _one_dataset(context_id: int, command: bytes, dataset: Buffer | FileRegion, cap: int) -> Iterator[list[Piece]]:
+    """The general path's PDUs for a command that fits the first PDU and a data set that is one buffer or
+    one file region (every C-STORE of a file), with the PDU boundaries computed rather than pulled from
+    streams: the same buffers, a few hundred nanoseconds of Python per PDU. The command's PDV comes
+    first; the data set starts in the same PDU if at least a PDV header and 2 bytes still fit, then
+    fills PDUs of ``(cap - 6) & ~1`` data bytes (even, never zero), the last one flagged."""
+    total = len(dataset)
+    room = cap - len(command) - PDV_HEADER_LEN
+    region = dataset if type(dataset) is FileRegion else None
+    data: memoryview | FileRegion
+    if region is None:
+        data = memoryview(dataset)  # type: ignore[arg-type]
+        data = data if data.format == "B" else data.cast("B")
+    else:
+        data = region
+    start = (room - PDV_HEADER_LEN) & ~1 if room >= MIN_MAX_PDU else 0
+    first_header = (len(command) + 2, context_id, CONTROL_COMMAND | CONTROL_LAST)
+    if start >= total:  # the whole data set fits the first PDU (a file region: memory is _single_pdu's)
+        yield [_PDU_AND_PDV.pack(0x04, 0, len(command) + total + 2 * PDV_HEADER_LEN, *first_header), command,
+               _PDV.pack(total + 2, context_id, CONTROL_LAST), data]
+        return
+    if start:
+        yield [_PDU_AND_PDV.pack(0x04, 0, len(command) + start + 2 * PDV_HEADER_LEN, *first_header), command,
+               _PDV.pack(start + 2, context_id, 0), _slice(data, region, 0, start)]
+    else:
+        yield [_PDU_AND_PDV.pack(0x04, 0, len(command) + PDV_HEADER_LEN, *first_header), command]
+    step = (cap - PDV_HEADER_LEN) & ~1
+    full = _PDU_AND_PDV.pack(0x04, 0, step + PDV_HEADER_LEN, step + 2, context_id, 0)  # every full PDU's header
+    last = total - step  # a PDU starting here or later is the last
+    if region is None:
+        for offset in range(start, last, step):
+            yield [full, data[offset:offset + step]]
+    else:
+        fd, base, name = region.fd, region.offset, region.name
+        for offset in range(start, last, step):
+            yield [full, FileRegion(fd, base + offset, step, name)]
+    offset = start + (last - start + step - 1) // step * step if last > start else start
+    size = total - offset
+    yield [_PDU_AND_PDV.pack(0x04, 0, size + PDV_HEADER_LEN, size + 2, context_id, CONTROL_LAST),
+           _slice(data, region, offset, size)]
+
+
+def _slice(data: memoryview | FileRegion, region: FileRegion | None, offset: int, size: int) -> Piece:
+    if region is None:
+        return data if offset == 0 and size == len(data) else data[offset:offset + size]
+    if offset == 0 and size == region.length:
+        return region
+    return FileRegion(region.fd, region.offset + offset, size, region.name)
 
 
 def pdu_bytes(buffers: Iterable[Buffer]) -> bytes:

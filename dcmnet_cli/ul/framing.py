@@ -6,8 +6,12 @@ us allocate or wait for bytes that will not come.
 
 Zero copy where possible: a PDU that lies whole inside the chunk just fed is handed out as a memoryview
 of that chunk, valid until the next :meth:`PDUReader.feed` (the caller drains :meth:`next_pdu` to None
-first, and the unconsumed tail is then copied aside). Only PDUs that straddle chunks are assembled in
-an internal buffer.
+first, and the unconsumed tail is then copied aside). Only PDUs that straddle chunks are assembled, and
+each of their bytes is copied once: a P-DATA-TF of up to :data:`ASSEMBLE_MAX` bytes goes straight into a
+fresh buffer of its size as soon as its header is in, and is handed out as a memoryview of that buffer,
+which nothing writes again (a buffer per PDU, never reused: zeroing 128 KiB costs ~3 µs, and a consumer
+that keeps a view past the next feed still sees its bytes); other PDUs (and longer P-DATA-TF when nothing
+streams them) grow a bytearray as their bytes arrive and are handed out as bytes.
 
 Streaming (``stream_above=N``, what the association uses): a P-DATA-TF longer than N bytes that does not
 lie whole inside one chunk is never assembled (shorter ones are, as above: one copy of at most N bytes). :meth:`PDUReader.next_pdu` then returns ``(PDATA_START, length)`` once, at
@@ -34,6 +38,11 @@ STREAM_ABOVE = 256 << 10
 """The association assembles a P-DATA-TF that straddles reads only up to this length (our default 128 KiB
 PDUs and DCMTK's 16 KiB ones keep arriving as one event); longer ones are streamed."""
 
+ASSEMBLE_MAX = STREAM_ABOVE + 6
+"""A straddling P-DATA-TF up to this size (header included, and within the maximum we advertised) is
+assembled in a buffer allocated for its declared length once its header is in: a peer that declares a
+length and stops makes us hold at most this much. A longer one grows only as its bytes arrive."""
+
 PDATA_START = -1
 """Pseudo PDU type: a streamed P-DATA-TF begins; the body is its declared length (an int)."""
 PDV_PIECE = -2
@@ -50,7 +59,7 @@ class PDUReader:
     """Yields ``(pdu_type, body)`` for each whole PDU in the bytes fed so far (and streamed P-DATA pieces)."""
 
     __slots__ = ("_buf", "_view", "_pos", "max_pdata", "stream_above", "_pdu_left", "_pdv_left",
-                 "_pdv_ctx", "_pdv_ctl", "_pdv_head", "_odd", "_pdu_len")
+                 "_pdv_ctx", "_pdv_ctl", "_pdv_head", "_odd", "_pdu_len", "_asm", "_asm_fill", "_asm_need")
 
     def __init__(self, max_pdata: int = 0, *, stream_above: int | None = None) -> None:
         self._buf = bytearray()
@@ -66,6 +75,9 @@ class PDUReader:
         self._pdv_ctl = 0
         self._pdv_head = bytearray()  # a PDV header split between chunks (< 6 bytes)
         self._odd: bytes | None = None  # one byte of a PDV held back to keep non-final pieces even
+        self._asm = _EMPTY  # the straddling P-DATA-TF being assembled (header included), when _asm_need
+        self._asm_fill = 0
+        self._asm_need = 0  # its total size (0: none)
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         if self._pos < len(self._view):
@@ -75,7 +87,7 @@ class PDUReader:
 
     @property
     def buffered(self) -> int:
-        return len(self._buf) + len(self._view) - self._pos
+        return len(self._buf) + self._asm_fill + len(self._view) - self._pos
 
     @property
     def streaming(self) -> bool:
@@ -103,6 +115,8 @@ class PDUReader:
         """Return the next whole PDU (or streamed piece), or None if more bytes are needed."""
         if self._pdu_left or self._pdv_left:
             return self._next_piece()
+        if self._asm_need:
+            return self._assemble()
         view, pos, buf = self._view, self._pos, self._buf
         if not buf:
             available = len(view) - pos
@@ -113,9 +127,13 @@ class PDUReader:
                 if end <= len(view):
                     self._pos = end
                     return pdu_type, view[pos + 6 : end]
-                if pdu_type == PDUType.P_DATA_TF and self._streams(length):
-                    self._pos = pos + 6
-                    return self._start_stream(length)
+                if pdu_type == PDUType.P_DATA_TF:
+                    if self._streams(length):
+                        self._pos = pos + 6
+                        return self._start_stream(length)
+                    if length <= ASSEMBLE_MAX - 6:
+                        self._start_assembly(6 + length)
+                        return self._assemble()
             buf += view[pos:]
             self._pos = len(view)
             return None
@@ -130,15 +148,44 @@ class PDUReader:
                 return None
         pdu_type, _, length = HEADER.unpack_from(buf)
         self.check_header(pdu_type, length)
-        if pdu_type == PDUType.P_DATA_TF and self._streams(length):
-            buf.clear()
-            return self._start_stream(length)
+        if pdu_type == PDUType.P_DATA_TF:
+            if self._streams(length):
+                buf.clear()
+                return self._start_stream(length)
+            if length <= ASSEMBLE_MAX - 6 and len(buf) <= 6 + length:
+                self._start_assembly(6 + length)
+                return self._assemble()
         self._take(6 + length - len(buf))
         if len(buf) < 6 + length:
             return None
         body = bytes(memoryview(buf)[6:])  # the temporary view dies before clear()
         buf.clear()
         return pdu_type, body
+
+    def _start_assembly(self, need: int) -> None:
+        """Assemble a straddling P-DATA-TF of ``need`` bytes in a buffer of its own, moving in what ``_buf``
+        holds of it (its header's first bytes, if it was split)."""
+        asm = self._asm = memoryview(bytearray(need))
+        held = self._buf
+        fill = len(held)
+        if fill:
+            asm[:fill] = held
+            held.clear()
+        self._asm_fill, self._asm_need = fill, need
+
+    def _assemble(self) -> Framed | None:
+        """Copy what the chunk holds of the P-DATA-TF being assembled (once); the PDU when whole."""
+        fill, need, pos, view = self._asm_fill, self._asm_need, self._pos, self._view
+        count = min(need - fill, len(view) - pos)
+        if count:
+            self._asm[fill : fill + count] = view[pos : pos + count]
+            fill = self._asm_fill = fill + count
+            self._pos = pos + count
+        if fill < need:
+            return None
+        asm, self._asm = self._asm, _EMPTY  # the reader keeps no reference: the PDU's buffer lives as its views do
+        self._asm_need = self._asm_fill = 0
+        return PDUType.P_DATA_TF, asm[6:need]
 
     def _take(self, count: int) -> None:
         pos = self._pos
@@ -242,6 +289,8 @@ class PDUReader:
         """Bytes still missing for the PDU being received (at least 1), to size the next read."""
         if self._pdu_left:
             return self._pdu_left
+        if self._asm_need:
+            return max(1, self._asm_need - self._asm_fill - (len(self._view) - self._pos))
         head = bytes(self._buf[:6]) + bytes(self._view[self._pos : self._pos + 6])
         if len(head) < 6:
             return 6 - len(head)
