@@ -24,10 +24,13 @@ Rules (issue 11):
   WAL: a commit survives a crash of the process, not of the machine). Their files are complete on disk,
   so the next start's reconciliation indexes them again; no row ever names a file that was not complete.
   A normal stop (SIGTERM, Ctrl-C; ``StorageSCP.close``) commits the queue first (:meth:`close`).
-- The next instance of a series is one INSERT: each process remembers the patient/study/series rows of
-  the series it wrote (their pks and values) and trusts them only while no other connection has
-  committed (``PRAGMA data_version``, read under the write lock) and the values are the same; any write
-  of its own that moves or prunes a parent row forgets them all (tests/test_index_parent_cache.py).
+- The next instance of a series is one row of one INSERT per batch (``executemany``): each process
+  remembers the patient/study/series rows of the series it wrote (the series pk and every attribute
+  value above the instance level) and trusts them only while no other connection has committed
+  (``PRAGMA data_version``, read under the write lock) and the values are the same; any write of its own
+  that moves or prunes a parent row forgets them all (tests/test_index_parent_cache.py). Such rows wait
+  for the batch's other statements in order (tests/test_index_row_cost.py); bench/index.py (b) measures
+  the cost per object.
 - Portable SQL: every query uses ``?`` parameters and standard SQL only (``INSERT … RETURNING`` is in
   SQLite ≥ 3.35 and PostgreSQL); :meth:`Index.sql` is where another driver's placeholder style goes. A
   shared PostgreSQL index (postgres.py) writes each row before the C-STORE-RSP instead (no index thread).
@@ -78,10 +81,22 @@ class StoredInstance(NamedTuple):
     size: int
 
 
-_json = json.JSONEncoder(sort_keys=True, ensure_ascii=False).encode
-"""``json.dumps(values, sort_keys=True, ensure_ascii=False)`` without building an encoder per call."""
-_INSERT_INSTANCE: dict[tuple[str, ...], str] = {}
-"""The instance INSERT's text per column set (one in practice): built once."""
+def _unencodable(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _make_json() -> Callable[[dict[str, str]], str]:
+    """``json.dumps(values, sort_keys=True, ensure_ascii=False)`` for a flat ``{str: str}`` dict: the C
+    encoder made once (``JSONEncoder.encode`` makes one per call, half its cost), else the encoder's own."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return json.JSONEncoder(sort_keys=True, ensure_ascii=False).encode
+    encoder = make(None, _unencodable, json.encoder.encode_basestring, None, ": ", ", ", True, False, True)
+    return lambda values: "".join(encoder(values, 0))
+
+
+_json = _make_json()
+"""The text of an ``attrs`` column (what :meth:`Index._unchanged_series` and :meth:`Index._upsert` compare)."""
 
 def normalise(vr: str, value: str) -> str:
     """How a value is stored in its column (:func:`.columns.column_text`: what matching's SQL conditions
@@ -103,6 +118,21 @@ _LEVEL_OF = {keyword: attribute.level for keyword, attribute in BY_KEYWORD.items
 _SPECS = {level: [(keyword, column, BY_KEYWORD[keyword].vr) for keyword, column in COLUMNS[level].items()
                   if column != UNIQUE[level]] for level in LEVELS}
 """Per level: (keyword, column, VR) of each filterable column but the unique one (built once)."""
+_ABOVE = tuple(keyword for level in (PATIENT, STUDY, SERIES) for keyword, attribute in BY_KEYWORD.items()
+               if attribute.level == level)
+"""Every indexed attribute above the instance level: their values (None: absent) identify a remembered series."""
+_OWN = tuple(keyword for keyword, attribute in BY_KEYWORD.items() if attribute.level == IMAGE)
+"""The instance level's attributes."""
+_INSERT_INSTANCE = (f"INSERT INTO {TABLES[IMAGE]} ({', '.join([column for _k, column, _vr in _SPECS[IMAGE]])}, attrs, "
+                    f"{UNIQUE[IMAGE]}, {PARENT[IMAGE]}, transfer_syntax, size) VALUES ({', '.join('?' * (len(_SPECS[IMAGE]) + 5))})")
+"""The instance INSERT (the column order of :meth:`Index._add_instance`'s parameters)."""
+
+
+def _instance_params(rel: str, values: dict[str, str], parent: int, transfer_syntax: str, size: int) -> list[Any]:
+    """The parameters of :data:`_INSERT_INSTANCE` for the file ``rel`` with the instance level's ``values``."""
+    params: list[Any] = [column_text(vr, values.get(keyword, "")) for keyword, _column, vr in _SPECS[IMAGE]]
+    params += (_json(values), rel, parent, transfer_syntax, size)
+    return params
 
 
 def connect(path: str) -> sqlite3.Connection:
@@ -118,6 +148,8 @@ class Index:
 
     _batcher: Batcher[tuple[Any, ...]] | None = None
     """The index thread of :meth:`submit`, started with its first row."""
+    _insert_instance: str | None = None
+    """:data:`_INSERT_INSTANCE` in this driver's placeholder style (:meth:`sql`), made at first use."""
 
     def __init__(self, path: str, root: str) -> None:
         self.path = os.path.abspath(path)
@@ -126,8 +158,8 @@ class Index:
         self._pool_lock = Lock()
         self._pool: list[sqlite3.Connection] = []
         self._parents: dict[str, tuple[Any, ...]] = {}
-        """Series UID → (series pk, study key, patient key, series, study, patient values) of the series
-        this process wrote or checked, valid while ``PRAGMA data_version`` stays ``_version``."""
+        """Series UID → (series pk, the values of every attribute above the instance level, :data:`_ABOVE`)
+        of the series this process wrote or checked, valid while ``PRAGMA data_version`` stays ``_version``."""
         self._version: int | None = None
         self.gate = Lock()
         """Held by a C-FIND while it computes a batch of answers (search, match, encode) and released while
@@ -274,8 +306,7 @@ class Index:
                 version = conn.execute("PRAGMA data_version").fetchone()[0]
                 if version != self._version:  # another connection (process) committed since our last write
                     self._parents.clear()
-                for path, attributes, transfer_syntax, size in items:
-                    self._add_row(conn, path, attributes, transfer_syntax, size)
+                self._add_rows(conn, items)
                 conn.commit()
             except BaseException:
                 self._parents.clear()
@@ -284,57 +315,94 @@ class Index:
                 raise
             self._version = version
 
-    def _add_row(self, conn: sqlite3.Connection, path: str, attributes: dict[str, str], transfer_syntax: str,
-                 size: int) -> None:
-        """One file's instance row (and its series, study, patient rows when they are not as remembered)."""
+    def _add_rows(self, conn: sqlite3.Connection, items: list[tuple[str, dict[str, str], str, int]]) -> None:
+        """The rows of ``items``, in order. The usual row, a new file of a series remembered with the same
+        values above the instance level (:meth:`_cached_series`), costs no split of its attributes by level
+        and no statement of its own: such rows wait in ``pending`` and go in with one ``executemany`` (one
+        GIL hand-off for them all instead of one per row) before any other row's statements and at the end,
+        so every statement sees the rows before it as one at a time would. Files with a row already (one
+        query per batch tells which) and rows repeating a path of the batch take :meth:`_add_instance`."""
+        rels = [self.relative(item[0]) for item in items]
+        known = self._indexed(conn, rels)
+        pending: list[list[Any]] = []
+        for (_path, attributes, transfer_syntax, size), rel in zip(items, rels):
+            above = tuple(map(attributes.get, _ABOVE))
+            series_uid = attributes.get("SeriesInstanceUID", "")
+            parent = self._cached_series(series_uid, above)
+            own = {k: attributes[k] for k in _OWN if k in attributes}
+            if parent is not None and rel not in known:
+                pending.append(_instance_params(rel, own, parent, transfer_syntax, size))
+            else:
+                self._insert_pending(conn, pending)
+                if parent is None:
+                    parent = self._add_parents(conn, attributes, series_uid)
+                self._add_instance(conn, rel, own, parent, transfer_syntax, size)
+            known.add(rel)
+            if len(self._parents) >= MAX_CACHED_SERIES:
+                self._parents.clear()
+            self._parents[series_uid] = (parent, above)
+        self._insert_pending(conn, pending)
+
+    def _indexed(self, conn: sqlite3.Connection, rels: list[str]) -> set[str]:
+        """Which of these files have a row (a replaced file, a row left by a file removed behind our back)."""
+        found: set[str] = set()
+        for start in range(0, len(rels), 500):
+            chunk = rels[start:start + 500]
+            text = f"SELECT path FROM instance WHERE path IN ({', '.join('?' * len(chunk))})"
+            found.update(row[0] for row in conn.execute(self.sql(text), chunk))
+        return found
+
+    def _insert_pending(self, conn: sqlite3.Connection, pending: list[list[Any]]) -> None:
+        """The instance rows of new files waiting in ``pending`` (emptied): one statement, many rows."""
+        if pending:
+            conn.executemany(self._instance_insert(), pending)
+            pending.clear()
+
+    def _add_parents(self, conn: sqlite3.Connection, attributes: dict[str, str], series_uid: str) -> int:
+        """The series row's pk for a series not remembered as it is: one look-up when its rows are as the
+        attributes say, else each level's row inserted or updated (forgetting every remembered series)."""
         levels = split_levels(attributes)
         patient = levels[PATIENT]
         keys = {PATIENT: patient.get("PatientID", "") + "\\" + patient.get("IssuerOfPatientID", ""),
-                STUDY: levels[STUDY].get("StudyInstanceUID", ""), SERIES: levels[SERIES].get("SeriesInstanceUID", "")}
-        parent = self._cached_series(keys, levels)
+                STUDY: levels[STUDY].get("StudyInstanceUID", ""), SERIES: series_uid}
+        parent = self._unchanged_series(conn, keys, levels)
         if parent is None:
-            parent = self._unchanged_series(conn, keys, levels)
-            if parent is None:
-                self._parents.clear()  # rows above may move or go: no entry can be trusted
-                for level in (PATIENT, STUDY, SERIES):
-                    parent = self._upsert(conn, level, keys[level], levels[level], parent)
+            self._parents.clear()  # rows above may move or go: no entry can be trusted
+            for level in (PATIENT, STUDY, SERIES):
+                parent = self._upsert(conn, level, keys[level], levels[level], parent)
         assert parent is not None
-        self._add_instance(conn, self.relative(path), levels[IMAGE], parent, transfer_syntax, size)
-        if len(self._parents) >= MAX_CACHED_SERIES:
-            self._parents.clear()
-        self._parents[keys[SERIES]] = (parent, keys[STUDY], keys[PATIENT], levels[SERIES], levels[STUDY], levels[PATIENT])
+        return parent
 
-    def _cached_series(self, keys: dict[str, str], levels: dict[str, dict[str, str]]) -> int | None:
+    def _cached_series(self, series_uid: str, above: tuple[str | None, ...]) -> int | None:
         """The series row's pk from this process's memory of the series it indexed: valid while no other
         connection committed (``PRAGMA data_version`` unchanged since our last commit, read under the write
         lock) and as long as every write of our own keeps it (an upsert or a prune clears it). A hit
-        needs the same study and patient keys and the same values at all three levels, else the rows are
-        looked up and updated as without it."""
-        entry = self._parents.get(keys[SERIES])
-        if entry is None or entry[1] != keys[STUDY] or entry[2] != keys[PATIENT]:
+        needs the same values (present or not) of every patient, study and series attribute (so the same
+        study and patient keys), else the rows are looked up and updated as without it."""
+        entry = self._parents.get(series_uid)
+        if entry is None or entry[1] != above:
             return None
-        if entry[3] != levels[SERIES] or entry[4] != levels[STUDY] or entry[5] != levels[PATIENT]:
-            return None
-        return entry[0]
+        return int(entry[0])
+
+    def _instance_insert(self) -> str:
+        text = self._insert_instance
+        if text is None:
+            text = self._insert_instance = self.sql(_INSERT_INSTANCE)
+        return text
 
     def _add_instance(self, conn: sqlite3.Connection, rel: str, values: dict[str, str], parent: int,
                       transfer_syntax: str, size: int) -> None:
         """The instance row of file ``rel``: one INSERT for a new file; a file indexed before (replaced,
         or a row left by a file removed behind our back) has its row replaced, its old series pruned."""
-        row = self._values(IMAGE, values)
-        params = [*row.values(), rel, parent, transfer_syntax, size]
-        text = _INSERT_INSTANCE.get(tuple(row))
-        if text is None:
-            names = [*row, UNIQUE[IMAGE], PARENT[IMAGE], "transfer_syntax", "size"]
-            text = f"INSERT INTO {TABLES[IMAGE]} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
-            _INSERT_INSTANCE[tuple(row)] = text
+        params = _instance_params(rel, values, parent, transfer_syntax, size)
+        text = self._instance_insert()
         try:
-            conn.execute(self.sql(text), params)
+            conn.execute(text, params)
             return
         except sqlite3.IntegrityError:  # this path has a row: the statement alone was undone
             pass
         old = conn.execute(self.sql("DELETE FROM instance WHERE path = ? RETURNING series_pk"), (rel,)).fetchone()
-        conn.execute(self.sql(text), params)
+        conn.execute(text, params)
         if old is not None and old[0] != parent:
             self._parents.clear()
             self._prune(conn, SERIES, old[0])
