@@ -68,6 +68,26 @@ def test_shared_index_commits_before_success_and_fails_the_store_without_its_row
     (answer,) = failing.send(monkeypatch, [item])
     assert (answer.status, answer.error_comment) == (0xA700, ("cannot index: db down " + "x" * 80)[:64])
     assert [e.event for e in failing.events if e.event == "index-error"] == []
+    assert on_disk(failing.out) == []  # a failure answered: nothing left under a final name
+
+
+@pytest.mark.parametrize(("on_duplicate", "left"), [("rename", 1), ("replace", 1), ("keep", 1)])
+def test_shared_index_failure_takes_back_only_the_file_it_placed(tmp_path, monkeypatch, on_duplicate, left):
+    """A retry after 0xA700 lands exactly one copy; a name that already held an acknowledged object
+    keeps it (``replace``: removing the new file would lose that object too; ``keep``: nothing placed)."""
+    index = Index(commit_before_success=True)
+    node = Node(tmp_path / "out", index=index, on_duplicate=on_duplicate)
+    item = request("unit-shared-dup")
+    assert [a.status for a in node.send(monkeypatch, [item])] == [0]
+    index.fail = OSError("db down")
+    (answer,) = node.send(monkeypatch, [item])
+    assert answer.status == (0 if on_duplicate == "keep" else 0xA700)  # a kept duplicate is not indexed again
+    assert len(on_disk(node.out)) == left, on_disk(node.out)
+    index.fail = None
+    (answer,) = node.send(monkeypatch, [request("unit-shared-new")])
+    index.fail = OSError("db down")
+    (answer,) = node.send(monkeypatch, [request("unit-shared-new2")])
+    assert answer.status == 0xA700 and len(on_disk(node.out)) == left + 1
 
 
 def test_without_an_index_nothing_is_decoded(tmp_path, monkeypatch):

@@ -237,6 +237,24 @@ def _lexists(name: str, folder_fd: int) -> bool:
         return False
 
 
+def withdraw(path: str, ours: bool, fsync: bool) -> None:
+    """Take back a file placed at ``path`` whose store is then answered a failure (a shared index could
+    not record it), as :func:`sync_placed` does when the folder's fsync fails: only when ``ours`` (put at
+    a free name), best effort, the folder fsynced again when the listener fsyncs."""
+    if not ours:
+        return
+    try:
+        os.unlink(path)
+        if fsync:
+            folder = os.open(os.path.dirname(path) or ".", os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
+    except OSError:
+        pass
+
+
 def sync_placed(folder_fd: int, name: str, ours: bool) -> None:
     """fsync the folder that just got ``name`` (the entry must survive a power cut before Success is
     answered). When that fails the store is answered a failure, and a failure must mean nothing under a

@@ -16,7 +16,7 @@ from ..store_commands import store_rsp
 from .entity import EchoHandler
 from .events import RECEIVED, STORE_FAILED, STORED, HookFailed, ObjectOutcome, UnsafeValue
 from .naming import StoreFailure, relative_path
-from .placement import place, sync_placed, write_all, writev_all
+from .placement import place, sync_placed, withdraw, write_all, writev_all
 from .storage import StorageSCP, os_failure
 
 NOT_AUTHORIZED = 0x0124
@@ -187,7 +187,11 @@ class StoreHandler(MessageHandler):
         if self.scp.config.index is not None and duplicate != "kept":
             self.to_index = path
             if getattr(self.scp.config.index, "commit_before_success", False):  # PostgreSQL (issue 14)
-                self._index(before_success=True)
+                try:
+                    self._index(before_success=True)
+                except StoreFailure:  # answered a failure: the sender retries, so nothing stays placed
+                    withdraw(path, duplicate in (None, "renamed"), self.scp.config.fsync)
+                    raise
         return path, duplicate
 
     def _index(self, before_success: bool = False) -> None:
