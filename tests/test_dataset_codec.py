@@ -22,7 +22,8 @@ from pydicom.sequence import Sequence
 from dcmnet_cli.errors import LocalDIMSEError, QueryKeyError, RemoteDIMSEError
 from dcmnet_cli.part10 import dictionary
 from dcmnet_cli.part10.dataset_codec import DataSet, DecodeError, Element, Unsupported, decode, entry, tag_for_keyword
-from dcmnet_cli.part10.dataset_encode import EncodeError, encode, to_json_dict, to_json_text
+from dcmnet_cli.part10.dataset_encode import EncodeError, encode, to_json_dict
+from dcmnet_cli.part10.dataset_json import json_line
 from dcmnet_cli.services.query import build_identifier, encode_identifier
 from dcmnet_cli.services.query_build import build_query, decode_match, encode_query, from_pydicom, to_pydicom
 
@@ -62,7 +63,7 @@ def shown(element) -> str:  # type: ignore[no-untyped-def]
 
 def assert_same(mine: DataSet, theirs: Dataset) -> None:
     assert to_json_dict(mine) == theirs.to_json_dict()
-    assert to_json_text(mine) == json.dumps(theirs.to_json_dict(), ensure_ascii=False, separators=(",", ":"))
+    assert json_line(mine) == json.dumps(theirs.to_json_dict(), ensure_ascii=False, separators=(",", ":"))
     assert [element.tag for element in mine.in_order()] == [int(element.tag) for element in theirs]
     for element in theirs:
         assert mine[int(element.tag)].text() == shown(element), element
@@ -208,7 +209,7 @@ def test_deflated_and_odd_lengths() -> None:
     swapped = odd[13:] + odd[:13]  # out of order: pydicom's to read (its JSON keeps the wire order)
     with pytest.raises(Unsupported):
         decode(swapped, False, True)
-    assert to_json_text(decode_match(swapped, "1.2.840.10008.1.2.1")) == json.dumps(
+    assert json_line(decode_match(swapped, "1.2.840.10008.1.2.1")) == json.dumps(
         pydicom_read(swapped, False, True).to_json_dict(), ensure_ascii=False, separators=(",", ":"))
 
 
@@ -266,7 +267,7 @@ def test_fuzzed_identifiers_never_raise_anything_else() -> None:
         except Exception as error:  # pragma: no cover - the failure message is the point
             raise AssertionError(f"case {case} ({syntax}): {type(error).__name__}: {error}; data={bytes(data)!r}")
         assert isinstance(result, DataSet)
-        assert json.loads(to_json_text(result)) == json.loads(json.dumps(to_json_dict(result)))
+        assert json.loads(json_line(result)) == json.loads(json.dumps(to_json_dict(result)))
         for element in result:
             element.text()
 

@@ -170,62 +170,6 @@ def _json_element(element: Element) -> dict[str, Any]:
     return entry
 
 
-def to_json_text(ds: DataSet) -> str:
-    """``json.dumps(to_json_dict(ds), ensure_ascii=False, separators=(",", ":"))``, written directly
-    (one string per element, strings quoted by json's C quoting): ``find --json``'s line per match."""
-    quoted = _quoting()
-    return "{" + ",".join(f'"{element.tag:08X}":{_json_text(element, quoted)}' for element in ds) + "}"
-
-
-_QUOTING: list[Any] = []
-
-
-def _quoting() -> Any:
-    """json's C string quoting (what ``json.dumps(..., ensure_ascii=False)`` uses), imported once."""
-    if not _QUOTING:
-        from json.encoder import encode_basestring
-
-        _QUOTING.append(encode_basestring)
-    return _QUOTING[0]
-
-
-def _json_text(element: Element, quoted: Any) -> str:
-    vr, value = element.VR, element.value
-    head = '{"vr":"' + vr + '"'
-    if vr == "SQ":
-        return head + ',"Value":[' + ",".join(to_json_text(item) for item in element.items) + "]}"
-    if isinstance(value, bytes) or vr in BYTES_VRS:
-        if not value:
-            return head + "}"
-        import base64
-
-        return head + ',"InlineBinary":"' + base64.b64encode(bytes(value)).decode("ascii") + '"}'
-    if not value:
-        return head + "}"
-    if vr == "PN":
-        texts = ["{" + ",".join(f'"{key}":{quoted(name)}' for key, name in _person_name(v).items()) + "}" for v in value]
-    elif vr == "AT":
-        texts = [f'"{v:08X}"' for v in value]
-    elif vr in ("IS", "DS", "FL", "FD") or vr in NUMBER_FORMATS:
-        texts = [_number_text(vr, v, quoted) for v in value]
-    else:
-        texts = [quoted(v) for v in value]
-    return head + ',"Value":[' + ",".join(texts) + "]}"
-
-
-def _number_text(vr: str, value: Any, quoted: Any) -> str:
-    number = _number(vr, value) if vr in ("IS", "DS", "FL", "FD") else value
-    if isinstance(number, str):
-        return str(quoted(number))
-    if isinstance(number, float):
-        if number != number:
-            return "NaN"
-        if number in (float("inf"), float("-inf")):
-            return "Infinity" if number > 0 else "-Infinity"
-        return float.__repr__(number)
-    return int.__repr__(number)
-
-
 def _number(vr: str, value: Any) -> Any:
     """IS as an int, DS/FL/FD as a float; a malformed IS/DS a peer sent (that pydicom read) stays text."""
     try:
