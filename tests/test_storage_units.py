@@ -275,3 +275,33 @@ def test_index_values_of_a_big_endian_data_set(tmp_path, monkeypatch):
     assert answer.status == 0
     (added,) = index.added
     assert (added[1]["Rows"], added[1]["Columns"], added[2]) == ("32", "48", ExplicitVRBigEndian)
+
+
+@pytest.mark.parametrize("fsync", [True, False])
+def test_a_file_taken_back_is_made_durable_like_one_placed(tmp_path, monkeypatch, fsync):
+    """After the shared index failed, the removal is fsynced (the folder) when the listener fsyncs: a
+    power cut must not bring the file back under its final name."""
+    import stat as stat_module
+
+    calls: list[str] = []
+    real = os.fsync
+
+    def counting(fd):
+        calls.append("dir" if stat_module.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        return real(fd)
+
+    node = Node(tmp_path / "out", index=Index(fail=OSError("db down"), commit_before_success=True), fsync=fsync)
+    monkeypatch.setattr(os, "fsync", counting)
+    (answer,) = node.send(monkeypatch, [request("unit-shared-sync")])
+    assert answer.status == 0xA700 and on_disk(node.out) == []
+    assert calls == (["file", "dir", "dir"] if fsync else [])  # placed (file, folder), then taken back (folder)
+
+
+def test_an_empty_sop_instance_uid_in_both_command_and_data_set_is_no_mismatch(tmp_path, monkeypatch):
+    from scp_units import CTImageStorage, make_dataset, raw
+
+    ds = make_dataset("unit-empty-uid")
+    ds.SOPInstanceUID = ""
+    node = Node(tmp_path / "out")
+    (answer,) = node.send(monkeypatch, [(CTImageStorage, "", raw(ds))])
+    assert answer.status == 0 and on_disk(node.out) == ["UNKNOWN.dcm"]

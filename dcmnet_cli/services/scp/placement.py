@@ -246,7 +246,7 @@ def withdraw(path: str, ours: bool, fsync: bool) -> None:
     try:
         os.unlink(path)
         if fsync:
-            folder = os.open(os.path.dirname(path) or ".", os.O_RDONLY | os.O_DIRECTORY)
+            folder = os.open(os.path.dirname(path), os.O_RDONLY)  # an absolute path: never ""
             try:
                 os.fsync(folder)
             finally:
