@@ -269,15 +269,9 @@ def _store(tmp_path: Path, monkeypatch, out: Path, count: int = 1, big: bool = F
 
 
 def _count_fsync(monkeypatch) -> list[str]:
-    calls: list[str] = []
-    real = os.fsync
+    from helpers.patched import count_fsync
 
-    def counting(fd):
-        calls.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
-        return real(fd)
-
-    monkeypatch.setattr(os, "fsync", counting)
-    return calls
+    return count_fsync(monkeypatch)
 
 
 def test_fsync_file_and_folder_by_default(tmp_path, monkeypatch):

@@ -281,17 +281,10 @@ def test_index_values_of_a_big_endian_data_set(tmp_path, monkeypatch):
 def test_a_file_taken_back_is_made_durable_like_one_placed(tmp_path, monkeypatch, fsync):
     """After the shared index failed, the removal is fsynced (the folder) when the listener fsyncs: a
     power cut must not bring the file back under its final name."""
-    import stat as stat_module
-
-    calls: list[str] = []
-    real = os.fsync
-
-    def counting(fd):
-        calls.append("dir" if stat_module.S_ISDIR(os.fstat(fd).st_mode) else "file")
-        return real(fd)
+    from helpers.patched import count_fsync
 
     node = Node(tmp_path / "out", index=Index(fail=OSError("db down"), commit_before_success=True), fsync=fsync)
-    monkeypatch.setattr(os, "fsync", counting)
+    calls = count_fsync(monkeypatch)
     (answer,) = node.send(monkeypatch, [request("unit-shared-sync")])
     assert answer.status == 0xA700 and on_disk(node.out) == []
     assert calls == (["file", "dir", "dir"] if fsync else [])  # placed (file, folder), then taken back (folder)

@@ -241,23 +241,18 @@ def test_sendfile_on_a_blocking_socket_with_a_kernel_send_timeout_gives_up(tmp_p
     import struct
     import time
 
+    from helpers.socket_checks import reader_that_never_reads
+
     path = tmp_path / "big.bin"
     path.write_bytes(bytes(8 << 20))
     fd = os.open(path, os.O_RDONLY)
     try:
-        with socket.socket() as listener:
-            listener.bind((LOOPBACK, 0))
-            listener.listen(1)
-            with socket.socket() as sender:
-                sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-                sender.connect(listener.getsockname())
-                peer, _ = listener.accept()
-                with peer:
-                    sender.settimeout(None)
-                    sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("@ll", 0, 200_000))
-                    started = time.monotonic()
-                    with pytest.raises((TimeoutError, BlockingIOError)):
-                        writes.send_all(sender, [b"hdr", FileRegion(fd, 0, 8 << 20, str(path))], write_timeout=0.2)
-                    assert time.monotonic() - started < 5
+        with reader_that_never_reads() as sender:
+            sender.settimeout(None)
+            sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("@ll", 0, 200_000))
+            started = time.monotonic()
+            with pytest.raises((TimeoutError, BlockingIOError)):
+                writes.send_all(sender, [b"hdr", FileRegion(fd, 0, 8 << 20, str(path))], write_timeout=0.2)
+            assert time.monotonic() - started < 5
     finally:
         os.close(fd)

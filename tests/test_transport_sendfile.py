@@ -23,6 +23,7 @@ from dcmnet_cli.errors import InputError
 from dcmnet_cli.transport.writes import send_all
 
 from helpers.procs import LOOPBACK
+from helpers.socket_checks import reader_that_never_reads
 
 
 def payload(size: int, seed: int = 7) -> bytes:
@@ -155,19 +156,12 @@ def test_a_file_shorter_than_its_region_raises_input_error(tmp_path: Path, use_s
 
 def test_a_reader_that_never_reads_times_out(big_file: tuple[int, bytes]) -> None:
     fd, data = big_file
-    with socket.socket() as listener:
-        listener.bind((LOOPBACK, 0))
-        listener.listen(1)
-        with socket.socket() as sender:
-            sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-            sender.connect(listener.getsockname())
-            peer, _ = listener.accept()
-            with peer:
-                sender.settimeout(0.2)
-                started = time.monotonic()
-                with pytest.raises(TimeoutError):
-                    send_all(sender, [b"x", FileRegion(fd, 0, len(data))])
-                assert time.monotonic() - started < 5
+    with reader_that_never_reads() as sender:
+        sender.settimeout(0.2)
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            send_all(sender, [b"x", FileRegion(fd, 0, len(data))])
+        assert time.monotonic() - started < 5
 
 
 def test_file_region_slicing() -> None:

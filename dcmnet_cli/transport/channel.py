@@ -22,7 +22,7 @@ from ..dimse.fragment import Dataset, FileRegion, Piece
 from ..errors import AssociationAborted, InputError, TimeoutExpired
 from ..ul.association import Association
 from .ssl_loaded import ssl_classes
-from .writes import GATHER_REGION_MAX, can_sendfile, is_tls, send_all
+from .writes import can_sendfile, gathers, is_tls, send_all
 
 RECV_SIZE = 1 << 20
 """One receive buffer per association. 1 MiB (not 256 KiB): most 128 KiB PDUs then arrive whole inside one
@@ -297,8 +297,7 @@ class Channel(Driver):
         ``use_sendfile=False``), bounded by SO_SNDTIMEO like any write. Large ones go by ``sendfile``, whose
         wait for a full socket buffer is a ``poll`` on the socket's Python timeout: set for that batch only."""
         sock = self.sock
-        regions = [piece for piece in buffers if type(piece) is FileRegion]
-        if not self._sendfile or sum(r.length for r in regions) <= GATHER_REGION_MAX * len(regions):  # type: ignore[union-attr]
+        if not self._sendfile or gathers([piece for piece in buffers if type(piece) is FileRegion]):
             return send_all(sock, buffers, use_sendfile=False)
         sock.settimeout(self.network_timeout)
         try:

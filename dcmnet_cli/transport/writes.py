@@ -56,7 +56,7 @@ def send_all(sock: socket.socket, buffers: Sequence[Piece], *, use_sendfile: boo
         return _sendmsg_all(sock, buffers, 0)  # type: ignore[arg-type]
     if use_sendfile is None:
         use_sendfile = can_sendfile(sock)
-    if not use_sendfile or sum(r.length for r in regions) <= GATHER_REGION_MAX * len(regions):  # type: ignore[union-attr]
+    if not use_sendfile or gathers(regions):
         return _sendmsg_all(sock, _gathered(buffers), 0)
     total = 0
     memory: list[bytes | bytearray | memoryview] = []
@@ -121,6 +121,12 @@ def _gathered(buffers: Sequence[Piece]) -> list[bytes | bytearray | memoryview]:
 
 
 _MSG_MORE = getattr(socket, "MSG_MORE", 0)
+def gathers(regions: Sequence[FileRegion]) -> bool:
+    """Whether a batch with these file regions is read and gathered into ``sendmsg`` rather than sent
+    with ``sendfile`` (regions averaging at most :data:`GATHER_REGION_MAX` bytes)."""
+    return sum(r.length for r in regions) <= GATHER_REGION_MAX * len(regions)
+
+
 GATHER_REGION_MAX = 256 * 1024
 """File regions averaging at most this many bytes per batch are read and gathered into one ``sendmsg``
 rather than sent with a ``sendmsg`` + ``sendfile`` pair each. Measured on loopback (issue 13, store of

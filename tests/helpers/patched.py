@@ -7,6 +7,8 @@ real CLI, unchanged: only the operating-system call (or the one function named) 
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
 import textwrap
 
@@ -43,3 +45,16 @@ def raising(name: str, when: str, errno_name: str = "EIO", times: int | None = N
             return _real_{name}(*args, **kw)
         os.{name} = _fault_{name}
     """
+
+
+def count_fsync(monkeypatch) -> list[str]:
+    """Record every ``os.fsync`` as "dir" or "file" (and still do it)."""
+    calls: list[str] = []
+    real = os.fsync
+
+    def counting(fd):
+        calls.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", counting)
+    return calls
