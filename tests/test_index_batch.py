@@ -240,14 +240,110 @@ def test_batcher_groups_items_and_flush_does_not_wait_for_the_delay():
     batcher: Batcher[int] = Batcher(batches.append, SLOW, 100, "test-batcher")
     started = time.monotonic()
     for n in range(10):
-        batcher.put(n)
+        assert batcher.put(n) is False  # neither 100 items nor 30 s: not due
+    assert batcher.pending() == 10 and batches == []
     assert batcher.flush(10)
     assert time.monotonic() - started < SLOW / 3
-    assert [n for batch in batches for n in batch] == list(range(10))
-    assert len(batches) < 10  # grouped
+    assert batches == [list(range(10))]  # one batch, handled by the flush
+    assert batcher.pending() == 0
     assert batcher.close(10)
     with pytest.raises(RuntimeError):
         batcher.put(11)
+
+
+def test_a_due_batch_is_handled_by_the_thread_that_asks():
+    """``run_due`` (the Storage SCP calls it after each response) handles a due batch in the calling thread;
+    a batch not yet due is left for later."""
+    handled: list[tuple[list[int], str]] = []
+    batcher: Batcher[int] = Batcher(lambda batch: handled.append((batch, threading.current_thread().name)),
+                                    SLOW, 3, "test-batcher")
+    try:
+        assert [batcher.put(0), batcher.put(1)] == [False, False]
+        assert batcher.run_due() is False  # 2 of 3, and the delay is far: not due
+        assert handled == [] and batcher.pending() == 2
+        assert batcher.put(2) is True  # the limit: due
+        assert handled == []  # put itself never handles (below max_queued)
+        assert batcher.run_due() is True
+        assert handled == [([0, 1, 2], threading.current_thread().name)]
+        assert batcher.pending() == 0
+    finally:
+        batcher.close(10)
+
+
+def test_a_batch_waiting_out_its_delay_is_due(monkeypatch):
+    """Due once its oldest item waited ``delay`` (a clock of the test's own: no real wait)."""
+    from dcmnet_cli.transport import batcher as batcher_module
+
+    class Clock:
+        now = 1000.0
+
+        @classmethod
+        def monotonic(cls) -> float:
+            return cls.now
+
+    monkeypatch.setattr(batcher_module, "time", Clock)
+    handled: list[list[int]] = []
+    batcher: Batcher[int] = Batcher(handled.append, SLOW, 100, "test-batcher")
+    try:
+        assert batcher.put(0) is False
+        Clock.now += SLOW - 1
+        assert batcher.put(1) is False
+        assert batcher.run_due() is False
+        Clock.now += 1
+        assert batcher.run_due() is True  # the oldest waited the delay
+        assert handled == [[0, 1]]
+        assert batcher.put(2) is False  # a new batch starts its own wait
+    finally:
+        batcher.close(10)
+
+
+def test_the_tail_of_a_run_is_handled_by_the_background_thread():
+    """Items nobody asks for (no run_due, no flush) are handled once the run is over: ``gap`` without a new
+    item, by the batcher's own thread."""
+    handled: list[tuple[list[int], str]] = []
+    batcher: Batcher[int] = Batcher(lambda batch: handled.append((batch, threading.current_thread().name)),
+                                    SLOW, 100, "test-tail", gap=0.05)
+    try:
+        batcher.put(0)
+        batcher.put(1)
+        deadline = time.monotonic() + 10
+        while batcher.pending() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert handled == [([0, 1], "test-tail")]
+    finally:
+        batcher.close(10)
+
+
+def test_run_due_does_not_wait_for_a_batch_another_thread_handles_and_order_is_kept():
+    started, release = threading.Event(), threading.Event()
+    seen: list[int] = []
+
+    def handle(batch: list[int]) -> None:
+        if batch[0] == 0:
+            started.set()
+            release.wait(10)
+        seen.extend(batch)
+
+    batcher: Batcher[int] = Batcher(handle, SLOW, 2, "test-batcher")
+    batcher.put(0)
+    batcher.put(1)
+    other = threading.Thread(target=batcher.run_due)
+    other.start()
+    try:
+        assert started.wait(10)
+        batcher.put(2)
+        assert batcher.put(3) is True
+        begun = time.monotonic()
+        assert batcher.run_due() is False  # the other thread holds a batch: this one goes on at once
+        assert batcher.flush(0.2) is False  # a flush waits for it, up to its timeout
+        assert time.monotonic() - begun < SLOW / 3
+        assert seen == []
+    finally:
+        release.set()
+        other.join(10)
+    assert batcher.flush(10)
+    assert seen == [0, 1, 2, 3]
+    assert batcher.close(10)
 
 
 def test_batcher_reports_a_failing_handler_and_never_hangs_a_flush():
@@ -260,27 +356,41 @@ def test_batcher_reports_a_failing_handler_and_never_hangs_a_flush():
     batcher.put(1)
     assert batcher.flush(10)
     assert [str(e) for e in errors] == ["boom"]
+    assert batcher.pending() == 0
     assert batcher.close(10)
 
 
 def test_batcher_bounds_what_waits_in_its_queue():
-    release = threading.Event()
+    """When ``max_queued`` items wait, ``put`` handles them in the caller's thread (after the batch another
+    thread holds): the queue never grows past it, nothing is lost, order is kept."""
+    started, release = threading.Event(), threading.Event()
     seen: list[int] = []
+    most = [0]
 
     def handle(batch: list[int]) -> None:
-        release.wait(10)
+        most[0] = max(most[0], batcher.pending())
+        if batch[0] == 0:
+            started.set()
+            release.wait(10)
         seen.extend(batch)
 
-    batcher: Batcher[int] = Batcher(handle, 0.0, 2, "test-batcher", max_queued=2)
-    putter = threading.Thread(target=lambda: [batcher.put(n) for n in range(8)])
+    batcher: Batcher[int] = Batcher(handle, SLOW, 2, "test-batcher", max_queued=4)
+    batcher.put(0)
+    batcher.put(1)
+    holder = threading.Thread(target=batcher.run_due)
+    holder.start()
+    assert started.wait(10)
+    putter = threading.Thread(target=lambda: [batcher.put(n) for n in range(2, 12)])
     putter.start()
     time.sleep(0.3)
-    assert batcher.pending() <= 2 + 2  # one batch in hand, max_queued waiting: the putter waits
+    assert batcher.pending() <= 2 + 4  # one batch in hand, max_queued waiting: the putter waits
     assert putter.is_alive()
     release.set()
+    holder.join(10)
     putter.join(10)
     assert batcher.close(10)
-    assert seen == list(range(8))
+    assert seen == list(range(12))
+    assert most[0] <= 2 + 4
 
 
 # ---------------------------------------------------------------- the Storage SCP's ends

@@ -127,6 +127,21 @@ def decode_values(values: dict[int, bytes], little: bool = True) -> dict[str, st
     return result
 
 
+class RawValues(NamedTuple):
+    """The values a Storage SCP's walk kept (``{tag: bytes}``), queued as they are and decoded by whoever
+    writes the index row (:func:`attributes_of`): after the C-STORE-RSP was sent, not before it."""
+
+    values: dict[int, bytes]
+    little: bool
+
+
+def attributes_of(attributes: "dict[str, str] | RawValues") -> dict[str, str]:
+    """``{keyword: text}`` of a row's attributes, decoding :class:`RawValues`."""
+    if isinstance(attributes, RawValues):
+        return decode_values(attributes.values, attributes.little)
+    return attributes
+
+
 def decode_text(raw: bytes, charsets: list[str]) -> str:
     """Bytes of a PN/LO/SH value in ``charsets`` (Specific Character Set values) → str."""
     if raw.isascii() and b"\x1b" not in raw:

@@ -6,12 +6,16 @@ Rules (issue 11):
   (:meth:`Index.submit`) only after the file was renamed into place (and fsynced), just before its
   C-STORE-RSP; a row whose file went away is removed by :meth:`Index.reconcile` (run at start), which also
   indexes every file without a row.
-- One writer per process, off the association threads: :meth:`Index.submit` appends to a queue that the
-  index thread (transport/batcher.py) writes in batches, one transaction (``BEGIN IMMEDIATE``, so
-  ``--workers N`` processes queue on SQLite's lock instead of failing) and one commit for the rows queued
-  within :data:`BATCH_DELAY` of the first (at most :data:`BATCH_LIMIT`). :meth:`Index.add` writes and
-  commits at once (reconciliation, tools). Readers take a connection of their own from a small pool: WAL
-  lets them read while the index thread commits.
+- Rows are written in batches (transport/batcher.py): :meth:`Index.submit` appends a row to a queue, with
+  the values the Storage SCP's walk kept still undecoded (:class:`.extraction.RawValues`); the rows queued
+  within :data:`BATCH_DELAY` of the first (at most :data:`BATCH_LIMIT`) go in one transaction
+  (``BEGIN IMMEDIATE``, so ``--workers N`` processes queue on SQLite's lock instead of failing) and one
+  commit. Who writes them: the association thread whose C-STORE-RSP was just sent when a batch is due
+  (:meth:`Index.write_due`), a query that needs them (:meth:`sync`), or, for the tail of a run, the
+  index's background thread :data:`BATCH_GAP` after the last row. A writer thread beside the association
+  threads cost twice the CPU per object (GIL hand-offs), so it only writes what nobody else does.
+  :meth:`Index.add` writes and commits at once (reconciliation, tools). Readers take a connection of
+  their own from a small pool: WAL lets them read while a batch is committed.
 - What a query sees: every query and retrieve of this process (:meth:`search`, :func:`.search.search_attrs`,
   :meth:`instances`, :meth:`files`) first waits until the rows queued before it are committed
   (:meth:`sync`: at once, not after the batch delay), so it sees every object whose C-STORE-RSP this process
@@ -51,7 +55,8 @@ from typing import Any, Callable, Iterator, NamedTuple
 from ...transport.batcher import Batcher
 from ...transport.threads import Lock
 from .columns import column_text
-from .extraction import BY_KEYWORD, IMAGE, LEVELS, PATIENT, SERIES, STUDY, dataset_attributes
+from .extraction import (BY_KEYWORD, IMAGE, LEVELS, PATIENT, SERIES, STUDY, RawValues, attributes_of,
+                         dataset_attributes)
 from .schema import COLUMNS, DDL, PARENT, SCHEMA_VERSION, TABLES, UNIQUE
 
 DEFAULT_NAME = ".dcmnet-index.sqlite"
@@ -61,12 +66,12 @@ MAX_CACHED_SERIES = 256
 BUSY_TIMEOUT = 30.0
 """Seconds a writer waits for another process's transaction (``--workers``) before failing."""
 BATCH_DELAY = 0.02
-"""Seconds at most the index thread gathers rows after the first of a batch (:meth:`Index.submit`): the
-longest a row queued in one process stays invisible to another process (``--workers``) while objects keep
-arriving."""
+"""Seconds a row waits in the queue (:meth:`Index.submit`) before its batch is due: while objects keep
+arriving, about the longest it stays invisible to another process (``--workers``)."""
 BATCH_GAP = 0.005
-"""Seconds without a new row after which the index thread writes its batch: the rows of a run of objects
-are visible to other processes this long after the run's last object (plus one write)."""
+"""Seconds without a new row after which the index's background thread writes the rows queued: the rows
+of a run of objects are visible to other processes this long after the run's last object (plus one
+write)."""
 BATCH_LIMIT = 256
 """Rows per transaction at most."""
 EXIT_FLUSH = 10.0
@@ -147,7 +152,7 @@ class Index:
     """See the module docstring. Thread-safe; open one per process (after a fork, open again)."""
 
     _batcher: Batcher[tuple[Any, ...]] | None = None
-    """The index thread of :meth:`submit`, started with its first row."""
+    """The queue of :meth:`submit` (and its background thread), made with its first row."""
     _insert_instance: str | None = None
     """:data:`_INSERT_INSTANCE` in this driver's placeholder style (:meth:`sql`), made at first use."""
 
@@ -245,16 +250,16 @@ class Index:
         self.sync()
         self._write([(path, attributes, transfer_syntax, size)])
 
-    def submit(self, path: str, attributes: dict[str, str], transfer_syntax: str, size: int,
+    def submit(self, path: str, attributes: dict[str, str] | RawValues, transfer_syntax: str, size: int,
                on_error: Callable[[str, BaseException], None] | None = None) -> None:
-        """Queue the row of the complete file ``path`` (renamed and fsynced) for this process's index
-        thread, which commits the rows of a run of objects in one transaction (see the module docstring:
-        what a query sees, what a crash loses). Returns at once; a row that cannot be written is reported
-        to ``on_error(path, error)`` from that thread (the file stays; the next start's reconciliation
-        indexes it)."""
-        if BATCH_DELAY <= 0:  # no index thread: written and committed now, in the caller's thread
+        """Queue the row of the complete file ``path`` (renamed and fsynced); the rows of a run of objects
+        are committed in one transaction (see the module docstring: who writes them, what a query sees,
+        what a crash loses). Returns at once; a row that cannot be written (nor decoded) is reported to
+        ``on_error(path, error)`` from the thread that writes it (the file stays; the next start's
+        reconciliation indexes it)."""
+        if BATCH_DELAY <= 0:  # no batching: written and committed now, in the caller's thread
             try:
-                self._write([(path, attributes, transfer_syntax, size)])
+                self._write([(path, attributes_of(attributes), transfer_syntax, size)])
             except Exception as error:
                 if on_error is None:
                     raise
@@ -270,16 +275,31 @@ class Index:
                 batcher = self._batcher
         batcher.put((path, attributes, transfer_syntax, size, on_error))
 
+    def write_due(self) -> None:
+        """Write the queued rows now, in this thread, if their batch is due and no other thread is writing
+        (the Storage SCP calls it after each C-STORE-RSP: see the module docstring)."""
+        batcher = self._batcher
+        if batcher is not None:
+            batcher.run_due()
+
     def sync(self, timeout: float | None = None) -> bool:
         """Wait until every row :meth:`submit` queued before this call is committed (queries and retrieves
         call it first: they see every object whose C-STORE-RSP this process sent); False on timeout."""
         batcher = self._batcher
         return batcher is None or batcher.flush(timeout)
 
-    def _write_batch(self, items: list[tuple[Any, ...]]) -> None:
-        """The index thread's work: the queued rows in one transaction; if that fails because of one row,
-        each row on its own (one bad row loses no other), its error reported to its ``on_error``; a
-        database that cannot be written (locked past the busy timeout, I/O error) fails them all at once."""
+    def _write_batch(self, queued: list[tuple[Any, ...]]) -> None:
+        """A batch of queued rows in one transaction; if that fails because of one row, each row on its own
+        (one bad row loses no other), its error reported to its ``on_error``; a database that cannot be
+        written (locked past the busy timeout, I/O error) fails them all at once. A row whose values
+        cannot be decoded is reported alone."""
+        items = []
+        for item in queued:
+            try:
+                items.append((item[0], attributes_of(item[1]), *item[2:]))
+            except Exception as error:
+                if item[4] is not None:
+                    item[4](item[0], error)
         try:
             self._write([item[:4] for item in items])
             return

@@ -26,7 +26,7 @@ import os
 from typing import Any, Callable
 
 from ...transport.threads import Lock
-from .extraction import IMAGE, PATIENT, SERIES, STUDY, dataset_attributes
+from .extraction import IMAGE, PATIENT, SERIES, STUDY, RawValues, attributes_of, dataset_attributes
 from .index import Index, IndexRef, split_levels
 from .schema import DDL, PARENT, SCHEMA_VERSION, TABLES, UNIQUE
 
@@ -174,11 +174,11 @@ class PostgresIndex(Index):
 
         self._writing(work)
 
-    def submit(self, path: str, attributes: dict[str, str], transfer_syntax: str, size: int,
+    def submit(self, path: str, attributes: dict[str, str] | RawValues, transfer_syntax: str, size: int,
                on_error: Callable[[str, BaseException], None] | None = None) -> None:
         """Written and committed now (no index thread): a shared index answers Success only with the row
         (the Storage SCP calls this before its C-STORE-RSP); errors raise (OSError) as :meth:`add`'s do."""
-        self.add(path, attributes, transfer_syntax, size)
+        self.add(path, attributes_of(attributes), transfer_syntax, size)
 
     def _merge(self, conn: Any, level: str, key: str, values: dict[str, str], parent: int | None,
                extra: dict[str, Any] | None = None) -> int:
