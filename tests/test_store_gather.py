@@ -76,7 +76,9 @@ def test_ct_objects_arrive_byte_identical_at_storescp(storescp, tmp_path: Path, 
 def test_both_paths_arrive_byte_identical_at_listen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pdu: str,
                                                     gathered: bool) -> None:
     """A tiny max PDU (1 KiB: ~500 PDUs per object, several batches), the default, and 1 MiB PDUs (slices
-    above GATHER_REGION_MAX: sendfile); the store runs in this process so the syscalls can be counted."""
+    above GATHER_REGION_MAX: sendfile); the store runs in this process so the syscalls can be counted. No
+    read ahead (which would send all but the first from memory): every file goes as a region."""
+    monkeypatch.setattr(store_module, "READ_AHEAD_MAX", 0)
     files = _ct_files(tmp_path / "src")
     found, problems = collect([str(f) for f in files])
     assert not problems and all(f.content is None for f in found)
@@ -142,7 +144,9 @@ def _read_all(sock: socket.socket, into: bytearray, size: int) -> None:
 def test_file_shrinking_after_its_check_fails_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The file is cut right after open_dataset checked its size (a writer racing the store): its read
     comes up short, it fails with "shrank" and no status, never stored; the association carrying its
-    command is dropped and the files after it go on a new one."""
+    command is dropped and the files after it go on a new one. (With the read ahead on, the cut is seen by
+    the read ahead and the file fails before its command is sent: tests/test_store_read_ahead.py.)"""
+    monkeypatch.setattr(store_module, "READ_AHEAD_MAX", 0)
     files = _ct_files(tmp_path, 4)
     found, problems = collect([str(f) for f in files])
     assert not problems

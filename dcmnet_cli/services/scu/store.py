@@ -15,7 +15,10 @@ The plan, file by file:
    large data set in memory: it is handed to the channel as a :class:`FileRegion`, which the transport
    reads a batch of PDUs at a time into one gathered ``sendmsg`` (or sends with ``sendfile`` when the
    peer takes PDUs larger than :data:`...transport.writes.GATHER_REGION_MAX`); a small file goes as the
-   bytes its meta read already fetched (or one ``pread``), in the same ``sendmsg`` as its command.
+   bytes its meta read already fetched (or one ``pread``), in the same ``sendmsg`` as its command. One
+   request at a time (no window), the next file's data set, up to :data:`READ_AHEAD_MAX`, is read into
+   one reused buffer while the previous response is awaited (:class:`_ReadAhead`): on the round trip,
+   only the send is left.
 
 Associations run one after another in the calling thread, or ``jobs`` at a time in worker threads that
 are all joined before :func:`store` returns. Transient rejections and dropped connections are retried
@@ -61,6 +64,9 @@ from ..session import Session
 from ..store_commands import store_rq
 
 NO_STATUS = 0xFFFF
+READ_AHEAD_MAX = 4 << 20
+"""One request at a time (window 1): the next file's data set, up to this size, is read while the response
+to the previous request is awaited, so its open, fstat, pread and close are off the round trip."""
 
 
 class _Reconnect(AssociationAborted):
@@ -255,6 +261,7 @@ def _send_files(settings: _Settings, session: Session, pending: list[DicomFile],
     window = _window(settings, session)
     queue = deque(pending)
     outstanding: dict[int, _Sent] = {}
+    ahead = _ReadAhead() if window == 1 and settings.bucket is None else None
 
     def settle(file: DicomFile, outcome: FileOutcome) -> None:
         outcomes.append(outcome)
@@ -270,7 +277,8 @@ def _send_files(settings: _Settings, session: Session, pending: list[DicomFile],
             outcome.attempts = attempt
             started = time.perf_counter()
             try:
-                message_id = _send_one(settings, session, file, contexts, outcome, choices, hold=window > 1)
+                message_id = _send_one(settings, session, file, contexts, outcome, choices, hold=window > 1,
+                                       data=ahead.take(file) if ahead is not None else None)
             except (AssociationAborted, TimeoutExpired, DIMSEError, ProtocolError) as error:
                 return error
             except InputError as failed:  # a file ended mid-message: the channel dropped the connection
@@ -283,6 +291,8 @@ def _send_files(settings: _Settings, session: Session, pending: list[DicomFile],
             else:
                 outstanding[message_id] = _Sent(file, outcome, started)
         if outstanding:
+            if ahead is not None and queue:
+                ahead.read(queue[0], choices)
             try:
                 response, _ = session.response(next(iter(outstanding)) if len(outstanding) == 1 else list(outstanding),
                                                settings.timeouts.dimse)
@@ -298,10 +308,11 @@ def _send_files(settings: _Settings, session: Session, pending: list[DicomFile],
 
 def _send_one(settings: _Settings, session: Session, file: DicomFile, contexts: list[AcceptedContext],
               outcome: FileOutcome, choices: dict[tuple[str, str], tuple[AcceptedContext | None, bool]] | None = None,
-              hold: bool = False) -> int | None:
+              hold: bool = False, data: memoryview | None = None) -> int | None:
     """Send one file's C-STORE-RQ; returns its Message ID (the caller waits for the response), or None
     when nothing was sent. ``hold``: a data set in memory may wait for the next request's or the next
-    read's flush (pipelined requests leave together, in one syscall).
+    read's flush (pipelined requests leave together, in one syscall). ``data``: the data set as read ahead
+    (:class:`_ReadAhead`), sent when the file goes as it is on disk.
 
     A file that cannot be read before anything of it is sent gets its InputError in ``outcome`` and the
     association goes on. A file ending mid-message raises InputError from the channel, which has dropped
@@ -329,6 +340,9 @@ def _send_one(settings: _Settings, session: Session, file: DicomFile, contexts: 
             return None
         outcome.bytes = len(converted)
         dataset = _memory(settings, converted)
+    elif data is not None:
+        dataset = _memory(settings, data)
+        outcome.bytes = file.dataset_length
     else:
         try:
             dataset, fd = _as_stored(settings, file)
@@ -349,6 +363,48 @@ def _send_one(settings: _Settings, session: Session, file: DicomFile, contexts: 
     finally:
         if fd >= 0:
             os.close(fd)
+
+
+class _ReadAhead:
+    """The next file's data set, read while the previous request's response is awaited (window 1 only: the
+    buffer is reused once the request that used it was written whole). Best effort: a file that cannot be
+    read ahead (gone, shrunk, unreadable) is read again when its turn comes, which reports why."""
+
+    __slots__ = ("file", "view", "buffer")
+
+    def __init__(self) -> None:
+        self.file: DicomFile | None = None
+        self.view = memoryview(b"")
+        self.buffer = bytearray()
+
+    def read(self, file: DicomFile, choices: dict[tuple[str, str], tuple[AcceptedContext | None, bool]]) -> None:
+        self.file = None
+        length = file.dataset_length
+        choice = choices.get((file.sop_class_uid, file.transfer_syntax))
+        if file.content is not None or not 0 < length <= READ_AHEAD_MAX or (choice is not None and choice[1]):
+            return  # in memory already, too large to hold, or re-encoded from the file anyway
+        try:
+            fd = open_dataset(file)
+        except InputError:
+            return
+        try:
+            if len(self.buffer) < length:
+                self.buffer = bytearray(length)  # a new one: views of the old one may still exist
+            view = memoryview(self.buffer)[:length]
+            done = os.preadv(fd, [view], file.offset)
+        except OSError:
+            return
+        finally:
+            os.close(fd)
+        if done == length:
+            self.file, self.view = file, view
+
+    def take(self, file: DicomFile) -> memoryview | None:
+        """The data set read ahead for ``file``, or None."""
+        if self.file is not file:
+            return None
+        self.file = None
+        return self.view
 
 
 def _as_stored(settings: _Settings, file: DicomFile) -> tuple[Dataset, int]:
