@@ -1,8 +1,9 @@
-"""Per-object cost of ``dcmnet store`` and ``dcmnet listen``: CPU µs per small object on each side, with the
-other side DCMTK (so only ours is measured), from 10 000 objects minus one (start-up and association
+"""Per-object cost of ``dcmnet store`` and ``dcmnet listen``: CPU µs per object on each side, with the
+other side DCMTK (so only ours is measured), from N objects minus one (start-up and association
 cancel out); optionally cProfile of each side.
 
     .venv/bin/python bench/perobject.py                       # 10 000 × 64×64 MR (generated once)
+    .venv/bin/python bench/perobject.py --corpus ct --dcmtk   # 300 × 512×512 CT (~0.5 MB, bench/store.py's CT spec)
     .venv/bin/python bench/perobject.py --tree /tmp/before    # another checkout's dcmnet_cli
     .venv/bin/python bench/perobject.py --profile             # also cProfile both sides, every thread (bench/out/perobject-*)
     .venv/bin/python bench/perobject.py --compare /tmp/before # that checkout and this one, interleaved rep by rep
@@ -30,6 +31,8 @@ import echo  # noqa: E402
 import store  # noqa: E402
 
 COUNT = 10_000
+CORPORA = {"small": (10_000, 64, "~9 KB"), "ct": (300, 512, "~0.5 MB")}  # default count, rows = cols, size
+CORPUS = ["small"]
 
 
 def _folder_of(one_from: Path, name: str) -> Path:
@@ -60,12 +63,16 @@ def store_side(folder: Path, one: Path, shim: Path, reps: int, window: int) -> d
             "wall_us": (wall["many"] - wall["one"]) / (COUNT - 1) * 1e6}
 
 
-def listen_side(folder: Path, one: Path, shim: Path, reps: int, mode: str) -> dict[str, float]:
+def listen_side(folder: Path, one: Path, shim: Path, reps: int, mode: str, extra: tuple[str, ...] = ()) -> dict[str, float]:
     cpu, wall = {}, {}
     for name, f in (("one", one), ("many", folder)):
         runs = []
         for _ in range(reps):
-            res = store.run_case(store.Case("storescu", "dcmnet", mode), f, 1 if name == "one" else COUNT, shim)
+            store.LISTEN_EXTRA.extend(extra)
+            try:
+                res = store.run_case(store.Case("storescu", "dcmnet", mode), f, 1 if name == "one" else COUNT, shim)
+            finally:
+                del store.LISTEN_EXTRA[len(store.LISTEN_EXTRA) - len(extra):]
             if not res["ok"]:
                 raise SystemExit(f"listen failed: {res.get('problem')}")
             runs.append(res)
@@ -86,11 +93,12 @@ def async_side(folder: Path, one: Path, shim: Path, reps: int) -> dict[str, floa
             "wall_us": (wall["many"] - wall["one"]) / (COUNT - 1) * 1e6}
 
 
-def dcmtk_side(folder: Path, one: Path, shim: Path, reps: int) -> dict[str, float]:
-    """The same for storescu → storescp --ignore: storescu's CPU and storescp's, per object."""
+def dcmtk_side(folder: Path, one: Path, shim: Path, reps: int, mode: str = "ignore") -> dict[str, float]:
+    """The same for storescu → storescp --ignore (or -od): storescu's CPU and storescp's, per object."""
     out = {}
     for name, f in (("one", one), ("many", folder)):
-        runs = [store.run_case(store.Case("storescu", "storescp", "ignore"), f, -1, shim) for _ in range(reps)]
+        count = -1 if mode == "ignore" else (1 if name == "one" else COUNT)
+        runs = [store.run_case(store.Case("storescu", "storescp", mode), f, count, shim) for _ in range(reps)]
         out[name] = (min(r["cpu"] for r in runs), min(r["server_cpu"] for r in runs))
     return {"storescu_cpu_us": (out["many"][0] - out["one"][0]) / (COUNT - 1) * 1e6,
             "storescp_cpu_us": (out["many"][1] - out["one"][1]) / (COUNT - 1) * 1e6}
@@ -135,15 +143,16 @@ no profile written; cProfile alone sees only the main thread, where listen only 
 
 
 def profile(folder: Path, shim: Path) -> None:
-    prefix = store.OUT / "perobject"
-    server = store.Server("storescp", "ignore", shim)
-    try:
-        argv, env = store.client_argv("dcmnet", server.port, folder)
-        subprocess.run([echo.PY, "-c", _PROFILED, f"{prefix}-store.pstats", *argv[1:]],
-                       env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-    finally:
-        server.stop()
-    print(store.top_frames(f"{prefix}-store.pstats", 30))
+    prefix = store.OUT / ("perobject" if CORPUS[0] == "small" else f"perobject-{CORPUS[0]}")
+    if CORPUS[0] == "small":
+        server = store.Server("storescp", "ignore", shim)
+        try:
+            argv, env = store.client_argv("dcmnet", server.port, folder)
+            subprocess.run([echo.PY, "-c", _PROFILED, f"{prefix}-store.pstats", *argv[1:]],
+                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        finally:
+            server.stop()
+        print(store.top_frames(f"{prefix}-store.pstats", 30))
     for name, flags in (("ignore", ["--ignore"]), ("od", ["-od", "", "--no-fsync", *store.LISTEN_EXTRA])):
         port = echo.free_port()
         outdir = tempfile.mkdtemp(prefix="recv-prof-", dir=store.RECV_DIR[0])
@@ -177,7 +186,11 @@ def compare(before: str, after: str | None, folder: Path, one: Path, shim: Path,
         "store → storescp --ignore": lambda: store_side(folder, one, shim, 1, 0),
         "storescu → listen --ignore": lambda: listen_side(folder, one, shim, 1, "ignore"),
         "storescu → listen -od --no-fsync": lambda: listen_side(folder, one, shim, 1, "od-nofsync"),
+        "storescu → listen -od --no-fsync --no-index": lambda: listen_side(folder, one, shim, 1, "od-nofsync",
+                                                                            ("--no-index",)),
     }
+    if CORPUS[0] == "ct":  # the listen side is the question there; store's CT cost is another issue's
+        del rows["store → storescp --ignore"]
     best: dict[tuple[str, str], dict[str, float]] = {}
     for _ in range(reps):
         for label, run in rows.items():
@@ -187,11 +200,11 @@ def compare(before: str, after: str | None, folder: Path, one: Path, shim: Path,
                 prev = best.get((label, name))
                 best[label, name] = r if prev is None else {k: min(prev[k], r[k]) for k in r}
     _tree(None)
-    print(f"per object, {COUNT} × ~9 KB, before = {before}, after = {after or 'this tree'}; interleaved, min of {reps}; "
+    print(f"per object, {COUNT} × {CORPORA[CORPUS[0]][2]}, before = {before}, after = {after or 'this tree'}; interleaved, min of {reps}; "
           "CPU of the dcmnet side, µs")
     for label in rows:
         b, a = best[label, "before"], best[label, "after"]
-        print(f"  {label:<36} CPU before {b['cpu_us']:6.1f}  after {a['cpu_us']:6.1f}  ({a['cpu_us'] / b['cpu_us']:.2f}×)"
+        print(f"  {label:<46} CPU before {b['cpu_us']:6.1f}  after {a['cpu_us']:6.1f}  ({a['cpu_us'] / b['cpu_us']:.2f}×)"
               f"   wall before {b['wall_us']:6.1f}  after {a['wall_us']:6.1f}")
 
 
@@ -201,43 +214,56 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=2, help="runs per measurement (the minimum is kept)")
     ap.add_argument("--tree", help="another checkout's dcmnet_cli")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--profile-only", action="store_true", help="only the profiles (no measurements)")
     ap.add_argument("--dcmtk", action="store_true", help="also DCMTK's own per-object CPU")
     ap.add_argument("--compare", metavar="DIR", help="another checkout as 'before', interleaved with this one")
     ap.add_argument("--out-dir", default=None, help="where -od writes: a folder, 'disk' (bench/out) or 'tmpfs' (default)")
     ap.add_argument("--listen-flag", action="append", default=[], help="add this flag to every dcmnet listen -od "
                     "(e.g. --no-index: the per-object cost of storage alone)")
-    ap.add_argument("--count", type=int, default=COUNT, help=f"objects per run (default {COUNT}; a corpus is generated once)")
+    ap.add_argument("--corpus", choices=tuple(CORPORA), default="small",
+                    help="small: 64×64 MR (~9 KB, default 10 000); ct: 512×512 CT (~0.5 MB, default 300)")
+    ap.add_argument("--count", type=int, default=None, help="objects per run (default: the corpus's; a corpus is "
+                    "generated once)")
     args = ap.parse_args()
+    CORPUS[0] = args.corpus
     if args.out_dir:
         store.RECV_DIR[0] = {"disk": store.OUT, "tmpfs": store.SHM}.get(args.out_dir, Path(args.out_dir))
         store.RECV_DIR[0].mkdir(parents=True, exist_ok=True)
-    COUNT = args.count
+    default_count, side, size = CORPORA[args.corpus]
+    COUNT = args.count or default_count
     store.LISTEN_EXTRA.extend(args.listen_flag)
     print(f"-od output under {store.RECV_DIR[0]} ({'tmpfs' if store.is_tmpfs(store.RECV_DIR[0]) else 'disk'})")
     echo.use_tree(args.tree)
     shim = echo.build_shim()
-    folder = store.make_corpus(store.Spec("small", COUNT, 64, 64, 1, store.MR))
-    one = _folder_of(folder, "one")
+    folder = store.make_corpus(store.Spec(args.corpus, COUNT, side, side, 1, store.CT if args.corpus == "ct" else store.MR))
+    one = _folder_of(folder, "one" if args.corpus == "small" else f"one-{args.corpus}")
     store.warm(folder)
     started = time.perf_counter()
     if args.compare:
         compare(args.compare, args.tree, folder, one, shim, args.reps)
         print(f"({time.perf_counter() - started:.0f} s)")
         return 0
-    rows = {
-        "store → storescp --ignore": store_side(folder, one, shim, args.reps, 0),
+    if args.profile_only:
+        profile(folder, shim)
+        return 0
+    rows = {} if args.corpus == "ct" else {"store → storescp --ignore": store_side(folder, one, shim, args.reps, 0)}
+    rows |= {
         "storescu → listen --ignore": listen_side(folder, one, shim, args.reps, "ignore"),
         "storescu → listen -od --no-fsync": listen_side(folder, one, shim, args.reps, "od-nofsync"),
+        "storescu → listen -od --no-fsync --no-index": listen_side(folder, one, shim, args.reps, "od-nofsync",
+                                                                   ("--no-index",)),
     }
-    if store.supports_async():
+    if store.supports_async() and args.corpus == "small":
         rows["store --async 8 → listen --ignore"] = async_side(folder, one, shim, args.reps)
-    print(f"per object, {COUNT} × ~9 KB ({'tree ' + args.tree if args.tree else 'this tree'}; min of {args.reps}; "
+    print(f"per object, {COUNT} × {size} ({'tree ' + args.tree if args.tree else 'this tree'}; min of {args.reps}; "
           f"CPU of the dcmnet side only, µs)")
     for label, r in rows.items():
         print(f"  {label:<52} CPU {r['cpu_us']:6.1f} µs   wall {r['wall_us']:6.1f} µs")
     if args.dcmtk:
         d = dcmtk_side(folder, one, shim, args.reps)
-        print(f"  DCMTK: storescu CPU {d['storescu_cpu_us']:.1f} µs, storescp --ignore CPU {d['storescp_cpu_us']:.1f} µs")
+        od = dcmtk_side(folder, one, shim, args.reps, "od-nofsync")
+        print(f"  DCMTK: storescu CPU {d['storescu_cpu_us']:.1f} µs, storescp --ignore CPU {d['storescp_cpu_us']:.1f} µs,"
+              f" storescp -od CPU {od['storescp_cpu_us']:.1f} µs")
     print(f"({time.perf_counter() - started:.0f} s)")
     if args.profile:
         profile(folder, shim)

@@ -214,6 +214,18 @@ class DIMSEConnection:
         not reuse its buffer until :meth:`next_event` has returned None."""
         self.association.receive_data(data)
 
+    def carry_tails(self, limit: int) -> None:
+        """A driver that moves a read's unframed tail to the start of its buffer (see :mod:`..ul.framing`)."""
+        self.association.carry_tails(limit)
+
+    def tail(self) -> int:
+        """Bytes at the end of the data last fed that no PDU has taken yet (0 unless :meth:`carry_tails`)."""
+        return self.association.tail()
+
+    def drop_tail(self) -> None:
+        """The driver feeds :meth:`tail`'s bytes again, at the start of its next chunk."""
+        self.association.drop_tail()
+
     def data_to_send(self) -> list[Piece]:
         """The next batch of buffers to write, in order; empty when nothing is waiting."""
         assoc = self.association

@@ -31,6 +31,13 @@ pages are touched only as far as reads fill them, so an idle or small-message as
 
 ChannelEvent = Event
 
+CARRY_MAX = 16 << 10
+"""A read that ends inside a PDU with at most this many of its bytes (a sender's 12-byte P-DATA-TF header
+written before its 128 KiB of data, a DCMTK 16 KiB PDU cut by the read) has them moved to the start of
+the buffer and the next read appended, so the PDU arrives whole and is handed on as a view, never
+assembled (:mod:`..ul.framing`). Small, because a peer that sends one byte per read makes us move the
+tail once per read."""
+
 HOLD_BYTES = 256 * 1024
 """Most bytes of held (``flush=False``) messages before they are written anyway."""
 
@@ -41,6 +48,9 @@ class LinkTimeout(Exception):
 
 class Driver:
     """One association over one link. Not thread-safe: one thread drives it (``interrupt`` excepted)."""
+
+    carries = False
+    """True for a link whose :meth:`_read` fills ``self._into``: a read's unframed tail is then carried."""
 
     def __init__(self, conn: DIMSEConnection, *, peer: str = "?", artim_timeout: float = 30.0,
                  network_timeout: float | None = None) -> None:
@@ -53,6 +63,12 @@ class Driver:
         self.bytes_sent = 0
         self._buf = bytearray(RECV_SIZE)
         self._view = memoryview(self._buf)
+        self._into = self._view
+        """Where :meth:`_read` puts the bytes: the buffer, or (a link that :attr:`carries`) after a carried tail."""
+        self._fed = 0  # bytes of the buffer fed last
+        self._carried = 0  # bytes carried to the buffer's start, waiting for the read that follows them
+        if self.carries:
+            conn.carry_tails(CARRY_MAX)
         self.tls_error: OSError | None = None
         """The TLS error (an alert from the peer) that ended the connection, if one did (socket links)."""
         self._artim_seen = 0
@@ -67,7 +83,8 @@ class Driver:
     # ------------------------------------------------------------------ the link (subclasses)
 
     def _read(self, wait: float | None) -> int:
-        """Read into ``self._buf`` within ``wait`` seconds: bytes read, 0 at end of stream; LinkTimeout."""
+        """Read into ``self._buf`` (``self._into`` for a link that :attr:`carries`) within ``wait`` seconds: bytes
+        read, 0 at end of stream; LinkTimeout."""
         raise NotImplementedError
 
     def _send(self, buffers: list[Piece]) -> int:
@@ -176,20 +193,38 @@ class Driver:
                 return event
 
     def _receive(self, deadline: float | None) -> None:
+        start = self._carried or self._carry()
         wait, artim = self._wait_time(deadline)
         try:
             count = self._read(wait)
-        except LinkTimeout:
+        except LinkTimeout:  # a carried tail stays where it is, for the next read
             if artim:
                 self.conn.artim_expired()  # AA-2: the association asks to close; flush() does it
                 self.flush()
                 return
             raise TimeoutExpired("timed out waiting for the peer") from None
+        self._carried = 0
         if count == 0:
             self._lost()
             return
         self.bytes_received += count
-        self.conn.receive_data(self._view[:count])
+        self._fed = total = start + count
+        self.conn.receive_data(self._view[:total])
+
+    def _carry(self) -> int:
+        """Move the last read's unframed tail (see :data:`CARRY_MAX`) to the buffer's start and point the next
+        read after it; the number of bytes moved."""
+        tail = self.conn.tail() if self.carries else 0
+        fed = self._fed
+        if tail == 0 or tail > CARRY_MAX or tail > fed:
+            self._into = self._view
+            return 0
+        source = self._view[fed - tail:fed]
+        self._buf[:tail] = source if fed - tail >= tail else bytes(source)  # overlapping: through a copy
+        self.conn.drop_tail()
+        self._into = self._view[tail:]
+        self._carried = tail
+        return tail
 
     def _wait_time(self, deadline: float | None) -> tuple[float | None, bool]:
         """Seconds to block and whether ARTIM is what ends the wait."""
@@ -233,6 +268,8 @@ class Driver:
 class Channel(Driver):
     """A :class:`Driver` over a connected TCP (or TLS) socket."""
 
+    carries = True
+
     def __init__(self, sock: socket.socket, conn: DIMSEConnection, *, artim_timeout: float = 30.0,
                  network_timeout: float | None = None) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -268,7 +305,7 @@ class Channel(Driver):
             return self._read_plain(wait)
         early = self._set_timeout(wait)
         try:
-            return self.sock.recv_into(self._buf)
+            return self.sock.recv_into(self._into)
         except (socket.timeout, TimeoutError, BlockingIOError):
             if early > 0:  # the kept timeout was a little shorter than this wait: wait out the rest
                 return self._read(early)
@@ -316,9 +353,9 @@ class Channel(Driver):
         sock = self.sock
         try:
             if wait is not None and wait <= 0:
-                return sock.recv_into(self._buf, 0, _DONTWAIT)
+                return sock.recv_into(self._into, 0, _DONTWAIT)
             early = self._kernel_timeout(wait, socket.SO_RCVTIMEO)
-            return sock.recv_into(self._buf)
+            return sock.recv_into(self._into)
         except (BlockingIOError, socket.timeout, TimeoutError):
             if wait is not None and wait > 0 and early > 0:
                 return self._read_plain(early)

@@ -202,6 +202,21 @@ class Association:
                 return
             self._receive_pdu(pdu)
 
+    def carry_tails(self, limit: int) -> None:
+        """Leave a partial PDU of at most ``limit`` bytes at the end of the data fed (see :mod:`.framing`)."""
+        self._reader.carry_max = limit
+
+    def tail(self) -> int:
+        """Bytes at the end of the data last fed that wait for more (at most the carry limit, else 0); none once
+        nothing more is read (Sta1, or the framing lost after a protocol error)."""
+        if self._idle() or self._desynchronised:
+            return 0
+        return self._reader.tail()
+
+    def drop_tail(self) -> None:
+        """The driver feeds :meth:`tail`'s bytes again, at the start of its next chunk."""
+        self._reader.drop_tail()
+
     def _pdata_start(self, length: int) -> None:
         """A streamed P-DATA-TF begins: Evt10 now; its PDVs go up as pieces only if the table indicates
         P-DATA in this state (DT-2 in Sta6, AR-6 in Sta7), else they are checked and dropped."""

@@ -13,6 +13,14 @@ which nothing writes again (a buffer per PDU, never reused: zeroing 128 KiB cost
 that keeps a view past the next feed still sees its bytes); other PDUs (and longer P-DATA-TF when nothing
 streams them) grow a bytearray as their bytes arrive and are handed out as bytes.
 
+Carrying (``carry_max``, what a socket driver asks for): a PDU that does not lie whole inside the chunk fed
+and whose bytes there are at most ``carry_max`` is left in place (not yet streamed or assembled) rather than
+copied aside; :meth:`PDUReader.tail` says how many bytes that is, and a driver that moves them to the start
+of its buffer, reads after them and feeds the lot calls :meth:`PDUReader.drop_tail` first. The usual CT
+case (a sender writes a P-DATA-TF's 12 header bytes, then its 128 KiB of data: two reads) is then whole
+inside one chunk and handed out as a view, never assembled. A driver that does not carry loses nothing:
+:meth:`PDUReader.feed` keeps an unread tail as before.
+
 Streaming (``stream_above=N``, what the association uses): a P-DATA-TF longer than N bytes that does not
 lie whole inside one chunk is never assembled (shorter ones are, as above: one copy of at most N bytes). :meth:`PDUReader.next_pdu` then returns ``(PDATA_START, length)`` once, at
 its header, followed by ``(PDV_PIECE, PDV)`` for each run of PDV bytes as soon as it is in: views of the
@@ -59,7 +67,8 @@ class PDUReader:
     """Yields ``(pdu_type, body)`` for each whole PDU in the bytes fed so far (and streamed P-DATA pieces)."""
 
     __slots__ = ("_buf", "_view", "_pos", "max_pdata", "stream_above", "_pdu_left", "_pdv_left",
-                 "_pdv_ctx", "_pdv_ctl", "_pdv_head", "_odd", "_pdu_len", "_asm", "_asm_fill", "_asm_need")
+                 "_pdv_ctx", "_pdv_ctl", "_pdv_head", "_odd", "_pdu_len", "_asm", "_asm_fill", "_asm_need",
+                 "carry_max")
 
     def __init__(self, max_pdata: int = 0, *, stream_above: int | None = None) -> None:
         self._buf = bytearray()
@@ -78,6 +87,17 @@ class PDUReader:
         self._asm = _EMPTY  # the straddling P-DATA-TF being assembled (header included), when _asm_need
         self._asm_fill = 0
         self._asm_need = 0  # its total size (0: none)
+        self.carry_max = 0
+        """Leave a partial PDU of at most this many bytes in the chunk (0: never), see :meth:`tail`."""
+
+    def tail(self) -> int:
+        """Bytes at the end of the chunk last fed that no PDU has taken (a PDU's first bytes, left in place
+        when :attr:`carry_max` allows, once :meth:`next_pdu` returned None)."""
+        return len(self._view) - self._pos
+
+    def drop_tail(self) -> None:
+        """Forget :meth:`tail`'s bytes: the caller feeds them again at the start of its next chunk."""
+        self._pos = len(self._view)
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         if self._pos < len(self._view):
@@ -127,6 +147,8 @@ class PDUReader:
                 if end <= len(view):
                     self._pos = end
                     return pdu_type, view[pos + 6 : end]
+                if available <= self.carry_max:
+                    return None  # left in place for the driver to carry (tail)
                 if pdu_type == PDUType.P_DATA_TF:
                     if self._streams(length):
                         self._pos = pos + 6
@@ -134,6 +156,8 @@ class PDUReader:
                     if length <= ASSEMBLE_MAX - 6:
                         self._start_assembly(6 + length)
                         return self._assemble()
+            elif available <= self.carry_max:
+                return None  # a split header: carried too
             buf += view[pos:]
             self._pos = len(view)
             return None
