@@ -71,7 +71,12 @@ class Index:
         if self.fail is not None:
             on_error(path, self.fail)
             return
-        self.added.append((path, values, syntax, size))
+        from dcmnet_cli.services.archive.extraction import attributes_of
+
+        self.added.append((path, attributes_of(values), syntax, size))  # queued undecoded (RawValues)
+
+    def write_due(self) -> None:
+        """Called after each C-STORE-RSP (a due batch written in the handler's thread): nothing to do here."""
 
 
 def raw(ds, implicit: bool = False, little: bool = True) -> bytes:

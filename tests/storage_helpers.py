@@ -182,7 +182,19 @@ def close_association(channel) -> None:
 
 
 def temps(root: Path) -> list[Path]:
-    return [p for p in root.rglob(".dcmnet-tmp-*")]
+    """Temporaries below ``root``: named ones (``.dcmnet-tmp-*``), and the unnamed ones (O_TMPFILE) a
+    live process holds open in it, which ``/proc/PID/fd`` shows as ``ROOT/#INODE (deleted)``."""
+    found = list(root.rglob(".dcmnet-tmp-*"))
+    prefix = os.path.realpath(root) + "/#"
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            for entry in os.scandir(fd_dir):
+                link = os.readlink(entry.path)
+                if link.startswith(prefix) and link.endswith(" (deleted)"):
+                    found.append(Path(link[:-len(" (deleted)")]))
+        except OSError:  # a process or descriptor gone meanwhile
+            continue
+    return found
 
 
 def wait_until(predicate, timeout: float = 15.0) -> bool:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from store_helpers import make_file
+from temp_modes import MODES, creates_temporary, is_temporary, placing_call, use_mode
 from wire import memory_peer
 
 from dcmnet_cli.part10.sopclasses import storage_contexts
@@ -31,6 +32,12 @@ from dcmnet_cli.ul.negotiation import AcceptorPolicy
 
 PEER = Peer("memory", 104, "MEMSCP")
 TIMEOUTS = Timeouts(connect=5, acse=5, dimse=5, network=5)
+
+
+@pytest.fixture(autouse=True, params=MODES)
+def temp_mode(request, monkeypatch) -> str:
+    """Every test runs with unnamed temporaries (O_TMPFILE) and with named ones (the fallback)."""
+    return use_mode(request.param, monkeypatch)
 
 
 def names(folder: Path) -> list[str]:
@@ -290,18 +297,20 @@ def test_no_fsync_with_fsync_off(tmp_path, monkeypatch):
 
 
 FAULTS = {
-    "replace": ("replace", lambda *a, **k: "dst_dir_fd" in k),
+    # the link (unnamed) or the rename (named) to the final name; not the unnamed path's probe
+    "place": (None, lambda *a, **k: "dst_dir_fd" in k and not str(a[1]).startswith(TEMP_PREFIX)),
     "fsync-file": ("fsync", lambda fd: stat.S_ISREG(os.fstat(fd).st_mode)),
     "fsync-dir": ("fsync", lambda fd: stat.S_ISDIR(os.fstat(fd).st_mode)),
-    "write": ("write", lambda fd, data: os.readlink(f"/proc/self/fd/{fd}").rsplit("/", 1)[-1].startswith(TEMP_PREFIX)),
+    "write": ("write", lambda fd, data: is_temporary(fd)),
     "writev": ("writev", lambda fd, bufs: True),
-    "temp": ("open", lambda name, *a, **k: str(name).startswith(TEMP_PREFIX)),
+    "temp": ("open", creates_temporary),
 }
 
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
-def test_failing_os_call_answers_a700_and_leaves_no_temporary(tmp_path, monkeypatch, fault):
+def test_failing_os_call_answers_a700_and_leaves_no_temporary(tmp_path, monkeypatch, fault, temp_mode):
     name, when = FAULTS[fault]
+    name = name or placing_call(temp_mode)
     real = getattr(os, name)
 
     def failing(*args, **kwargs):
@@ -346,40 +355,44 @@ def test_ignore_stores_nothing(tmp_path, monkeypatch):
     assert [e.event for e in events].count("received") == 2 and scp.totals.stored == 2
 
 
-def test_template_folder_removed_between_open_and_rename_is_retried_once(tmp_path, monkeypatch):
-    """A folder removed between its opening and the rename (ENOENT) is opened again, once."""
+def test_template_folder_removed_between_open_and_rename_is_retried_once(tmp_path, monkeypatch, temp_mode):
+    """A folder removed between its opening and the rename or link (ENOENT) is opened again, once."""
     from dcmnet_cli.part10.filenames import parse_template
 
     out = tmp_path / "out"
     template = parse_template("{CallingAET}/{SOPInstanceUID}.dcm", lambda keyword: True)
-    real = os.replace
+    call = placing_call(temp_mode)
+    real = getattr(os, call)
     calls = []
 
     def vanishing(src, dst, **kwargs):
+        if "dst_dir_fd" not in kwargs or str(dst).startswith(TEMP_PREFIX):  # not the unnamed path's probe
+            return real(src, dst, **kwargs)
         calls.append(dst)
         if len(calls) == 1:
             raise FileNotFoundError(errno.ENOENT, "folder removed meanwhile")
         return real(src, dst, **kwargs)
 
-    monkeypatch.setattr(os, "replace", vanishing)
+    monkeypatch.setattr(os, call, vanishing)
     statuses, _events, _scp = _store(tmp_path, monkeypatch, out, template=template)
     assert statuses == [0] and len(calls) == 2
     assert [n for n in names(out) if n.endswith(".dcm")][0].startswith("MEMSCU/")
 
 
-def test_folder_removed_twice_is_a_failure(tmp_path, monkeypatch):
+def test_folder_removed_twice_is_a_failure(tmp_path, monkeypatch, temp_mode):
     from dcmnet_cli.part10.filenames import parse_template
 
     out = tmp_path / "out"
     template = parse_template("{CallingAET}/{SOPInstanceUID}.dcm", lambda keyword: True)
-    real = os.replace
+    call = placing_call(temp_mode)
+    real = getattr(os, call)
 
     def vanishing(src, dst, **kwargs):
-        if "dst_dir_fd" in kwargs:
+        if "dst_dir_fd" in kwargs and not str(dst).startswith(TEMP_PREFIX):
             raise FileNotFoundError(errno.ENOENT, "folder removed meanwhile")
         return real(src, dst, **kwargs)
 
-    monkeypatch.setattr(os, "replace", vanishing)
+    monkeypatch.setattr(os, call, vanishing)
     statuses, _events, _scp = _store(tmp_path, monkeypatch, out, template=template)
     assert statuses == [0xA700]
     assert not [n for n in names(out) if n.endswith(".dcm") or n.startswith(TEMP_PREFIX)]

@@ -185,11 +185,17 @@ def test_template_folder_removed_mid_store_is_created_again(tmp_path):
 
 IS_DIR = "__import__('stat').S_ISDIR(os.fstat(args[0]).st_mode)"
 IS_FILE = "__import__('stat').S_ISREG(os.fstat(args[0]).st_mode)"
+PLACING = "'dst_dir_fd' in kw and '.dcmnet-tmp-' not in str(args[1])"  # to a final name (not the O_TMPFILE probe)
+NAMED = """
+        from dcmnet_cli.services.scp import placement
+        placement.O_TMPFILE = 0  # the fallback: named temporaries, renamed
+"""
 FAULTS = {
-    "rename": (raising("replace", "'dst_dir_fd' in kw"), "replace"),
-    "rename-ENOSPC": (raising("replace", "'dst_dir_fd' in kw", "ENOSPC"), "replace"),
-    "link-keep": (raising("link", "'dst_dir_fd' in kw"), "keep"),
-    "link-rename": (raising("link", "'dst_dir_fd' in kw"), "rename"),
+    "rename": (NAMED + raising("replace", PLACING), "replace"),
+    "rename-ENOSPC": (NAMED + raising("replace", PLACING, "ENOSPC"), "replace"),
+    "link-replace": (raising("link", PLACING), "replace"),
+    "link-keep": (raising("link", PLACING), "keep"),
+    "link-rename": (raising("link", PLACING), "rename"),
     "fsync-file": (raising("fsync", IS_FILE), "replace"),
 }
 
@@ -216,7 +222,8 @@ def test_failing_os_call_after_the_data_arrived(tmp_path, fault):
 FILLS_UP = """
     import errno, os
     def _temporary(fd):
-        return os.readlink("/proc/self/fd/%d" % fd).rsplit("/", 1)[-1].startswith(".dcmnet-tmp-")
+        link = os.readlink("/proc/self/fd/%d" % fd)
+        return link.rsplit("/", 1)[-1].startswith(".dcmnet-tmp-") or link.endswith(" (deleted)")  # or O_TMPFILE
     def _full(fd):
         return _temporary(fd) and os.fstat(fd).st_size > 1_000_000
     for _name in ("write", "writev"):

@@ -14,9 +14,18 @@ import pytest
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 from scp_units import TEMP_PREFIX, Hooks, Index, Node, on_disk, raw, request
 from store_helpers import make_dataset
+from temp_modes import MODES, use_mode
 
 from dcmnet_cli.dimse.commandset import c_store_rq
 from dcmnet_cli.services.scp.storage import StorageConfig, StorageSCP
+
+
+
+
+@pytest.fixture(autouse=True, params=MODES)
+def temp_mode(request, monkeypatch) -> str:
+    """Every test runs with unnamed temporaries (O_TMPFILE) and with named ones (the fallback)."""
+    return use_mode(request.param, monkeypatch)
 
 
 # --------------------------------------------------------------------------- the index hand-off
@@ -91,12 +100,12 @@ def test_shared_index_failure_takes_back_only_the_file_it_placed(tmp_path, monke
 
 
 def test_without_an_index_nothing_is_decoded(tmp_path, monkeypatch):
-    from dcmnet_cli.services.scp import store_handler
+    from dcmnet_cli.services.archive import extraction
 
     def refuse(*args, **kwargs):
         raise AssertionError("decoded without an index")
 
-    monkeypatch.setattr(store_handler, "decode_values", refuse)
+    monkeypatch.setattr(extraction, "decode_values", refuse)
     node = Node(tmp_path / "out")
     assert [a.status for a in node.send(monkeypatch, [request("unit-noindex")])] == [0]
 
@@ -202,23 +211,28 @@ def _direct_handler(node: Node, name: str):
     return handler
 
 
-def test_a_store_stuck_mid_data_set_is_removed_at_shutdown(tmp_path):
+def test_a_store_stuck_mid_data_set_is_removed_at_shutdown(tmp_path, temp_mode):
     """``close`` after the server stopped: the temporary of an association still stuck mid-data-set is
-    removed (its path is tracked from begin on)."""
+    removed (a named one's path is tracked from begin on; an unnamed one is never visible at all)."""
     node = Node(tmp_path / "out")
-    _direct_handler(node, "unit-stuck")
-    (temporary,) = [n for n in on_disk(node.out)]
-    assert temporary.startswith(TEMP_PREFIX) and (node.out / temporary).stat().st_size > 100
+    handler = _direct_handler(node, "unit-stuck")
+    if temp_mode == "named":
+        (temporary,) = [n for n in on_disk(node.out)]
+        assert temporary.startswith(TEMP_PREFIX) and (node.out / temporary).stat().st_size > 100
+    else:
+        assert on_disk(node.out) == [] and node.scp._active == set() and os.fstat(handler.fd).st_size > 100
     node.scp.close(0)
     assert on_disk(node.out) == []
 
 
-def test_an_abandoned_store_removes_its_temporary(tmp_path):
+def test_an_abandoned_store_removes_its_temporary(tmp_path, temp_mode):
     node = Node(tmp_path / "out")
+    before = len(os.listdir("/proc/self/fd"))
     handler = _direct_handler(node, "unit-abandoned")
-    assert len(on_disk(node.out)) == 1
+    assert len(on_disk(node.out)) == (1 if temp_mode == "named" else 0)
     handler.abandon()
     assert on_disk(node.out) == [] and node.temporaries() == []
+    assert handler.fd == -1 and len(os.listdir("/proc/self/fd")) == before + 1  # only the kept output folder
     handler.abandon()  # twice: nothing left to do
     assert node.outcomes() == []
 

@@ -16,6 +16,13 @@ import pytest
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from scp_units import (TEMP_PREFIX, WALKER_BAD_VR, WALKER_END, Index, Node, on_disk, raw, request)
 from store_helpers import make_dataset
+from temp_modes import MODES, creates_temporary, placing_call, use_mode
+
+
+@pytest.fixture(autouse=True, params=MODES)
+def temp_mode(request, monkeypatch) -> str:
+    """Every test runs with unnamed temporaries (O_TMPFILE) and with named ones (the fallback)."""
+    return use_mode(request.param, monkeypatch)
 
 
 # --------------------------------------------------------------------------- success: events, counts, hooks
@@ -243,18 +250,18 @@ def _failing(monkeypatch, name: str, when) -> None:
     ("write", "write failed: No space left on device"),
     ("rename", "cannot store file: No space left on device"),
 ])
-def test_os_failures_answer_a700_with_what_failed(tmp_path, monkeypatch, fault, comment):
+def test_os_failures_answer_a700_with_what_failed(tmp_path, monkeypatch, fault, comment, temp_mode):
     node = Node(tmp_path / "out", exec_on_receive=["hook"])
     sop_class, uid, data = request("unit-os", rows=128, columns=128)
     if fault == "temp":
-        _failing(monkeypatch, "open", lambda name, *a, **k: str(name).startswith(TEMP_PREFIX))
+        _failing(monkeypatch, "open", creates_temporary)
     elif fault == "root":
         _failing(monkeypatch, "open", lambda name, *a, **k: str(name) == node.scp.root)
     elif fault == "write":
         _failing(monkeypatch, "write", lambda fd, data: True)
         _failing(monkeypatch, "writev", lambda fd, bufs: True)
-    else:
-        _failing(monkeypatch, "replace", lambda *a, **k: "dst_dir_fd" in k)
+    else:  # the link (unnamed) or the rename (named) to the final name, not the unnamed path's probe
+        _failing(monkeypatch, placing_call(temp_mode), lambda *a, **k: "dst_dir_fd" in k and TEMP_PREFIX not in a[1])
     answers = node.send(monkeypatch, [(sop_class, uid, data), (sop_class, uid + ".1", data)])
     monkeypatch.undo()
     assert (answers[0].status, answers[0].error_comment) == (0xA700, comment)

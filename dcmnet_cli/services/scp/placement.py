@@ -5,6 +5,14 @@ the output directory and renames it into place only when it is whole (scenarios 
 an abort or a full disk never leaves a truncated file under a final name. This module is that mechanism
 and nothing else: which name an object gets, and the duplicate policy, stay in :mod:`.storage`.
 
+- Unnamed first: where the filesystem allows it (O_TMPFILE: ext4, XFS, btrfs, tmpfs), the temporary is
+  created with no name at all in the output root (:func:`create_unnamed`) and gets its final name by one
+  ``linkat`` through ``/proc/self/fd`` (:func:`place_unnamed`), which never overwrites: the usual case
+  (a free name) is one system call, with no lock, no stat and no rename. A crash or an abort leaves
+  nothing (closing the descriptor frees the file), so there is nothing to lock, track or clean. Whether
+  it works is found out once per output directory by :func:`unnamed_works` (a probe: create, link,
+  unlink); where it does not (NFS, old kernels, some FUSE filesystems, no ``/proc``), the named
+  temporaries below are used instead, for the whole run.
 - Names: ``.dcmnet-tmp-<tag>-<n>.part``, created with O_CREAT | O_EXCL | O_NOFOLLOW (never an existing
   file, never through a symlink), mode 0644, in the output root only, relative to a descriptor of it.
   The tag is 64 random bits per process, renewed in a forked child and when a name is found taken, so
@@ -31,12 +39,19 @@ import os
 import re
 import secrets
 import stat
+from typing import Callable
 
 TEMP_PREFIX = ".dcmnet-tmp-"
 TEMP_SUFFIX = ".part"
 TEMP_FLAGS = os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_RDWR | os.O_CLOEXEC
 TEMP_MODE = 0o644
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+O_TMPFILE: int = getattr(os, "O_TMPFILE", 0)
+UNNAMED_FLAGS = O_TMPFILE | os.O_RDWR | os.O_CLOEXEC
+UNNAMED_REFUSED = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL})
+"""O_TMPFILE refused by the filesystem (EOPNOTSUPP) or unknown to the kernel (EISDIR, EINVAL)."""
+LINK_REFUSED = frozenset({errno.ENOENT, errno.EACCES, errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.ELOOP})
+"""Linking through ``/proc/self/fd`` refused: no ``/proc`` (ENOENT), not allowed, no hard links here."""
 
 
 def clean_leftovers(root: str, node: str | None = None) -> int:
@@ -147,6 +162,59 @@ def create_temp(root_fd: int, names: TempNames = TEMP_NAMES) -> tuple[str, int]:
     raise OSError(errno.EAGAIN, "temporary files keep being taken")
 
 
+def create_unnamed(root_fd: int) -> int:
+    """A new unnamed temporary (O_TMPFILE, mode 0644) in the directory ``root_fd``: a read-write descriptor
+    of a file no other process can see or open; it is freed when closed unless it was linked first."""
+    return os.open(".", UNNAMED_FLAGS, TEMP_MODE, dir_fd=root_fd)
+
+
+def unnamed_works(root_fd: int, names: TempNames = TEMP_NAMES) -> bool:
+    """Whether unnamed temporaries work in the directory ``root_fd``: O_TMPFILE accepted and the file
+    linkable through ``/proc/self/fd`` (a probe file is created, linked under a temporary's name, unlinked).
+    False when refused (:data:`UNNAMED_REFUSED`, :data:`LINK_REFUSED`); another error (ENOSPC, the
+    directory removed) is raised, nothing decided."""
+    if not O_TMPFILE:
+        return False
+    try:
+        fd = create_unnamed(root_fd)
+    except OSError as error:
+        if error.errno in UNNAMED_REFUSED:
+            return False
+        raise
+    try:
+        try:
+            name = link_temp(root_fd, fd, names)
+        except OSError as error:
+            if error.errno in LINK_REFUSED:
+                return False
+            raise
+        os.unlink(name, dir_fd=root_fd)
+        return True
+    finally:
+        os.close(fd)
+
+
+def _proc_fd(fd: int) -> str:
+    return f"/proc/self/fd/{fd}"
+
+
+def link_temp(root_fd: int, fd: int, names: TempNames = TEMP_NAMES) -> str:
+    """Give the unnamed temporary ``fd`` a temporary's name in ``root_fd`` (a fresh one, never an existing
+    entry) and take its ``flock`` first, so that a starting listen's clean-up leaves it alone; a crash
+    before the caller removes or renames it leaves an ordinary leftover. Returns the name."""
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    for attempt in range(4):
+        name = names.next()
+        try:
+            os.link(_proc_fd(fd), name, dst_dir_fd=root_fd, follow_symlinks=True)
+            return name
+        except FileExistsError:
+            if attempt == 3:
+                raise
+            names.renew()
+    raise AssertionError("unreachable")
+
+
 def open_folder(root_fd: int, relative: str) -> int:
     """A descriptor of folder ``relative`` (``a/b/c``, clean components) below ``root_fd``, each component
     created if missing and opened with O_NOFOLLOW relative to its parent: a symlink (or a non-directory)
@@ -212,16 +280,68 @@ def place(root_fd: int, tmp: str, folder_fd: int, name: str, policy: str) -> tup
         existed = _lexists(name, folder_fd)
         os.replace(tmp, name, src_dir_fd=root_fd, dst_dir_fd=folder_fd)
         return name, "replaced" if existed else None
+
+    def link(candidate: str) -> None:
+        os.link(tmp, candidate, src_dir_fd=root_fd, dst_dir_fd=folder_fd, follow_symlinks=False)
+
+    placed = _link_free(link, name, policy)
+    if placed is not None:
+        os.unlink(tmp, dir_fd=root_fd)
+        return placed
+    return _kept(folder_fd, name, policy)
+
+
+def place_unnamed(root_fd: int, fd: int, folder_fd: int, name: str, policy: str,
+                  names: TempNames = TEMP_NAMES) -> tuple[str, str | None]:
+    """:func:`place` for the unnamed temporary ``fd``: linked to ``name`` in ``folder_fd`` (``linkat``
+    never overwrites, so a free name takes one call and needs no look first). When the name is taken:
+    ``rename`` links to NAME_1 …; ``replace`` links the file to a temporary's name in ``root_fd`` and
+    renames that over ``name`` (atomic; a symlink at the name is replaced, never followed); ``keep``
+    keeps a regular file ("kept": the caller closes ``fd``, which frees it) and raises for anything else."""
+
+    def link(candidate: str) -> None:
+        os.link(_proc_fd(fd), candidate, dst_dir_fd=folder_fd, follow_symlinks=True)
+
+    placed = _link_free(link, name, policy)
+    if placed is not None:
+        return placed
+    if policy != "replace":
+        return _kept(folder_fd, name, policy)
+    tmp = link_temp(root_fd, fd, names)
+    try:
+        os.replace(tmp, name, src_dir_fd=root_fd, dst_dir_fd=folder_fd)
+    except BaseException:
+        try:
+            os.unlink(tmp, dir_fd=root_fd)
+        except OSError:
+            pass
+        raise
+    return name, "replaced"
+
+
+def _link_free(link: Callable[[str], None], name: str, policy: str) -> tuple[str, str | None] | None:
+    """``link(name)``, or with ``rename`` the first free of NAME_1 … NAME_9999; None when taken."""
+    try:
+        link(name)
+        return name, None
+    except FileExistsError:
+        if policy != "rename":
+            return None
     match = _EXT.search(name)
     stem, ext = (name[:match.start()], match.group()) if match else (name, "")
-    for n in range(MAX_RENAME if policy == "rename" else 1):
-        candidate = name if n == 0 else f"{stem}_{n}{ext}"
+    for n in range(1, MAX_RENAME):
+        candidate = f"{stem}_{n}{ext}"
         try:
-            os.link(tmp, candidate, src_dir_fd=root_fd, dst_dir_fd=folder_fd, follow_symlinks=False)
+            link(candidate)
         except FileExistsError:
             continue
-        os.unlink(tmp, dir_fd=root_fd)
-        return candidate, "renamed" if n else None
+        return candidate, "renamed"
+    return None
+
+
+def _kept(folder_fd: int, name: str, policy: str) -> tuple[str, str]:
+    """``name`` (and with ``rename`` every numbered copy) is taken: ``keep`` keeps an existing regular
+    file; a symlink or a folder there, or no free copy, is an OSError."""
     if policy == "keep":
         if not stat.S_ISREG(os.stat(name, dir_fd=folder_fd, follow_symlinks=False).st_mode):
             raise OSError(errno.EEXIST, "its name is taken by a symlink or a folder")

@@ -6,7 +6,9 @@ Verification context, an MR object on a CT context) is answered 0x0122 there and
 
 1. ``begin``: the output directory (resolved at start), opened once as a descriptor kept for the
    whole run (opened again by its path when it was removed), is the anchor of every path below;
-   create ``.dcmnet-tmp-<process tag>-<n>.part`` in it (O_CREAT | O_EXCL | O_NOFOLLOW, mode 0644,
+   create an unnamed temporary in it (O_TMPFILE: nothing visible, nothing to clean after a crash), or,
+   where the filesystem refuses that (found out once per output directory, placement.py), create
+   ``.dcmnet-tmp-<process tag>-<n>.part`` in it (O_CREAT | O_EXCL | O_NOFOLLOW, mode 0644,
    relative to that descriptor; the tag is 64 random bits per process, renewed after fork and on a name
    clash) and take an exclusive ``flock`` on it, held until it is renamed or removed; build the Part-10
    header from the command and the presentation context.
@@ -28,22 +30,23 @@ Verification context, an MR object on a CT context) is answered 0x0122 there and
    template folder component by component relative to the output directory's descriptor, creating it
    if missing, with O_NOFOLLOW: a symlink or non-directory on the way is 0xC000 "unsafe path", so a
    folder swapped for a symlink mid-run can make a store fail but never lead outside the output
-   directory. fsync the file, rename or link it between the two descriptors per ``--on-duplicate``,
-   fsync the folder; only then answer C-STORE-RSP Success, and then start the ``--exec-on-receive``
+   directory. fsync the file, link it (unnamed: one ``linkat``, which never overwrites) or rename or
+   link it (named) between the two descriptors per ``--on-duplicate``, fsync the folder; only then answer C-STORE-RSP Success, and then start the ``--exec-on-receive``
    hook. With an index (``listen -od``), the file's row is queued just before the response, from the
    values the walk of step 2 kept (no second parse), and committed by the index's own thread with those
    of the objects around it: never before the file is whole; this process's queries wait for the queue,
    so they see the object once the response was sent. A crash before the commit leaves a file without a
    row, which the next start's reconciliation indexes (services/archive/index.py). A folder removed between its opening and the rename (ENOENT) is opened again and the rename
-   retried once.
-4. ``abandon`` (abort, FIN, shutdown mid-data-set): remove the temp file; the final name is never touched.
+   retried once; so is the output directory, removed under an unnamed temporary (which it outlives).
+4. ``abandon`` (abort, FIN, shutdown mid-data-set): remove the temp file (an unnamed one is freed when
+   closed); the final name is never touched.
 
 Start-up removes the temporaries of crashed runs (``prepare``): only those no live process holds the
 ``flock`` of, so a second ``listen`` (or worker, or C-MOVE/C-GET receiver) on the same folder leaves the
 in-flight stores of the first alone.
 
 Duplicates: ``replace`` renames over the old file atomically (a symlink planted there is replaced, never
-followed); ``keep`` keeps the old file (hard link refuses to overwrite) and answers Success, but only
+followed; an unnamed temporary is first linked to a locked temporary's name in the output directory); ``keep`` keeps the old file (hard link refuses to overwrite) and answers Success, but only
 when the old entry is a regular file: a symlink or folder at the name is 0xA700 (the object would be
 stored nowhere); ``rename`` links to ``name_1.dcm``, ``name_2.dcm`` … with the same no-overwrite guarantee.
 """
@@ -63,7 +66,7 @@ from ..session import AssociationReport
 from .events import ListenEvent
 from .hooks import HookRunner
 from .naming import StoreFailure
-from .placement import clean_leftovers, create_temp, open_folder, open_root
+from .placement import clean_leftovers, create_temp, create_unnamed, open_folder, open_root, unnamed_works
 
 DUPLICATE_POLICIES = ("replace", "keep", "rename")
 
@@ -99,6 +102,14 @@ class StorageTotals:
                 self.failed += 1
 
 
+def removed(folder_fd: int) -> bool:
+    """Whether the directory ``folder_fd`` was removed (no link left to it)."""
+    try:
+        return os.fstat(folder_fd).st_nlink == 0
+    except OSError:
+        return False
+
+
 def os_failure(error: OSError, doing: str) -> StoreFailure:
     return StoreFailure(OUT_OF_RESOURCES, f"{doing}: {error.strerror or error}"[:64])
 
@@ -118,6 +129,7 @@ class StorageSCP:
         self._lock = Lock()
         self._root_fd = -1  # the output directory, opened once (see create_temp)
         self._retired: list[int] = []  # descriptors of an output directory removed meanwhile
+        self._unnamed: bool | None = None  # unnamed temporaries work in the output directory (None: not known yet)
         if config.template is not None and config.template.dataset_fields:
             importlib.import_module("pydicom")  # pay for it now, not in the first association
 
@@ -164,32 +176,45 @@ class StorageSCP:
                 raise StoreFailure(CANNOT_UNDERSTAND, "unsafe path: a folder on the way is a symlink") from None
             raise os_failure(error, "cannot create folder") from None
 
-    def create_temp(self) -> tuple[int, str, int]:
-        """A new locked temporary in the output directory: (the directory's descriptor, the temporary's name
-        in it, its descriptor). The directory is opened once and its descriptor kept for every object of
-        every association (no open/close of it per object); the caller must not close it. When the
-        directory was removed (ENOENT: nothing can be created in it), it is opened again by its path, so a
-        folder made again at that path is used from then on, and a folder still missing raises OSError."""
+    def create_temp(self) -> tuple[int, str | None, int]:
+        """A new temporary in the output directory: (the directory's descriptor, the temporary's name in it
+        or None for an unnamed one, its descriptor). Unnamed (O_TMPFILE, see placement.py) when the
+        directory allows it, found out on first use and remembered; else a named, locked one. The directory
+        is opened once and its descriptor kept for every object of every association (no open/close of it
+        per object); the caller must not close it. When the directory was removed (nothing can be created
+        in it), it is opened again by its path, so a folder made again at that path is used from then on,
+        and a folder still missing raises OSError."""
         root_fd = self._root_fd
         if root_fd < 0:
-            root_fd = self._reopen_root(-1)
+            root_fd = self.reopen_root(-1)
         try:
-            name, fd = create_temp(root_fd)
-        except FileNotFoundError:
-            root_fd = self._reopen_root(root_fd)
-            name, fd = create_temp(root_fd)
+            name, fd = self._create(root_fd)
+        except OSError:
+            if not removed(root_fd):
+                raise
+            root_fd = self.reopen_root(root_fd)
+            name, fd = self._create(root_fd)
         return root_fd, name, fd
 
-    def _reopen_root(self, stale: int) -> int:
-        """Open the output directory in place of descriptor ``stale`` (unless another thread just did). The
-        stale one stays open until :meth:`close`: another association may still be using it."""
+    def _create(self, root_fd: int) -> tuple[str | None, int]:
+        unnamed = self._unnamed
+        if unnamed is None:  # once per output directory (and again when it was opened again)
+            unnamed = self._unnamed = unnamed_works(root_fd)
+        if unnamed:
+            return None, create_unnamed(root_fd)
+        return create_temp(root_fd)
+
+    def reopen_root(self, stale: int) -> int:
+        """Open the output directory in place of descriptor ``stale`` (unless another thread just did), and
+        find out again whether unnamed temporaries work there; OSError when it is missing. The stale one
+        stays open until :meth:`close`: another association may still be using it."""
         with self._lock:
             if self._root_fd == stale:
                 assert self.root is not None
                 fd = open_root(self.root)
                 if stale >= 0:
                     self._retired.append(stale)
-                self._root_fd = fd
+                self._root_fd, self._unnamed = fd, None
             return self._root_fd
 
     def track(self, tmp: str, active: bool) -> None:

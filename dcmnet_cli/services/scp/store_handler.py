@@ -10,14 +10,14 @@ from ...dimse.status import CANNOT_UNDERSTAND, DATASET_MISMATCH, OUT_OF_RESOURCE
 from ...part10 import filemeta as part10
 from ...part10.received import ReceivedDataset
 from ...part10.syntaxes import IMPLICIT_LE, encoding_of
-from ..archive.extraction import INDEXED, decode_values
+from ..archive.extraction import INDEXED, RawValues
 from ..session import HandlerFactory, MessageHandler, Session
 from ..store_commands import store_rsp
 from .entity import EchoHandler
 from .events import RECEIVED, STORE_FAILED, STORED, HookFailed, ObjectOutcome, UnsafeValue
 from .naming import StoreFailure, relative_path
-from .placement import place, sync_placed, withdraw, write_all, writev_all
-from .storage import StorageSCP, os_failure
+from .placement import place, place_unnamed, sync_placed, withdraw, write_all, writev_all
+from .storage import StorageSCP, os_failure, removed
 
 NOT_AUTHORIZED = 0x0124
 """Refused: Not Authorized (PS3.7 Annex C general status): ``listen --read-only``'s answer to every C-STORE-RQ."""
@@ -64,8 +64,9 @@ class StoreHandler(MessageHandler):
         except OSError as error:
             self._fail(os_failure(error, "cannot create file"))
             return
-        self.tmp_path = os.path.join(self.scp.root, self.tmp)
-        self.scp.track(self.tmp_path, True)
+        if self.tmp is not None:  # a named temporary (placement.py): removed at shutdown if still there
+            self.tmp_path = os.path.join(self.scp.root, self.tmp)
+            self.scp.track(self.tmp_path, True)
         self.header = header
         self.size = len(header)
         implicit, little, deflated = encoding_of(self.transfer_syntax)
@@ -121,6 +122,8 @@ class StoreHandler(MessageHandler):
         self.session.send(self.context_id, store_rsp(message.message_id, status, message.affected_sop_class_uid,
                                                      message.affected_sop_instance_uid, comment))
         self._account(status, path, duplicate, comment)
+        if self.scp.config.index is not None:
+            self.scp.config.index.get().write_due()  # a due batch of rows, written while the sender reads the answer
 
     def abandon(self) -> None:
         self._discard()
@@ -205,7 +208,7 @@ class StoreHandler(MessageHandler):
         if path is None or check is None:
             return
         try:
-            self.scp.config.index.get().submit(path, decode_values(check.values, check.little), self.transfer_syntax,
+            self.scp.config.index.get().submit(path, RawValues(check.values, check.little), self.transfer_syntax,
                                                self.size, self._index_failed)
         except Exception as error:  # sqlite3.Error, OSError: the store itself succeeded
             if before_success:  # a shared index (issue 14): no Success without the row; the sender retries
@@ -231,29 +234,49 @@ class StoreHandler(MessageHandler):
                 return
 
     def _place(self, relative: str) -> tuple[str, str | None]:
-        """Rename or link the temporary into its folder, all relative to descriptors (see placement.py);
-        a folder removed meanwhile (ENOENT) is created again and the move retried once."""
-        assert self.tmp is not None
+        """Link or rename the temporary into its folder, all relative to descriptors (see placement.py);
+        a folder removed meanwhile (ENOENT) is created again and the move retried once, and so is the
+        output directory when an unnamed temporary (which can be linked anywhere) was made in one removed."""
         scp = self.scp
         folder, _sep, name = relative.rpartition("/")
         for attempt in (0, 1):
-            folder_fd = scp.open_folder(self.root_fd, folder) if folder else self.root_fd
             try:
-                placed, duplicate = place(self.root_fd, self.tmp, folder_fd, name, scp.config.on_duplicate)
+                folder_fd = scp.open_folder(self.root_fd, folder) if folder else self.root_fd
+            except StoreFailure:
+                if attempt or not self._root_reopened():
+                    raise
+                continue
+            try:
+                placed, duplicate = self._link(folder_fd, name)
                 if scp.config.fsync:
                     sync_placed(folder_fd, placed, duplicate in (None, "renamed"))  # failed: not left placed
             except FileNotFoundError:
-                if not folder or attempt:
+                if attempt or not (self._root_reopened() or folder):
                     raise
                 continue
             finally:
-                if folder_fd != self.root_fd:
+                if folder:
                     os.close(folder_fd)
-            if duplicate != "kept":  # renamed or linked away: no longer a temporary of ours
+            if duplicate != "kept" and self.tmp is not None:  # renamed or linked away: no longer a temporary
                 scp.track(self.tmp_path, False)
                 self.tmp = None
             return os.path.join(scp.root or "", folder, placed), duplicate
         raise AssertionError("unreachable")
+
+    def _link(self, folder_fd: int, name: str) -> tuple[str, str | None]:
+        policy = self.scp.config.on_duplicate
+        if self.tmp is None:
+            return place_unnamed(self.root_fd, self.fd, folder_fd, name, policy)
+        return place(self.root_fd, self.tmp, folder_fd, name, policy)
+
+    def _root_reopened(self) -> bool:
+        """When the output directory was removed: open it again (OSError when it is still missing) and say
+        so. An unnamed temporary outlives it and is linked into the new one; a named one went with it (the
+        retry then finds nothing: ENOENT, as without it)."""
+        if not removed(self.root_fd):
+            return False
+        self.root_fd = self.scp.reopen_root(self.root_fd)
+        return True
 
     def _account(self, status: int, path: str | None, duplicate: str | None, comment: str | None) -> None:
         message, report = self.message, self.report
