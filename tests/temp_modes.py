@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from dcmnet_cli.services.scp import placement
-from dcmnet_cli.services.scp.placement import TEMP_PREFIX
+from dcmnet_cli.services.scp.placement import TEMP_PREFIX, open_root
 
 MODES = ("unnamed", "named")
 O_TMPFILE = getattr(os, "O_TMPFILE", 0)
@@ -41,3 +43,13 @@ def placing_call(mode: str) -> str:
     """The ``os`` function that gives a fresh object its final name: ``link`` (unnamed) or ``replace``
     (named, with the default ``--on-duplicate replace``)."""
     return "link" if mode == "unnamed" else "replace"
+
+
+@pytest.fixture
+def root(tmp_path):  # type: ignore[no-untyped-def]
+    """(an output folder, a descriptor of it as the Storage SCP keeps one), closed after the test."""
+    out = tmp_path / "out"
+    out.mkdir()
+    fd = open_root(str(out))
+    yield out, fd
+    os.close(fd)

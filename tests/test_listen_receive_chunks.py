@@ -16,6 +16,7 @@ import struct
 from pathlib import Path
 
 import pytest
+from helpers.scripted_link import ScriptedLink
 from storage_helpers import EXPLICIT_LE, SC_IMAGE, payload, raw_dataset
 
 from dcmnet_cli.dimse.commandset import C_STORE_RSP, c_store_rq, decode
@@ -24,7 +25,6 @@ from dcmnet_cli.part10.sopclasses import storage_contexts
 from dcmnet_cli.services.scp.entity import ALL_UNCOMPRESSED, ApplicationEntity
 from dcmnet_cli.services.scp.storage import StorageConfig, StorageSCP
 from dcmnet_cli.services.scp.store_handler import storage_handlers
-from dcmnet_cli.transport.channel import Driver
 from dcmnet_cli.transport.server import answer_request
 from dcmnet_cli.ul.framing import PDUReader
 from dcmnet_cli.ul.negotiation import AcceptorPolicy, build_contexts, build_request
@@ -33,33 +33,6 @@ from dcmnet_cli.ul.pdu import decode_pdata
 UIDS = ["1.2.826.0.1.3680043.10.1137.91.1", "1.2.826.0.1.3680043.10.1137.91.22"]
 DATASETS = [raw_dataset(SC_IMAGE, uid, payload(i, 40 + i)) for i, uid in enumerate(UIDS)]
 RELEASE_RQ = bytes.fromhex("050000000004" + "00000000")
-
-
-class ScriptedLink(Driver):
-    """A driver whose reads return the given chunks in turn (then the end of the stream) and whose
-    writes are kept."""
-
-    def __init__(self, conn: DIMSEConnection, chunks: list[bytes]) -> None:
-        super().__init__(conn, peer="127.0.0.1:104")
-        self.chunks, self.sent = list(chunks), bytearray()
-
-    def _read(self, wait: float | None) -> int:
-        if not self.chunks:
-            return 0
-        chunk = self.chunks.pop(0)
-        self._buf[:len(chunk)] = chunk
-        return len(chunk)
-
-    def _send(self, buffers: list) -> int:
-        for piece in buffers:
-            self.sent += bytes(piece)
-        return sum(len(piece) for piece in buffers)
-
-    def _close_link(self) -> None:
-        pass
-
-    def interrupt(self) -> None:
-        pass
 
 
 def _pdu(*pdvs: tuple[int, bytes]) -> bytes:

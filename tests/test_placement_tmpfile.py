@@ -21,21 +21,13 @@ from pathlib import Path
 import pytest
 from scp_units import Node, on_disk, request
 from temp_modes import MODES, O_TMPFILE, use_mode
+import temp_modes
 
 from dcmnet_cli.services.scp import placement, store_handler
 from dcmnet_cli.services.scp.placement import (TEMP_PREFIX, TempNames, clean_leftovers, create_unnamed, link_temp,
-                                               open_root, place_unnamed, unnamed_works, write_all)
+                                               place_unnamed, unnamed_works, write_all)
 
-pytestmark = pytest.mark.skipif(not O_TMPFILE, reason="no O_TMPFILE on this platform")
-
-
-@pytest.fixture
-def root(tmp_path):
-    out = tmp_path / "out"
-    out.mkdir()
-    fd = open_root(str(out))
-    yield out, fd
-    os.close(fd)
+root = temp_modes.root  # the fixture: (output folder, its descriptor)
 
 
 def _unnamed(root_fd: int, data: bytes) -> int:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from store_helpers import make_file
 from temp_modes import MODES, creates_temporary, is_temporary, placing_call, use_mode
+import temp_modes
 from wire import memory_peer
 
 from dcmnet_cli.part10.sopclasses import storage_contexts
@@ -33,6 +34,8 @@ from dcmnet_cli.ul.negotiation import AcceptorPolicy
 PEER = Peer("memory", 104, "MEMSCP")
 TIMEOUTS = Timeouts(connect=5, acse=5, dimse=5, network=5)
 
+root = temp_modes.root  # the fixture: (output folder, its descriptor)
+
 
 @pytest.fixture(autouse=True, params=MODES)
 def temp_mode(request, monkeypatch) -> str:
@@ -43,15 +46,6 @@ def temp_mode(request, monkeypatch) -> str:
 def names(folder: Path) -> list[str]:
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
                   if not p.name.startswith(".dcmnet-index"))
-
-
-@pytest.fixture
-def root(tmp_path):
-    out = tmp_path / "out"
-    out.mkdir()
-    fd = open_root(str(out))
-    yield out, fd
-    os.close(fd)
 
 
 def _temp_with(root_fd: int, data: bytes) -> str:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from helpers.procs import LOOPBACK, listen_server
+from helpers.scripted_link import ScriptedLink
 from storage_helpers import EXPLICIT_LE, SC_IMAGE, payload, raw_dataset
 
 from dcmnet_cli.dimse.commandset import C_STORE_RSP, c_store_rq, decode
@@ -31,7 +32,7 @@ from dcmnet_cli.services.scp.entity import ALL_UNCOMPRESSED, ApplicationEntity
 from dcmnet_cli.services.scp.storage import StorageConfig, StorageSCP
 from dcmnet_cli.services.scp.store_handler import storage_handlers
 from dcmnet_cli.transport import channel
-from dcmnet_cli.transport.channel import CARRY_MAX, Driver, LinkTimeout
+from dcmnet_cli.transport.channel import CARRY_MAX, LinkTimeout
 from dcmnet_cli.transport.server import answer_request
 from dcmnet_cli.ul import framing
 from dcmnet_cli.ul.framing import PDUReader
@@ -79,36 +80,16 @@ def _storescu_reads(pdus: list[bytes]) -> list[bytes]:
     return reads
 
 
-class CarryingLink(Driver):
-    """A driver whose reads return the scripted chunks in turn (then the end of the stream), written where
-    the socket link writes them (``self._into``: after a carried tail); its writes are kept."""
+class CarryingLink(ScriptedLink):
+    """A scripted link that carries, as the socket link does; a ``TIMEOUT`` chunk is a read that times out."""
 
     carries = True
 
-    def __init__(self, conn: DIMSEConnection, chunks: list) -> None:
-        super().__init__(conn, peer="127.0.0.1:104")
-        self.chunks, self.sent = list(chunks), bytearray()
-
-    def _read(self, wait: float | None) -> int:
-        if not self.chunks:
-            return 0
+    def _next_chunk(self) -> bytes:
         chunk = self.chunks.pop(0)
         if chunk is TIMEOUT:
             raise LinkTimeout()
-        assert len(chunk) <= len(self._into)
-        self._into[:len(chunk)] = chunk
-        return len(chunk)
-
-    def _send(self, buffers: list) -> int:
-        for piece in buffers:
-            self.sent += bytes(piece)
-        return sum(len(piece) for piece in buffers)
-
-    def _close_link(self) -> None:
-        pass
-
-    def interrupt(self) -> None:
-        pass
+        return bytes(chunk)
 
 
 def _established(chunks: list) -> CarryingLink:
@@ -270,7 +251,7 @@ def test_a_read_that_times_out_after_a_carried_tail_loses_nothing() -> None:
 
 
 def test_the_socket_channel_carries() -> None:
-    assert channel.Channel.carries and not Driver.carries
+    assert channel.Channel.carries and not channel.Driver.carries
     assert framing.PDUReader().carry_max == 0  # only a carrying driver asks for it
 
 
