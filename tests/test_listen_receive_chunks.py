@@ -16,19 +16,17 @@ import struct
 from pathlib import Path
 
 import pytest
-from helpers.scripted_link import ScriptedLink
+from helpers.scripted_link import ScriptedLink, store_answers
 from storage_helpers import EXPLICIT_LE, SC_IMAGE, payload, raw_dataset
 
-from dcmnet_cli.dimse.commandset import C_STORE_RSP, c_store_rq, decode
+from dcmnet_cli.dimse.commandset import c_store_rq
 from dcmnet_cli.dimse.connection import AssociationRequested, DIMSEConnection, Role
 from dcmnet_cli.part10.sopclasses import storage_contexts
 from dcmnet_cli.services.scp.entity import ALL_UNCOMPRESSED, ApplicationEntity
 from dcmnet_cli.services.scp.storage import StorageConfig, StorageSCP
 from dcmnet_cli.services.scp.store_handler import storage_handlers
 from dcmnet_cli.transport.server import answer_request
-from dcmnet_cli.ul.framing import PDUReader
 from dcmnet_cli.ul.negotiation import AcceptorPolicy, build_contexts, build_request
-from dcmnet_cli.ul.pdu import decode_pdata
 
 UIDS = ["1.2.826.0.1.3680043.10.1137.91.1", "1.2.826.0.1.3680043.10.1137.91.22"]
 DATASETS = [raw_dataset(SC_IMAGE, uid, payload(i, 40 + i)) for i, uid in enumerate(UIDS)]
@@ -82,30 +80,12 @@ def _serve(root: Path, chunks: list[bytes]) -> bytes:
     return bytes(link.sent)
 
 
-def _answers(sent: bytes) -> list:
-    """What the sender reads: (PDU type, [(Message ID being responded to, status), ...] for P-DATA)."""
-    reader = PDUReader()
-    reader.feed(sent)
-    out = []
-    while (framed := reader.next_pdu()) is not None:
-        kind, body = framed
-        if kind == 0x04:
-            pdvs = decode_pdata(memoryview(body)).pdvs
-            assert all(p.control == 0x03 for p in pdvs)
-            answers = [decode(bytes(p.data)) for p in pdvs]
-            assert all(a.command_field == C_STORE_RSP for a in answers)
-            out.append((kind, [(a.message_id_being_responded_to, a.status, a.affected_sop_instance_uid)
-                               for a in answers]))
-        else:
-            out.append((kind, None))
-    return out
-
 
 EXPECTED = [(0x02, None), (0x04, [(1, 0x0000, UIDS[0])]), (0x04, [(2, 0x0000, UIDS[1])]), (0x06, None)]
 
 
 def _check(root: Path, sent: bytes) -> None:
-    assert _answers(sent) == EXPECTED
+    assert store_answers(sent) == EXPECTED
     names = sorted(p.name for p in root.iterdir())
     assert names == sorted(f"{uid}.dcm" for uid in UIDS)
     for uid, data in zip(UIDS, DATASETS):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from helpers.procs import LOOPBACK, listen_server
-from helpers.scripted_link import ScriptedLink
+from helpers.scripted_link import ScriptedLink, store_answers
 from storage_helpers import EXPLICIT_LE, SC_IMAGE, payload, raw_dataset
 
 from dcmnet_cli.dimse.commandset import C_STORE_RSP, c_store_rq, decode
@@ -113,24 +113,14 @@ def _serve(root: Path, chunks: list) -> bytes:
     return bytes(link.sent)
 
 
-def _answers(sent: bytes) -> list:
-    reader = PDUReader()
-    reader.feed(sent)
-    out = []
-    while (framed := reader.next_pdu()) is not None:
-        kind, body = framed
-        if kind == 0x04:
-            answers = [decode(bytes(p.data)) for p in decode_pdata(memoryview(body)).pdvs]
-            assert all(a.command_field == C_STORE_RSP for a in answers)
-            out.append((kind, [(a.message_id_being_responded_to, a.status) for a in answers]))
-        else:
-            out.append((kind, None))
-    return out
+
 
 
 def _check(root: Path, sent: bytes, datasets: list[bytes]) -> None:
     """Success for each object, the release answered, and each file's data set exactly what was sent."""
-    assert _answers(sent) == [(0x02, None)] + [(0x04, [(i + 1, 0x0000)]) for i in range(len(datasets))] + [(0x06, None)]
+    answers = [(kind, None if got is None else [(mid, status) for mid, status, _uid in got])
+               for kind, got in store_answers(sent)]
+    assert answers == [(0x02, None)] + [(0x04, [(i + 1, 0x0000)]) for i in range(len(datasets))] + [(0x06, None)]
     assert sorted(p.name for p in root.iterdir()) == sorted(f"{uid}.dcm" for uid in UIDS[:len(datasets)])
     for uid, data in zip(UIDS, datasets):
         _check_file(root / f"{uid}.dcm", data)

@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+from dcmnet_cli.dimse.commandset import C_STORE_RSP, decode
 from dcmnet_cli.dimse.connection import DIMSEConnection
 from dcmnet_cli.transport.channel import Driver
+from dcmnet_cli.ul.framing import PDUReader
+from dcmnet_cli.ul.pdu import decode_pdata
 
 
 class ScriptedLink(Driver):
@@ -36,3 +39,24 @@ class ScriptedLink(Driver):
 
     def interrupt(self) -> None:
         pass
+
+
+def store_answers(sent: bytes) -> list:
+    """What the sender reads from ``sent``: (PDU type, None) per PDU, and for P-DATA (0x04) the C-STORE-RSPs it
+    carries as [(Message ID being responded to, status, Affected SOP Instance UID), ...] (each a whole
+    command in one PDV)."""
+    reader = PDUReader()
+    reader.feed(sent)
+    out = []
+    while (framed := reader.next_pdu()) is not None:
+        kind, body = framed
+        if kind == 0x04:
+            pdvs = decode_pdata(memoryview(body)).pdvs
+            assert all(p.control == 0x03 for p in pdvs)
+            answers = [decode(bytes(p.data)) for p in pdvs]
+            assert all(a.command_field == C_STORE_RSP for a in answers)
+            out.append((kind, [(a.message_id_being_responded_to, a.status, a.affected_sop_instance_uid)
+                               for a in answers]))
+        else:
+            out.append((kind, None))
+    return out
