@@ -75,8 +75,10 @@ class Index:
 
         self.added.append((path, attributes_of(values), syntax, size))  # queued undecoded (RawValues)
 
-    def write_due(self) -> None:
-        """Called after each C-STORE-RSP (a due batch written in the handler's thread): nothing to do here."""
+    def write_due(self, queued: object = None) -> None:
+        """Called after each C-STORE-RSP with what ``submit`` returned (a due batch written, or that row made
+        ready, in the handler's thread): recorded."""
+        self.made_ready = getattr(self, "made_ready", []) + [queued]
 
 
 def raw(ds, implicit: bool = False, little: bool = True) -> bytes:

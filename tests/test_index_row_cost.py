@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from dcmnet_cli.services.archive.index import Index
+from dcmnet_cli.services.archive.index import Index, _Queued
 
 ROOT = "1.2.826.0.1.3680043.8.498.78"
 
@@ -74,12 +74,12 @@ def test_a_batch_writes_rows_in_order_around_a_replaced_file(tmp_path):
     moved = values(1, SeriesInstanceUID=f"{ROOT}.1.2", SOPInstanceUID=f"{ROOT}.1.2.1")
     index = Index.open(str(tmp_path / ".dcmnet-index.sqlite"), str(tmp_path))
     try:
-        index._write_batch([(str(tmp_path / "f1"), values(1), "1.2.840.10008.1.2.1", 10, None),
-                            (str(tmp_path / "f2"), values(2), "1.2.840.10008.1.2.1", 10, None),
-                            (str(tmp_path / "f1"), moved, "1.2.840.10008.1.2.1", 10, None),
-                            (str(tmp_path / "f3"), values(3), "1.2.840.10008.1.2.1", 10, None),
-                            (str(tmp_path / "f3"), values(4), "1.2.840.10008.1.2.1", 10, None),
-                            (str(tmp_path / "f4"), values(5), "1.2.840.10008.1.2.1", 10, None)])
+        index._write_batch([_Queued(str(tmp_path / "f1"), values(1), "1.2.840.10008.1.2.1", 10, None),
+                            _Queued(str(tmp_path / "f2"), values(2), "1.2.840.10008.1.2.1", 10, None),
+                            _Queued(str(tmp_path / "f1"), moved, "1.2.840.10008.1.2.1", 10, None),
+                            _Queued(str(tmp_path / "f3"), values(3), "1.2.840.10008.1.2.1", 10, None),
+                            _Queued(str(tmp_path / "f3"), values(4), "1.2.840.10008.1.2.1", 10, None),
+                            _Queued(str(tmp_path / "f4"), values(5), "1.2.840.10008.1.2.1", 10, None)])
         assert index.counts() == {"PATIENT": 1, "STUDY": 1, "SERIES": 2, "IMAGE": 4}
         found = {instance.sop_instance_uid: instance.path for instance in index.instances(
             "study", "SERIES", _keys(SeriesInstanceUID=f"{ROOT}.1.1", StudyInstanceUID=f"{ROOT}.1"))}

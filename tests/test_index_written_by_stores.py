@@ -132,3 +132,105 @@ def test_queued_values_are_decoded_by_the_writer_and_a_bad_one_is_reported_alone
     finally:
         index.close()
     assert 0x00100010 in INDEXED  # PatientName: a value the walk keeps
+
+
+def _counting_decoder(monkeypatch) -> list[str]:
+    """Record which thread decodes each row's values (index.attributes_of)."""
+    decoded: list[str] = []
+    real = index_module.attributes_of
+
+    def counting(values):  # type: ignore[no-untyped-def]
+        decoded.append(threading.current_thread().name)
+        return real(values)
+
+    monkeypatch.setattr(index_module, "attributes_of", counting)
+    return decoded
+
+
+def _raw(n: int) -> RawValues:
+    return RawValues({0x00080018: f"1.2.3.{n}\x00".encode(), 0x0020000E: b"1.2.3 ", 0x0020000D: b"1.2 ",
+                      0x00100010: b"DOE^JANE", 0x00100020: b"P1"}, True)
+
+
+def test_a_row_not_due_is_made_ready_after_the_response_and_the_batch_only_writes_it(tmp_path, monkeypatch):
+    """write_due(what submit returned), no batch due: the row's values are decoded and its parameters made
+    in the calling thread; the batch then writes it without decoding it again, and writes it right."""
+    monkeypatch.setattr(index_module, "BATCH_DELAY", SLOW)
+    monkeypatch.setattr(index_module, "BATCH_GAP", SLOW)
+    decoded = _counting_decoder(monkeypatch)
+    root = tmp_path / "x"
+    root.mkdir()
+    index = Index.open(str(root / ".dcmnet-index.sqlite"), str(root))
+    try:
+        first = index.submit(str(root / "a.dcm"), _raw(1), "1.2.840.10008.1.2.1", 10)
+        second = index.submit(str(root / "b.dcm"), _raw(2), "1.2.840.10008.1.2.1", 11)
+        index.write_due(first)  # second is not made ready: only what the caller passes
+        assert decoded == [threading.current_thread().name]
+        assert _rows(root) == []  # nothing written: not due
+        assert index.sync(10)
+        assert len(decoded) == 2  # the batch decoded second only
+        assert _rows(root) == ["1.2.3.1", "1.2.3.2"]
+        conn = sqlite3.connect(str(root / ".dcmnet-index.sqlite"))
+        try:
+            assert conn.execute("SELECT path, size, transfer_syntax FROM instance ORDER BY path").fetchall() == [
+                ("a.dcm", 10, "1.2.840.10008.1.2.1"), ("b.dcm", 11, "1.2.840.10008.1.2.1")]
+            assert conn.execute("SELECT patient_name FROM patient").fetchall() == [("DOE^JANE",)]
+        finally:
+            conn.close()
+        index.write_due(second)  # already written: not made ready again
+        assert len(decoded) == 2
+    finally:
+        index.close()
+
+
+def test_a_due_batch_is_written_instead_of_making_the_row_ready(tmp_path, monkeypatch):
+    monkeypatch.setattr(index_module, "BATCH_DELAY", SLOW)
+    monkeypatch.setattr(index_module, "BATCH_GAP", SLOW)
+    monkeypatch.setattr(index_module, "BATCH_LIMIT", 2)
+    root = tmp_path / "x"
+    root.mkdir()
+    index = Index.open(str(root / ".dcmnet-index.sqlite"), str(root))
+    try:
+        index.submit(str(root / "a.dcm"), _raw(1), "", 10)
+        queued = index.submit(str(root / "b.dcm"), _raw(2), "", 10)
+        index.write_due(queued)
+        assert _rows(root) == ["1.2.3.1", "1.2.3.2"]
+    finally:
+        index.close()
+
+
+def test_an_undecodable_row_made_ready_is_still_reported_by_the_batch(tmp_path, monkeypatch):
+    """Making it ready fails quietly (no report from the association thread); the batch reports it, alone."""
+    monkeypatch.setattr(index_module, "BATCH_DELAY", SLOW)
+    monkeypatch.setattr(index_module, "BATCH_GAP", SLOW)
+    root = tmp_path / "x"
+    root.mkdir()
+    index = Index.open(str(root / ".dcmnet-index.sqlite"), str(root))
+    failed: list[tuple[str, str]] = []
+    try:
+        bad = RawValues({0x00080018: b"1.2.3.8\x00", 0x00100010: None}, True)  # type: ignore[dict-item]
+        queued = index.submit(str(root / "bad.dcm"), bad, "", 10,
+                              lambda path, error: failed.append((path, threading.current_thread().name)))
+        index.write_due(queued)
+        assert failed == []
+        good = index.submit(str(root / "good.dcm"), _raw(9), "", 10)
+        index.write_due(good)
+        assert index.sync(10)
+        assert failed == [(str(root / "bad.dcm"), threading.current_thread().name)]  # the flushing thread
+        assert _rows(root) == ["1.2.3.9"]
+    finally:
+        index.close()
+
+
+def test_stores_make_their_rows_ready_in_the_association_thread(tmp_path, monkeypatch):
+    """Over the in-memory wire, no batch due during the association: every row's values are decoded by the
+    thread that answered its C-STORE, after the response, none by the batch at the release."""
+    monkeypatch.setattr(index_module, "BATCH_DELAY", SLOW)
+    monkeypatch.setattr(index_module, "BATCH_GAP", SLOW)
+    decoded = _counting_decoder(monkeypatch)
+    batches, sent = _store(tmp_path, monkeypatch, 3)
+    assert len(decoded) == 3
+    (serving,) = set(decoded)
+    assert serving not in ("dcmnet-index", threading.current_thread().name)  # the SCP's, not the writer's
+    assert [size for size, _thread in batches] == [3]
+    assert _rows(tmp_path / "out") == sent

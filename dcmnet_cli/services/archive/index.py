@@ -133,11 +133,43 @@ _INSERT_INSTANCE = (f"INSERT INTO {TABLES[IMAGE]} ({', '.join([column for _k, co
 """The instance INSERT (the column order of :meth:`Index._add_instance`'s parameters)."""
 
 
-def _instance_params(rel: str, values: dict[str, str], parent: int, transfer_syntax: str, size: int) -> list[Any]:
-    """The parameters of :data:`_INSERT_INSTANCE` for the file ``rel`` with the instance level's ``values``."""
+def _instance_params(rel: str, values: dict[str, str], parent: int | None, transfer_syntax: str,
+                     size: int) -> list[Any]:
+    """The parameters of :data:`_INSERT_INSTANCE` for the file ``rel`` with the instance level's ``values``
+    (the series pk at :data:`_PARENT_AT`: None until the row is written)."""
     params: list[Any] = [column_text(vr, values.get(keyword, "")) for keyword, _column, vr in _SPECS[IMAGE]]
     params += (_json(values), rel, parent, transfer_syntax, size)
     return params
+
+
+_PARENT_AT = len(_SPECS[IMAGE]) + 2
+"""Where the series pk is in :func:`_instance_params`."""
+
+
+class _Row(NamedTuple):
+    """A row made ready to write, all but its series pk: what is known without the database."""
+    rel: str
+    attributes: dict[str, str]
+    above: tuple[str | None, ...]
+    """The values of :data:`_ABOVE` (None: absent): they identify a remembered series."""
+    series_uid: str
+    params: list[Any]
+    """:func:`_instance_params` with the series pk None."""
+
+
+class _Queued:
+    """A row :meth:`Index.submit` queued: its values still as the walk kept them, until whoever gets to it
+    first (the association thread after its response, or the batch's writer) makes it ready (``row``)."""
+
+    __slots__ = ("path", "values", "transfer_syntax", "size", "on_error", "row", "taken")
+
+    def __init__(self, path: str, values: "dict[str, str] | RawValues", transfer_syntax: str, size: int,
+                 on_error: Callable[[str, BaseException], None] | None) -> None:
+        self.path, self.values, self.transfer_syntax, self.size, self.on_error = (path, values, transfer_syntax,
+                                                                                   size, on_error)
+        self.row: _Row | None = None
+        self.taken = False
+        """Set by the batch's writer: preparing it any more is wasted work."""
 
 
 def connect(path: str) -> sqlite3.Connection:
@@ -151,7 +183,7 @@ def connect(path: str) -> sqlite3.Connection:
 class Index:
     """See the module docstring. Thread-safe; open one per process (after a fork, open again)."""
 
-    _batcher: Batcher[tuple[Any, ...]] | None = None
+    _batcher: "Batcher[_Queued] | None" = None
     """The queue of :meth:`submit` (and its background thread), made with its first row."""
     _insert_instance: str | None = None
     """:data:`_INSERT_INSTANCE` in this driver's placeholder style (:meth:`sql`), made at first use."""
@@ -248,23 +280,23 @@ class Index:
         if size is None:
             size = os.stat(path).st_size
         self.sync()
-        self._write([(path, attributes, transfer_syntax, size)])
+        self._write([self._ready(path, attributes, transfer_syntax, size)])
 
     def submit(self, path: str, attributes: dict[str, str] | RawValues, transfer_syntax: str, size: int,
-               on_error: Callable[[str, BaseException], None] | None = None) -> None:
+               on_error: Callable[[str, BaseException], None] | None = None) -> object:
         """Queue the row of the complete file ``path`` (renamed and fsynced); the rows of a run of objects
         are committed in one transaction (see the module docstring: who writes them, what a query sees,
         what a crash loses). Returns at once; a row that cannot be written (nor decoded) is reported to
         ``on_error(path, error)`` from the thread that writes it (the file stays; the next start's
-        reconciliation indexes it)."""
+        reconciliation indexes it). Returns what :meth:`write_due` takes to make the row ready."""
         if BATCH_DELAY <= 0:  # no batching: written and committed now, in the caller's thread
             try:
-                self._write([(path, attributes_of(attributes), transfer_syntax, size)])
+                self._write([self._ready(path, attributes_of(attributes), transfer_syntax, size)])
             except Exception as error:
                 if on_error is None:
                     raise
                 on_error(path, error)
-            return
+            return None
         batcher = self._batcher
         if batcher is None:
             with self._pool_lock:
@@ -273,14 +305,24 @@ class Index:
                                             gap=BATCH_GAP)
                     atexit.register(self._batcher.close, EXIT_FLUSH)
                 batcher = self._batcher
-        batcher.put((path, attributes, transfer_syntax, size, on_error))
+        queued = _Queued(path, attributes, transfer_syntax, size, on_error)
+        batcher.put(queued)
+        return queued
 
-    def write_due(self) -> None:
+    def write_due(self, queued: object = None) -> None:
         """Write the queued rows now, in this thread, if their batch is due and no other thread is writing
-        (the Storage SCP calls it after each C-STORE-RSP: see the module docstring)."""
+        (the Storage SCP calls it after each C-STORE-RSP: see the module docstring); else make ``queued``
+        (what :meth:`submit` returned) ready to write: its values decoded and its parameters made now, while
+        the sender reads the answer, leave only the SQL to the batch (which stops the next request)."""
         batcher = self._batcher
-        if batcher is not None:
-            batcher.run_due()
+        if batcher is None or batcher.run_due() or type(queued) is not _Queued:
+            return
+        if queued.row is None and not queued.taken:
+            try:
+                queued.row = self._ready(queued.path, attributes_of(queued.values), queued.transfer_syntax,
+                                         queued.size)
+            except Exception:  # undecodable: the batch's writer reports it, with the row's path
+                pass
 
     def sync(self, timeout: float | None = None) -> bool:
         """Wait until every row :meth:`submit` queued before this call is committed (queries and retrieves
@@ -288,35 +330,47 @@ class Index:
         batcher = self._batcher
         return batcher is None or batcher.flush(timeout)
 
-    def _write_batch(self, queued: list[tuple[Any, ...]]) -> None:
+    def _write_batch(self, queued: list[_Queued]) -> None:
         """A batch of queued rows in one transaction; if that fails because of one row, each row on its own
         (one bad row loses no other), its error reported to its ``on_error``; a database that cannot be
         written (locked past the busy timeout, I/O error) fails them all at once. A row whose values
         cannot be decoded is reported alone."""
-        items = []
+        items: list[tuple[_Row, _Queued]] = []
         for item in queued:
-            try:
-                items.append((item[0], attributes_of(item[1]), *item[2:]))
-            except Exception as error:
-                if item[4] is not None:
-                    item[4](item[0], error)
+            item.taken = True
+            row = item.row
+            if row is None:
+                try:
+                    row = self._ready(item.path, attributes_of(item.values), item.transfer_syntax, item.size)
+                except Exception as error:
+                    if item.on_error is not None:
+                        item.on_error(item.path, error)
+                    continue
+            items.append((row, item))
         try:
-            self._write([item[:4] for item in items])
+            self._write([row for row, _item in items])
             return
         except Exception as error:
             if isinstance(error, sqlite3.OperationalError):  # locked, I/O, disk full: not one row's fault
-                for item in items:
-                    if item[4] is not None:
-                        item[4](item[0], error)
+                for _row, item in items:
+                    if item.on_error is not None:
+                        item.on_error(item.path, error)
                 return
-        for item in items:
+        for row, item in items:
             try:
-                self._write([item[:4]])
+                self._write([row])
             except Exception as error:  # sqlite3.Error, OSError: the store itself succeeded
-                if item[4] is not None:
-                    item[4](item[0], error)
+                if item.on_error is not None:
+                    item.on_error(item.path, error)
 
-    def _write(self, items: list[tuple[str, dict[str, str], str, int]]) -> None:
+    def _ready(self, path: str, attributes: dict[str, str], transfer_syntax: str, size: int) -> _Row:
+        """The row of the complete file ``path``, all but its series pk (see :class:`_Row`)."""
+        rel = self.relative(path)
+        own = {k: attributes[k] for k in _OWN if k in attributes}
+        return _Row(rel, attributes, tuple(map(attributes.get, _ABOVE)), attributes.get("SeriesInstanceUID", ""),
+                    _instance_params(rel, own, None, transfer_syntax, size))
+
+    def _write(self, rows: list[_Row]) -> None:
         """Rows of complete files in one transaction (``BEGIN IMMEDIATE``: the write lock first, so no other
         writer commits until ours), one commit."""
         with self._write_lock:
@@ -326,7 +380,7 @@ class Index:
                 version = conn.execute("PRAGMA data_version").fetchone()[0]
                 if version != self._version:  # another connection (process) committed since our last write
                     self._parents.clear()
-                self._add_rows(conn, items)
+                self._add_rows(conn, rows)
                 conn.commit()
             except BaseException:
                 self._parents.clear()
@@ -335,28 +389,28 @@ class Index:
                 raise
             self._version = version
 
-    def _add_rows(self, conn: sqlite3.Connection, items: list[tuple[str, dict[str, str], str, int]]) -> None:
-        """The rows of ``items``, in order. The usual row, a new file of a series remembered with the same
+    def _add_rows(self, conn: sqlite3.Connection, rows: list[_Row]) -> None:
+        """The rows, in order. The usual row, a new file of a series remembered with the same
         values above the instance level (:meth:`_cached_series`), costs no split of its attributes by level
         and no statement of its own: such rows wait in ``pending`` and go in with one ``executemany`` (one
         GIL hand-off for them all instead of one per row) before any other row's statements and at the end,
         so every statement sees the rows before it as one at a time would. Files with a row already (one
         query per batch tells which) and rows repeating a path of the batch take :meth:`_add_instance`."""
-        rels = [self.relative(item[0]) for item in items]
-        known = self._indexed(conn, rels)
+        known = self._indexed(conn, [row.rel for row in rows])
         pending: list[list[Any]] = []
-        for (_path, attributes, transfer_syntax, size), rel in zip(items, rels):
-            above = tuple(map(attributes.get, _ABOVE))
-            series_uid = attributes.get("SeriesInstanceUID", "")
+        for row in rows:
+            rel, series_uid, above = row.rel, row.series_uid, row.above
             parent = self._cached_series(series_uid, above)
-            own = {k: attributes[k] for k in _OWN if k in attributes}
+            params = row.params.copy()  # a row written again on its own (a failed batch) starts as made
             if parent is not None and rel not in known:
-                pending.append(_instance_params(rel, own, parent, transfer_syntax, size))
+                params[_PARENT_AT] = parent
+                pending.append(params)
             else:
                 self._insert_pending(conn, pending)
                 if parent is None:
-                    parent = self._add_parents(conn, attributes, series_uid)
-                self._add_instance(conn, rel, own, parent, transfer_syntax, size)
+                    parent = self._add_parents(conn, row.attributes, series_uid)
+                params[_PARENT_AT] = parent
+                self._add_instance(conn, rel, params, parent)
             known.add(rel)
             if len(self._parents) >= MAX_CACHED_SERIES:
                 self._parents.clear()
@@ -410,11 +464,10 @@ class Index:
             text = self._insert_instance = self.sql(_INSERT_INSTANCE)
         return text
 
-    def _add_instance(self, conn: sqlite3.Connection, rel: str, values: dict[str, str], parent: int,
-                      transfer_syntax: str, size: int) -> None:
-        """The instance row of file ``rel``: one INSERT for a new file; a file indexed before (replaced,
-        or a row left by a file removed behind our back) has its row replaced, its old series pruned."""
-        params = _instance_params(rel, values, parent, transfer_syntax, size)
+    def _add_instance(self, conn: sqlite3.Connection, rel: str, params: list[Any], parent: int) -> None:
+        """The instance row of file ``rel`` (its :func:`_instance_params`): one INSERT for a new file; a file
+        indexed before (replaced, or a row left by a file removed behind our back) has its row replaced, its
+        old series pruned."""
         text = self._instance_insert()
         try:
             conn.execute(text, params)

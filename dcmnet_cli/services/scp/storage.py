@@ -69,6 +69,8 @@ from .naming import StoreFailure
 from .placement import clean_leftovers, create_temp, create_unnamed, open_folder, open_root, unnamed_works
 
 DUPLICATE_POLICIES = ("replace", "keep", "rename")
+SPARES = 2
+"""Unnamed temporaries made ahead (:meth:`StorageSCP.make_spare`) at most: enough for associations taking turns."""
 
 
 @dataclass
@@ -130,6 +132,7 @@ class StorageSCP:
         self._root_fd = -1  # the output directory, opened once (see create_temp)
         self._retired: list[int] = []  # descriptors of an output directory removed meanwhile
         self._unnamed: bool | None = None  # unnamed temporaries work in the output directory (None: not known yet)
+        self._spares: list[tuple[int, int]] = []  # (output directory's descriptor, unnamed temporary): see make_spare
         if config.template is not None and config.template.dataset_fields:
             importlib.import_module("pydicom")  # pay for it now, not in the first association
 
@@ -187,6 +190,14 @@ class StorageSCP:
         root_fd = self._root_fd
         if root_fd < 0:
             root_fd = self.reopen_root(-1)
+        while self._spares:
+            try:
+                spare_root, spare = self._spares.pop()
+            except IndexError:  # another association took the last one
+                break
+            if spare_root == root_fd and not removed(root_fd):  # one fstat: the same answers as without it
+                return root_fd, None, spare
+            os.close(spare)  # made in an output directory since removed (or replaced): freed
         try:
             name, fd = self._create(root_fd)
         except OSError:
@@ -195,6 +206,19 @@ class StorageSCP:
             root_fd = self.reopen_root(root_fd)
             name, fd = self._create(root_fd)
         return root_fd, name, fd
+
+    def make_spare(self) -> None:
+        """Make the next object's unnamed temporary now (the Storage SCP calls this after its C-STORE-RSP, while
+        the sender reads the answer): :meth:`create_temp` then hands it out with no syscall between a request's
+        arrival and its response. Only where unnamed temporaries work (an unused one is freed when closed, so
+        nothing is ever left behind); at most :data:`SPARES`; any error is left for create_temp to meet."""
+        root_fd = self._root_fd
+        if self._unnamed is not True or root_fd < 0 or len(self._spares) >= SPARES:
+            return
+        try:
+            self._spares.append((root_fd, create_unnamed(root_fd)))
+        except OSError:
+            pass
 
     def _create(self, root_fd: int) -> tuple[str | None, int]:
         unnamed = self._unnamed
@@ -233,6 +257,8 @@ class StorageSCP:
                 pass
         with self._lock:
             fds, self._retired, self._root_fd = [self._root_fd, *self._retired], [], -1
+            fds += [spare for _root, spare in self._spares]
+            self._spares = []
         for fd in fds:
             if fd >= 0:
                 os.close(fd)

@@ -39,6 +39,7 @@ class StoreHandler(MessageHandler):
         self.received = 0
         self.to_index: str | None = None  # the placed file, indexed once the response is sent
         self.tmp_path = ""  # the temporary's path (for StorageSCP.close), while there is one
+        self.queued: object = None  # what the index's submit returned: made ready after the response
 
     # ---------------------------------------------------------------- MessageHandler
 
@@ -122,8 +123,11 @@ class StoreHandler(MessageHandler):
         self.session.send(self.context_id, store_rsp(message.message_id, status, message.affected_sop_class_uid,
                                                      message.affected_sop_instance_uid, comment))
         self._account(status, path, duplicate, comment)
-        if self.scp.config.index is not None:
-            self.scp.config.index.get().write_due()  # a due batch of rows, written while the sender reads the answer
+        if self.scp.config.index is not None:  # a due batch written, else this row made ready, while the sender reads the answer
+            queued, self.queued = self.queued, None
+            self.scp.config.index.get().write_due(queued)
+        if path is not None:
+            self.scp.make_spare()  # the next object's temporary, made while the sender reads the answer
 
     def abandon(self) -> None:
         self._discard()
@@ -208,8 +212,8 @@ class StoreHandler(MessageHandler):
         if path is None or check is None:
             return
         try:
-            self.scp.config.index.get().submit(path, RawValues(check.values, check.little), self.transfer_syntax,
-                                               self.size, self._index_failed)
+            self.queued = self.scp.config.index.get().submit(path, RawValues(check.values, check.little),
+                                                             self.transfer_syntax, self.size, self._index_failed)
         except Exception as error:  # sqlite3.Error, OSError: the store itself succeeded
             if before_success:  # a shared index (issue 14): no Success without the row; the sender retries
                 raise StoreFailure(OUT_OF_RESOURCES, f"cannot index: {error}"[:64]) from None

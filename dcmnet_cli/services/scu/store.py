@@ -36,7 +36,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from ...dimse.fragment import Dataset, FileRegion
 from ...errors import (
@@ -263,10 +263,32 @@ def _send_files(settings: _Settings, session: Session, pending: list[DicomFile],
     outstanding: dict[int, _Sent] = {}
     ahead = _ReadAhead() if window == 1 and settings.bucket is None else None
 
+    answered: list[_Sent] = []  # settled once the next request is on the wire (see below)
+
     def settle(file: DicomFile, outcome: FileOutcome) -> None:
         outcomes.append(outcome)
         pending.remove(file)  # answered in order, so nearly always the first element
         settings.callbacks.on_file(outcome)
+
+    try:
+        return _exchange(settings, session, queue, outstanding, window, ahead, choices, contexts, attempt, settle,
+                         answered)
+    finally:
+        for sent in answered:  # whatever ended the loop, every response received is reported
+            settle(sent.file, sent.outcome)
+
+
+def _exchange(settings: _Settings, session: Session, queue: deque[DicomFile], outstanding: dict[int, _Sent],
+              window: int, ahead: _ReadAhead | None,
+              choices: dict[tuple[str, str], tuple[AcceptedContext | None, bool]], contexts: list[AcceptedContext],
+              attempt: int, settle: Callable[[DicomFile, FileOutcome], None], answered: list[_Sent]) -> DcmnetError | None:
+    """The loop of :func:`_send_files`. A response is settled (counted, reported: progress, log line, JSON)
+    only after the next request was sent: on a round trip of one request at a time, that work then
+    overlaps the peer's instead of delaying the next request (``answered`` holds it meanwhile)."""
+    def settle_answered() -> None:
+        while answered:
+            sent = answered.pop(0)
+            settle(sent.file, sent.outcome)
 
     while queue or outstanding:
         if settings.pool.stopping:
@@ -283,13 +305,16 @@ def _send_files(settings: _Settings, session: Session, pending: list[DicomFile],
                 return error
             except InputError as failed:  # a file ended mid-message: the channel dropped the connection
                 outcome.error = failed
+                settle_answered()
                 settle(file, outcome)
                 session.driver.abort()
                 return _Reconnect(f"aborted after a read error on {file.path}")
             if message_id is None:  # settled here (no context, unreadable): nothing on the wire
+                settle_answered()
                 settle(file, outcome)
             else:
                 outstanding[message_id] = _Sent(file, outcome, started)
+        settle_answered()
         if outstanding:
             if ahead is not None and queue:
                 ahead.read(queue[0], choices)
@@ -302,7 +327,7 @@ def _send_files(settings: _Settings, session: Session, pending: list[DicomFile],
             status = response.status
             sent.outcome.status = status if status is not None else NO_STATUS
             sent.outcome.elapsed = time.perf_counter() - sent.started
-            settle(sent.file, sent.outcome)
+            answered.append(sent)
     return None
 
 
