@@ -28,6 +28,13 @@ by arithmetic, never copied or sliced, and a file reader can jump over them with
 element boundary with every sequence and item closed. Nesting is a list, not recursion, and is bounded
 (``max_depth``), so hostile input costs neither the Python stack nor unbounded memory.
 
+``listen`` walks every received object before it answers, so the walk is built for speed in two tiers.
+A fast lane (:meth:`Walker._plain_explicit`, :meth:`Walker._plain_implicit`) takes the run of plain
+elements (whole in the bytes at hand, nothing to open or carry) with a few operations each; sequences
+and items that end in the bytes at hand are walked without becoming levels (:meth:`Walker._nest`). The
+general loop takes everything else, where the fast tiers stop without having changed anything it reads,
+so every error is still found by one piece of code, at the same byte, however the bytes arrive.
+
 Errors are :class:`Part10Error` (:class:`Truncated` when the data simply ended too soon), with a one-line
 message naming the element and its byte offset; the caller decides whose fault it is (a local file, or
 a peer's data set).
@@ -53,6 +60,18 @@ ALL_TAGS = (0, 0xFFFFFFFF)
 _ELEMENTS, _ITEMS, _FRAGMENTS = 0, 1, 2  # what comes next at a level: elements (top level, items), items, fragments
 _NO_END = 1 << 62  # the end of a level of undefined length
 _NOTHING: frozenset[int] = frozenset()
+
+
+def _vr_numbers(vrs: frozenset[bytes], e: str) -> frozenset[int]:
+    return frozenset(struct.unpack(f"{e}H", vr)[0] for vr in vrs)
+
+
+_PLAIN = {(little, descend): (struct.Struct(f"{e}HHHH").unpack_from, struct.Struct(f"{e}I").unpack_from,
+                              _vr_numbers(SHORT_VRS, e), _vr_numbers(LONG_VRS - {b"SQ"} if descend else LONG_VRS, e))
+          for little, e in ((True, "<"), (False, ">")) for descend in (False, True)}
+"""Per byte order and ``descend``, what the explicit VR fast lane reads with: the header with its VR read
+as a number (a set lookup of a small int is cheaper than of a new 2-byte ``bytes``), the 4-byte length,
+the short VRs, and the long VRs whose value it skips whole (descending, SQ is not one)."""
 _ILLEGAL_GROUPS = frozenset({0x0001, 0x0003, 0x0005, 0x0007, 0xFFFF})  # PS3.5 §7.1: shall not be used
 _STRUCTS = {little: (struct.Struct(f"{e}HH2sH"), struct.Struct(f"{e}HHI"), struct.Struct(f"{e}I"), struct.Struct(f"{e}HH"))
             for little, e in ((True, "<"), (False, ">"))}
@@ -107,6 +126,8 @@ class Walker:
         self._base = (explicit, little)
         self._wanted, self._max_value, self._span, self._ordered = wanted, max_value, span, ordered
         self._descend = descend
+        self._plain_top = span == ALL_TAGS and not ordered  # top level: no tag to test against span or order
+        self._lane = _PLAIN[little, descend]  # every explicit VR level has the data set's byte order (UN: implicit)
         self._max_depth = max_depth
         self._levels: list[_Level] = []
         self._depth = 0  # open sequences and runs of fragments
@@ -150,10 +171,19 @@ class Walker:
             raise self._failed
         if self.stopped or not data:
             return
+        if self._skip > len(data) and self._value is None:  # all inside a value passed over (pixel data)
+            self._skip -= len(data)
+            self._pos += len(data)
+            return
         try:
             base = self._pos + len(self._carry)  # the offset of data[0]
             i = self._join(data) if self._carry else 0
             if not self._carry and not self.stopped:
+                if not i and self._plain_top and not self._skip and not self._levels:  # top-level elements next
+                    i = (self._plain_explicit if self._explicit else self._plain_implicit)(data, 0, len(data), self._wanted)
+                    if i == len(data):  # all plain: a whole small data set, or the run of elements before Pixel Data
+                        self._pos = base + i
+                        return
                 self._walk(data, i, base)
         except Part10Error as error:
             self._failed = error
@@ -268,17 +298,25 @@ class Walker:
 
     def _elements(self, buf: Bytes, i: int, base: int) -> int:
         """Elements of the top level or of an item, as many as ``buf`` holds; returns at a change of level.
-        The hot loop: one ``unpack_from`` per element, values skipped by index arithmetic, all in locals."""
+        The plain elements go by the fast lane (:meth:`_plain_explicit`); this loop takes each element the
+        lane stops at, and every element where the top level has a span or an order to check."""
         n = len(buf)
         top = not self._levels
-        explicit, stop, descend = self._explicit, self._limit - base, self._descend
+        explicit, stop = self._explicit, self._limit - base
+        bound = min(n, stop)
+        wanted = self._wanted if top else _NOTHING
+        plain = None
+        if self._plain_top or not top:
+            plain = self._plain_explicit if explicit else self._plain_implicit
+            i = plain(buf, i, bound, wanted)
+            if i >= bound:
+                return i
+        descend = self._descend
         sequences = SEQUENCE_TAGS if descend and not explicit else _NOTHING  # implicit VR: SQ by the dictionary
         s_explicit, s_implicit, s_u32 = self._s_explicit, self._s_implicit, self._s_u32
         long_vrs, short_vrs = LONG_VRS, SHORT_VRS
-        wanted = self._wanted if top else _NOTHING
         first, last = self._span if top else ALL_TAGS
         ordered = top and self._ordered
-        bound = min(n, stop)
         while i < bound:
             if n - i < 8:
                 return self._partial(buf, i, base, top)
@@ -306,22 +344,97 @@ class Walker:
                 elif vr not in short_vrs:
                     raise Part10Error(f"invalid VR {bytes(vr)!r} for element {tag_text(tag)} at byte {base + i}")
             if length == 0xFFFFFFFF:  # UNDEFINED
-                self._open(tag, vr, base + i, header)
-                return i + header
+                levels = len(self._levels)
+                i = self._open(buf, i, base, tag, vr, header)
+                if len(self._levels) != levels:
+                    return i
+                if plain is not None:
+                    i = plain(buf, i, bound, wanted)
+                continue
             end = i + header + length
             if end > stop:
                 raise Part10Error(f"element {tag_text(tag)} at byte {base + i} ({length} bytes) runs past the end of "
                                   f"{self._levels[-1].describe()}, at byte {self._limit}")
             if (descend and vr == b"SQ") or tag in sequences:
-                self._push(_ITEMS, base + end, tag, base + i, explicit, self._little)
-                return i + header
-            if tag in wanted:
-                self._want(buf, i + header, tag, base + i, length)
-            if end > n:
-                self._skip, self._current = end - n, (tag, base + i, length)
-                return n
-            i = end
+                if not self._may_nest():
+                    self._push(_ITEMS, base + end, tag, base + i, explicit, self._little)  # refused: raises
+                    return i + header
+                levels = len(self._levels)
+                i = self._nest(buf, i + header, base, (_ITEMS, end, end, tag, i))
+                if len(self._levels) != levels:
+                    return i  # it goes on past buf, or holds what the general walk must judge: levels opened
+            else:
+                if tag in wanted:
+                    self._want(buf, i + header, tag, base + i, length)
+                if end > n:
+                    self._skip, self._current = end - n, (tag, base + i, length)
+                    return n
+                i = end
+            if plain is not None:
+                i = plain(buf, i, bound, wanted)
         return i  # the end of buf, or of the level (then _walk closes it)
+
+    def _plain_explicit(self, buf: Bytes, i: int, bound: int, wanted: frozenset[int]) -> int:
+        """The fast lane (explicit VR): plain elements, whole in ``buf[:bound]``, nothing to open, check or
+        carry; the wanted ones kept, one copy each. Returns the index of the first element that is not plain
+        (a delimiter, a sequence, an undefined length, a bad VR, a header or value cut by ``bound``, an
+        over-long wanted value), for the general loop to take, or ``bound``."""
+        unpack, u32, short_vrs, long_vrs = self._lane
+        values, max_value = self.values, self._max_value
+        view = None
+        last = bound - 8  # the last index where a header fits
+        while i <= last:
+            group, element, vr, length = unpack(buf, i)
+            if group == 0xFFFE:
+                break
+            if vr in short_vrs:
+                at = i + 8
+            elif vr in long_vrs:
+                at = i + 12
+                if at > bound:
+                    break
+                length = u32(buf, i + 8)[0]
+                if length == 0xFFFFFFFF:  # UNDEFINED: a sequence or encapsulated Pixel Data
+                    break
+            else:
+                break
+            end = at + length
+            if end > bound:
+                break
+            tag = group << 16 | element
+            if tag in wanted:
+                if length > max_value:
+                    break
+                if view is None:
+                    view = buf if isinstance(buf, memoryview) else memoryview(buf)
+                values[tag] = view[at:end].tobytes()
+            i = end
+        return i
+
+    def _plain_implicit(self, buf: Bytes, i: int, bound: int, wanted: frozenset[int]) -> int:
+        """:meth:`_plain_explicit` for implicit VR: a sequence is an undefined length or (descending) a tag
+        the dictionary gives VR SQ."""
+        unpack = self._s_implicit.unpack_from
+        sequences = SEQUENCE_TAGS if self._descend else _NOTHING
+        values, max_value = self.values, self._max_value
+        view = None
+        last = bound - 8
+        while i <= last:
+            group, element, length = unpack(buf, i)
+            end = i + 8 + length
+            if group == 0xFFFE or length == 0xFFFFFFFF or end > bound:
+                break
+            tag = group << 16 | element
+            if tag in sequences:
+                break
+            if tag in wanted:
+                if length > max_value:
+                    break
+                if view is None:
+                    view = buf if isinstance(buf, memoryview) else memoryview(buf)
+                values[tag] = view[i + 8:end].tobytes()
+            i = end
+        return i
 
     def _items(self, buf: Bytes, i: int, base: int) -> int:
         """One item (or fragment, or delimiter) header of a sequence or of encapsulated Pixel Data."""
@@ -339,14 +452,12 @@ class Walker:
         if length == UNDEFINED:
             if self._expect == _FRAGMENTS:
                 raise Part10Error(f"fragment at byte {pos} of {level.describe()} has an undefined length")
-            self._push(_ELEMENTS, _NO_END, tag, pos, level.explicit, level.little)
-            return i + 8
+            return self._nest(buf, i + 8, base, (_ELEMENTS, _NO_END, self._limit - base, tag, i))
         end: int = pos + 8 + length
         if end > self._limit:
             raise Part10Error(f"item at byte {pos} ({length} bytes) runs past the end of {level.describe()}")
         if self._expect == _ITEMS and self._descend:
-            self._push(_ELEMENTS, end, tag, pos, level.explicit, level.little)
-            return i + 8
+            return self._nest(buf, i + 8, base, (_ELEMENTS, end - base, end - base, tag, i))
         if end > base + len(buf):  # a fragment, or an item of defined length: skipped like a value
             self._skip, self._current = end - base - len(buf), (tag, pos, length)
             return len(buf)
@@ -361,20 +472,132 @@ class Walker:
             raise Part10Error(f"unexpected {tag_text(tag)} at byte {pos} in {level.describe()}")
         self._pop()  # its length should be 0; like pydicom and DCMTK we do not hold that against the sender
 
-    def _open(self, tag: int, vr: bytes, pos: int, header: int) -> None:
-        """An element of undefined length: a sequence, or encapsulated Pixel Data (PS3.5 §7.5, §A.4)."""
+    def _open(self, buf: Bytes, i: int, base: int, tag: int, vr: bytes, header: int) -> int:
+        """An element of undefined length: a sequence (walked on by :meth:`_nest`), or encapsulated Pixel
+        Data (PS3.5 §7.5, §A.4). The index to go on from."""
+        pos = base + i
         if pos + header > self._limit:
             raise Part10Error(f"element {tag_text(tag)} at byte {pos} runs past the end of {self._levels[-1].describe()}")
         explicit, little = self._explicit, self._little
         if tag == PIXEL_DATA and vr in (b"OB", b"OW", b""):
             self._push(_FRAGMENTS, _NO_END, tag, pos, explicit, little)
         elif vr in (b"SQ", b""):
-            self._push(_ITEMS, _NO_END, tag, pos, explicit, little)
+            if self._may_nest():
+                return self._nest(buf, i + header, base, (_ITEMS, _NO_END, self._limit - base, tag, i))
+            self._push(_ITEMS, _NO_END, tag, pos, explicit, little)  # refused: raises
         elif vr == b"UN":  # PS3.5 §6.2.2: an SQ read as UN; its items are implicit VR little endian
             self._push(_ITEMS, _NO_END, tag, pos, False, True)
         else:
             raise Part10Error(f"element {tag_text(tag)} ({vr.decode('ascii', 'replace')}) at byte {pos} has an "
                               f"undefined length, which only SQ, UN and encapsulated Pixel Data may have")
+        return i + header
+
+    def _may_nest(self) -> bool:
+        """One more sequence is within ``max_depth``: else :meth:`_push` refuses it."""
+        return self._max_depth is None or self._depth < self._max_depth
+
+    def _nest(self, buf: Bytes, i: int, base: int, opened: tuple[int, int, int, int, int]) -> int:
+        """Walk on from ``buf[i]`` inside the sequence or item just ``opened`` without making it a level,
+        nor anything it holds: items, their plain elements (by the fast lane) and the sequences in them,
+        all in the encoding of the current level. Levels cost more than the few elements most items hold.
+
+        Open sequences and items are kept on a local stack, each ``(expect, end, limit, tag, start)`` as
+        indices into ``buf`` (``end`` :data:`_NO_END` when undefined); an item that holds plain elements
+        only and ends in ``buf`` is not even put there. Returns the index it stopped at: where everything
+        opened here is closed, or else (``buf`` ends, or anything the general walk must judge: an error, a
+        delimiter out of place, UN, a value cut by the end of ``buf``, the depth bound) the levels still
+        open are pushed, just as the general walk would have them at that index, and the walk goes on
+        from there. It never raises itself: every error is found by the general walk, at the same byte."""
+        n = len(buf)
+        unpack = self._s_implicit.unpack_from  # items and delimiters: a tag and a 4-byte length in any syntax
+        explicit, descend, max_depth = self._explicit, self._descend, self._max_depth
+        lane = self._plain_explicit if explicit else self._plain_implicit
+        stack = [opened]  # outermost first
+        depth = self._depth + (opened[0] == _ITEMS)  # sequences open, as _push counts them
+        while stack:
+            expect, end, limit, _, _ = stack[-1]
+            bound = n if n < limit else limit
+            if expect == _ITEMS:  # a sequence: items, until its end or its delimiter
+                item = None
+                while i != end and i + 8 <= bound:
+                    group, element, length = unpack(buf, i)
+                    if group << 16 | element != ITEM:
+                        break
+                    start = i
+                    if length == UNDEFINED:
+                        i = lane(buf, i + 8, bound, _NOTHING)
+                        if i + 8 <= bound:
+                            group, element, _ = unpack(buf, i)
+                            if group << 16 | element == ITEM_END:
+                                i += 8
+                                continue
+                        item = (_ELEMENTS, _NO_END, limit, ITEM, start)
+                        break
+                    stop = i + 8 + length
+                    if stop > limit or (not descend and stop > n):
+                        break
+                    if not descend:
+                        i = stop
+                        continue
+                    i = lane(buf, i + 8, stop if stop < n else n, _NOTHING)
+                    if i != stop:
+                        item = (_ELEMENTS, stop, stop, ITEM, start)
+                        break
+                if item is not None:  # one holding more than plain elements, or going on past buf
+                    stack.append(item)
+                    continue
+                if i != end:
+                    if i + 8 > bound:
+                        break
+                    group, element, _ = unpack(buf, i)
+                    if group << 16 | element != SEQUENCE_END or end != _NO_END:
+                        break
+                    i += 8
+                stack.pop()
+                depth -= 1
+                continue
+            i = lane(buf, i, bound, _NOTHING)  # an item: its plain elements, then what stopped the lane
+            if i == end:
+                stack.pop()
+                continue
+            if i + 8 > bound:
+                break
+            if explicit:
+                group, element, vr, length = self._s_explicit.unpack_from(buf, i)
+                header = 12
+            else:
+                group, element, length = unpack(buf, i)
+                vr, header = b"", 8
+            tag = group << 16 | element
+            if group == 0xFFFE:
+                if tag != ITEM_END or end != _NO_END:
+                    break
+                stack.pop()
+                i += 8
+                continue
+            if explicit:
+                if vr != b"SQ" or i + 12 > bound:
+                    break
+                length = self._s_u32.unpack_from(buf, i + 8)[0]
+                if length != UNDEFINED and not descend:
+                    break  # a value to skip, which the lane did not: it runs past buf
+            elif tag == PIXEL_DATA or (length != UNDEFINED and not (descend and tag in SEQUENCE_TAGS)):
+                break
+            if max_depth is not None and depth >= max_depth:
+                break
+            if length == UNDEFINED:
+                stack.append((_ITEMS, _NO_END, limit, tag, i))
+            else:
+                stop = i + header + length
+                if stop > limit:
+                    break
+                stack.append((_ITEMS, stop, stop, tag, i))
+            depth += 1
+            i += header
+        little = self._little
+        for expect, end, _, tag, start in stack:
+            self._push(expect, _NO_END if end == _NO_END else base + end, tag, base + start, explicit, little)
+        return i
 
     def _in_order(self, tag: int, pos: int) -> None:
         if tag <= self._last or tag >> 16 in _ILLEGAL_GROUPS:
