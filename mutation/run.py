@@ -51,10 +51,12 @@ TARGETS: dict[str, list[str]] = {
                                              "tests/test_placement_tmpfile.py"],
     "dcmnet_cli/services/scp/store_handler.py": ["tests/test_store_handler_units.py", "tests/test_storage_units.py",
                                                  "tests/test_services_memory.py", "tests/test_placement_units.py",
-                                                 "tests/test_placement_tmpfile.py"],
+                                                 "tests/test_placement_tmpfile.py", "tests/test_storage_spares.py",
+                                                 "tests/test_index_written_by_stores.py"],
     "dcmnet_cli/services/scp/storage.py": ["tests/test_storage_units.py", "tests/test_store_handler_units.py",
                                            "tests/test_services_memory.py", "tests/test_placement_units.py",
-                                           "tests/test_index_batch.py", "tests/test_placement_tmpfile.py"],
+                                           "tests/test_index_batch.py", "tests/test_placement_tmpfile.py",
+                                           "tests/test_storage_spares.py", "tests/test_store_perobject.py"],
     "dcmnet_cli/cli/retrieve.py": ["tests/test_retrieve_exit_units.py", "tests/test_retrieve_report_units.py",
                                    "tests/test_move_get_hostile.py", "tests/test_retrieve_tolerant.py"],
 }
@@ -125,6 +127,9 @@ def run(module: str) -> tuple[int, int, list[str]]:
         name, sep, status = line.strip().rpartition(": ")
         if sep and name:
             statuses[name] = status.strip()
+    if done.returncode != 0 or results.returncode != 0 or not statuses:  # never a pass for a run that did not happen
+        raise SystemExit(f"{module}: mutmut did not run (exit {done.returncode}/{results.returncode}, "
+                         f"{len(statuses)} mutants): see {work / 'run.log'} (make mutate installs mutmut)")
     survivors = []
     alive = sorted(name for name, status in statuses.items() if status in ("survived", "no tests"))
     diffs = subprocess.run([sys.executable, "-c", DIFFS], cwd=work, env=env, input=json.dumps(alive),

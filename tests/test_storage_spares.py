@@ -99,3 +99,19 @@ def test_a_spare_made_in_a_removed_folder_is_freed_not_used(tmp_path, monkeypatc
     assert on_disk(node.out) == [f"{request('unit-new')[1]}.dcm"]
     node.scp.close(0)
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_no_more_than_spares_are_made_ahead(tmp_path, monkeypatch):
+    """Associations taking turns may each leave one: never more than SPARES wait (each is a descriptor)."""
+    use_mode("unnamed", monkeypatch)
+    before = len(os.listdir("/proc/self/fd"))
+    node = Node(tmp_path / "out")
+    assert [a.status for a in node.send(monkeypatch, [request("unit-cap")])] == [0]
+    for _ in range(storage_module.SPARES + 3):
+        node.scp.make_spare()
+    assert len(node.scp._spares) == storage_module.SPARES
+    for _root, fd in node.scp._spares:  # made in the output folder (linked there later), unnamed
+        assert os.readlink(f"/proc/self/fd/{fd}").startswith(str(node.out.resolve()) + "/#")
+    assert len(os.listdir("/proc/self/fd")) == before + 1 + storage_module.SPARES  # the folder, the spares
+    node.scp.close(0)
+    assert len(os.listdir("/proc/self/fd")) == before
