@@ -13,7 +13,7 @@ from collections.abc import Callable, Container
 
 from ..ul.records import NamedTuple
 from ..errors import AbortReason, RemoteProtocolError
-from .commandset import CommandSetError, Message, decode
+from .commandset import NO_DATASET, CommandSetError, Message, decode
 from .fragment import CONTROL_COMMAND, CONTROL_LAST
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up)
@@ -24,6 +24,8 @@ MAX_COMMAND_BYTES: Final = 64 * 1024  # real command sets are < 1 KiB; bound mem
 _INVALID = AbortReason.INVALID_PDU_PARAMETER_VALUE
 _UNEXPECTED = AbortReason.UNEXPECTED_PDU_PARAMETER
 _PDV_LEN = struct.Struct(">I")
+_new = tuple.__new__
+"""Builds the per-PDV event records without their Python-level ``__new__`` (a frame each, issue 13)."""
 
 
 class CommandReceived(NamedTuple):
@@ -104,26 +106,28 @@ class Assembler:
 
     def receive_pdv(self, context_id: int, control: int, data: memoryview) -> list[Event]:
         """Feed one PDV (bits 2–7 of ``control`` are reserved and not tested, PS3.8 E.2)."""
-        self._check_context(context_id)
+        # The context check inline, not a method: it runs for every PDV received.
+        valid = self._valid
+        if not (context_id & 1 and (valid is None or (valid(context_id) if callable(valid) else context_id in valid))):
+            self._not_accepted(context_id)
         last = bool(control & CONTROL_LAST)
         if not last and len(data) & 1 and not self._allow_odd:
             raise RemoteProtocolError(f"odd-length ({len(data)}) non-final PDV fragment", reason=_INVALID)
-        if self._state == _State.MAYBE_DATASET and control & CONTROL_COMMAND:
-            self._state = _State.IDLE  # the invalid command had no data set after all
-        if self._state != _State.IDLE and context_id != self._ctx:
+        state = self._state
+        if state == _State.MAYBE_DATASET and control & CONTROL_COMMAND:
+            state = self._state = _State.IDLE  # the invalid command had no data set after all
+        if state != _State.IDLE and context_id != self._ctx:
             raise RemoteProtocolError(f"PDV on context {context_id} inside a message on context {self._ctx}",
                                       reason=_UNEXPECTED)
         if control & CONTROL_COMMAND:
             return self._command(context_id, data, last)
         return self._dataset(context_id, data, last)
 
-    def _check_context(self, context_id: int) -> None:
-        valid = self._valid
-        ok = context_id & 1 == 1 and (
-            valid is None or (valid(context_id) if callable(valid) else context_id in valid))
-        if not ok:
-            raise RemoteProtocolError(f"PDV on presentation context {context_id}, which is not accepted",
-                                      reason=_INVALID)
+    @staticmethod
+    def _not_accepted(context_id: int) -> None:
+        """A PDV on an even context ID, or one the check refuses (PS3.8 §9.3.2.2; scenario E.29)."""
+        raise RemoteProtocolError(f"PDV on presentation context {context_id}, which is not accepted",
+                                  reason=_INVALID)
 
     def _command(self, context_id: int, data: memoryview, last: bool) -> list[Event]:
         if self._state == _State.DATASET or self._state == _State.DISCARD:
@@ -153,13 +157,13 @@ class Assembler:
             self._state = {True: _State.DISCARD, False: _State.IDLE,
                            None: _State.MAYBE_DATASET}[exc.has_dataset]
             return [InvalidCommand(context_id, exc)]
-        if not message.has_dataset:
+        if message.command_data_set_type == NO_DATASET:  # not message.has_dataset (a property), inlined
             self._state = _State.IDLE
             return [CommandReceived(context_id, message, False), MessageComplete(context_id, message)]
         self._state, self._message, self._ds_len = _State.DATASET, message, 0
         collect = self._collect
         self._collected = [] if collect is not None and collect(message) else None
-        return [CommandReceived(context_id, message, True)]
+        return [_new(CommandReceived, (context_id, message, True))]
 
     def _dataset(self, context_id: int, data: memoryview, last: bool) -> list[Event]:
         state = self._state
@@ -188,11 +192,11 @@ class Assembler:
                 return []
             message, self._message, self._state, self._collected = self._message, None, _State.IDLE, None
             return [MessageComplete(context_id, message, b"".join(collected))]  # type: ignore[arg-type]
-        fragment = DatasetFragment(context_id, data, last)
+        fragment = _new(DatasetFragment, (context_id, data, last))
         if not last:
             return [fragment]
         message, self._message, self._state = self._message, None, _State.IDLE
-        return [fragment, MessageComplete(context_id, message)]  # type: ignore[arg-type]
+        return [fragment, _new(MessageComplete, (context_id, message, None))]
 
 
 _IDENTIFIER_FIELDS: Final = frozenset((0x0020, 0x8020, 0x0021, 0x8021, 0x0010, 0x8010, 0x0FFF))

@@ -293,9 +293,9 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
     dict lookup per element, US values read by index): this runs for every message received.
     """
     buf = bytes(data)
-    values = _store_rq(buf)
-    if values is not None:
-        return tuple.__new__(Message, values)  # whole by construction: every mandatory element is there
+    store = _store_rq_values(buf)
+    if store is not None:
+        return tuple.__new__(Message, store)  # whole by construction: every mandatory element is there
     values = _plain(buf)
     if values is None:
         values = _general(buf)
@@ -313,12 +313,24 @@ _SR_TAIL = struct.Struct("<8xH8xH8xH8xH4xI")  # the values of four US elements; 
 _SR_GROUP_LENGTH = _HDR.pack(0, 0, 4)
 _SR_US = tuple(_HDR.pack(0, elem, 2) for elem in (0x0100, 0x0110, 0x0700, 0x0800))
 _SR_INSTANCE = struct.pack("<HH", 0, 0x1000)
-_SR_SLOTS: Final = tuple(_SLOTS.index(name) for name in (
-    "affected_sop_class_uid", "command_field", "message_id", "priority", "command_data_set_type",
-    "affected_sop_instance_uid"))
+_SR_FIELDS: Final = ("command_field", "message_id", "message_id_being_responded_to", "affected_sop_class_uid",
+                     "requested_sop_class_uid", "affected_sop_instance_uid", "requested_sop_instance_uid",
+                     "move_destination", "priority", "command_data_set_type")
+"""Message's first ten fields, in its order: :func:`_store_rq_values` builds its tuple from them and :data:`_SR_REST`."""
+if _SLOTS[:len(_SR_FIELDS)] != _SR_FIELDS:
+    raise ImportError("commandset: Message's fields moved; _store_rq_values lays its values out by position")
+_SR_REST: Final[tuple[Any, ...]] = _DECODING[len(_SR_FIELDS):-2] + ((), ())
+"""The rest of a C-STORE-RQ's Message: absent, and no extra or foreign elements."""
 
 
 def _store_rq(buf: bytes) -> list[Any] | None:
+    """:func:`_store_rq_values` as a list, the form :func:`_plain` and :func:`_general` give (what
+    tests/test_store_perobject.py compares the three readings in)."""
+    values = _store_rq_values(buf)
+    return None if values is None else list(values)
+
+
+def _store_rq_values(buf: bytes) -> tuple[Any, ...] | None:
     """A C-STORE-RQ laid out as SCUs send it (storescu, pynetdicom, ours): group length, Affected SOP
     Class, Command Field, Message ID, Priority, Command Data Set Type, Affected SOP Instance, and nothing
     else, read by index: each header compared as bytes, the values in two ``unpack_from`` (issue 13: one
@@ -337,13 +349,10 @@ def _store_rq(buf: bytes) -> list[Any] | None:
     field, message_id, priority, dataset_type, instance_length = _SR_TAIL.unpack_from(buf, at)
     if field != C_STORE_RQ or at + 48 + instance_length != end:
         return None
-    values: list[Any] = list(_DECODING)
-    values[-2], values[-1] = (), ()
-    cls_slot, field_slot, mid_slot, priority_slot, dst_slot, instance_slot = _SR_SLOTS
-    values[cls_slot] = buf[20:at].decode("latin-1").rstrip("\0 ")
-    values[field_slot], values[mid_slot], values[priority_slot], values[dst_slot] = field, message_id, priority, dataset_type
-    values[instance_slot] = buf[at + 48:].decode("latin-1").rstrip("\0 ")
-    return values
+    # A tuple laid out as the Message, not a list filled by slot: tuple.__new__ then takes it without a copy
+    # (~250 ns less per C-STORE received).
+    return (field, message_id, None, buf[20:at].decode("latin-1").rstrip("\0 "), None,
+            buf[at + 48:].decode("latin-1").rstrip("\0 "), None, None, priority, dataset_type) + _SR_REST
 
 
 def _plain(buf: bytes) -> list[Any] | None:

@@ -41,12 +41,12 @@ from ..ul.association import (
     ReleaseConfirmed,
     ReleaseRequested,
 )
-from ..ul.negotiation import DEFAULT_MAX_PDU, AcceptedContext
+from ..ul.negotiation import DEFAULT_MAX_PDU, MIN_MAX_PDU, AcceptedContext
 from ..ul.pdu import AssociateAC, AssociateRJ, AssociateRQ
 from ..ul.statemachine import Role, State
 from .assembler import Assembler, CommandReceived, DatasetFragment, InvalidCommand, MessageComplete
 from .commandset import C_STORE_RQ, Message
-from .fragment import Dataset, Piece, fragment_message
+from .fragment import CONTROL_COMMAND, CONTROL_LAST, PDV_HEADER_LEN, Dataset, Piece, effective_max_pdu, fragment_message
 from .status import SOP_CLASS_NOT_SUPPORTED
 
 __all__ = [
@@ -61,8 +61,12 @@ MAX_COLLECTED_BYTES: Final = 64 << 20
 """Default cap on a data set collected whole (responses, identifiers, a C-ECHO-RQ's stray data set): the
 peer chooses its size and we hold all of it, so without a cap one message could take gigabytes."""
 _PDU_LENGTH: Final = struct.Struct(">I")
+_PDU_AND_PDV: Final = struct.Struct(">BBIIBB")  # a P-DATA-TF header and its first PDV header, as fragment.py packs them
+_COMMAND_LAST: Final = CONTROL_COMMAND | CONTROL_LAST
 BATCH_BUFFERS: Final = 512
 """At most this many buffers per batch: the kernel's IOV_MAX for one ``sendmsg``."""
+_ENDED: Final = (State.STA1, State.STA13, State.STA2)
+"""The states a send raises in, bound once (an Enum member read off its class costs ~65 ns on CPython 3.11)."""
 
 
 
@@ -113,7 +117,9 @@ class DIMSEConnection:
                                     max_dataset_bytes=max_dataset_bytes, collect=collect,
                                     max_collected_bytes=max_collected_bytes)
         self._events: deque[Event] = deque()
-        self._sending: Iterator[list[Piece]] | None = None
+        self._sending: Iterator[list[Piece]] | list[Piece] | None = None
+        """The PDUs of the message being sent: a generator, or (a command alone that fits one PDU: every
+        response) that one PDU's buffers, put out by a single :meth:`data_to_send`."""
         self._message_id = 0
         self._refused = False  # swallowing the rest of a refused request
         self.ended: Aborted | None = None
@@ -181,8 +187,17 @@ class DIMSEConnection:
         self._raise_if_ended()
         if self._sending is not None:
             raise RuntimeError("send_message() while the previous message is still being sent: drain data_to_send()")
-        pdus = fragment_message(context_id, message.encode(), dataset, self.association.peer_max_pdu)
-        self._sending = pdus
+        command = message.encode()
+        peer_max = self.association.peer_max_pdu
+        size = len(command) + PDV_HEADER_LEN
+        if dataset is None and 1 <= context_id <= 255 and context_id & 1 and (peer_max == 0 or peer_max >= MIN_MAX_PDU) \
+                and size <= effective_max_pdu(peer_max):
+            # A command alone that fits one PDU (every response): that PDU at once, the bytes fragment_message
+            # would make (tests/test_request_path.py), held whole rather than as a generator to resume
+            # twice per response (issue 13). Anything else, an invalid context ID included, takes the generator.
+            self._sending = [_PDU_AND_PDV.pack(0x04, 0, size, len(command) + 2, context_id, _COMMAND_LAST), command]
+            return
+        self._sending = fragment_message(context_id, command, dataset, peer_max)
 
     # ------------------------------------------------------------------ driver side
 
@@ -233,6 +248,11 @@ class DIMSEConnection:
         sending = self._sending
         if sending is None:
             return out
+        if isinstance(sending, list):  # one PDU, whole (send_message): the batch takes it whatever its size
+            assoc.send_pdata(sending)
+            self._sending = None
+            out += assoc.data_to_send()
+            return out
         size = sum(len(b) for b in out)
         length = _PDU_LENGTH.unpack_from
         for pdu in sending:
@@ -280,17 +300,18 @@ class DIMSEConnection:
     # ------------------------------------------------------------------ internals
 
     def _pdata(self, event: DataReceived) -> None:
-        assembler, events = self._assembler, self._events
+        receive, events = self._assembler.receive_pdv, self._events
         try:
-            for pdv in event.pdata.pdvs:
+            for context_id, control, data in event.pdata.pdvs:
                 # PDV data are views of the received PDU (ul.pdu.decode_pdata slices a memoryview).
-                for item in assembler.receive_pdv(pdv.context_id, pdv.control, cast(memoryview, pdv.data)):
+                for item in receive(context_id, control, data):  # type: ignore[arg-type]
                     kind = type(item)
                     if self._refused:
                         if kind is MessageComplete:
                             self._refused = False
                         continue
-                    if kind is CommandReceived and not item.message.is_response:  # type: ignore[union-attr]
+                    # A request (Message.is_response inlined: this runs for every command received).
+                    if kind is CommandReceived and not item.message.command_field & 0x8000:  # type: ignore[union-attr]
                         refusal = self._refusal(item)  # type: ignore[arg-type]
                         if refusal is not None:
                             events.append(refusal)
@@ -317,7 +338,7 @@ class DIMSEConnection:
     def _raise_if_ended(self) -> None:
         """Sending on an association that ended (an A-ABORT read with the AC, a closed transport) raises
         what ended it (exit 6), not a LocalProtocolError from the state table."""
-        if self.association.state not in (State.STA1, State.STA13, State.STA2):
+        if self.association.state not in _ENDED:
             return
         while (event := self.association.next_event()) is not None:  # a pending abort explains why
             if type(event) is Aborted:

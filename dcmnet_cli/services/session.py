@@ -303,7 +303,7 @@ class Session:
             handle(event)
 
     def _command(self, event: CommandReceived) -> None:
-        if event.message.is_response:
+        if event.message.command_field & 0x8000:  # Message.is_response, inlined (once per request served)
             self._handler = MessageHandler()  # a stray response: nothing to do with it
         else:
             self._begin(event)
@@ -311,12 +311,13 @@ class Session:
     # ------------------------------------------------------------------ requests from the peer
 
     def _begin(self, event: CommandReceived) -> None:
-        message = event.message
-        factory = None if self.handlers is None else self.handlers.get(message.command_field)
-        if self.handlers is None:
+        message, handlers = event.message, self.handlers
+        if handlers is None:
             self.driver.abort()
             raise RemoteDIMSEError(f"unexpected {message.name} from the peer (no request of its kind was expected)")
-        if message.command_field == C_CANCEL_RQ and message.message_id_being_responded_to is not None:
+        field = message.command_field
+        factory = handlers.get(field)
+        if field == C_CANCEL_RQ and message.message_id_being_responded_to is not None:
             if len(self.cancelled) < MAX_CANCELLED:  # and a C_CANCEL_RQ handler, if any
                 self.cancelled.add(message.message_id_being_responded_to)
         if factory is None:

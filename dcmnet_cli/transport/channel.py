@@ -113,19 +113,26 @@ class Driver:
     def next_message_id(self) -> int:
         return self.conn.next_message_id()
 
-    def flush(self) -> None:
-        """Write everything the connection has queued; close the link if the association asked for it."""
+    def flush(self) -> bool:
+        """Write everything the connection has queued; close the link if the association asked for it.
+        True when it wrote or closed anything (only then can the connection have new events: a write that
+        lost the link), so :meth:`next_event` need not ask again when it did neither."""
         conn = self.conn
+        acted = False
         if self._held and not self.closed:
             held, self._held = self._held, []
+            acted = True
             self._write(held + conn.data_to_send())
         while not self.closed:
             buffers = conn.data_to_send()
             if not buffers:
                 break
+            acted = True
             self._write(buffers)
         if conn.close_requested and not self.closed:
             self.close()
+            acted = True
+        return acted
 
     def send_message(self, context_id: int, message: Command, dataset: Dataset = None, flush: bool = True) -> None:
         """Send one DIMSE message (see :meth:`DIMSEConnection.send_message`). Raises InputError if a
@@ -179,10 +186,11 @@ class Driver:
             return event
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            self.flush()
-            event = conn.next_event()  # flushing may have closed the link (an abort we sent)
-            if event is not None:
-                return event
+            # Every way into this loop has just found no event waiting: only a flush that acted can add one.
+            if self.flush():
+                event = conn.next_event()  # flushing may have closed the link (an abort we sent)
+                if event is not None:
+                    return event
             if self.closed:
                 return None
             self._receive(deadline)

@@ -57,6 +57,7 @@ PDV_PIECE = -2
 """Pseudo PDU type: a piece of a streamed P-DATA-TF's PDV; the body is a :class:`~.pdu.PDV`."""
 
 _LAST = 0x02
+_P_DATA_TF = PDUType.P_DATA_TF
 _FIXED_FOUR = (PDUType.ASSOCIATE_RJ, PDUType.RELEASE_RQ, PDUType.RELEASE_RP, PDUType.ABORT)
 _EMPTY = memoryview(b"")
 
@@ -142,7 +143,8 @@ class PDUReader:
             available = len(view) - pos
             if available >= 6:
                 pdu_type, _, length = HEADER.unpack_from(view, pos)
-                self.check_header(pdu_type, length)
+                if pdu_type != _P_DATA_TF or length > self.max_pdata:  # a P-DATA-TF within bounds needs no call
+                    self.check_header(pdu_type, length)
                 end = pos + 6 + length
                 if end <= len(view):
                     self._pos = end

@@ -26,6 +26,7 @@ from .items import (
 APPLICATION_CONTEXT_NAME = "1.2.840.10008.3.1.1.1"
 HEADER = struct.Struct(">BBI")
 _PDV_HEADER = struct.Struct(">IBB")
+_new_tuple = tuple.__new__
 _ASSOCIATE_FIXED = struct.Struct(">HH16s16s32s")
 _FOUR = struct.Struct(">BBBB")
 
@@ -224,11 +225,18 @@ def _decode_associate(pdu_type: int, body: memoryview) -> AssociateRQ | Associat
 
 def decode_pdata(body: memoryview) -> PDataTF:
     """Split a P-DATA-TF body into PDVs; a PDV shorter than 2 or past the end is invalid (reason 6)."""
+    end = len(body)
+    unpack = _PDV_HEADER.unpack_from
+    if end >= 6:
+        length, context_id, control = unpack(body)
+        if length == end - 4 and length >= 2:
+            # One PDV fills the PDU (every PDU storescu and we send): built without the loop's list, and the
+            # records without their Python-level __new__ (issue 13: two per C-STORE received).
+            return _new_tuple(PDataTF, ((_new_tuple(PDV, (context_id, control, body[6:])),),))
     pdvs = []
-    offset, end = 0, len(body)
+    offset = 0
     if end == 0:
         raise PDUDecodeError("P-DATA-TF without any PDV")
-    unpack = _PDV_HEADER.unpack_from
     while offset < end:
         if end - offset < 6:
             raise PDUDecodeError(f"P-DATA-TF: truncated PDV header at offset {offset}")
