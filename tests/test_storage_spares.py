@@ -1,7 +1,7 @@
 """``listen -od`` makes the next object's unnamed temporary after a C-STORE-RSP, while the sender reads the
 answer (StorageSCP.make_spare), so no O_TMPFILE open lies between a request's arrival and its response; an
-unused one is freed at close, never one made in a folder since removed is used, and where temporaries
-must be named none is made ahead (it would be a visible file)."""
+unused one is freed when the association ends (and at close), never one made in a folder since removed
+is used, and where temporaries must be named none is made ahead (it would be a visible file)."""
 
 from __future__ import annotations
 
@@ -47,8 +47,10 @@ def test_the_next_temporary_is_made_after_the_response(tmp_path, monkeypatch):
     assert [a.status for a in node.send(monkeypatch, items)] == [0, 0, 0]
     assert log == ["begin", "made", "rsp", "made"] + ["begin", "rsp", "made"] * 2
     assert on_disk(node.out) == sorted(f"{item[1]}.dcm" for item in items) and node.temporaries() == []
+    assert node.scp._spares == []  # the spare made after the last response was freed at the release
+    assert len(os.listdir("/proc/self/fd")) == before + 1  # the output folder only
     node.scp.close(0)
-    assert len(os.listdir("/proc/self/fd")) == before  # the spare left over is closed: nothing on disk either
+    assert len(os.listdir("/proc/self/fd")) == before
     assert on_disk(node.out) == sorted(f"{item[1]}.dcm" for item in items)
 
 
@@ -115,3 +117,17 @@ def test_no_more_than_spares_are_made_ahead(tmp_path, monkeypatch):
     assert len(os.listdir("/proc/self/fd")) == before + 1 + storage_module.SPARES  # the folder, the spares
     node.scp.close(0)
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_an_aborted_association_leaves_no_spare(tmp_path, monkeypatch):
+    """The end of an association that was not released (an abort, a dropped connection) frees them too."""
+    from dcmnet_cli.services.session import AssociationReport
+
+    use_mode("unnamed", monkeypatch)
+    node = Node(tmp_path / "out")
+    assert [a.status for a in node.send(monkeypatch, [request("unit-abort")])] == [0]
+    node.scp.make_spare()
+    assert len(node.scp._spares) == 1
+    node.scp.association_ended(AssociationReport("127.0.0.1:1", "SCU", "MEMSCP"))
+    assert node.scp._spares == []
+    node.scp.close(0)

@@ -149,9 +149,11 @@ class StorageSCP:
         tool reading the index), not only from this one."""
         if self.config.index is not None and report.stored:
             self.config.index.get().sync(30.0)
+        self._drop_spares()
 
     def association_ended(self, report: AssociationReport) -> None:
         """``--exec-on-association-end``, for associations that stored at least one object."""
+        self._drop_spares()
         if self.config.index is not None and report.stored:  # its rows committed first (services/archive/index.py)
             self.config.index.get().sync(30.0)
         argv = self.config.exec_on_association_end
@@ -211,7 +213,8 @@ class StorageSCP:
         """Make the next object's unnamed temporary now (the Storage SCP calls this after its C-STORE-RSP, while
         the sender reads the answer): :meth:`create_temp` then hands it out with no syscall between a request's
         arrival and its response. Only where unnamed temporaries work (an unused one is freed when closed, so
-        nothing is ever left behind); at most :data:`SPARES`; any error is left for create_temp to meet."""
+        nothing is ever left behind, and the end of an association frees it); at most :data:`SPARES`; any
+        error is left for create_temp to meet."""
         root_fd = self._root_fd
         if self._unnamed is not True or root_fd < 0 or len(self._spares) >= SPARES:
             return
@@ -219,6 +222,16 @@ class StorageSCP:
             self._spares.append((root_fd, create_unnamed(root_fd)))
         except OSError:
             pass
+
+    def _drop_spares(self) -> None:
+        """Free the temporaries made ahead when an association ends (released or not): a listener between
+        associations holds no temporary at all, and the next association's first object makes its own."""
+        while True:
+            try:
+                _root, spare = self._spares.pop()
+            except IndexError:
+                return
+            os.close(spare)
 
     def _create(self, root_fd: int) -> tuple[str | None, int]:
         unnamed = self._unnamed
