@@ -27,6 +27,18 @@ def _rows(root: Path) -> list[str]:
         conn.close()
 
 
+def _fresh_index(tmp_path: Path, monkeypatch, gap: float = SLOW, limit: int | None = None) -> tuple[Path, Index]:
+    """An index in a new folder, its batches due only by count (``limit``) or never; the tail written
+    ``gap`` after the last row."""
+    monkeypatch.setattr(index_module, "BATCH_DELAY", SLOW)
+    monkeypatch.setattr(index_module, "BATCH_GAP", gap)
+    if limit is not None:
+        monkeypatch.setattr(index_module, "BATCH_LIMIT", limit)
+    root = tmp_path / "x"
+    root.mkdir()
+    return root, Index.open(str(root / ".dcmnet-index.sqlite"), str(root))
+
+
 def _store(tmp_path: Path, monkeypatch, count: int, on_release=None) -> tuple[list[tuple[int, str]], list[str]]:
     """``count`` files stored over the in-memory wire into a Storage SCP with an index; returns the batches
     written (size, thread name) and the SOP Instance UIDs sent."""
@@ -83,11 +95,7 @@ def test_due_batches_are_written_by_the_association_thread(tmp_path, monkeypatch
 def test_rows_nobody_asks_for_are_written_by_the_index_thread_after_the_gap(tmp_path, monkeypatch):
     """Below the limit and within the delay: the index thread writes the tail of the run once no row came
     for BATCH_GAP, with no query, release or close asking."""
-    monkeypatch.setattr(index_module, "BATCH_DELAY", SLOW)
-    monkeypatch.setattr(index_module, "BATCH_GAP", 0.05)
-    root = tmp_path / "x"
-    root.mkdir()
-    index = Index.open(str(root / ".dcmnet-index.sqlite"), str(root))
+    root, index = _fresh_index(tmp_path, monkeypatch, gap=0.05)
     try:
         names: list[str] = []
         write = index._write_batch
@@ -110,10 +118,7 @@ def test_rows_nobody_asks_for_are_written_by_the_index_thread_after_the_gap(tmp_
 def test_queued_values_are_decoded_by_the_writer_and_a_bad_one_is_reported_alone(tmp_path, monkeypatch):
     from dcmnet_cli.services.archive.extraction import INDEXED
 
-    monkeypatch.setattr(index_module, "BATCH_DELAY", SLOW)
-    root = tmp_path / "x"
-    root.mkdir()
-    index = Index.open(str(root / ".dcmnet-index.sqlite"), str(root))
+    root, index = _fresh_index(tmp_path, monkeypatch)
     failed: list[tuple[str, str]] = []
     try:
         good = RawValues({0x00080018: b"1.2.3.9\x00", 0x0020000E: b"1.2.3 ", 0x0020000D: b"1.2 ",
@@ -155,12 +160,8 @@ def _raw(n: int) -> RawValues:
 def test_a_row_not_due_is_made_ready_after_the_response_and_the_batch_only_writes_it(tmp_path, monkeypatch):
     """write_due(what submit returned), no batch due: the row's values are decoded and its parameters made
     in the calling thread; the batch then writes it without decoding it again, and writes it right."""
-    monkeypatch.setattr(index_module, "BATCH_DELAY", SLOW)
-    monkeypatch.setattr(index_module, "BATCH_GAP", SLOW)
     decoded = _counting_decoder(monkeypatch)
-    root = tmp_path / "x"
-    root.mkdir()
-    index = Index.open(str(root / ".dcmnet-index.sqlite"), str(root))
+    root, index = _fresh_index(tmp_path, monkeypatch)
     try:
         first = index.submit(str(root / "a.dcm"), _raw(1), "1.2.840.10008.1.2.1", 10)
         second = index.submit(str(root / "b.dcm"), _raw(2), "1.2.840.10008.1.2.1", 11)
@@ -184,12 +185,7 @@ def test_a_row_not_due_is_made_ready_after_the_response_and_the_batch_only_write
 
 
 def test_a_due_batch_is_written_instead_of_making_the_row_ready(tmp_path, monkeypatch):
-    monkeypatch.setattr(index_module, "BATCH_DELAY", SLOW)
-    monkeypatch.setattr(index_module, "BATCH_GAP", SLOW)
-    monkeypatch.setattr(index_module, "BATCH_LIMIT", 2)
-    root = tmp_path / "x"
-    root.mkdir()
-    index = Index.open(str(root / ".dcmnet-index.sqlite"), str(root))
+    root, index = _fresh_index(tmp_path, monkeypatch, limit=2)
     try:
         index.submit(str(root / "a.dcm"), _raw(1), "", 10)
         queued = index.submit(str(root / "b.dcm"), _raw(2), "", 10)
@@ -201,11 +197,7 @@ def test_a_due_batch_is_written_instead_of_making_the_row_ready(tmp_path, monkey
 
 def test_an_undecodable_row_made_ready_is_still_reported_by_the_batch(tmp_path, monkeypatch):
     """Making it ready fails quietly (no report from the association thread); the batch reports it, alone."""
-    monkeypatch.setattr(index_module, "BATCH_DELAY", SLOW)
-    monkeypatch.setattr(index_module, "BATCH_GAP", SLOW)
-    root = tmp_path / "x"
-    root.mkdir()
-    index = Index.open(str(root / ".dcmnet-index.sqlite"), str(root))
+    root, index = _fresh_index(tmp_path, monkeypatch)
     failed: list[tuple[str, str]] = []
     try:
         bad = RawValues({0x00080018: b"1.2.3.8\x00", 0x00100010: None}, True)  # type: ignore[dict-item]

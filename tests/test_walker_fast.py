@@ -22,9 +22,11 @@ from pydicom import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence
 
+from test_part10_walker import header
+
 from dcmnet_cli.part10 import walker as walker_module
 from dcmnet_cli.part10.sequence_tags import SEQUENCE_TAGS
-from dcmnet_cli.part10.vr import ITEM, ITEM_END, LONG_VRS, PIXEL_DATA, SEQUENCE_END, UNDEFINED
+from dcmnet_cli.part10.vr import ITEM, ITEM_END, PIXEL_DATA, SEQUENCE_END, UNDEFINED
 from dcmnet_cli.part10.walker import Part10Error, Walker
 
 ENCODINGS = {"implicit": (False, True), "explicit": (True, True), "big": (True, False)}  # (explicit, little)
@@ -45,16 +47,6 @@ class GeneralOnly(Walker):
         self._push(expect, end if end == walker_module._NO_END else base + end, tag, base + start,
                    self._explicit, self._little)
         return i
-
-
-def header(tag: int, vr: bytes, length: int, explicit: bool = True, little: bool = True) -> bytes:
-    e = "<" if little else ">"
-    group, element = tag >> 16, tag & 0xFFFF
-    if not explicit or group == 0xFFFE:
-        return struct.pack(e + "HHI", group, element, length)
-    if vr in LONG_VRS:
-        return struct.pack(e + "HH2sHI", group, element, vr, 0, length)
-    return struct.pack(e + "HH2sH", group, element, vr, length)
 
 
 def outcome(cls: type[Walker], pieces: list[bytes], explicit: bool, little: bool, **options: object) -> tuple[object, ...]:
@@ -123,6 +115,14 @@ def nested(undefined: bool) -> Dataset:
             for item in elem.value:
                 item.is_undefined_length_sequence_item = undefined
     return ds
+
+def plain_data_set(explicit: bool, little: bool) -> bytes:
+    """:func:`nested`'s data set without its sequences: only plain elements, all on the fast lane."""
+    ds = nested(False)
+    for keyword in ("ReferencedImageSequence", "ProcedureCodeSequence", "ReferencedStudySequence"):
+        delattr(ds, keyword)
+    return encode(ds, explicit, little)
+
 
 
 def encode(ds: Dataset, explicit: bool, little: bool) -> bytes:
@@ -223,10 +223,7 @@ def test_encapsulated_pixel_data_inside_an_item(encoding: str) -> None:
 def test_span_and_order_are_checked_on_plain_elements(encoding: str) -> None:
     """A span or an order to check keeps the top level off the fast lane, in one feed as in many."""
     explicit, little = ENCODINGS[encoding]
-    ds = nested(False)
-    for keyword in ("ReferencedImageSequence", "ProcedureCodeSequence", "ReferencedStudySequence"):
-        delattr(ds, keyword)
-    data = encode(ds, explicit, little)
+    data = plain_data_set(explicit, little)
     for pieces in splits(data):
         result = assert_same(pieces, explicit, little, wanted=WANTED, span=(0, 0x0010001F))
         assert result[0] == "ok" and set(result[1]) == {0x00080016, 0x00080018, 0x00100010}  # type: ignore[arg-type]
@@ -332,10 +329,7 @@ class Counting(Walker):
 @pytest.mark.parametrize("encoding", ENCODINGS)
 def test_a_whole_plain_data_set_takes_one_lane_run(encoding: str) -> None:
     explicit, little = ENCODINGS[encoding]
-    ds = nested(False)
-    for keyword in ("ReferencedImageSequence", "ProcedureCodeSequence", "ReferencedStudySequence"):
-        delattr(ds, keyword)
-    data = encode(ds, explicit, little)
+    data = plain_data_set(explicit, little)
     walker = Counting(explicit, little, WANTED, descend=True)
     walker.feed(memoryview(data))
     walker.finish()
