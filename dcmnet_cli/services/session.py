@@ -162,6 +162,11 @@ class Session:
         self.handlers = handlers
         self.report = report or AssociationReport(driver.peer, "", "")
         self._handler: MessageHandler | None = None
+        self._hold_stores = False
+        """Inside :meth:`serve` with a peer granted a window of 4 or more (store --async): the answers to
+        its C-STORE-RQs may be held (:meth:`Driver.send_answer`); serve's reads flush them before they wait."""
+        self._storing = False
+        """Completing a C-STORE-RQ while :attr:`_hold_stores`: its answer may be held (:meth:`send`)."""
         self.cancelled: set[int] = set()
         """Message IDs of requests the peer asked to cancel (C-CANCEL-RQ): their handlers stop and answer 0xFE00."""
         self._serving: dict[type, Callable[[Any], None]] = {
@@ -177,8 +182,13 @@ class Session:
     # ------------------------------------------------------------------ sending
 
     def send(self, context_id: int, message: Command, dataset: Dataset = None) -> None:
-        """Send one message (a :class:`Message`, or a command set already encoded: ``store_commands``)."""
-        self.driver.send_message(context_id, message, dataset)
+        """Send one message (a :class:`Message`, or a command set already encoded: ``store_commands``).
+        The answer to a C-STORE-RQ served by :meth:`serve` may be held while the peer's next requests are
+        already here (:meth:`Driver.send_answer`)."""
+        if self._storing and dataset is None:
+            self.driver.send_answer(context_id, message)
+        else:
+            self.driver.send_message(context_id, message, dataset)
 
     def request(self, context_id: int, build: Callable[[int], Command], dataset: Dataset = None) -> int:
         """Send the request ``build(message_id)``; returns its Message ID."""
@@ -277,6 +287,7 @@ class Session:
         ``before_release`` runs before the A-RELEASE-RP leaves (e.g. the index commits what this
         association stored, so whoever waited for the release sees it)."""
         driver, released, serving = self.driver, False, self._serving
+        self._hold_windows()
         try:
             while True:
                 event = driver.next_event(idle_timeout)
@@ -295,7 +306,18 @@ class Session:
                     continue  # Sta13: the peer closes (or ARTIM), then next_event returns None
                 self._serve_event(event)
         finally:
+            self._hold_stores = False
+            driver.hold_answers = 1
             self._abandon()
+
+    def _hold_windows(self) -> None:
+        """Hold C-STORE answers (:meth:`Driver.hold_answers_for`) when the peer may pipeline enough requests
+        for it to matter; a peer granted no window (one request at a time) sees no change."""
+        from ..ul.async_window import granted
+
+        assoc = self.driver.assoc
+        self.driver.hold_answers_for(granted(assoc.request_pdu, assoc.accept_pdu))
+        self._hold_stores = self.driver.hold_answers > 1
 
     def _serve_event(self, event: Event) -> None:
         handle = self._serving.get(type(event))
@@ -331,7 +353,14 @@ class Session:
     def _complete(self, event: MessageComplete) -> None:
         handler, self._handler = self._handler, None
         if handler is not None:
-            handler.complete(event.dataset)
+            if self._hold_stores and event.message.command_field == C_STORE_RQ:
+                self._storing = True
+                try:
+                    handler.complete(event.dataset)
+                finally:
+                    self._storing = False
+            else:
+                handler.complete(event.dataset)
 
     def _fragment(self, event: DatasetFragment) -> None:
         self.report.bytes += len(event.data)

@@ -41,6 +41,9 @@ tail once per read."""
 HOLD_BYTES = 256 * 1024
 """Most bytes of held (``flush=False``) messages before they are written anyway."""
 
+HOLD_ANSWERS_MAX = 16
+"""Most answers :meth:`Driver.send_answer` ever holds, whatever window the peer was granted."""
+
 
 class LinkTimeout(Exception):
     """A link's read or write found its wait over (internal to the drivers)."""
@@ -75,6 +78,10 @@ class Driver:
         self._artim_deadline: float | None = None
         self._held: list[Piece] = []
         """PDUs of messages sent with ``flush=False``: written with the next flush, in one syscall."""
+        self._answers = 0
+        """Answers (:meth:`send_answer`) among the held PDUs."""
+        self.hold_answers = 1
+        """Answers :meth:`send_answer` may hold (1: none; see :meth:`hold_answers_for`)."""
 
     @property
     def assoc(self) -> Association:
@@ -121,6 +128,7 @@ class Driver:
         acted = False
         if self._held and not self.closed:
             held, self._held = self._held, []
+            self._answers = 0
             acted = True
             self._write(held + conn.data_to_send())
         while not self.closed:
@@ -153,6 +161,30 @@ class Driver:
         while buffers := conn.data_to_send():
             held.extend(buffers)
         if sum(len(b) for b in held) >= HOLD_BYTES:  # type: ignore[arg-type]
+            self.flush()
+
+    def hold_answers_for(self, window: int) -> None:
+        """Let :meth:`send_answer` hold up to half of ``window``, the requests the peer may keep outstanding
+        (PS3.7 D.3.3.3): the peer refills one half while we serve the other. Holding them all makes both
+        sides take turns (store --async 8 → listen -od, 2 cores, files/s vs none held: 4 held ~+14 %, all 8
+        held -4 %). A window under 4 holds none."""
+        self.hold_answers = max(1, min(window // 2, HOLD_ANSWERS_MAX))
+
+    def send_answer(self, context_id: int, message: Command) -> None:
+        """Send a response without a data set (a C-STORE-RSP), held while the peer's next PDUs are already
+        here to be served, up to :attr:`hold_answers`: the answers to a pipelined window (store --async)
+        then leave several to a ``sendmsg`` instead of one syscall and one wake-up of the peer each (~20 µs
+        per response on loopback). Never held waiting for more bytes: with nothing more received to serve
+        they are written at once, and :meth:`next_event` flushes before it reads."""
+        if self.closed:
+            self.conn.connection_lost()
+        conn = self.conn
+        conn.send_message(context_id, message, None)
+        held = self._held
+        while buffers := conn.data_to_send():
+            held.extend(buffers)
+        self._answers += 1
+        if self._answers >= self.hold_answers or not conn.events_waiting:
             self.flush()
 
     def _write(self, buffers: list[Piece]) -> None:

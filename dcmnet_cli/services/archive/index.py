@@ -68,7 +68,7 @@ BUSY_TIMEOUT = 30.0
 BATCH_DELAY = 0.02
 """Seconds a row waits in the queue (:meth:`Index.submit`) before its batch is due: while objects keep
 arriving, about the longest it stays invisible to another process (``--workers``)."""
-BATCH_GAP = 0.005
+BATCH_GAP = 0.02
 """Seconds without a new row after which the index's background thread writes the rows queued: the rows
 of a run of objects are visible to other processes this long after the run's last object (plus one
 write)."""
