@@ -117,9 +117,10 @@ class StoreHandler(MessageHandler):
             self._discard()
         assert message.message_id is not None
         self._index()  # queued before the response (a query after it sees the object); written off this thread
-        # Written at once, even while the peer's next requests are already here (store --async): holding
-        # the answers to send them together saved syscalls but made client and server take turns instead
-        # of overlapping (bench: --async 8 → listen -od, 2 cores, wall +10-20 %).
+        # Session.send may hold it while the peer's next requests are already here, up to half the granted
+        # window (Driver.send_answer): holding all of them made both sides take turns (store --async 8 →
+        # listen -od, 2 cores, wall +10-20 %); half lets the sender refill one half while this side serves
+        # the other.
         self.session.send(self.context_id, store_rsp(message.message_id, status, message.affected_sop_class_uid,
                                                      message.affected_sop_instance_uid, comment))
         self._account(status, path, duplicate, comment)
