@@ -15,6 +15,10 @@ store (``dcmnet store`` → ``storescp --ignore``):
   response in → request out   store's turn
   waiting in reads             storescp's turn as store sees it
 
+Where the two processes run (the same core or not) moves time between "sendmsg" and "waiting" and shifts
+every figure by 10-20 µs from one run to the next: compare medians over several runs, before and after in
+alternation, and trust changes of that size only with bench/store.py's files/s behind them.
+
     .venv/bin/python bench/turnaround.py                   # 3 000 small files, listen -od (tmpfs) and store
     .venv/bin/python bench/turnaround.py --tree /tmp/before --listen-flag=--ignore
 """
