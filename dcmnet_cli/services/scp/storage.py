@@ -6,7 +6,9 @@ Verification context, an MR object on a CT context) is answered 0x0122 there and
 
 1. ``begin``: the output directory (resolved at start), opened once as a descriptor kept for the
    whole run (opened again by its path when it was removed), is the anchor of every path below;
-   create an unnamed temporary in it (O_TMPFILE: nothing visible, nothing to clean after a crash), or,
+   create an unnamed temporary in it (O_TMPFILE: nothing visible, nothing to clean after a crash; made
+   ahead, after the previous object's response, by ``make_spare``, and freed unused when the association
+   ends), or,
    where the filesystem refuses that (found out once per output directory, placement.py), create
    ``.dcmnet-tmp-<process tag>-<n>.part`` in it (O_CREAT | O_EXCL | O_NOFOLLOW, mode 0644,
    relative to that descriptor; the tag is 64 random bits per process, renewed after fork and on a name
