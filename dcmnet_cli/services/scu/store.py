@@ -36,7 +36,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from ...dimse.fragment import Dataset, FileRegion
 from ...errors import (
@@ -248,48 +248,60 @@ class _Sent:
         self.file, self.outcome, self.started = file, outcome, started
 
 
+class _Reports:
+    """Settles answered files (counted, reported: progress, log line, JSON) in order. A response is
+    settled only once the next request is on the wire (``later``, then ``flush``): on a round trip of one
+    request at a time, that work then overlaps the peer's instead of delaying the next request."""
+
+    __slots__ = ("settings", "pending", "outcomes", "answered")
+
+    def __init__(self, settings: _Settings, pending: list[DicomFile], outcomes: list[FileOutcome]) -> None:
+        self.settings, self.pending, self.outcomes = settings, pending, outcomes
+        self.answered: list[_Sent] = []
+
+    def later(self, sent: _Sent) -> None:
+        self.answered.append(sent)
+
+    def now(self, file: DicomFile, outcome: FileOutcome) -> None:
+        """Settle ``file`` after every response received before it."""
+        self.flush()
+        self._settle(file, outcome)
+
+    def flush(self) -> None:
+        answered = self.answered
+        while answered:
+            sent = answered.pop(0)
+            self._settle(sent.file, sent.outcome)
+
+    def _settle(self, file: DicomFile, outcome: FileOutcome) -> None:
+        self.outcomes.append(outcome)
+        self.pending.remove(file)  # answered in order, so nearly always the first element
+        self.settings.callbacks.on_file(outcome)
+
+
 def _send_files(settings: _Settings, session: Session, pending: list[DicomFile], outcomes: list[FileOutcome],
                 attempt: int) -> DcmnetError | None:
     """Send files until done or the association breaks; answered files leave ``pending``.
 
     Up to the window's worth of requests are outstanding at once (1 unless --async was granted); each
-    response settles the file whose request carried its Message ID. Returns the association-level error
-    that stopped it (the unanswered files, sent or not, stay pending), or None.
+    response settles the file whose request carried its Message ID (:class:`_Reports`). Returns the
+    association-level error that stopped it (the unanswered files, sent or not, stay pending), or None.
     """
+    reports = _Reports(settings, pending, outcomes)
+    try:
+        return _exchange(settings, session, deque(pending), attempt, reports)
+    finally:
+        reports.flush()  # whatever ended the loop, every response received is reported
+
+
+def _exchange(settings: _Settings, session: Session, queue: deque[DicomFile], attempt: int,
+              reports: _Reports) -> DcmnetError | None:
+    """The loop of :func:`_send_files`."""
     contexts = list(session.contexts.values())
     choices: dict[tuple[str, str], tuple[AcceptedContext | None, bool]] = {}
     window = _window(settings, session)
-    queue = deque(pending)
     outstanding: dict[int, _Sent] = {}
     ahead = _ReadAhead() if window == 1 and settings.bucket is None else None
-
-    answered: list[_Sent] = []  # settled once the next request is on the wire (see below)
-
-    def settle(file: DicomFile, outcome: FileOutcome) -> None:
-        outcomes.append(outcome)
-        pending.remove(file)  # answered in order, so nearly always the first element
-        settings.callbacks.on_file(outcome)
-
-    try:
-        return _exchange(settings, session, queue, outstanding, window, ahead, choices, contexts, attempt, settle,
-                         answered)
-    finally:
-        for sent in answered:  # whatever ended the loop, every response received is reported
-            settle(sent.file, sent.outcome)
-
-
-def _exchange(settings: _Settings, session: Session, queue: deque[DicomFile], outstanding: dict[int, _Sent],
-              window: int, ahead: _ReadAhead | None,
-              choices: dict[tuple[str, str], tuple[AcceptedContext | None, bool]], contexts: list[AcceptedContext],
-              attempt: int, settle: Callable[[DicomFile, FileOutcome], None], answered: list[_Sent]) -> DcmnetError | None:
-    """The loop of :func:`_send_files`. A response is settled (counted, reported: progress, log line, JSON)
-    only after the next request was sent: on a round trip of one request at a time, that work then
-    overlaps the peer's instead of delaying the next request (``answered`` holds it meanwhile)."""
-    def settle_answered() -> None:
-        while answered:
-            sent = answered.pop(0)
-            settle(sent.file, sent.outcome)
-
     while queue or outstanding:
         if settings.pool.stopping:
             return AssociationAborted("interrupted")
@@ -305,16 +317,14 @@ def _exchange(settings: _Settings, session: Session, queue: deque[DicomFile], ou
                 return error
             except InputError as failed:  # a file ended mid-message: the channel dropped the connection
                 outcome.error = failed
-                settle_answered()
-                settle(file, outcome)
+                reports.now(file, outcome)
                 session.driver.abort()
                 return _Reconnect(f"aborted after a read error on {file.path}")
             if message_id is None:  # settled here (no context, unreadable): nothing on the wire
-                settle_answered()
-                settle(file, outcome)
+                reports.now(file, outcome)
             else:
                 outstanding[message_id] = _Sent(file, outcome, started)
-        settle_answered()
+        reports.flush()
         if outstanding:
             if ahead is not None and queue:
                 ahead.read(queue[0], choices)
@@ -327,7 +337,7 @@ def _exchange(settings: _Settings, session: Session, queue: deque[DicomFile], ou
             status = response.status
             sent.outcome.status = status if status is not None else NO_STATUS
             sent.outcome.elapsed = time.perf_counter() - sent.started
-            answered.append(sent)
+            reports.later(sent)
     return None
 
 
