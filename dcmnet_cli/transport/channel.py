@@ -176,15 +176,9 @@ class Driver:
         then leave several to a ``sendmsg`` instead of one syscall and one wake-up of the peer each (~20 µs
         per response on loopback). Never held waiting for more bytes: with nothing more received to serve
         they are written at once, and :meth:`next_event` flushes before it reads."""
-        if self.closed:
-            self.conn.connection_lost()
-        conn = self.conn
-        conn.send_message(context_id, message, None)
-        held = self._held
-        while buffers := conn.data_to_send():
-            held.extend(buffers)
+        self.send_message(context_id, message, None, flush=False)
         self._answers += 1
-        if self._answers >= self.hold_answers or not conn.events_waiting:
+        if self._answers >= self.hold_answers or not self.conn.events_waiting:
             self.flush()
 
     def _write(self, buffers: list[Piece]) -> None:
