@@ -241,7 +241,7 @@ def run_client(argv: list[str], env: dict) -> dict:
 class Server:
     """A fresh server process: its CPU is read from /proc around the transfer, its peak RSS from wait4."""
 
-    def __init__(self, kind: str, mode: str, shim: Path) -> None:
+    def __init__(self, kind: str, mode: str, shim: Path, nagle: bool = False) -> None:
         self.kind, self.mode = kind, mode
         self.port = echo.free_port()
         self.outdir = tempfile.mkdtemp(prefix=f"recv-{kind}-", dir=RECV_DIR[0]) if mode != "ignore" else None
@@ -258,7 +258,7 @@ class Server:
             argv = ["storescp", "-dhl", "-pdu", DCMTK_PDU]
             argv += ["--ignore"] if mode == "ignore" else ["-od", self.outdir]
             argv.append(str(self.port))
-            env = {**DCMTK_ENV, "LD_PRELOAD": str(shim)}
+            env = {**(NAGLE_ENV if nagle else DCMTK_ENV), "LD_PRELOAD": str(shim)}
         self.argv = argv
         self.proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
         self.usage = None
@@ -340,6 +340,7 @@ class Case:
     mode: str  # od-nofsync | od-fsync | ignore
     jobs: int = 1
     window: int = 0  # store --async N (0: not given)
+    nagle: bool = False  # DCMTK as run by default: no TCP_NODELAY (Nagle on)
 
     @property
     def label(self) -> str:
@@ -348,7 +349,7 @@ class Case:
         s = "dcmnet listen" if self.server == "dcmnet" else "storescp"
         m = {"od-nofsync": "-od --no-fsync" if self.server == "dcmnet" else "-od",
              "od-fsync": "-od (fsync)", "ignore": "--ignore"}[self.mode]
-        return f"{c} → {s} {m}"
+        return f"{c} → {s} {m}" + (" (DCMTK with Nagle on)" if self.nagle else "")
 
 
 CASES = [
@@ -372,10 +373,23 @@ def supports_async() -> bool:
     return "--async" in out
 
 
+NAGLE_CASES = [
+    Case("storescu", "storescp", "od-nofsync", nagle=True),
+    Case("storescu", "dcmnet", "od-nofsync", nagle=True),
+    Case("dcmnet", "storescp", "od-nofsync", nagle=True),
+]
+"""DCMTK as its users run it (Nagle on, its default since 3.6.2): a delayed ACK stalls each message ~40 ms
+unless the other side acknowledges at once (dcmnet does: transport/channel.py's TCP_QUICKACK)."""
+
+NAGLE_ENV = {k: v for k, v in DCMTK_ENV.items() if k != "TCP_NODELAY"}
+
+
 def run_case(case: Case, folder: Path, count: int, shim: Path) -> dict:
-    server = Server(case.server, case.mode, shim)
+    server = Server(case.server, case.mode, shim, case.nagle)
     try:
         argv, env = client_argv(case.client, server.port, folder, case.jobs, case.window)
+        if case.nagle and case.client != "dcmnet":
+            env = NAGLE_ENV
         res = client = run_client(argv, env)
         time.sleep(0.05)  # the server's last close
         res["server_cpu"] = server.cpu_since_start()
@@ -668,6 +682,28 @@ def echo_row(runs: int) -> dict[str, float] | None:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def nagle_rows(small: Path, count: int, shim: Path) -> dict:
+    """The first ``count`` small files through :data:`NAGLE_CASES`, once each (the stalls dwarf the noise)."""
+    folder = OUT / "corpora" / f"nagle-{count}"
+    names = sorted(p.name for p in small.iterdir() if p.suffix == ".dcm")[:count]
+    if not folder.is_dir() or sorted(p.name for p in folder.iterdir()) != names:
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        for name in names:
+            os.link(small / name, folder / name)
+    print(f"\n[Nagle on] {len(names)} small files, DCMTK without TCP_NODELAY (its default since 3.6.2)")
+    rows = {}
+    for case in NAGLE_CASES:
+        res = run_case(case, folder, len(names), shim)
+        rows[case.label] = {"files_per_s": len(names) / res["wall"], "wall_s": res["wall"], "ok": res["ok"]}
+        print(f"  {case.label:<66} {rows[case.label]['files_per_s']:8.1f} files/s  "
+              f"{res['wall']:6.2f} s  {'yes' if res['ok'] else 'NO: ' + res.get('problem', '')}")
+    dcmtk = rows[NAGLE_CASES[0].label]["files_per_s"]
+    for case in NAGLE_CASES[1:]:
+        print(f"  {case.label}: {rows[case.label]['files_per_s'] / dcmtk:.0f}× storescu → storescp's files/s")
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smaller corpora (300 small, 60 CT, 2 × 30 MB)")
@@ -679,6 +715,8 @@ def main() -> int:
     ap.add_argument("--tree", help="measure the dcmnet_cli of this checkout instead (a before/after worktree)")
     ap.add_argument("--best", action="store_true", help="report each case's fastest run instead of the median")
     ap.add_argument("--listen-flag", action="append", default=[], help="add this flag to every dcmnet listen -od")
+    ap.add_argument("--nagle", type=int, default=100, help="small files for the rows with DCMTK as run by default, "
+                    "Nagle on (0: none; storescu → storescp then takes ~90 ms a file)")
     ap.add_argument("--echo-runs", type=int, default=10, help="whole-process echo runs for the echo row (0: none)")
     ap.add_argument("--out-dir", default=None, help="where -od servers write: a folder, 'disk' (= bench/out) or "
                     "'tmpfs' (= /dev/shm, the default when it exists: software cost without disk write-back noise)")
@@ -750,6 +788,7 @@ def main() -> int:
         results[spec.name] = {"files": count, "bytes": size, "cases": rows}
         print_table(spec.name, count, size, rows)
 
+    nagle = nagle_rows(folders["small"], args.nagle, shim) if args.nagle and "small" in folders else {}
     checks = targets(results, tcp_mbps) if {"small", "ct", "big"} <= set(results) else []
     if checks:
         print("\nTargets (dcmnet/DCMTK ratios; one association each way unless -j)")
@@ -774,7 +813,7 @@ def main() -> int:
     report = {"quick": args.quick, "reps": reps, "tree": args.tree, "out_dir": str(RECV_DIR[0]),
               "out_dir_tmpfs": is_tmpfs(RECV_DIR[0]), "echo_whole_process_ms": echo_ms,
               "issue_table": [{"work": w, "ratio": r, "goal": g, "detail": d} for w, r, g, d in table], "tcp_limit_mbps": tcp_mbps, "disk": disk, "one_file_floor_s": floor, "corpora": results,
-              "targets": checks, "failures": failures, "profiles": notes,
+              "targets": checks, "failures": failures, "nagle": nagle, "profiles": notes,
               "dcmtk": subprocess.run(["storescp", "--version"], capture_output=True, text=True).stdout.split("\n")[0],
               "elapsed_s": time.perf_counter() - started}
     target = OUT / ("store-tree.json" if args.tree else "store.json")

@@ -45,6 +45,17 @@ HOLD_ANSWERS_MAX = 16
 """Most answers :meth:`Driver.send_answer` ever holds, whatever window the peer was granted."""
 
 
+_QUICKACK = getattr(socket, "TCP_QUICKACK", 0)
+"""Linux's TCP_QUICKACK, set before every blocking read of a socket link: the kernel then acknowledges what
+arrives at once instead of up to ~40 ms later. A peer that keeps Nagle's algorithm on (DCMTK's default
+since 3.6.2: storescu, storescp, findscu, dcmqrscp... without ``TCP_NODELAY=1``) writes a message in two
+parts and holds the second until the first is acknowledged, so a delayed ACK cost one 40 ms stall per
+message: storescu → listen and store → storescp went at ~23 files/s (tests/test_nagle_peers.py,
+bench/store.py's "Nagle on" rows). The flag does not stick (the kernel returns to delaying ACKs after each
+exchange), hence once per read; one setsockopt, no measurable cost with a peer that never waits. 0 where
+the platform has no such option."""
+
+
 class LinkTimeout(Exception):
     """A link's read or write found its wait over (internal to the drivers)."""
 
@@ -389,6 +400,8 @@ class Channel(Driver):
             if wait is not None and wait <= 0:
                 return sock.recv_into(self._into, 0, _DONTWAIT)
             early = self._kernel_timeout(wait, socket.SO_RCVTIMEO)
+            if _QUICKACK:
+                sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
             return sock.recv_into(self._into)
         except (BlockingIOError, socket.timeout, TimeoutError):
             if wait is not None and wait > 0 and early > 0:

@@ -42,15 +42,18 @@ def find_dcmtk(tools: Sequence[str] = DCMTK_TOOLS) -> tuple[dict[str, str], list
     return {k: v for k, v in found.items() if v}, [k for k, v in found.items() if not v]
 
 
-def base_env(*, dcmtk: bool = False) -> dict[str, str]:
-    """The environment for child processes: no user config, no colour; TCP_NODELAY for DCMTK."""
+def base_env(*, dcmtk: bool = False, nagle: bool = False) -> dict[str, str]:
+    """The environment for child processes: no user config, no colour; TCP_NODELAY for DCMTK, unless
+    ``nagle`` (DCMTK as its users run it: Nagle's algorithm on, its default since 3.6.2)."""
     env = dict(os.environ)
     env["DCMNET_CONFIG"] = str(Path(tempfile.gettempdir()) / "dcmnet-tests-no-such-config.toml")
     env["NO_COLOR"] = "1"
     env.pop("DCMNET_CALLED_AET", None)
     env.pop("DCMNET_CALLING_AET", None)
-    if dcmtk:
+    if dcmtk and not nagle:
         env["TCP_NODELAY"] = "1"  # without it DCMTK waits ~40 ms (Nagle + delayed ACK) per message
+    if nagle:
+        env.pop("TCP_NODELAY", None)
     return env
 
 
@@ -139,7 +142,8 @@ def wait_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 
 
 
 @contextmanager
-def running_server(argv: Sequence[str], port: int, *, dcmtk: bool = False, cwd: str | Path | None = None,
+def running_server(argv: Sequence[str], port: int, *, dcmtk: bool = False, nagle: bool = False,
+                   cwd: str | Path | None = None,
                    ready_timeout: float = 10.0, stop_timeout: float = 5.0,
                    ready: Callable[["ServerProcess"], bool] | None = None) -> Iterator[ServerProcess]:
     """Start a server process listening on ``port``, wait until it accepts (and, with ``ready``, until
@@ -155,7 +159,7 @@ def running_server(argv: Sequence[str], port: int, *, dcmtk: bool = False, cwd: 
     try:
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             proc = subprocess.Popen(list(argv), stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                    env=base_env(dcmtk=dcmtk), cwd=str(cwd or workdir),
+                                    env=base_env(dcmtk=dcmtk, nagle=nagle), cwd=str(cwd or workdir),
                                     preexec_fn=_default_sigint)
         try:
             wait_port(port, proc, ready_timeout)
