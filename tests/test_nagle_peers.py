@@ -7,7 +7,7 @@ Measured without a clock: the delayed ACKs this network namespace's kernel sent 
 in /proc/net/netstat) over N exchanges stay near zero, where each exchange cost one (and ~40 ms) before.
 (dcmqrscp's C-FIND answers to ``dcmnet find`` never waited: a side that only reads acknowledges at once.)
 The tests run one at a time, so little else moves the counter; the bound leaves room for a few strays.
-Linux only (the option and the counter); 127.0.0.1 only."""
+Linux only (the option and the counter); 127.0.0.1 only. The TLS case is in tests/test_tls.py."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from helpers.procs import LOOPBACK, base_env, free_port, listen_server, run_dcmnet, running_server
+from helpers.socket_checks import delayed_acks
 from storage_helpers import image_dataset, require_tool
 from store_helpers import storescp_argv
 
@@ -27,15 +28,6 @@ COUNT = 40
 STRAYS = 5
 """Delayed ACKs allowed from anything else on the machine meanwhile."""
 STUDY = "1.2.826.0.1.3680043.9.7781.99.1"  # image_dataset's
-
-
-def delayed_acks() -> int:
-    """The kernel's count of ACKs it sent late (delayed-ACK timer), for this network namespace."""
-    lines = Path("/proc/net/netstat").read_text().splitlines()
-    for names, values in zip(lines[::2], lines[1::2]):
-        if names.startswith("TcpExt:"):
-            return int(dict(zip(names.split()[1:], values.split()[1:]))["DelayedACKs"])
-    raise AssertionError("no TcpExt DelayedACKs in /proc/net/netstat")
 
 
 def corpus(folder: Path, count: int = COUNT) -> list[Path]:
@@ -98,3 +90,22 @@ def test_findscu_with_nagle_against_listen(tmp_path):
     assert done.returncode == 0, done.stderr
     assert late <= STRAYS, f"{late} delayed ACKs for {COUNT} queries from a Nagle sender"
 
+
+
+def test_getscu_with_nagle_from_listen(tmp_path):
+    """C-GET: listen sends each object on getscu's association and reads its C-STORE-RSP."""
+    getscu = require_tool("getscu")
+    corpus(tmp_path / "in")
+    got = tmp_path / "got"
+    got.mkdir()
+    with listen_server("-q", "-od", str(tmp_path / "out"), "--no-fsync") as server:
+        code, _stdout, stderr = run_dcmnet("store", "-q", "--no-progress", LOOPBACK, str(server.port),
+                                           str(tmp_path / "in"))
+        assert code == 0, stderr
+        before = delayed_acks()
+        done = run_nagle_tool([getscu, "-aec", "DCMNET", "-S", "-od", str(got), "-k", "QueryRetrieveLevel=STUDY",
+                               "-k", f"StudyInstanceUID={STUDY}", LOOPBACK, str(server.port)])
+        late = delayed_acks() - before
+    assert done.returncode == 0, done.stderr
+    assert len(list(got.iterdir())) == COUNT
+    assert late <= STRAYS, f"{late} delayed ACKs for {COUNT} C-STORE answers from a Nagle receiver"

@@ -172,6 +172,26 @@ def test_store_to_storescp_tls_without_client_certificate_fails_cleanly(certs: C
     assert "client certificate" in err and took < QUICK, (err, took)
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="TCP_QUICKACK and the counter are Linux's")
+def test_storescu_tls_with_nagle_into_listen(certs: Certs, tmp_path: Path) -> None:
+    """DCMTK run its default way (Nagle on) over TLS: listen acknowledges each record at once, as over
+    plain TCP (tests/test_nagle_peers.py), so no object waits for a delayed ACK."""
+    from helpers.socket_checks import delayed_acks
+    from storage_helpers import require_tool
+
+    storescu = require_tool("storescu")
+    files = [make_file(tmp_path / "in", f"n{n}") for n in range(40)]
+    with tls_listen(certs, "-od", str(tmp_path / "out"), "--no-fsync") as server:
+        before = delayed_acks()
+        done = subprocess.run([storescu, "+tls", certs.client_key, certs.client, "+cf", certs.ca,
+                               LOOPBACK, str(server.port), *map(str, files)], capture_output=True, text=True,
+                              timeout=60, env=base_env(dcmtk=True, nagle=True), stdin=subprocess.DEVNULL)
+        late = delayed_acks() - before
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert len(received(tmp_path / "out")) == 40
+    assert late <= 5, f"{late} delayed ACKs for 40 objects from a Nagle sender over TLS"
+
+
 def test_echoscu_tls_to_listen_requiring_client_certificates(certs: Certs, dcmtk) -> None:
     with tls_listen(certs, "--tls-ca", certs.ca, "--tls-require-client-cert") as server:
         code, out, err = run_tool([dcmtk["echoscu"], "+tls", certs.client_key, certs.client, "+cf", certs.ca,

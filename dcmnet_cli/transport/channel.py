@@ -350,6 +350,8 @@ class Channel(Driver):
             return self._read_plain(wait)
         early = self._set_timeout(wait)
         try:
+            if _QUICKACK:
+                self.sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
             return self.sock.recv_into(self._into)
         except (socket.timeout, TimeoutError, BlockingIOError):
             if early > 0:  # the kept timeout was a little shorter than this wait: wait out the rest

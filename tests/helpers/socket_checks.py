@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -43,3 +44,13 @@ def kept_shorter_timeout_waits_out_the_rest(chan, server: socket.socket, monkeyp
         assert time.monotonic() - started >= 0.22
     finally:
         timer.cancel()
+
+
+def delayed_acks() -> int:
+    """The kernel's count of ACKs it sent late (its delayed-ACK timer fired), for this network namespace
+    (Linux: ``TcpExt: DelayedACKs`` in /proc/net/netstat). tests/test_nagle_peers.py says why."""
+    lines = Path("/proc/net/netstat").read_text().splitlines()
+    for names, values in zip(lines[::2], lines[1::2]):
+        if names.startswith("TcpExt:"):
+            return int(dict(zip(names.split()[1:], values.split()[1:]))["DelayedACKs"])
+    raise AssertionError("no TcpExt DelayedACKs in /proc/net/netstat")
