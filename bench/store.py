@@ -640,6 +640,11 @@ def issue_rows(results: dict, tcp_mbps: float, echo_ms: dict | None) -> list[tup
     def case(corpus: str, c: Case) -> dict | None:
         return results.get(corpus, {}).get("cases", {}).get(c.label)
 
+    def spread(a: dict, b: dict, throughput: bool) -> str:
+        """The ratio rep by rep (each rep ran both cases next to each other): the range drift leaves."""
+        pairs = [(x / y if not throughput else y / x) for x, y in zip(a["walls"], b["walls"])]
+        return f"; rep by rep {min(pairs):.2f}–{max(pairs):.2f}" if len(pairs) > 1 else ""
+
     ours_od, theirs_od = Case("dcmnet", "dcmnet", "od-nofsync"), Case("storescu", "storescp", "od-nofsync")
     for corpus, goal in (("small", "≥ 1.0"), ("ct", "≥ 1.0"), ("big", "≥ 1.0")):
         a, b = case(corpus, ours_od), case(corpus, theirs_od)
@@ -647,24 +652,24 @@ def issue_rows(results: dict, tcp_mbps: float, echo_ms: dict | None) -> list[tup
             key = "mb_per_s" if corpus == "big" else "files_per_s"
             extra = f", {a['mb_per_s'] / tcp_mbps:.0%} of loopback" if corpus == "big" else ""
             rows.append((f"{corpus}: store → listen -od --no-fsync, throughput", a[key] / b[key], goal,
-                         f"{a[key]:.1f} vs {b[key]:.1f} {key.replace('_per_s', '/s')}{extra}"))
+                         f"{a[key]:.1f} vs {b[key]:.1f} {key.replace('_per_s', '/s')}{extra}{spread(a, b, True)}"))
     ours = Case("dcmnet", "dcmnet", "od-nofsync", window=8)
     a, b = case("small", ours), case("small", theirs_od)
     if a and b:
         rows.append(("small: store --async 8 → listen -od --no-fsync, throughput", a["files_per_s"] / b["files_per_s"],
-                     "≥ 1.5", f"{a['files_per_s']:.1f} vs {b['files_per_s']:.1f} files/s"))
+                     "≥ 1.5", f"{a['files_per_s']:.1f} vs {b['files_per_s']:.1f} files/s{spread(a, b, True)}"))
     for corpus in ("small", "ct"):
         a, b = case(corpus, Case("dcmnet", "storescp", "ignore")), case(corpus, Case("storescu", "storescp", "ignore"))
         if a and b:
             rows.append((f"{corpus}: store alone → storescp --ignore, wall", a["wall_s"] / b["wall_s"], "≤ 1.0",
                          f"{a['wall_s'] * 1000:.0f} vs {b['wall_s'] * 1000:.0f} ms; CPU {a['client_cpu_s']:.3f} vs "
-                         f"{b['client_cpu_s']:.3f} s"))
+                         f"{b['client_cpu_s']:.3f} s{spread(a, b, False)}"))
     for corpus in ("small", "ct"):
         a, b = case(corpus, Case("storescu", "dcmnet", "ignore")), case(corpus, Case("storescu", "storescp", "ignore"))
         if a and b:
             rows.append((f"{corpus}: storescu → listen --ignore, wall", a["wall_s"] / b["wall_s"], "≤ 1.0",
                          f"{a['wall_s'] * 1000:.0f} vs {b['wall_s'] * 1000:.0f} ms; server CPU "
-                         f"{a['server_cpu_s']:.3f} vs {b['server_cpu_s']:.3f} s"))
+                         f"{a['server_cpu_s']:.3f} vs {b['server_cpu_s']:.3f} s{spread(a, b, False)}"))
     if echo_ms:
         ratio = echo_ms["dcmnet echo"] / echo_ms["echoscu"]
         rows.append(("whole-process echo vs echoscu, wall", ratio, "≤ 2.0",
