@@ -25,8 +25,9 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="TC
 
 COUNT = 40
 """Exchanges per test: before TCP_QUICKACK each cost one delayed ACK (~40 ms)."""
-STRAYS = 5
-"""Delayed ACKs allowed from anything else on the machine meanwhile."""
+STRAYS = 10
+"""Delayed ACKs allowed from anything else on the machine meanwhile, or a starved listener (each of the
+COUNT exchanges cost one without TCP_QUICKACK)."""
 STUDY = "1.2.826.0.1.3680043.9.7781.99.1"  # image_dataset's
 
 
