@@ -1,4 +1,4 @@
-"""listen's receive path for CT-sized objects without a socket: the Python cost per object, no kernel noise.
+"""listen's receive path without a socket: the Python cost per object, no kernel noise.
 
 The bytes storescu sends (C-STORE-RQ command PDU, then the data set in P-DATA-TFs of up to 128 KiB, one PDV
 each, as ``storescu -pdu 131072`` does) for N objects of bench/store.py's CT corpus, fed to the real
@@ -8,6 +8,14 @@ them over. CPU of this process (``time.process_time``) per object, min of ``--re
     .venv/bin/python bench/receive_path.py                  # --ignore and -od (tmpfs, no fsync, no index)
     .venv/bin/python bench/receive_path.py --profile ignore # cProfile of one run
     .venv/bin/python bench/receive_path.py --tree /tmp/before  # another checkout's dcmnet_cli
+    .venv/bin/python bench/receive_path.py --corpus small --mode index --instructions  # see below
+
+``--mode index`` is ``-od`` with listen's index, its rows written ``--batch`` at a time by the association
+thread (what ~20 ms of small objects make at DCMTK's pace), never by the clock, so a run is the same work
+every time. ``--instructions`` counts, with valgrind's callgrind, the instructions this process executes for
+``--count`` objects and for twice as many, once each, and prints the difference per object: user-space
+work only, but repeatable to ~0.1 % where CPU time on these shared machines moves by 10-20 % from run to
+run. Use it to compare two trees (``--tree``) or one change; time still decides (bench/store.py).
 """
 
 from __future__ import annotations
@@ -73,7 +81,8 @@ def build_stream(files: list[Path], max_pdu: int) -> tuple[bytes, bytes, list[in
     return request, b"".join(out), reads
 
 
-def serve(request: bytes, stream: bytes, read: int | list[int], mode: str, out_dir: str | None) -> tuple[float, bytes]:
+def serve(request: bytes, stream: bytes, read: int | list[int], mode: str, out_dir: str | None,
+          batch: int = 70) -> tuple[float, bytes]:
     from dcmnet_cli.dimse.connection import AssociationRequested, DIMSEConnection, Role
     from dcmnet_cli.part10.sopclasses import storage_contexts
     from dcmnet_cli.services.scp.entity import ALL_UNCOMPRESSED, ApplicationEntity
@@ -118,7 +127,17 @@ def serve(request: bytes, stream: bytes, read: int | list[int], mode: str, out_d
     wire = memoryview(stream)
     sizes = [] if isinstance(read, int) else read[::-1]
     ignore = mode == "ignore"
-    scp = StorageSCP(StorageConfig(None if ignore else out_dir, fsync=False, ignore=ignore))
+    index = None
+    if mode == "index":
+        import os
+
+        from dcmnet_cli.services.archive import index as index_module
+
+        # Rows written ``batch`` at a time by the association thread (run_due), never by the clock.
+        index_module.BATCH_LIMIT, index_module.BATCH_DELAY, index_module.BATCH_GAP = batch, 3600.0, 3600.0
+        assert out_dir is not None
+        index = index_module.IndexRef(os.path.join(out_dir, ".dcmnet-index.sqlite"), out_dir)
+    scp = StorageSCP(StorageConfig(None if ignore else out_dir, fsync=False, ignore=ignore, index=index))
     scp.prepare()
     policy = AcceptorPolicy(ae_title="BENCH", contexts=storage_contexts(ALL_UNCOMPRESSED, False, ALL_UNCOMPRESSED))
     entity = ApplicationEntity(policy, handlers=storage_handlers(scp))
@@ -138,6 +157,48 @@ def serve(request: bytes, stream: bytes, read: int | list[int], mode: str, out_d
     return cpu, sent
 
 
+def _check_indexed(out_dir: Path, count: int) -> None:
+    import sqlite3
+
+    with sqlite3.connect(out_dir / ".dcmnet-index.sqlite") as conn:
+        rows = conn.execute("SELECT count(*) FROM instance").fetchone()[0]
+    if rows != count:
+        raise SystemExit(f"index: {rows} rows, not {count}")
+
+
+def instructions(args: argparse.Namespace) -> int:
+    """This script under callgrind for ``--count`` and twice as many objects, one run of each mode."""
+    import os
+    import re
+    import subprocess
+
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is needed for --instructions (apt-get install valgrind)")
+    modes = args.mode or ["ignore", "od"]
+    base = [sys.executable, str(Path(__file__).resolve()), "--reps", "1", "--corpus", args.corpus, "--read",
+            str(args.read), "--max-pdu", str(args.max_pdu), "--batch", str(args.batch)] + \
+        (["--tree", args.tree] if args.tree else [])
+    store_spec = ["--count", str(args.count * 2)]  # the corpus made first, outside callgrind
+    subprocess.run(base + store_spec + ["--mode", "ignore"], check=True, capture_output=True)
+    def per_object(mode: str) -> float:
+        totals = []
+        for count in (args.count, args.count * 2):
+            out = os.path.join(tmp, f"{mode}-{count}.out")
+            subprocess.run(["valgrind", "--tool=callgrind", "-q", f"--callgrind-out-file={out}", *base,
+                            "--count", str(count), "--mode", mode], check=True, capture_output=True)
+            text = Path(out).read_text(errors="replace")
+            totals.append(int(re.search(r"^(?:summary|totals): (\d+)", text, re.M).group(1)))
+        return (totals[1] - totals[0]) / args.count
+
+    with tempfile.TemporaryDirectory() as tmp:
+        stream = per_object("build")  # reading the corpus and framing it: not listen's work
+        for mode in modes:
+            per = per_object(mode) - stream
+            print(f"{mode:7} {args.corpus}: {per:,.0f} instructions per object (callgrind; {args.count} vs "
+                  f"{args.count * 2} objects{', rows written ' + str(args.batch) + ' at a time' if mode == 'index' else ''})")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--count", type=int, default=100)
@@ -147,18 +208,30 @@ def main() -> int:
     ap.add_argument("--max-pdu", type=int, default=131056, help="the sender's P-DATA-TF body length (listen "
                     "accepts 131056 by default; storescu -pdu 131072 then sends that)")
     ap.add_argument("--tree", help="another checkout's dcmnet_cli")
-    ap.add_argument("--mode", action="append", choices=("ignore", "od"), help="default: both")
+    ap.add_argument("--mode", action="append", choices=("ignore", "od", "index", "build"),
+                    help="default: ignore and od (build: only the stream, what --instructions subtracts)")
+    ap.add_argument("--corpus", choices=("ct", "small"), default="ct", help="bench/store.py's corpus")
+    ap.add_argument("--batch", type=int, default=70, help="--mode index: rows per index transaction")
+    ap.add_argument("--instructions", action="store_true", help="instructions per object (callgrind), see above")
     ap.add_argument("--profile", action="store_true", help="cProfile one run of each mode")
     args = ap.parse_args()
     sys.path.insert(0, str(Path(args.tree).resolve()) if args.tree else str(HERE.parent))
     sys.path.insert(0, str(HERE))
     import store
 
-    folder = store.make_corpus(store.Spec("ct", 300, 512, 512, 1, store.CT))
+    if args.instructions:
+        return instructions(args)
+    spec = store.Spec("ct", 300, 512, 512, 1, store.CT) if args.corpus == "ct" else \
+        store.Spec("small", max(2000, args.count), 64, 64, 1, store.MR)
+    folder = store.make_corpus(spec)
     files = sorted(folder.glob("*.dcm"))[:args.count]
+    if len(files) < args.count:
+        raise SystemExit(f"--count {args.count}: the {args.corpus} corpus has {len(files)} files")
     request, stream, pattern = build_stream(files, args.max_pdu)
     read = args.read or pattern
     modes = args.mode or ["ignore", "od"]
+    if modes == ["build"]:
+        return 0
     tmp = Path(tempfile.mkdtemp(prefix="recvpath-", dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
     try:
         for mode in modes:
@@ -171,15 +244,18 @@ def main() -> int:
                     import pstats
                     profile = cProfile.Profile()
                     profile.enable()
-                    serve(request, stream, read, mode, str(out_dir))
+                    serve(request, stream, read, mode, str(out_dir), args.batch)
                     profile.disable()
                     pstats.Stats(profile).sort_stats("tottime").print_stats(25)
-                cpu, sent = serve(request, stream, read, mode, str(out_dir))
-                if mode == "od" and len(list(out_dir.iterdir())) != args.count:
-                    raise SystemExit(f"od: {len(list(out_dir.iterdir()))} files, not {args.count}")
+                cpu, sent = serve(request, stream, read, mode, str(out_dir), args.batch)
+                stored = [p for p in out_dir.iterdir() if not p.name.startswith(".")]
+                if mode != "ignore" and len(stored) != args.count:
+                    raise SystemExit(f"{mode}: {len(stored)} files, not {args.count}")
+                if mode == "index":
+                    _check_indexed(out_dir, args.count)
                 shutil.rmtree(out_dir)
                 runs.append(cpu)
-            print(f"{mode:7} {args.count} × CT, reads of {args.read or 'storescu pattern'}, PDUs of {args.max_pdu}: "
+            print(f"{mode:7} {args.count} × {args.corpus}, reads of {args.read or 'storescu pattern'}, PDUs of {args.max_pdu}: "
                   f"{min(runs) / args.count * 1e6:7.1f} µs CPU per object (min of {args.reps}; all: "
                   f"{', '.join(f'{r / args.count * 1e6:.0f}' for r in sorted(runs))})")
     finally:
