@@ -14,8 +14,8 @@ them over. CPU of this process (``time.process_time``) per object, min of ``--re
 thread (what ~20 ms of small objects make at DCMTK's pace), never by the clock, so a run is the same work
 every time. ``--instructions`` counts, with valgrind's callgrind, the instructions this process executes for
 ``--count`` objects and for twice as many, once each, and prints the difference per object: user-space
-work only, but repeatable to ~0.1 % where CPU time on these shared machines moves by 10-20 % from run to
-run. Use it to compare two trees (``--tree``) or one change; time still decides (bench/store.py).
+work only, but repeatable to ~1 % where CPU time on these shared machines moves by 10-20 % from run to
+run (needs valgrind: ``apt-get install valgrind``). Use it to compare two trees (``--tree``) or one change; time still decides (bench/store.py).
 """
 
 from __future__ import annotations
