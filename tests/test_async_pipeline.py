@@ -172,7 +172,6 @@ def test_only_c_store_answers_are_held(monkeypatch) -> None:
     monkeypatch.setattr(driver, "send_answer", lambda cid, message: sent.append("held"))
     monkeypatch.setattr(driver, "send_message", lambda cid, message, dataset=None: sent.append("now"))
     session = Session(driver, {})
-    session._hold_stores = True
 
     class Answer(MessageHandler):
         def complete(self, dataset: bytes | None) -> None:

@@ -11,12 +11,11 @@ Linux only (the option and the counter); 127.0.0.1 only. The TLS case is in test
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from helpers.procs import LOOPBACK, base_env, free_port, listen_server, run_dcmnet, running_server
+from helpers.procs import LOOPBACK, free_port, listen_server, run_dcmnet, run_tool, running_server
 from helpers.socket_checks import delayed_acks
 from storage_helpers import image_dataset, require_tool
 from store_helpers import storescp_argv
@@ -41,21 +40,16 @@ def corpus(folder: Path, count: int = COUNT) -> list[Path]:
     return paths
 
 
-def run_nagle_tool(argv: list[str]) -> subprocess.CompletedProcess:
-    """A DCMTK tool with its default socket options (Nagle on), bounded."""
-    return subprocess.run(argv, capture_output=True, text=True, timeout=60, env=base_env(dcmtk=True, nagle=True),
-                          stdin=subprocess.DEVNULL)
-
-
 def test_storescu_with_nagle_into_listen(tmp_path):
     storescu = require_tool("storescu")
     files = corpus(tmp_path / "in")
     out = tmp_path / "out"
     with listen_server("-q", "-od", str(out), "--no-fsync") as server:
         before = delayed_acks()
-        done = run_nagle_tool([storescu, "-aec", "ANY-SCP", LOOPBACK, str(server.port), *map(str, files)])
+        code, _stdout, stderr = run_tool([storescu, "-aec", "ANY-SCP", LOOPBACK, str(server.port),
+                                          *map(str, files)], timeout=60, nagle=True)
         late = delayed_acks() - before
-    assert done.returncode == 0, done.stderr
+    assert code == 0, stderr
     assert len(list(out.glob("*.dcm"))) == COUNT
     assert late <= STRAYS, f"{late} delayed ACKs for {COUNT} objects from a Nagle sender"
 
@@ -84,11 +78,11 @@ def test_findscu_with_nagle_against_listen(tmp_path):
                                            str(tmp_path / "in"))
         assert code == 0, stderr
         before = delayed_acks()
-        done = run_nagle_tool([findscu, "-S", "--repeat", str(COUNT), "-k", "QueryRetrieveLevel=STUDY",
-                               "-k", f"StudyInstanceUID={STUDY}", "-k", "NumberOfStudyRelatedInstances",
-                               LOOPBACK, str(server.port)])
+        code, _stdout, stderr = run_tool([findscu, "-S", "--repeat", str(COUNT), "-k", "QueryRetrieveLevel=STUDY",
+                                          "-k", f"StudyInstanceUID={STUDY}", "-k", "NumberOfStudyRelatedInstances",
+                                          LOOPBACK, str(server.port)], timeout=60, nagle=True)
         late = delayed_acks() - before
-    assert done.returncode == 0, done.stderr
+    assert code == 0, stderr
     assert late <= STRAYS, f"{late} delayed ACKs for {COUNT} queries from a Nagle sender"
 
 
@@ -104,9 +98,10 @@ def test_getscu_with_nagle_from_listen(tmp_path):
                                            str(tmp_path / "in"))
         assert code == 0, stderr
         before = delayed_acks()
-        done = run_nagle_tool([getscu, "-aec", "DCMNET", "-S", "-od", str(got), "-k", "QueryRetrieveLevel=STUDY",
-                               "-k", f"StudyInstanceUID={STUDY}", LOOPBACK, str(server.port)])
+        code, _stdout, stderr = run_tool([getscu, "-aec", "DCMNET", "-S", "-od", str(got),
+                                          "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={STUDY}",
+                                          LOOPBACK, str(server.port)], timeout=60, nagle=True)
         late = delayed_acks() - before
-    assert done.returncode == 0, done.stderr
+    assert code == 0, stderr
     assert len(list(got.iterdir())) == COUNT
     assert late <= STRAYS, f"{late} delayed ACKs for {COUNT} C-STORE answers from a Nagle receiver"

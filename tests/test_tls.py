@@ -183,11 +183,10 @@ def test_storescu_tls_with_nagle_into_listen(certs: Certs, tmp_path: Path) -> No
     files = [make_file(tmp_path / "in", f"n{n}") for n in range(40)]
     with tls_listen(certs, "-od", str(tmp_path / "out"), "--no-fsync") as server:
         before = delayed_acks()
-        done = subprocess.run([storescu, "+tls", certs.client_key, certs.client, "+cf", certs.ca,
-                               LOOPBACK, str(server.port), *map(str, files)], capture_output=True, text=True,
-                              timeout=60, env=base_env(dcmtk=True, nagle=True), stdin=subprocess.DEVNULL)
+        code, out, err = run_tool([storescu, "+tls", certs.client_key, certs.client, "+cf", certs.ca,
+                                   LOOPBACK, str(server.port), *map(str, files)], timeout=60, nagle=True)
         late = delayed_acks() - before
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert code == 0, out + err
     assert len(received(tmp_path / "out")) == 40
     assert late <= 10, f"{late} delayed ACKs for 40 objects from a Nagle sender over TLS"
 

@@ -162,11 +162,10 @@ class Session:
         self.handlers = handlers
         self.report = report or AssociationReport(driver.peer, "", "")
         self._handler: MessageHandler | None = None
-        self._hold_stores = False
-        """Inside :meth:`serve` with a peer granted a window of 4 or more (store --async): the answers to
-        its C-STORE-RQs may be held (:meth:`Driver.send_answer`); serve's reads flush them before they wait."""
         self._storing = False
-        """Completing a C-STORE-RQ while :attr:`_hold_stores`: its answer may be held (:meth:`send`)."""
+        """Completing a C-STORE-RQ while :meth:`serve` lets the driver hold answers (a peer granted a window
+        of 4 or more, store --async): its answer may be held (:meth:`send`); serve's reads flush it before
+        they wait."""
         self.cancelled: set[int] = set()
         """Message IDs of requests the peer asked to cancel (C-CANCEL-RQ): their handlers stop and answer 0xFE00."""
         self._serving: dict[type, Callable[[Any], None]] = {
@@ -287,7 +286,7 @@ class Session:
         ``before_release`` runs before the A-RELEASE-RP leaves (e.g. the index commits what this
         association stored, so whoever waited for the release sees it)."""
         driver, released, serving = self.driver, False, self._serving
-        self._hold_windows()
+        driver.hold_answers_for(driver.assoc.granted_window)  # a peer allowed one request at a time: none held
         try:
             while True:
                 event = driver.next_event(idle_timeout)
@@ -306,18 +305,8 @@ class Session:
                     continue  # Sta13: the peer closes (or ARTIM), then next_event returns None
                 self._serve_event(event)
         finally:
-            self._hold_stores = False
             driver.hold_answers = 1
             self._abandon()
-
-    def _hold_windows(self) -> None:
-        """Hold C-STORE answers (:meth:`Driver.hold_answers_for`) when the peer may pipeline enough requests
-        for it to matter; a peer granted no window (one request at a time) sees no change."""
-        from ..ul.async_window import granted
-
-        assoc = self.driver.assoc
-        self.driver.hold_answers_for(granted(assoc.request_pdu, assoc.accept_pdu))
-        self._hold_stores = self.driver.hold_answers > 1
 
     def _serve_event(self, event: Event) -> None:
         handle = self._serving.get(type(event))
@@ -353,7 +342,7 @@ class Session:
     def _complete(self, event: MessageComplete) -> None:
         handler, self._handler = self._handler, None
         if handler is not None:
-            if self._hold_stores and event.message.command_field == C_STORE_RQ:
+            if self.driver.hold_answers > 1 and event.message.command_field == C_STORE_RQ:
                 self._storing = True
                 try:
                     handler.complete(event.dataset)

@@ -262,6 +262,14 @@ class Association:
     def is_established(self) -> bool:
         return self.state is State.STA6
 
+    @property
+    def granted_window(self) -> int:
+        """Operations the requestor may keep outstanding (PS3.7 D.3.3.3) as this negotiation left it: 1
+        when no window was proposed or answered (the async_window module loads only when asked)."""
+        from .async_window import granted
+
+        return granted(self.request_pdu, self.accept_pdu)
+
     # ------------------------------------------------------------------ user side
 
     def request(self, rq: AssociateRQ) -> None:

@@ -68,9 +68,11 @@ def run_dcmnet(*args: str, timeout: float = 20.0) -> tuple[int, str, str]:
     return done.returncode, done.stdout, done.stderr
 
 
-def run_tool(argv: Sequence[str], timeout: float = 20.0) -> tuple[int, str, str]:
-    """Run a DCMTK tool (with TCP_NODELAY) to completion; returns (exit code, stdout, stderr)."""
-    done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, env=base_env(dcmtk=True),
+def run_tool(argv: Sequence[str], timeout: float = 20.0, nagle: bool = False) -> tuple[int, str, str]:
+    """Run a DCMTK tool (with TCP_NODELAY, unless ``nagle``: see :func:`base_env`) to completion; returns
+    (exit code, stdout, stderr)."""
+    done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
+                          env=base_env(dcmtk=True, nagle=nagle),
                           stdin=subprocess.DEVNULL)
     return done.returncode, done.stdout, done.stderr
 

@@ -229,10 +229,7 @@ def _window(settings: _Settings, session: Session) -> int:
     """Requests this association may keep outstanding: what we proposed, capped by the peer's grant."""
     if settings.window <= 1:
         return 1
-    from ...ul.async_window import granted
-
-    assoc = session.driver.assoc
-    window = min(settings.window, granted(assoc.request_pdu, assoc.accept_pdu))
+    window = min(settings.window, session.driver.assoc.granted_window)
     if settings.callbacks.log is not None:
         settings.callbacks.log(f"asynchronous operations window: proposed {settings.window}, the peer granted {window}"
                                + ("" if window > 1 else " (one request at a time)"))
