@@ -140,15 +140,15 @@ def test_queued_values_are_decoded_by_the_writer_and_a_bad_one_is_reported_alone
 
 
 def _counting_decoder(monkeypatch) -> list[str]:
-    """Record which thread decodes each row's values (index.attributes_of)."""
+    """Record which thread makes each row ready from the walk's values (Index._ready_raw: decodes them)."""
     decoded: list[str] = []
-    real = index_module.attributes_of
+    real = index_module.Index._ready_raw
 
-    def counting(values):  # type: ignore[no-untyped-def]
+    def counting(self, *args):  # type: ignore[no-untyped-def]
         decoded.append(threading.current_thread().name)
-        return real(values)
+        return real(self, *args)
 
-    monkeypatch.setattr(index_module, "attributes_of", counting)
+    monkeypatch.setattr(index_module.Index, "_ready_raw", counting)
     return decoded
 
 
@@ -225,4 +225,19 @@ def test_stores_make_their_rows_ready_in_the_association_thread(tmp_path, monkey
     (serving,) = set(decoded)
     assert serving not in ("dcmnet-index", threading.current_thread().name)  # the SCP's, not the writer's
     assert [size for size, _thread in batches] == [3]
+    assert _rows(tmp_path / "out") == sent
+
+
+def test_rows_of_a_pipelining_peer_are_made_ready_by_their_batch(tmp_path, monkeypatch):
+    """When the peer's next request is already received as a response leaves (store --async), the handler
+    leaves the row to its batch, which makes rows ready for less (issue 13); none is lost."""
+    from dcmnet_cli.dimse.connection import DIMSEConnection
+
+    monkeypatch.setattr(index_module, "BATCH_DELAY", SLOW)
+    monkeypatch.setattr(index_module, "BATCH_GAP", SLOW)
+    monkeypatch.setattr(DIMSEConnection, "events_waiting", property(lambda self: True))
+    decoded = _counting_decoder(monkeypatch)
+    batches, sent = _store(tmp_path, monkeypatch, 3)
+    assert [size for size, _thread in batches] == [3]
+    assert decoded == [batches[0][1]] * 3  # by the thread that wrote the batch, not by the one serving
     assert _rows(tmp_path / "out") == sent

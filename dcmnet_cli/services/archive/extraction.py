@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Any, NamedTuple
+from operator import itemgetter
+from typing import Any, Callable, Iterable, NamedTuple
 
 PATIENT, STUDY, SERIES, IMAGE = "PATIENT", "STUDY", "SERIES", "IMAGE"
 LEVELS = (PATIENT, STUDY, SERIES, IMAGE)
@@ -105,9 +106,14 @@ def decode_values(values: dict[int, bytes], little: bool = True) -> dict[str, st
 
     Multiple values stay joined by backslashes (the DICOM string form); padding is removed; an empty
     value is kept as ''. Text VRs are decoded with the data set's Specific Character Set."""
+    return decode_items(values.items(), values, little)
+
+
+def decode_items(items: Iterable[tuple[int, bytes]], values: dict[int, bytes], little: bool) -> dict[str, str]:
+    """:func:`decode_values` of some of ``values``' items (``values`` gives the Specific Character Set)."""
     charsets: list[str] | None = None
     result: dict[str, str] = {}
-    for tag, raw in values.items():
+    for tag, raw in items:
         kind = _KINDS.get(tag)
         if kind is None:
             continue
@@ -125,6 +131,53 @@ def decode_values(values: dict[int, bytes], little: bool = True) -> dict[str, st
             numbers = struct.unpack(f"{'<' if little else '>'}{count}H", raw[:count * 2])
             result[keyword] = "\\".join(str(n) for n in numbers)
     return result
+
+
+def ascii_text(raw: bytes) -> str:
+    """An ASCII VR's value (UI, CS, DA, ...) as :func:`decode_values` gives it."""
+    return raw.decode("latin_1").rstrip(" \0").strip()
+
+
+class RowPlan(NamedTuple):
+    """Where a data set's values of each level are, for one layout of its kept values (their tags in
+    order, which the instances of a series share): the index reads a row's values by position instead of
+    by keyword, and compares the values above the instance level as the bytes received."""
+
+    above: Callable[[tuple[bytes, ...]], tuple[bytes, ...]]
+    """The values above the instance level, and the Specific Character Set that decodes them."""
+    own_tags: tuple[int, ...]
+    own: Callable[[tuple[bytes, ...]], tuple[bytes, ...]]
+    """The instance level's values (:data:`own_tags`)."""
+    series_at: int
+    """Where the Series Instance UID is; -1: absent."""
+
+
+_OWN_TAGS = frozenset(a.tag for a in ATTRIBUTES if a.level == IMAGE)
+_PLANS: dict[tuple[int, ...], RowPlan] = {}
+MAX_PLANS = 64
+"""Layouts remembered by :func:`row_plan` (all forgotten when full: bounded memory)."""
+SERIES_UID = 0x0020000E
+
+
+def _getter(positions: tuple[int, ...]) -> Callable[[tuple[bytes, ...]], tuple[bytes, ...]]:
+    if len(positions) == 1:
+        at = positions[0]
+        return lambda values: (values[at],)
+    return itemgetter(*positions) if positions else lambda values: ()
+
+
+def row_plan(tags: tuple[int, ...]) -> RowPlan:
+    """The :class:`RowPlan` of the kept values whose tags are ``tags``, in this order."""
+    plan = _PLANS.get(tags)
+    if plan is None:
+        above = tuple(at for at, tag in enumerate(tags) if tag not in _OWN_TAGS or tag == CHARSET)
+        own = tuple(at for at, tag in enumerate(tags) if tag in _OWN_TAGS)
+        plan = RowPlan(_getter(above), tuple(tags[at] for at in own), _getter(own),
+                       tags.index(SERIES_UID) if SERIES_UID in tags else -1)
+        if len(_PLANS) >= MAX_PLANS:
+            _PLANS.clear()
+        _PLANS[tags] = plan
+    return plan
 
 
 class RawValues(NamedTuple):

@@ -55,8 +55,8 @@ from typing import Any, Callable, Iterator, NamedTuple
 from ...transport.batcher import Batcher
 from ...transport.threads import Lock
 from .columns import column_text
-from .extraction import (BY_KEYWORD, IMAGE, LEVELS, PATIENT, SERIES, STUDY, RawValues, attributes_of,
-                         dataset_attributes)
+from .extraction import (BY_KEYWORD, IMAGE, LEVELS, PATIENT, SERIES, STUDY, RawValues, ascii_text, attributes_of,
+                         dataset_attributes, decode_items, decode_values, row_plan)
 from .schema import COLUMNS, DDL, PARENT, SCHEMA_VERSION, TABLES, UNIQUE
 
 DEFAULT_NAME = ".dcmnet-index.sqlite"
@@ -149,12 +149,17 @@ _PARENT_AT = len(_SPECS[IMAGE]) + 2
 class _Row(NamedTuple):
     """A row made ready to write, all but its series pk: what is known without the database."""
     rel: str
-    attributes: dict[str, str]
-    above: tuple[str | None, ...]
-    """The values of :data:`_ABOVE` (None: absent): they identify a remembered series."""
+    attributes: dict[str, str] | None
+    """Every attribute, decoded; None for a row made from the walk's values (``raw``): decoded only if its
+    series is not remembered (:meth:`Index._add_parents` needs them)."""
+    above: tuple[Any, ...]
+    """What identifies the values above the instance level of a remembered series: the values of
+    :data:`_ABOVE` (None: absent), or, for a row made from the walk's values, their layout, byte order and
+    bytes as received (the same bytes decode to the same values; other bytes only cost a look-up)."""
     series_uid: str
     params: list[Any]
     """:func:`_instance_params` with the series pk None."""
+    raw: RawValues | None = None
 
 
 class _Queued:
@@ -291,7 +296,7 @@ class Index:
         reconciliation indexes it). Returns what :meth:`write_due` takes to make the row ready."""
         if BATCH_DELAY <= 0:  # no batching: written and committed now, in the caller's thread
             try:
-                self._write([self._ready(path, attributes_of(attributes), transfer_syntax, size)])
+                self._write([self._ready_any(path, attributes, transfer_syntax, size)])
             except Exception as error:
                 if on_error is None:
                     raise
@@ -319,8 +324,7 @@ class Index:
             return
         if queued.row is None and not queued.taken:
             try:
-                queued.row = self._ready(queued.path, attributes_of(queued.values), queued.transfer_syntax,
-                                         queued.size)
+                queued.row = self._ready_any(queued.path, queued.values, queued.transfer_syntax, queued.size)
             except Exception:  # undecodable: the batch's writer reports it, with the row's path
                 pass
 
@@ -341,7 +345,7 @@ class Index:
             row = item.row
             if row is None:
                 try:
-                    row = self._ready(item.path, attributes_of(item.values), item.transfer_syntax, item.size)
+                    row = self._ready_any(item.path, item.values, item.transfer_syntax, item.size)
                 except Exception as error:
                     if item.on_error is not None:
                         item.on_error(item.path, error)
@@ -369,6 +373,24 @@ class Index:
         own = {k: attributes[k] for k in _OWN if k in attributes}
         return _Row(rel, attributes, tuple(map(attributes.get, _ABOVE)), attributes.get("SeriesInstanceUID", ""),
                     _instance_params(rel, own, None, transfer_syntax, size))
+
+    def _ready_any(self, path: str, values: "dict[str, str] | RawValues", transfer_syntax: str, size: int) -> _Row:
+        if type(values) is RawValues:
+            return self._ready_raw(path, values, transfer_syntax, size)
+        return self._ready(path, attributes_of(values), transfer_syntax, size)
+
+    def _ready_raw(self, path: str, raw: RawValues, transfer_syntax: str, size: int) -> _Row:
+        """:meth:`_ready` from the walk's values, decoding only the instance level's and the Series
+        Instance UID: the next instance of a remembered series needs no more (issue 13)."""
+        values, little = raw.values, raw.little
+        layout = tuple(values)
+        plan = row_plan(layout)
+        kept = tuple(values.values())
+        own = decode_items(zip(plan.own_tags, plan.own(kept)), values, little)
+        series_uid = ascii_text(kept[plan.series_at]) if plan.series_at >= 0 else ""
+        rel = self.relative(path)
+        return _Row(rel, None, (layout, little, plan.above(kept)), series_uid,
+                    _instance_params(rel, own, None, transfer_syntax, size), raw)
 
     def _write(self, rows: list[_Row]) -> None:
         """Rows of complete files in one transaction (``BEGIN IMMEDIATE``: the write lock first, so no other
@@ -408,7 +430,11 @@ class Index:
             else:
                 self._insert_pending(conn, pending)
                 if parent is None:
-                    parent = self._add_parents(conn, row.attributes, series_uid)
+                    attributes = row.attributes
+                    if attributes is None:
+                        assert row.raw is not None
+                        attributes = decode_values(row.raw.values, row.raw.little)
+                    parent = self._add_parents(conn, attributes, series_uid)
                 params[_PARENT_AT] = parent
                 self._add_instance(conn, rel, params, parent)
             known.add(rel)
