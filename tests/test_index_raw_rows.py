@@ -102,3 +102,13 @@ def test_received_rows_are_the_rows_of_their_decoded_values(tmp_path):
         assert rows(received, f"SELECT * FROM {table} ORDER BY pk") == rows(decoded, f"SELECT * FROM {table} ORDER BY pk")
     assert ("512", "2") in {(r[0], r[1]) for r in rows(received, "SELECT json_extract(attrs, '$.Rows'), "
                                                                  "json_extract(attrs, '$.Columns') FROM instance")}
+
+
+def test_us_values_in_either_byte_order():
+    rows_tag = BY_KEYWORD["Rows"].tag
+    assert decode_values({rows_tag: b"\x00\x02"}, True) == {"Rows": "512"}
+    assert decode_values({rows_tag: b"\x00\x02"}, False) == {"Rows": "2"}
+    assert decode_values({rows_tag: b"\x01\x00\x02\x01"}, True) == {"Rows": "1\\258"}
+    assert decode_values({rows_tag: b"\x01\x00\x02\x01"}, False) == {"Rows": "256\\513"}
+    assert decode_values({rows_tag: b"\x01\x00\x02"}, True) == {"Rows": "1"}  # an odd byte left out
+    assert decode_values({rows_tag: b""}, True) == {"Rows": ""}

@@ -126,6 +126,8 @@ def decode_items(items: Iterable[tuple[int, bytes]], values: dict[int, bytes], l
             if charsets is None:
                 charsets = [c.strip() for c in values.get(CHARSET, b"").decode("latin_1").rstrip("\0 ").split("\\")]
             result[keyword] = decode_text(raw, charsets).rstrip(" \0")
+        elif len(raw) == 2:  # US, one value (Rows, Columns)
+            result[keyword] = str(int.from_bytes(raw, "little" if little else "big"))
         else:  # US
             count = len(raw) // 2
             numbers = struct.unpack(f"{'<' if little else '>'}{count}H", raw[:count * 2])

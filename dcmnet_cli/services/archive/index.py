@@ -678,6 +678,18 @@ def _number(text: str) -> float:
         return float("inf")
 
 
+_pid = os.getpid()
+"""This process's id, renewed in a forked child (``listen --workers``) before any of its code runs."""
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
 class IndexRef:
     """The index of one storage folder, opened once per process (an SQLite connection must not cross a
     fork: ``listen --workers N`` forks after start-up, so each process opens its own on first use)."""
@@ -691,10 +703,10 @@ class IndexRef:
         self._opened: tuple[int, Index] | None = None
 
     def get(self) -> Index:
-        pid = os.getpid()
         opened = self._opened
-        if opened is not None and opened[0] == pid:
+        if opened is not None and opened[0] == _pid:  # not os.getpid(): a syscall, twice per stored object
             return opened[1]
+        pid = os.getpid()
         with self._lock:
             if self._opened is None or self._opened[0] != pid:
                 self._opened = (pid, self.index_class.open(self.path, self.root))
