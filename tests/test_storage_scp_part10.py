@@ -209,3 +209,15 @@ def test_received_data_set_ending_inside_an_element():
     assert _received(data, False, True, 700).uids == (SC, "1.2.3.4.5")  # a long element first: no limit
     with pytest.raises(Truncated, match="3000 bytes"):
         _received(data[:3000], False, True, 1000)
+
+
+def test_file_meta_group_length_follows_each_instance_uid():
+    """The elements around (0002,0003) are built once per SOP class and association: the group length
+    must still be each header's own."""
+    for instance in ("1.2.3.4.5.6.7.8.9.10.11", "1.2", "1.2.3"):
+        header = part10.file_meta(SC, instance, "1.2.840.10008.1.2.1", "STORESCU")
+        length = int.from_bytes(header[140:144], "little")
+        assert len(header) == 144 + length
+        meta = pydicom.dcmread(io.BytesIO(header + _encode(_dataset(), implicit=False, little=True))).file_meta
+        assert meta.MediaStorageSOPInstanceUID == instance
+        assert meta.SourceApplicationEntityTitle == "STORESCU"

@@ -41,13 +41,23 @@ def file_meta(sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str, s
               implementation_class_uid: str = IMPLEMENTATION_CLASS_UID,
               implementation_version: str = IMPLEMENTATION_VERSION_NAME) -> bytes:
     """Preamble, ``DICM`` and the File Meta group for one received object (PS3.10 Table 7.1-1)."""
-    group = b"".join((
-        _VERSION,
-        _element(0x0002, 0x0002, b"UI", _text(sop_class_uid)),
-        _element(0x0002, 0x0003, b"UI", _text(sop_instance_uid)),
-        _tail(transfer_syntax, implementation_class_uid, implementation_version, source_ae),
-    ))
-    return PREAMBLE + _element(0x0002, 0x0000, b"UL", struct.pack("<I", len(group))) + group
+    head, tail = _around_instance(sop_class_uid, transfer_syntax, implementation_class_uid, implementation_version,
+                                  source_ae)
+    instance = _element(0x0002, 0x0003, b"UI", _text(sop_instance_uid))
+    return b"".join((_START, struct.pack("<I", len(head) + len(instance) + len(tail)), head, instance, tail))
+
+
+_START = PREAMBLE + struct.pack("<HH2sH", 0x0002, 0x0000, b"UL", 4)
+"""Everything before the group length's value."""
+
+
+@lru_cache(maxsize=64)
+def _around_instance(sop_class_uid: str, transfer_syntax: str, implementation_class_uid: str,
+                     implementation_version: str, source_ae: str | None) -> tuple[bytes, bytes]:
+    """The File Meta elements before and after (0002,0003): the same for every object of a SOP class in
+    an association, so built once (issue 13: only the instance UID is encoded per object)."""
+    head = _VERSION + _element(0x0002, 0x0002, b"UI", _text(sop_class_uid))
+    return head, _tail(transfer_syntax, implementation_class_uid, implementation_version, source_ae)
 
 
 _VERSION = _element(0x0002, 0x0001, b"OB", b"\x00\x01")
