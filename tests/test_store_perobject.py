@@ -256,16 +256,100 @@ def test_a_store_request_laid_out_otherwise_is_read_the_general_way(extra):
         assert (message.move_originator_aet, message.move_originator_message_id) == ("MOVER", 9)
 
 
-def test_a_store_request_damaged_anywhere_is_never_misread():
+def test_a_store_request_damaged_anywhere_is_never_misread(monkeypatch):
     """Any byte changed, or the bytes cut short: the shortcut reads what the element loop reads, or
-    leaves it (and never reads what the element loop refuses)."""
+    leaves it (and never reads what the element loop refuses); decode gives what it gives without the
+    shortcuts."""
     from dcmnet_cli.dimse import commandset
 
     raw = c_store_rq(0x1234, UIDS[0][0], UIDS[0][1], 1).encode()
+    cases = []
     for at in range(len(raw)):
-        for value in (0x00, 0x01, 0x02, 0x30, 0xFF, raw[at] ^ 0x10):
+        for value in (0x00, 0x01, 0x02, 0x30, 0x80, 0xFF, raw[at] ^ 0x10):
             damaged = raw[:at] + bytes([value]) + raw[at + 1:]
             fast = commandset._store_rq(damaged)
             assert fast is None or fast == commandset._plain(damaged), (at, value)
+            cases.append(damaged)
     for end in range(len(raw)):
         assert commandset._store_rq(raw[:end]) is None
+    with_shortcuts = [_decoded(case) for case in cases]
+    monkeypatch.setattr(commandset, "_store_rsp_values", lambda buf: None)
+    monkeypatch.setattr(commandset, "_store_rq_values", lambda buf: None)
+    assert with_shortcuts == [_decoded(case) for case in cases]
+
+
+# --------------------------------------------------------------------------- a C-STORE-RSP decoded by index
+
+def _store_rsps():
+    from dcmnet_cli.services.store_commands import store_rsp
+
+    for sop_class, sop_instance in UIDS:
+        for message_id in (0, 1, 257, 0xFFFF):
+            for status in (0x0000, 0x0001, 0xA700, 0xB000, 0xC123, 0xFFFF):
+                yield store_rsp(message_id, status, sop_class, sop_instance).encode()
+                yield c_store_rsp(message_id, status, sop_class, sop_instance).encode()
+
+
+def test_a_store_response_read_by_index_is_the_general_reading():
+    """Every usual C-STORE-RSP (ours packed or general, storescp's) takes the shortcut, and it reads exactly
+    what the element loop reads."""
+    from test_dimse_commandset import capture_messages
+
+    from dcmnet_cli.dimse import commandset
+
+    dcmtk = [raw for _d, message, raw, _n in capture_messages("store.txt") if message.command_field == 0x8001]
+    assert len(dcmtk) == 3
+    for raw in [*_store_rsps(), *dcmtk]:
+        fast = commandset._store_rsp(raw)
+        assert fast is not None and fast == commandset._plain(raw) == commandset._general(raw)
+        assert decode(raw).message_id_being_responded_to is not None
+
+
+@pytest.mark.parametrize("extra", ["comment", "offending", "no instance", "trailing group", "a request"])
+def test_a_store_response_laid_out_otherwise_is_read_the_general_way(extra):
+    """An Error Comment, an Offending Element, a missing UID, another group after group 0000, or not a
+    response at all: the element loop reads it, and keeps what the shortcut would not."""
+    from dcmnet_cli.dimse import commandset
+
+    if extra == "comment":
+        raw = c_store_rsp(5, 0xC000, "1.2.3", "1.2.3.4", error_comment="disk full").encode()
+    elif extra == "offending":
+        raw = c_store_rsp(5, 0xA900, "1.2.3", "1.2.3.4", offending_element=(0x00080018,)).encode()
+    elif extra == "no instance":
+        raw = c_store_rsp(5, 0, "1.2.3", None).encode()
+    elif extra == "a request":
+        raw = c_store_rq(5, "1.2.3", "1.2.3.4").encode()
+    else:
+        base = c_store_rsp(5, 0, "1.2.3", "1.2.3.4").encode()
+        body = base[12:] + struct.pack("<HH", 0x0008, 0x0001) + struct.pack("<I", 2) + b"\x07\x00"
+        raw = struct.pack("<HHII", 0, 0, 4, len(body)) + body
+    assert commandset._store_rsp(raw) is None
+    message = decode(raw)
+    if extra == "comment":
+        assert (message.status, message.error_comment) == (0xC000, "disk full")
+    elif extra == "offending":
+        assert message.offending_element == (0x00080018,)
+
+
+def _decoded(raw: bytes) -> object:
+    """What decode gives: the Message, or the error's type and text."""
+    try:
+        return decode(raw)
+    except Exception as error:  # noqa: BLE001 - compared, not handled
+        return (type(error).__name__, str(error))
+
+
+def test_a_store_response_damaged_anywhere_is_never_misread(monkeypatch):
+    """Any byte changed, or the bytes cut short: decode gives what it gives without the shortcuts (the
+    same Message, or the same error), e.g. a command field turned into a request's is refused for the
+    request's missing elements, not taken as a request."""
+    from dcmnet_cli.dimse import commandset
+
+    raw = c_store_rsp(0x1234, 0xB000, UIDS[0][0], UIDS[0][1]).encode()
+    cases = [raw[:at] + bytes([value]) + raw[at + 1:] for at in range(len(raw))
+             for value in (0x00, 0x01, 0x02, 0x30, 0x80, 0xFF, raw[at] ^ 0x10)]
+    cases += [raw[:end] for end in range(len(raw))]
+    with_shortcuts = [_decoded(case) for case in cases]
+    monkeypatch.setattr(commandset, "_store_rsp_values", lambda buf: None)
+    monkeypatch.setattr(commandset, "_store_rq_values", lambda buf: None)
+    assert with_shortcuts == [_decoded(case) for case in cases]

@@ -294,6 +294,8 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
     """
     buf = bytes(data)
     store = _store_rq_values(buf)
+    if store is None:
+        store = _store_rsp_values(buf)
     if store is not None:
         return tuple.__new__(Message, store)  # whole by construction: every mandatory element is there
     values = _plain(buf)
@@ -353,6 +355,39 @@ def _store_rq_values(buf: bytes) -> tuple[Any, ...] | None:
     # (~250 ns less per C-STORE received).
     return (field, message_id, None, buf[20:at].decode("latin-1").rstrip("\0 "), None,
             buf[at + 48:].decode("latin-1").rstrip("\0 "), None, None, priority, dataset_type) + _SR_REST
+
+
+_SS_US = tuple(_HDR.pack(0, elem, 2) for elem in (0x0100, 0x0120, 0x0800, 0x0900))
+_SS_REST: Final[tuple[Any, ...]] = _DECODING[len(_SR_FIELDS) + 1:-2] + ((), ())
+"""The rest of a C-STORE-RSP's Message after its Status: absent, and no extra or foreign elements."""
+
+
+def _store_rsp(buf: bytes) -> list[Any] | None:
+    """:func:`_store_rsp_values` as a list (the form tests compare readings in)."""
+    values = _store_rsp_values(buf)
+    return None if values is None else list(values)
+
+
+def _store_rsp_values(buf: bytes) -> tuple[Any, ...] | None:
+    """A C-STORE-RSP laid out as storescp, pynetdicom and listen send it: group length, Affected SOP Class,
+    Command Field, Message ID Being Responded To, Command Data Set Type, Status, Affected SOP Instance,
+    and nothing else (no Error Comment, no Offending Element), read by index as :func:`_store_rq_values`
+    reads a request (issue 13: one per object ``store`` sends). None for any other command set."""
+    end = len(buf)
+    if end < 68 or buf[:8] != _SR_GROUP_LENGTH:
+        return None
+    group_length, group, element, class_length = _SR_HEAD.unpack_from(buf, 8)
+    at = 20 + class_length
+    if group or element != 2 or group_length != end - 12 or at + 48 > end:
+        return None
+    if buf[at:at + 8] != _SS_US[0] or buf[at + 10:at + 18] != _SS_US[1] or buf[at + 20:at + 28] != _SS_US[2] \
+            or buf[at + 30:at + 38] != _SS_US[3] or buf[at + 40:at + 44] != _SR_INSTANCE:
+        return None
+    field, responded_to, dataset_type, status, instance_length = _SR_TAIL.unpack_from(buf, at)
+    if field != C_STORE_RSP or at + 48 + instance_length != end:
+        return None
+    return (field, None, responded_to, buf[20:at].decode("latin-1").rstrip("\0 "), None,
+            buf[at + 48:].decode("latin-1").rstrip("\0 "), None, None, None, dataset_type, status) + _SS_REST
 
 
 def _plain(buf: bytes) -> list[Any] | None:
