@@ -335,21 +335,14 @@ def _store_rq(buf: bytes) -> list[Any] | None:
 def _store_rq_values(buf: bytes) -> tuple[Any, ...] | None:
     """A C-STORE-RQ laid out as SCUs send it (storescu, pynetdicom, ours): group length, Affected SOP
     Class, Command Field, Message ID, Priority, Command Data Set Type, Affected SOP Instance, and nothing
-    else, read by index: each header compared as bytes, the values in two ``unpack_from`` (issue 13: one
-    per object received). None for any other command set, which :func:`_plain` reads; both give the same
-    Message for these bytes (tests/test_store_perobject.py)."""
-    end = len(buf)
-    if end < 68 or buf[:8] != _SR_GROUP_LENGTH:
+    else, read by index (:func:`_store_layout`; issue 13: one per object received). None for any other
+    command set, which :func:`_plain` reads; both give the same Message for these bytes
+    (tests/test_store_perobject.py)."""
+    layout = _store_layout(buf, _SR_US)
+    if layout is None:
         return None
-    group_length, group, element, class_length = _SR_HEAD.unpack_from(buf, 8)
-    at = 20 + class_length
-    if group or element != 2 or group_length != end - 12 or at + 48 > end:
-        return None
-    if buf[at:at + 8] != _SR_US[0] or buf[at + 10:at + 18] != _SR_US[1] or buf[at + 20:at + 28] != _SR_US[2] \
-            or buf[at + 30:at + 38] != _SR_US[3] or buf[at + 40:at + 44] != _SR_INSTANCE:
-        return None
-    field, message_id, priority, dataset_type, instance_length = _SR_TAIL.unpack_from(buf, at)
-    if field != C_STORE_RQ or at + 48 + instance_length != end:
+    at, (field, message_id, priority, dataset_type, _length) = layout
+    if field != C_STORE_RQ:
         return None
     # A tuple laid out as the Message, not a list filled by slot: tuple.__new__ then takes it without a copy
     # (~250 ns less per C-STORE received).
@@ -371,8 +364,23 @@ def _store_rsp(buf: bytes) -> list[Any] | None:
 def _store_rsp_values(buf: bytes) -> tuple[Any, ...] | None:
     """A C-STORE-RSP laid out as storescp, pynetdicom and listen send it: group length, Affected SOP Class,
     Command Field, Message ID Being Responded To, Command Data Set Type, Status, Affected SOP Instance,
-    and nothing else (no Error Comment, no Offending Element), read by index as :func:`_store_rq_values`
-    reads a request (issue 13: one per object ``store`` sends). None for any other command set."""
+    and nothing else (no Error Comment, no Offending Element), read by index as a request is (issue 13:
+    one per object ``store`` sends). None for any other command set."""
+    layout = _store_layout(buf, _SS_US)
+    if layout is None:
+        return None
+    at, (field, responded_to, dataset_type, status, _length) = layout
+    if field != C_STORE_RSP:
+        return None
+    return (field, None, responded_to, buf[20:at].decode("latin-1").rstrip("\0 "), None,
+            buf[at + 48:].decode("latin-1").rstrip("\0 "), None, None, None, dataset_type, status) + _SS_REST
+
+
+def _store_layout(buf: bytes, headers: tuple[bytes, ...]) -> tuple[int, tuple[int, int, int, int, int]] | None:
+    """The layout C-STORE requests and responses share: the group length, (0000,0002), four US elements
+    with these ``headers``, (0000,1000), nothing else; each header compared as bytes, the values in two
+    ``unpack_from``. Returns where the US elements start and their four values with the SOP Instance
+    UID's length; None for any other layout."""
     end = len(buf)
     if end < 68 or buf[:8] != _SR_GROUP_LENGTH:
         return None
@@ -380,14 +388,13 @@ def _store_rsp_values(buf: bytes) -> tuple[Any, ...] | None:
     at = 20 + class_length
     if group or element != 2 or group_length != end - 12 or at + 48 > end:
         return None
-    if buf[at:at + 8] != _SS_US[0] or buf[at + 10:at + 18] != _SS_US[1] or buf[at + 20:at + 28] != _SS_US[2] \
-            or buf[at + 30:at + 38] != _SS_US[3] or buf[at + 40:at + 44] != _SR_INSTANCE:
+    if buf[at:at + 8] != headers[0] or buf[at + 10:at + 18] != headers[1] or buf[at + 20:at + 28] != headers[2] \
+            or buf[at + 30:at + 38] != headers[3] or buf[at + 40:at + 44] != _SR_INSTANCE:
         return None
-    field, responded_to, dataset_type, status, instance_length = _SR_TAIL.unpack_from(buf, at)
-    if field != C_STORE_RSP or at + 48 + instance_length != end:
+    values = _SR_TAIL.unpack_from(buf, at)
+    if at + 48 + values[4] != end:
         return None
-    return (field, None, responded_to, buf[20:at].decode("latin-1").rstrip("\0 "), None,
-            buf[at + 48:].decode("latin-1").rstrip("\0 "), None, None, None, dataset_type, status) + _SS_REST
+    return at, values
 
 
 def _plain(buf: bytes) -> list[Any] | None:
