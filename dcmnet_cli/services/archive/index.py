@@ -30,7 +30,9 @@ Rules (issue 11):
   A normal stop (SIGTERM, Ctrl-C; ``StorageSCP.close``) commits the queue first (:meth:`close`).
 - The next instance of a series is one row of one INSERT per batch (``executemany``): each process
   remembers the patient/study/series rows of the series it wrote (the series pk and every attribute
-  value above the instance level) and trusts them only while no other connection has committed
+  value above the instance level; for a row from a Storage SCP's walk, those values as the bytes
+  received, with their layout, byte order and character set, so that only the instance level's values
+  are decoded) and trusts them only while no other connection has committed
   (``PRAGMA data_version``, read under the write lock) and the values are the same; any write of its own
   that moves or prunes a parent row forgets them all (tests/test_index_parent_cache.py). Such rows wait
   for the batch's other statements in order (tests/test_index_row_cost.py); bench/index.py (b) measures
