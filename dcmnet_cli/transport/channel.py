@@ -98,6 +98,12 @@ class Driver:
     def assoc(self) -> Association:
         return self.conn.association
 
+    @property
+    def events_waiting(self) -> bool:
+        """Bytes already received make more events (a pipelining peer's next request is here): what a
+        handler asks before doing work that could wait for the peer's turn."""
+        return self.conn.events_waiting
+
     # ------------------------------------------------------------------ the link (subclasses)
 
     def _read(self, wait: float | None) -> int:

@@ -136,7 +136,8 @@ def decode_items(items: Iterable[tuple[int, bytes]], values: dict[int, bytes], l
 
 
 def ascii_text(raw: bytes) -> str:
-    """An ASCII VR's value (UI, CS, DA, ...) as :func:`decode_values` gives it."""
+    """An ASCII VR's value (UI, CS, DA, ...) as :func:`decode_values` gives it (its ASCII branch, written
+    out there for the loop's sake)."""
     return raw.decode("latin_1").rstrip(" \0").strip()
 
 
@@ -158,7 +159,7 @@ _OWN_TAGS = frozenset(a.tag for a in ATTRIBUTES if a.level == IMAGE)
 _PLANS: dict[tuple[int, ...], RowPlan] = {}
 MAX_PLANS = 64
 """Layouts remembered by :func:`row_plan` (all forgotten when full: bounded memory)."""
-SERIES_UID = 0x0020000E
+SERIES_UID = BY_KEYWORD["SeriesInstanceUID"].tag
 
 
 def _getter(positions: tuple[int, ...]) -> Callable[[tuple[bytes, ...]], tuple[bytes, ...]]:

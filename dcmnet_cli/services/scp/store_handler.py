@@ -126,7 +126,7 @@ class StoreHandler(MessageHandler):
         self._account(status, path, duplicate, comment)
         if self.scp.config.index is not None:  # a due batch written, else this row made ready, while the sender reads the answer
             queued, self.queued = self.queued, None
-            if self.session.driver.conn.events_waiting:  # a pipelining peer's next request is here: no time to
+            if self.session.driver.events_waiting:  # a pipelining peer's next request is here: no time to
                 queued = None  # wait out; the row is made ready with its batch, where rows cost less (issue 13)
             self.scp.config.index.get().write_due(queued)
         if path is not None:
