@@ -59,6 +59,7 @@ TARGETS: dict[str, list[str]] = {
                                            "tests/test_storage_spares.py", "tests/test_store_perobject.py"],
     "dcmnet_cli/cli/retrieve.py": ["tests/test_retrieve_exit_units.py", "tests/test_retrieve_report_units.py",
                                    "tests/test_move_get_hostile.py", "tests/test_retrieve_tolerant.py"],
+    "dcmnet_cli/transport/busy_poll.py": ["tests/test_busy_poll.py"],
 }
 
 

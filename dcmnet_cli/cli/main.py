@@ -70,11 +70,24 @@ def _failed(error: BaseException, debug: bool) -> int:
     return ExitCode.INTERNAL
 
 
+def _checked_environment() -> int:
+    """A usage error (its line printed) for a tuning variable the transport cannot use, else 0."""
+    if os.environ.get("DCMNET_BUSY_POLL", "").strip():
+        from ..transport.busy_poll import budget_from
+
+        try:
+            budget_from(os.environ, 2)
+        except ValueError as error:
+            print(f"dcmnet: error: {error}", file=sys.stderr)
+            return ExitCode.USAGE
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the command line and turn whatever happened into the exit-code contract."""
     args = list(argv if argv is not None else sys.argv[1:])
     try:
-        code = _run(args)
+        code = _checked_environment() or _run(args)
     except (Exception, KeyboardInterrupt) as error:
         code = _failed(error, "--debug" in args)
     sys.exit(int(code))

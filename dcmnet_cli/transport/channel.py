@@ -13,6 +13,7 @@ SCU and SCP runs there without a socket.
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import time
@@ -22,6 +23,7 @@ from ..dimse.fragment import Dataset, FileRegion, Piece
 from ..errors import AssociationAborted, InputError, TimeoutExpired
 from ..ul.association import Association
 from .ssl_loaded import ssl_classes
+from .busy_poll import LINKS, BusyPoll, budget_from, cpu_count
 from .writes import can_sendfile, gathers, is_tls, send_all
 
 RECV_SIZE = 1 << 20
@@ -333,8 +335,10 @@ class Channel(Driver):
         """A plain socket: kept blocking, its deadlines given to the kernel (SO_RCVTIMEO, SO_SNDTIMEO), see
         :meth:`_read_plain`. Any other (TLS) keeps Python's socket timeout."""
         self._send_timeout: float | None = -1.0
+        self._poll = BusyPoll(_BUSY_POLL)
         if self._kernel:
             sock.settimeout(None)
+            LINKS.opened()
 
     def _set_timeout(self, seconds: float | None) -> float:
         """Make the socket's timeout ``seconds``, or close enough: settimeout costs two fcntl/ioctl calls,
@@ -410,7 +414,7 @@ class Channel(Driver):
             early = self._kernel_timeout(wait, socket.SO_RCVTIMEO)
             if _QUICKACK:
                 sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
-            return sock.recv_into(self._into)
+            return self._poll.read(sock, self._into, wait)  # polls a moment first, then sleeps (busy_poll.py)
         except (BlockingIOError, socket.timeout, TimeoutError):
             if wait is not None and wait > 0 and early > 0:
                 return self._read_plain(early)
@@ -464,6 +468,8 @@ class Channel(Driver):
             self.tls_error = error
 
     def _close_link(self) -> None:
+        if self._kernel:
+            LINKS.closed()
         try:
             self.sock.close()
         except OSError:
@@ -483,6 +489,10 @@ class Channel(Driver):
 
 
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0x40)
+try:
+    _BUSY_POLL = budget_from(os.environ, cpu_count())
+except ValueError:  # the CLI reports it (cli/main.py) before any link exists; a library user gets the default
+    _BUSY_POLL = budget_from({}, cpu_count())
 _IOV_MAX = 512
 _NO_TIMEOUT = struct.pack("@ll", 0, 0)  # a struct timeval of zero: no limit
 

@@ -1,0 +1,120 @@
+"""Busy-polling a socket read for a moment before sleeping in it (issue 13).
+
+One request at a time (storescu → listen, store → storescp, find, echo) is a round trip per message, and
+on a virtual machine waking a thread that sleeps in ``recv`` costs more than the work it waits for: a
+20-byte ping-pong between two processes over loopback took 57-66 µs blocking and 6 µs polling
+(bench/wakeup.py measures it). So a read first polls (non-blocking ``recv_into``) for up to
+:data:`DEFAULT_BUDGET`, then sleeps as before: the same bytes, the same deadlines, the same errors.
+
+When it polls, so it costs CPU only where it saves time:
+
+- only if this link's previous wait was within the budget (a peer answering at that pace): an idle
+  association, a slow peer or one across a WAN makes the next read sleep at once, and a fast answer
+  again turns polling back on;
+- only while this process has one association open (``store -j 2``, ``listen`` serving several senders:
+  polling threads would take the GIL and the CPU from the thread that works);
+- only on a machine with at least two CPUs (on one, the peer cannot run while this side polls);
+- never with ``DCMNET_BUSY_POLL=0`` (microseconds; the default is 200).
+
+Plain sockets only: a TLS socket keeps its own reads (channel.py).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from _thread import allocate_lock  # not threading: its import would be start-up every `dcmnet echo` pays
+
+from ..ul.typenames import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Callable, Mapping
+
+DEFAULT_BUDGET = 200e-6
+"""Seconds a read polls at most before it sleeps: above a listen's turn for a small object (~80 µs here)
+and a store's, so a round trip of one request at a time is caught (bench/store.py: 100 and 200 µs both
+took store → listen -od from 0.8 to 1.1-1.3× storescu → storescp; 50 µs caught too few)."""
+
+ENV = "DCMNET_BUSY_POLL"
+
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0x40)
+
+
+def budget_from(environ: Mapping[str, str], cpus: int) -> float:
+    """The polling budget in seconds from ``DCMNET_BUSY_POLL`` (whole microseconds, 0: off), 0.0 on a
+    one-CPU machine. ValueError, with the text for the user, for anything but a whole number ≥ 0."""
+    text = environ.get(ENV, "").strip()
+    if text:
+        if not text.isdigit():
+            raise ValueError(f"{ENV}={text!r}: expected whole microseconds (0 turns busy-polling off)")
+        budget = int(text) * 1e-6
+    else:
+        budget = DEFAULT_BUDGET
+    return budget if cpus >= 2 else 0.0
+
+
+def cpu_count() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+class Links:
+    """How many polling-capable links this process has open (associations over plain sockets)."""
+
+    def __init__(self) -> None:
+        self.open = 0
+        self._lock = allocate_lock()
+
+    def opened(self) -> None:
+        with self._lock:
+            self.open += 1
+
+    def closed(self) -> None:
+        with self._lock:
+            self.open -= 1
+
+
+LINKS = Links()
+
+
+class BusyPoll:
+    """One link's reads (see the module docstring). ``clock`` is injectable for tests."""
+
+    __slots__ = ("budget", "last_wait", "links", "clock")
+
+    def __init__(self, budget: float, links: Links = LINKS, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.budget = budget
+        self.last_wait = float("inf")
+        """How long the previous read waited for its bytes (infinite before the first)."""
+        self.links = links
+        self.clock = clock
+
+    def polls(self, wait: float | None) -> bool:
+        """Whether the next read (one that may wait ``wait`` seconds) polls first."""
+        budget = self.budget
+        return 0.0 < budget and self.last_wait <= budget and self.links.open == 1 and (wait is None or wait > budget)
+
+    def read(self, sock: socket.socket, into: memoryview, wait: float | None) -> int:
+        """``sock.recv_into(into)``, polling first when :meth:`polls`; the socket's own timeout bounds the
+        sleep that follows (so a read may wait up to one budget longer than ``wait``). Exceptions are the
+        socket's."""
+        clock = self.clock
+        start = clock()
+        if self.polls(wait):
+            until = start + self.budget
+            while True:
+                try:
+                    count = sock.recv_into(into, 0, _DONTWAIT)
+                except BlockingIOError:
+                    if clock() < until:
+                        continue
+                    break
+                self.last_wait = clock() - start
+                return count
+        count = sock.recv_into(into)
+        self.last_wait = clock() - start
+        return count

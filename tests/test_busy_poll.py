@@ -1,0 +1,226 @@
+"""Busy-polling before a blocking read (transport/busy_poll.py, issue 13).
+
+A read polls first only when it can pay: this link's previous wait was within the budget, the process has
+one link open, the machine has two CPUs or more, and the budget is not 0. Whatever it does, the caller
+gets the same bytes, and a peer slower than the budget is still waited for by the ordinary read.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+from dcmnet_cli.cli.main import main
+from dcmnet_cli.dimse.connection import DIMSEConnection, Role
+from dcmnet_cli.transport.busy_poll import DEFAULT_BUDGET, LINKS, BusyPoll, Links, budget_from
+from dcmnet_cli.transport.channel import Channel
+
+DONTWAIT = socket.MSG_DONTWAIT
+
+
+class FakeSocket:
+    """``recv_into`` from a script: each non-blocking call takes the next entry (None: nothing yet); a
+    blocking call returns ``blocking``. Every call's flags are recorded."""
+
+    def __init__(self, polled: list[bytes | None], blocking: bytes = b"late", clock: "FakeClock | None" = None,
+                 blocking_takes: float = 0.0) -> None:
+        self.polled, self.blocking, self.clock, self.blocking_takes = list(polled), blocking, clock, blocking_takes
+        self.flags: list[int] = []
+
+    def recv_into(self, into: memoryview, nbytes: int = 0, flags: int = 0) -> int:
+        self.flags.append(flags)
+        if flags & DONTWAIT:
+            assert len(self.flags) < 1000, "polled without end"
+            data = self.polled.pop(0) if self.polled else None
+            if data is None:
+                raise BlockingIOError
+        else:
+            data = self.blocking
+            if self.clock is not None:
+                self.clock.now += self.blocking_takes
+        into[:len(data)] = data
+        return len(data)
+
+
+class FakeClock:
+    """Each reading moves time on by ``step`` seconds."""
+
+    def __init__(self, step: float) -> None:
+        self.now, self.step = 0.0, step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def one_link() -> Links:
+    links = Links()
+    links.opened()
+    return links
+
+
+def poller(budget: float = 200e-6, step: float = 10e-6, links: Links | None = None) -> tuple[BusyPoll, FakeClock]:
+    clock = FakeClock(step)
+    return BusyPoll(budget, links or one_link(), clock), clock
+
+
+def test_the_first_read_sleeps_and_a_quick_one_makes_the_next_poll() -> None:
+    poll, _clock = poller()
+    buf = memoryview(bytearray(16))
+    sock = FakeSocket([b"ab"], blocking=b"first")
+    assert poll.read(sock, buf, 30.0) == 5 and bytes(buf[:5]) == b"first"
+    assert sock.flags == [0]  # nothing known of the peer's pace yet: no polling
+    assert poll.last_wait <= poll.budget
+    assert poll.read(sock, buf, 30.0) == 2 and bytes(buf[:2]) == b"ab"
+    assert sock.flags == [0, DONTWAIT]  # polled, found the bytes, never slept
+
+
+def test_polling_gives_up_after_its_budget_then_sleeps_for_the_bytes() -> None:
+    poll, clock = poller(budget=100e-6, step=10e-6)
+    poll.last_wait = 50e-6
+    sock = FakeSocket([None] * 100, blocking=b"slow", clock=clock, blocking_takes=0.5)
+    buf = memoryview(bytearray(16))
+    assert poll.read(sock, buf, 30.0) == 4 and bytes(buf[:4]) == b"slow"
+    polls = sock.flags.count(DONTWAIT)
+    assert 3 <= polls <= 10 and sock.flags[-1] == 0  # ~budget/step polls, then one blocking read
+    assert poll.last_wait > poll.budget  # a slow peer: the next read sleeps at once
+    sock.flags.clear()
+    poll.read(sock, buf, 30.0)
+    assert sock.flags == [0]
+
+
+def test_a_quick_answer_turns_polling_back_on() -> None:
+    poll, _clock = poller()
+    poll.last_wait = 1.0  # the peer was slow
+    sock = FakeSocket([b"x"], blocking=b"quick")
+    poll.read(sock, memoryview(bytearray(16)), 30.0)  # slept, but the bytes came at once
+    assert sock.flags == [0]
+    assert poll.polls(30.0)
+
+
+@pytest.mark.parametrize("case", ["two links", "budget 0", "wait within the budget"])
+def test_no_polling_where_it_cannot_pay(case: str) -> None:
+    links = one_link()
+    budget, wait = 200e-6, 30.0
+    if case == "two links":  # store -j 2, listen serving two senders: the GIL and the CPUs are the work's
+        links.opened()
+    elif case == "budget 0":
+        budget = 0.0
+    else:
+        wait = 100e-6
+    poll, _clock = poller(budget=budget, links=links)
+    poll.last_wait = 0.0
+    sock = FakeSocket([b"x"], blocking=b"slept")
+    assert poll.read(sock, memoryview(bytearray(16)), wait) == 5
+    assert sock.flags == [0]
+
+
+def test_a_deadline_of_none_polls_too() -> None:
+    poll, _clock = poller()
+    poll.last_wait = 0.0
+    assert poll.polls(None)
+
+
+def test_the_budget_from_the_environment() -> None:
+    assert budget_from({}, 2) == DEFAULT_BUDGET == 200e-6
+    assert budget_from({"DCMNET_BUSY_POLL": "50"}, 8) == pytest.approx(50e-6)
+    assert budget_from({"DCMNET_BUSY_POLL": " 0 "}, 8) == 0.0
+    assert budget_from({}, 1) == 0.0  # one CPU: the peer could not run while this side polls
+    for bad in ("abc", "-5", "1.5", "1e3"):
+        with pytest.raises(ValueError, match="DCMNET_BUSY_POLL.*whole microseconds"):
+            budget_from({"DCMNET_BUSY_POLL": bad}, 2)
+
+
+def test_a_bad_budget_is_a_usage_error_before_anything_runs(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("DCMNET_BUSY_POLL", "fast")
+    with pytest.raises(SystemExit) as done:
+        main(["echo", "127.0.0.1", "1"])
+    assert done.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["dcmnet: error: DCMNET_BUSY_POLL='fast': expected whole microseconds (0 turns busy-polling off)"]
+
+
+# ---------------------------------------------------------------------------- real sockets
+
+
+@pytest.fixture
+def tcp_pair():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        client = socket.create_connection(listener.getsockname())
+        server, _ = listener.accept()
+    try:
+        yield client, server
+    finally:
+        client.close()
+        server.close()
+
+
+def _send_later(sock: socket.socket, data: bytes, delay: float) -> threading.Thread:
+    thread = threading.Thread(target=lambda: (time.sleep(delay), sock.sendall(data)))
+    thread.start()
+    return thread
+
+
+def test_polling_receives_what_arrives_while_it_polls(tcp_pair) -> None:
+    """The socket's own timeout (10 ms) would have given up before the peer's bytes (50 ms): only the
+    polling loop can have read them."""
+    client, server = tcp_pair
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("@ll", 0, 10_000))
+    poll = BusyPoll(5.0, one_link())
+    poll.last_wait = 0.0
+    thread = _send_later(server, b"polled", 0.05)
+    buf = memoryview(bytearray(16))
+    try:
+        assert poll.read(client, buf, 30.0) == 6 and bytes(buf[:6]) == b"polled"
+    finally:
+        thread.join()
+
+
+def test_a_peer_slower_than_the_budget_is_waited_for_by_the_blocking_read(tcp_pair) -> None:
+    client, server = tcp_pair
+    poll = BusyPoll(0.001, one_link())
+    poll.last_wait = 0.0
+    thread = _send_later(server, b"later", 0.2)
+    buf = memoryview(bytearray(16))
+    try:
+        assert poll.read(client, buf, 30.0) == 5 and bytes(buf[:5]) == b"later"
+    finally:
+        thread.join()
+    assert not poll.polls(30.0)  # waited ~0.2 s: the next read sleeps at once
+
+
+def test_a_channel_counts_as_an_open_link_until_closed(tcp_pair) -> None:
+    client, _server = tcp_pair
+    before = LINKS.open
+    chan = Channel(client, DIMSEConnection(Role.REQUESTOR))
+    assert LINKS.open == before + 1
+    chan.close()
+    chan.close()  # closed once, counted once
+    assert LINKS.open == before
+
+
+def test_a_polled_read_records_how_long_it_waited() -> None:
+    poll, _clock = poller(budget=200e-6, step=10e-6)
+    poll.last_wait = 0.0
+    sock = FakeSocket([None, None, None, b"x"])
+    poll.read(sock, memoryview(bytearray(16)), 30.0)
+    assert sock.flags == [DONTWAIT] * 4
+    assert 30e-6 <= poll.last_wait <= 200e-6  # the bytes came after three empty polls
+
+
+def test_a_channel_reads_through_its_busy_poll(tcp_pair) -> None:
+    client, server = tcp_pair
+    chan = Channel(client, DIMSEConnection(Role.REQUESTOR))
+    try:
+        assert chan._poll.last_wait == float("inf")
+        server.sendall(b"abc")
+        assert chan._read(30.0) == 3 and bytes(chan._buf[:3]) == b"abc"
+        assert chan._poll.last_wait < 30.0  # its wait was measured: the next quick read may poll
+    finally:
+        chan.close()
