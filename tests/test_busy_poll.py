@@ -167,9 +167,13 @@ def _send_later(sock: socket.socket, data: bytes, delay: float) -> threading.Thr
     return thread
 
 
-def test_polling_receives_what_arrives_while_it_polls(tcp_pair) -> None:
+def test_polling_receives_what_arrives_while_it_polls(tcp_pair, monkeypatch) -> None:
     """The socket's own timeout (10 ms) would have given up before the peer's bytes (50 ms): only the
-    polling loop can have read them."""
+    polling loop can have read them. (Preemption is not the question here: a loaded machine may take the
+    CPU from the loop for a moment.)"""
+    from dcmnet_cli.transport import busy_poll
+
+    monkeypatch.setattr(busy_poll, "PREEMPTED", 10.0)
     client, server = tcp_pair
     client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("@ll", 0, 10_000))
     poll = BusyPoll(5.0, one_link())
@@ -224,3 +228,72 @@ def test_a_channel_reads_through_its_busy_poll(tcp_pair) -> None:
         assert chan._poll.last_wait < 30.0  # its wait was measured: the next quick read may poll
     finally:
         chan.close()
+
+
+def test_no_polling_beside_sibling_worker_processes() -> None:
+    links = one_link()
+    links.siblings = True
+    poll, _clock = poller(links=links)
+    poll.last_wait = 0.0
+    assert not poll.polls(30.0)
+
+
+def test_listen_workers_mark_their_links_before_the_first_fork(monkeypatch) -> None:
+    """run_workers(N > 1) sets the mark in the parent before forking, so every worker inherits it."""
+    from dcmnet_cli.transport import workers
+
+    class Server:
+        def serve_forever(self) -> None:
+            raise AssertionError("not reached: the fork failed first")
+
+    def no_fork() -> int:
+        assert LINKS.siblings, "forked before marking the links"
+        raise OSError("no fork in this test")
+
+    monkeypatch.setattr(LINKS, "siblings", False)
+    monkeypatch.setattr(workers.os, "fork", no_fork)
+    workers.run_workers(1, lambda index: Server(), lambda server, index: None, 0.1, first=Server(),
+                        serve=lambda server: None)
+    assert not LINKS.siblings  # one process: nothing shared
+    with pytest.raises(OSError, match="no fork"):
+        workers.run_workers(2, lambda index: Server(), lambda server, index: None, 0.1, first=Server())
+    assert LINKS.siblings
+
+
+def test_a_preempted_poll_makes_the_next_reads_sleep() -> None:
+    """A gap between two polls longer than PREEMPTED: other work wanted the CPU; QUIET_READS reads sleep
+    at once, then polling may resume."""
+    from dcmnet_cli.transport.busy_poll import PREEMPTED, QUIET_READS
+
+    poll, clock = poller(budget=1.0, step=10e-6)
+    poll.last_wait = 0.0
+
+    class Preempting(FakeSocket):
+        def recv_into(self, into, nbytes=0, flags=0):
+            if flags & DONTWAIT and len(self.flags) == 2:
+                clock.now += PREEMPTED * 2  # descheduled between the second and third poll
+            return super().recv_into(into, nbytes, flags)
+
+    sock = Preempting([None] * 50, blocking=b"slept")
+    assert poll.read(sock, memoryview(bytearray(16)), 30.0) == 5
+    assert sock.flags == [DONTWAIT] * 3 + [0]  # stopped polling at the gap, slept for the bytes
+    for _ in range(QUIET_READS):
+        assert not poll.polls(30.0)
+        sock.flags.clear()
+        poll.last_wait = 0.0
+        poll.read(sock, memoryview(bytearray(16)), 30.0)
+        assert sock.flags == [0]
+    poll.last_wait = 0.0
+    assert poll.polls(30.0)
+
+
+def test_a_long_poll_without_a_gap_is_not_taken_for_preemption() -> None:
+    from dcmnet_cli.transport.busy_poll import PREEMPTED
+
+    poll, _clock = poller(budget=1.0, step=10e-6)
+    poll.last_wait = 0.0
+    empty = int(PREEMPTED * 4 / 10e-6)  # polling for four times PREEMPTED in all, 10 µs apart
+    sock = FakeSocket([None] * empty + [b"x"])
+    assert poll.read(sock, memoryview(bytearray(16)), 30.0) == 1
+    assert sock.flags == [DONTWAIT] * (empty + 1)
+    assert poll.quiet == 0 and poll.polls(30.0)

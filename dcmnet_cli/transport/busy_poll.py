@@ -12,8 +12,10 @@ When it polls, so it costs CPU only where it saves time:
   association, a slow peer or one across a WAN makes the next read sleep at once, and a fast answer
   again turns polling back on;
 - only while this process has one association open (``store -j 2``, ``listen`` serving several senders:
-  polling threads would take the GIL and the CPU from the thread that works);
-- only on a machine with at least two CPUs (on one, the peer cannot run while this side polls);
+  polling threads would take the GIL and the CPU from the thread that works), and never in the
+  processes of ``listen --workers N`` (N > 1);
+- only on a machine with at least two CPUs (on one, the peer cannot run while this side polls), and
+  not for a while after a poll was preempted (other processes wanted the CPU: :data:`PREEMPTED`);
 - never with ``DCMNET_BUSY_POLL=0`` (microseconds; the default is 200).
 
 Plain sockets only: a TLS socket keeps its own reads (channel.py).
@@ -35,6 +37,14 @@ DEFAULT_BUDGET = 200e-6
 """Seconds a read polls at most before it sleeps: above a listen's turn for a small object (~80 µs here)
 and a store's, so a round trip of one request at a time is caught (bench/store.py: 100 and 200 µs both
 took store → listen -od from 0.8 to 1.1-1.3× storescu → storescp; 50 µs caught too few)."""
+
+PREEMPTED = 50e-6
+"""A gap this long between two polls (each a ~1 µs syscall) means this thread lost its CPU (or the GIL) to
+other work: more runnable processes than CPUs (``listen --workers 3`` with three senders on two CPUs
+went 0.29 → 0.38 s polling without this check), so the link sleeps in its next :data:`QUIET_READS`
+reads instead."""
+
+QUIET_READS = 64
 
 ENV = "DCMNET_BUSY_POLL"
 
@@ -67,6 +77,10 @@ class Links:
 
     def __init__(self) -> None:
         self.open = 0
+        self.siblings = False
+        """Set before ``listen --workers N`` forks (transport/workers.py): N processes, one link each, could
+        all poll at once on fewer CPUs than senders and workers (three storescu → ``--workers 3`` on two CPUs
+        went 0.30 → 0.37-0.38 s polling), so none of them polls."""
         self._lock = allocate_lock()
 
     def opened(self) -> None:
@@ -84,7 +98,7 @@ LINKS = Links()
 class BusyPoll:
     """One link's reads (see the module docstring). ``clock`` is injectable for tests."""
 
-    __slots__ = ("budget", "last_wait", "links", "clock")
+    __slots__ = ("budget", "last_wait", "links", "clock", "quiet")
 
     def __init__(self, budget: float, links: Links = LINKS, clock: Callable[[], float] = time.perf_counter) -> None:
         self.budget = budget
@@ -92,11 +106,14 @@ class BusyPoll:
         """How long the previous read waited for its bytes (infinite before the first)."""
         self.links = links
         self.clock = clock
+        self.quiet = 0
+        """Reads left that sleep at once because a poll was preempted (see :data:`PREEMPTED`)."""
 
     def polls(self, wait: float | None) -> bool:
         """Whether the next read (one that may wait ``wait`` seconds) polls first."""
         budget = self.budget
-        return 0.0 < budget and self.last_wait <= budget and self.links.open == 1 and (wait is None or wait > budget)
+        return 0.0 < budget and self.last_wait <= budget and not self.quiet and self.links.open == 1 \
+            and not self.links.siblings and (wait is None or wait > budget)
 
     def read(self, sock: socket.socket, into: memoryview, wait: float | None) -> int:
         """``sock.recv_into(into)``, polling first when :meth:`polls`; the socket's own timeout bounds the
@@ -105,16 +122,23 @@ class BusyPoll:
         clock = self.clock
         start = clock()
         if self.polls(wait):
-            until = start + self.budget
+            until, before = start + self.budget, start
             while True:
                 try:
                     count = sock.recv_into(into, 0, _DONTWAIT)
                 except BlockingIOError:
-                    if clock() < until:
+                    now = clock()
+                    if now - before > PREEMPTED:  # the CPU was wanted elsewhere: stop taking it
+                        self.quiet = QUIET_READS
+                        break
+                    if now < until:
+                        before = now
                         continue
                     break
                 self.last_wait = clock() - start
                 return count
+        elif self.quiet:
+            self.quiet -= 1
         count = sock.recv_into(into)
         self.last_wait = clock() - start
         return count

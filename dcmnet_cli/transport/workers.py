@@ -29,6 +29,8 @@ import os
 import sys
 from typing import Callable, NoReturn, Protocol, TypeVar
 
+from .busy_poll import LINKS
+
 # signal, select and time are imported where used: the listen command module imports this one, and
 # ``dcmnet listen --help`` need not pay for them.
 
@@ -74,6 +76,8 @@ def run_workers(count: int, make_server: Callable[[int], S], on_stop: Callable[[
     children: list[int] = []
     report = on_error if on_error is not None else _report
     parent = os.getpid()
+    if count > 1:  # one link per process no longer means one poller per CPU (busy_poll.py)
+        LINKS.siblings = True
 
     def run() -> None:
         for index in range(1, count):
