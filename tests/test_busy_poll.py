@@ -19,6 +19,8 @@ from dcmnet_cli.dimse.connection import DIMSEConnection, Role
 from dcmnet_cli.transport.busy_poll import DEFAULT_BUDGET, LINKS, BusyPoll, Links, budget_from
 from dcmnet_cli.transport.channel import Channel
 
+from helpers.socket_checks import connected_pair
+
 DONTWAIT = socket.MSG_DONTWAIT
 
 
@@ -149,22 +151,20 @@ def test_a_bad_budget_is_a_usage_error_before_anything_runs(monkeypatch, capsys)
 
 @pytest.fixture
 def tcp_pair():
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(1)
-        client = socket.create_connection(listener.getsockname())
-        server, _ = listener.accept()
-    try:
-        yield client, server
-    finally:
-        client.close()
-        server.close()
+    with connected_pair() as pair:
+        yield pair
 
 
-def _send_later(sock: socket.socket, data: bytes, delay: float) -> threading.Thread:
-    thread = threading.Thread(target=lambda: (time.sleep(delay), sock.sendall(data)))
+def _read_sent_later(poll: BusyPoll, client: socket.socket, server: socket.socket, data: bytes,
+                     delay: float) -> bytes:
+    """What ``poll.read`` returns while another thread sends ``data`` on ``server`` after ``delay`` s."""
+    thread = threading.Thread(target=lambda: (time.sleep(delay), server.sendall(data)))
     thread.start()
-    return thread
+    buf = memoryview(bytearray(64))
+    try:
+        return bytes(buf[:poll.read(client, buf, 30.0)])
+    finally:
+        thread.join()
 
 
 def test_polling_receives_what_arrives_while_it_polls(tcp_pair, monkeypatch) -> None:
@@ -178,24 +178,14 @@ def test_polling_receives_what_arrives_while_it_polls(tcp_pair, monkeypatch) -> 
     client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("@ll", 0, 10_000))
     poll = BusyPoll(5.0, one_link())
     poll.last_wait = 0.0
-    thread = _send_later(server, b"polled", 0.05)
-    buf = memoryview(bytearray(16))
-    try:
-        assert poll.read(client, buf, 30.0) == 6 and bytes(buf[:6]) == b"polled"
-    finally:
-        thread.join()
+    assert _read_sent_later(poll, client, server, b"polled", 0.05) == b"polled"
 
 
 def test_a_peer_slower_than_the_budget_is_waited_for_by_the_blocking_read(tcp_pair) -> None:
     client, server = tcp_pair
     poll = BusyPoll(0.001, one_link())
     poll.last_wait = 0.0
-    thread = _send_later(server, b"later", 0.2)
-    buf = memoryview(bytearray(16))
-    try:
-        assert poll.read(client, buf, 30.0) == 5 and bytes(buf[:5]) == b"later"
-    finally:
-        thread.join()
+    assert _read_sent_later(poll, client, server, b"later", 0.2) == b"later"
     assert not poll.polls(30.0)  # waited ~0.2 s: the next read sleeps at once
 
 

@@ -26,22 +26,17 @@ from dcmnet_cli.dimse.fragment import FileRegion
 from dcmnet_cli.transport import channel as channel_module
 from dcmnet_cli.transport.channel import Channel, LinkTimeout
 
-from helpers.socket_checks import kept_shorter_timeout_waits_out_the_rest
+from helpers.socket_checks import connected_pair, kept_shorter_timeout_waits_out_the_rest
 
 
 @pytest.fixture
 def pair():
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(1)
-        client = socket.create_connection(listener.getsockname())
-        server, _ = listener.accept()
-    chan = Channel(client, DIMSEConnection(Role.REQUESTOR))
-    try:
-        yield chan, server
-    finally:
-        chan.close()
-        server.close()
+    with connected_pair() as (client, server):
+        chan = Channel(client, DIMSEConnection(Role.REQUESTOR))
+        try:
+            yield chan, server
+        finally:
+            chan.close()
 
 
 def _rcvtimeo(sock: socket.socket) -> float:

@@ -15,6 +15,18 @@ from .procs import LOOPBACK
 
 
 @contextmanager
+def connected_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """(client, server): two ends of one loopback TCP connection, both closed at the end."""
+    with socket.socket() as listener:
+        listener.bind((LOOPBACK, 0))
+        listener.listen(1)
+        client = socket.create_connection(listener.getsockname())
+        server, _ = listener.accept()
+    with client, server:
+        yield client, server
+
+
+@contextmanager
 def reader_that_never_reads() -> Iterator[socket.socket]:
     """A connected sender with a 4 KiB send buffer whose peer never reads: writes soon block."""
     with socket.socket() as listener:
