@@ -51,8 +51,8 @@ class FakeSocket:
 class FakeClock:
     """Each reading moves time on by ``step`` seconds."""
 
-    def __init__(self, step: float) -> None:
-        self.now, self.step = 0.0, step
+    def __init__(self, step: float, now: float = 1000.0) -> None:
+        self.now, self.step = now, step  # far from 0: a wait is a difference of two readings, never one
 
     def __call__(self) -> float:
         self.now += self.step
@@ -88,7 +88,7 @@ def test_polling_gives_up_after_its_budget_then_sleeps_for_the_bytes() -> None:
     buf = memoryview(bytearray(16))
     assert poll.read(sock, buf, 30.0) == 4 and bytes(buf[:4]) == b"slow"
     polls = sock.flags.count(DONTWAIT)
-    assert 3 <= polls <= 10 and sock.flags[-1] == 0  # ~budget/step polls, then one blocking read
+    assert 3 <= polls <= 12 and sock.flags[-1] == 0  # ~budget/step polls, then one blocking read
     assert poll.last_wait > poll.budget  # a slow peer: the next read sleeps at once
     sock.flags.clear()
     poll.read(sock, buf, 30.0)
@@ -287,3 +287,49 @@ def test_a_long_poll_without_a_gap_is_not_taken_for_preemption() -> None:
     assert poll.read(sock, memoryview(bytearray(16)), 30.0) == 1
     assert sock.flags == [DONTWAIT] * (empty + 1)
     assert poll.quiet == 0 and poll.polls(30.0)
+
+
+def test_the_boundaries_of_the_budget() -> None:
+    """A previous wait of exactly the budget still polls; a deadline of exactly the budget does not."""
+    poll, _clock = poller(budget=2 ** -12)
+    poll.last_wait = 2 ** -12
+    assert poll.polls(30.0)
+    assert not poll.polls(2 ** -12)
+
+
+def test_a_gap_of_exactly_preempted_is_not_preemption(monkeypatch) -> None:
+    from dcmnet_cli.transport import busy_poll
+
+    monkeypatch.setattr(busy_poll, "PREEMPTED", 2 ** -15)
+    poll, _clock = poller(budget=1.0, step=2 ** -15)  # binary fractions: the gaps are exact
+    poll.last_wait = 0.0
+    sock = FakeSocket([None] * 5 + [b"x"])
+    assert poll.read(sock, memoryview(bytearray(16)), 30.0) == 1
+    assert sock.flags == [DONTWAIT] * 6 and poll.quiet == 0
+
+
+def test_links_count_each_open_and_close() -> None:
+    links = Links()
+    for _ in range(3):
+        links.opened()
+    links.closed()
+    assert links.open == 2
+
+
+def test_the_cpu_count_without_an_affinity_call(monkeypatch) -> None:
+    from dcmnet_cli.transport import busy_poll
+
+    monkeypatch.delattr(busy_poll.os, "sched_getaffinity", raising=False)
+    monkeypatch.setattr(busy_poll.os, "cpu_count", lambda: 4)
+    assert busy_poll.cpu_count() == 4
+    monkeypatch.setattr(busy_poll.os, "cpu_count", lambda: None)  # unknown: taken as one (no polling)
+    assert busy_poll.cpu_count() == 1
+
+
+def test_polling_stops_when_the_budget_is_used_exactly() -> None:
+    step = 2 ** -15  # binary fractions: every reading of the clock is exact
+    poll, clock = poller(budget=4 * step, step=step)
+    poll.last_wait = 0.0
+    sock = FakeSocket([None] * 10, blocking=b"slept")
+    poll.read(sock, memoryview(bytearray(16)), 30.0)
+    assert sock.flags == [DONTWAIT] * 4 + [0]  # polls at 1, 2, 3 and 4 steps: the fourth ends the budget
