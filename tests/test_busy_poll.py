@@ -132,8 +132,9 @@ def test_the_budget_from_the_environment() -> None:
     assert budget_from({"DCMNET_BUSY_POLL": "50"}, 8) == pytest.approx(50e-6)
     assert budget_from({"DCMNET_BUSY_POLL": " 0 "}, 8) == 0.0
     assert budget_from({}, 1) == 0.0  # one CPU: the peer could not run while this side polls
-    for bad in ("abc", "-5", "1.5", "1e3"):
-        with pytest.raises(ValueError, match="DCMNET_BUSY_POLL.*whole microseconds"):
+    assert budget_from({"DCMNET_BUSY_POLL": "1000000"}, 2) == 1.0
+    for bad in ("abc", "-5", "1.5", "1e3", "\u00b2", "\u0663", "1000001"):  # ², Arabic-Indic 3: digits, not ASCII
+        with pytest.raises(ValueError, match="DCMNET_BUSY_POLL.*whole microseconds from 0 \\(off\\) to 1000000"):
             budget_from({"DCMNET_BUSY_POLL": bad}, 2)
 
 
@@ -143,7 +144,7 @@ def test_a_bad_budget_is_a_usage_error_before_anything_runs(monkeypatch, capsys)
         main(["echo", "127.0.0.1", "1"])
     assert done.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["dcmnet: error: DCMNET_BUSY_POLL='fast': expected whole microseconds (0 turns busy-polling off)"]
+    assert err == ["dcmnet: error: DCMNET_BUSY_POLL='fast': expected whole microseconds from 0 (off) to 1000000"]
 
 
 # ---------------------------------------------------------------------------- real sockets

@@ -40,24 +40,27 @@ took store → listen -od from 0.8 to 1.1-1.3× storescu → storescp; 50 µs ca
 
 PREEMPTED = 50e-6
 """A gap this long between two polls (each a ~1 µs syscall) means this thread lost its CPU (or the GIL) to
-other work: more runnable processes than CPUs (``listen --workers 3`` with three senders on two CPUs
-went 0.29 → 0.38 s polling without this check), so the link sleeps in its next :data:`QUIET_READS`
-reads instead."""
+other work, which polling on would slow down: the link sleeps in its next :data:`QUIET_READS` reads
+instead. (It did not settle ``listen --workers 3`` with three senders on two CPUs alone, hence
+:attr:`Links.siblings`.)"""
 
 QUIET_READS = 64
 
 ENV = "DCMNET_BUSY_POLL"
+MAX_BUDGET_US = 1_000_000
+"""The largest budget ``DCMNET_BUSY_POLL`` takes (1 s): past that, polling is a hang in all but name."""
 
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0x40)
 
 
 def budget_from(environ: Mapping[str, str], cpus: int) -> float:
     """The polling budget in seconds from ``DCMNET_BUSY_POLL`` (whole microseconds, 0: off), 0.0 on a
-    one-CPU machine. ValueError, with the text for the user, for anything but a whole number ≥ 0."""
+    one-CPU machine. ValueError, with the text for the user, for anything but a whole number from 0 to
+    :data:`MAX_BUDGET_US`."""
     text = environ.get(ENV, "").strip()
     if text:
-        if not text.isdigit():
-            raise ValueError(f"{ENV}={text!r}: expected whole microseconds (0 turns busy-polling off)")
+        if not (text.isascii() and text.isdigit()) or int(text) > MAX_BUDGET_US:
+            raise ValueError(f"{ENV}={text!r}: expected whole microseconds from 0 (off) to {MAX_BUDGET_US}")
         budget = int(text) * 1e-6
     else:
         budget = DEFAULT_BUDGET
