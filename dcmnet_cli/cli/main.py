@@ -76,7 +76,7 @@ def _checked_environment() -> int:
         from ..transport.busy_poll import budget_from
 
         try:
-            budget_from(os.environ, 2)
+            budget_from(os.environ, 2)  # any CPU count: only the value is checked
         except ValueError as error:
             print(f"dcmnet: error: {error}", file=sys.stderr)
             return ExitCode.USAGE

@@ -67,6 +67,16 @@ def budget_from(environ: Mapping[str, str], cpus: int) -> float:
     return budget if cpus >= 2 else 0.0
 
 
+def _configured() -> float:
+    """This process's budget: ``DCMNET_BUSY_POLL`` read once, the default for a value :func:`budget_from`
+    refuses (the CLI reported it and exited before any link existed: cli/main.py; a library caller gets
+    the default)."""
+    try:
+        return budget_from(os.environ, cpu_count())
+    except ValueError:
+        return budget_from({}, cpu_count())
+
+
 def cpu_count() -> int:
     """The CPUs this process may run on."""
     try:
@@ -96,6 +106,9 @@ class Links:
 
 
 LINKS = Links()
+
+BUDGET = _configured()
+"""The budget every link of this process polls with (transport/channel.py)."""
 
 
 class BusyPoll:

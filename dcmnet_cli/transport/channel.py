@@ -13,7 +13,6 @@ SCU and SCP runs there without a socket.
 
 from __future__ import annotations
 
-import os
 import socket
 import struct
 import time
@@ -23,7 +22,7 @@ from ..dimse.fragment import Dataset, FileRegion, Piece
 from ..errors import AssociationAborted, InputError, TimeoutExpired
 from ..ul.association import Association
 from .ssl_loaded import ssl_classes
-from .busy_poll import LINKS, BusyPoll, budget_from, cpu_count
+from .busy_poll import BUDGET, LINKS, BusyPoll
 from .writes import can_sendfile, gathers, is_tls, send_all
 
 RECV_SIZE = 1 << 20
@@ -335,7 +334,7 @@ class Channel(Driver):
         """A plain socket: kept blocking, its deadlines given to the kernel (SO_RCVTIMEO, SO_SNDTIMEO), see
         :meth:`_read_plain`. Any other (TLS) keeps Python's socket timeout."""
         self._send_timeout: float | None = -1.0
-        self._poll = BusyPoll(_BUSY_POLL)
+        self._poll = BusyPoll(BUDGET)
         if self._kernel:
             sock.settimeout(None)
             LINKS.opened()
@@ -489,10 +488,6 @@ class Channel(Driver):
 
 
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0x40)
-try:
-    _BUSY_POLL = budget_from(os.environ, cpu_count())
-except ValueError:  # the CLI reports it (cli/main.py) before any link exists; a library user gets the default
-    _BUSY_POLL = budget_from({}, cpu_count())
 _IOV_MAX = 512
 _NO_TIMEOUT = struct.pack("@ll", 0, 0)  # a struct timeval of zero: no limit
 
