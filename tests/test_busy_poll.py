@@ -334,3 +334,26 @@ def test_polling_stops_when_the_budget_is_used_exactly() -> None:
     sock = FakeSocket([None] * 10, blocking=b"slept")
     poll.read(sock, memoryview(bytearray(16)), 30.0)
     assert sock.flags == [DONTWAIT] * 4 + [0]  # polls at 1, 2, 3 and 4 steps: the fourth ends the budget
+
+
+def test_the_dcmnet_program_refuses_a_bad_budget_before_connecting() -> None:
+    """The installed ``dcmnet`` itself, as a shell runs it: exit 2, one line, and no connection tried
+    (a listener on the port sees nothing)."""
+    import os
+    import subprocess
+    import sys
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        listener.settimeout(0.5)
+        port = listener.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "dcmnet_cli", "echo", "127.0.0.1", str(port)],
+                              env={**os.environ, "DCMNET_BUSY_POLL": "-1"}, capture_output=True, text=True,
+                              timeout=60)
+        with pytest.raises(socket.timeout):
+            listener.accept()
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == ["dcmnet: error: DCMNET_BUSY_POLL='-1': expected whole microseconds "
+                                        "from 0 (off) to 1000000"]
+    assert done.stdout == ""
