@@ -357,3 +357,19 @@ def test_the_dcmnet_program_refuses_a_bad_budget_before_connecting() -> None:
     assert done.stderr.splitlines() == ["dcmnet: error: DCMNET_BUSY_POLL='-1': expected whole microseconds "
                                         "from 0 (off) to 1000000"]
     assert done.stdout == ""
+
+
+def test_the_process_budget_from_its_environment(monkeypatch) -> None:
+    """What every link of the process polls with: the variable's value, the default for a refused one
+    (the CLI has exited with a usage error before; a library caller is not stopped), none on one CPU."""
+    from dcmnet_cli.transport import busy_poll
+
+    monkeypatch.setattr(busy_poll, "cpu_count", lambda: 4)
+    monkeypatch.setenv("DCMNET_BUSY_POLL", "50")
+    assert busy_poll._configured() == pytest.approx(50e-6)
+    monkeypatch.setenv("DCMNET_BUSY_POLL", "fast")
+    assert busy_poll._configured() == DEFAULT_BUDGET
+    monkeypatch.setattr(busy_poll, "cpu_count", lambda: 1)
+    assert busy_poll._configured() == 0.0
+    monkeypatch.delenv("DCMNET_BUSY_POLL")
+    assert busy_poll._configured() == 0.0
