@@ -21,6 +21,7 @@ alternation, and trust changes of that size only with bench/store.py's files/s b
 
     .venv/bin/python bench/turnaround.py                   # 3 000 small files, listen -od (tmpfs) and store
     .venv/bin/python bench/turnaround.py --tree /tmp/before --listen-flag=--ignore
+    .venv/bin/python bench/turnaround.py --corpus ct --listen-flag=--no-index
 """
 
 from __future__ import annotations
@@ -120,12 +121,17 @@ def store_side(folder: Path) -> dict[str, list[float]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--count", type=int, default=3000, help="small files per run (a corpus is generated once)")
+    ap.add_argument("--count", type=int, help="files per run (a corpus is generated once): 3 000 small, 300 CT")
+    ap.add_argument("--corpus", choices=("small", "ct"), default="small", help="64×64 MR or 512×512 CT (~0.5 MB)")
     ap.add_argument("--tree", help="another checkout's dcmnet_cli")
     ap.add_argument("--listen-flag", action="append", default=[], help="added to dcmnet listen (e.g. --ignore)")
     args = ap.parse_args()
     echo.use_tree(args.tree)
-    folder = store.make_corpus(store.Spec("small", args.count, 64, 64, 1, store.MR))
+    if args.corpus == "ct":
+        spec = store.Spec("ct", args.count or 300, 512, 512, 1, store.CT)
+    else:
+        spec = store.Spec("small", args.count or 3000, 64, 64, 1, store.MR)
+    folder = store.make_corpus(spec)
     _print("storescu → dcmnet listen " + " ".join(args.listen_flag or ["-od (tmpfs) --no-fsync"]),
            listen_side(folder, args.listen_flag),
            {"turn": "request in → response out", "send": "the response's sendmsg",

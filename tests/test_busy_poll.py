@@ -128,7 +128,7 @@ def test_a_deadline_of_none_polls_too() -> None:
 
 
 def test_the_budget_from_the_environment() -> None:
-    assert budget_from({}, 2) == DEFAULT_BUDGET == 200e-6
+    assert budget_from({}, 2) == DEFAULT_BUDGET == 500e-6
     assert budget_from({"DCMNET_BUSY_POLL": "50"}, 8) == pytest.approx(50e-6)
     assert budget_from({"DCMNET_BUSY_POLL": " 0 "}, 8) == 0.0
     assert budget_from({}, 1) == 0.0  # one CPU: the peer could not run while this side polls

@@ -16,7 +16,7 @@ When it polls, so it costs CPU only where it saves time:
   processes of ``listen --workers N`` (N > 1);
 - only on a machine with at least two CPUs (on one, the peer cannot run while this side polls), and
   not for a while after a poll was preempted (other processes wanted the CPU: :data:`PREEMPTED`);
-- never with ``DCMNET_BUSY_POLL=0`` (microseconds; the default is 200).
+- never with ``DCMNET_BUSY_POLL=0`` (microseconds; the default is 500).
 
 Plain sockets only: a TLS socket keeps its own reads (channel.py).
 """
@@ -33,10 +33,19 @@ from ..ul.typenames import TYPE_CHECKING
 if TYPE_CHECKING:
     from typing import Callable, Mapping
 
-DEFAULT_BUDGET = 200e-6
+DEFAULT_BUDGET = 500e-6
 """Seconds a read polls at most before it sleeps: above a listen's turn for a small object (~80 µs here)
-and a store's, so a round trip of one request at a time is caught (bench/store.py: 100 and 200 µs both
-took store → listen -od from 0.8 to 1.1-1.3× storescu → storescp; 50 µs caught too few)."""
+and for a 0.5 MB CT (300-450 µs: receive, write, answer), so a round trip of one request at a time is
+caught on both (bench/store.py: 100 and 200 µs took store → listen -od, small, from 0.8 to 1.1-1.3×
+storescu → storescp; 50 µs caught too few).
+
+Why the CT turn matters beyond its own wake-up: a socket's data wakes a sleeping reader as a "sync"
+wake-up, which lets Linux move the reader onto the waker's CPU. A ``store`` that slept through listen's
+turn was often woken onto listen's CPU and ran there, so ``listen``'s own send of the response returned
+~400 µs late, object after object, while the other CPU idled (runs pinned with ``taskset`` never did).
+A store that polls through the turn needs no wake-up: with 200 µs, CT cycles averaged 486-518 µs over
+four runs, with 600 µs 428-460 µs (bench/turnaround.py's timing, both dcmnet); whole runs 0.89× → 0.94-0.97×
+storescu → storescp (8 interleaved reps; small files unchanged, 1.3-1.4×)."""
 
 PREEMPTED = 50e-6
 """A gap this long between two polls (each a ~1 µs syscall) means this thread lost its CPU (or the GIL) to
