@@ -1,7 +1,8 @@
 """``dcmnet store``'s start-up path, like ``--help`` and ``echo`` in test_docs.py: ``store --help`` and a
 streamed store (one association, ``--async`` included) load none of the heavy modules; and the services
 themselves (the echo, store and find SCUs imported without the CLI) load none of a longer list, ``typing``
-and ``re`` included, and the echo SCU nothing beyond ``socket`` but ``struct``.
+and ``re`` included; the echo SCU nothing but a listed few standard modules, and no client ``socket``
+(transport/sockets.py).
 
 ``dataclasses`` is in the list too: ``DicomFile`` and ``FileHead`` are slotted classes (one is built per
 file, and building dataclasses cost start-up), and ``difflib`` (click imports it only to suggest a spelling
@@ -73,32 +74,66 @@ SERVICE_PATHS = {
 }
 
 
-def _loaded_by(module: str) -> tuple[set[str], set[str]]:
-    """(modules ``import socket`` loads, modules ``import socket, <module>`` loads) in a fresh interpreter."""
+def _loaded_by(module: str) -> set[str]:
+    """The modules a fresh interpreter has once ``module`` is imported, less those it starts with."""
     probe = textwrap.dedent(f"""
         import sys
-        import socket
         base = set(sys.modules)
         import {module}
-        print(" ".join(sorted(base)))
-        print(" ".join(sorted(sys.modules)))
+        print(" ".join(sorted(set(sys.modules) - base)))
     """)
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env=base_env())
     assert done.returncode == 0, done.stderr
-    base, after = done.stdout.splitlines()
-    return set(base.split()), set(after.split())
+    return set(done.stdout.split())
 
 
 @pytest.mark.parametrize("module", sorted(SERVICE_PATHS))
 def test_service_paths_import_nothing_heavy(module: str) -> None:
-    _, loaded = _loaded_by(module)
+    loaded = _loaded_by(module)
     heavy = [name for name in CORE_HEAVY if name in loaded and name not in SERVICE_PATHS[module]]
     assert heavy == [], f"importing {module} loads {heavy}"
 
 
-def test_echo_path_adds_nothing_to_the_socket_module_but_struct() -> None:
-    """The whole C-ECHO SCU (Upper Layer, DIMSE, driver, client, session) costs our own modules plus
-    ``struct``: any other standard-library module on this path is start-up every ``dcmnet echo`` pays."""
-    base, loaded = _loaded_by("dcmnet_cli.services.scu.echo")
-    extra = sorted(name for name in loaded - base if not name.startswith("dcmnet_cli"))
-    assert set(extra) <= {"__future__", "struct", "_struct"}, extra
+ECHO_PATH_STDLIB = {"__future__", "_collections", "_functools", "_operator", "_socket", "_struct", "collections",
+                    "collections.abc", "enum", "errno", "functools", "itertools", "keyword", "operator", "reprlib",
+                    "select", "struct", "types"}
+"""The standard library the whole C-ECHO SCU needs beyond what the interpreter starts with: ``_socket``, not
+``socket`` (transport/sockets.py), ``enum`` for the state machine's tables, ``struct`` for the PDUs."""
+
+
+def test_echo_path_loads_only_its_listed_standard_modules() -> None:
+    """The whole C-ECHO SCU (Upper Layer, DIMSE, driver, client, session): our own modules and the list
+    above. Any other standard-library module on this path is start-up every ``dcmnet echo`` pays."""
+    loaded = _loaded_by("dcmnet_cli.services.scu.echo")
+    extra = sorted(name for name in loaded if not name.startswith("dcmnet_cli"))
+    assert set(extra) <= ECHO_PATH_STDLIB, sorted(set(extra) - ECHO_PATH_STDLIB)
+
+
+@pytest.mark.parametrize("module", ["dcmnet_cli.services.scu.echo", "dcmnet_cli.services.scu.store",
+                                    "dcmnet_cli.services.scu.find", "dcmnet_cli.transport.client"])
+def test_client_paths_do_without_the_socket_module(module: str) -> None:
+    """``import socket`` is ~2.4 ms (selectors, array, enum-converted constants): clients connect with
+    ``_socket`` (transport/sockets.py)."""
+    loaded = _loaded_by(module)
+    assert not {"socket", "selectors"} & loaded, sorted({"socket", "selectors"} & loaded)
+
+
+def _program_imports(*args: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """Run the ``dcmnet`` program itself (the click-free fast path included) under ``-X importtime``:
+    its result and every module it imported."""
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "dcmnet_cli", *args], capture_output=True,
+                          text=True, timeout=60, env=base_env())
+    names = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    return done, names
+
+
+def test_echo_and_store_programs_never_load_the_socket_module(tmp_path: Path) -> None:
+    """Whole runs that really connect, as a user types them: ``dcmnet echo`` and ``dcmnet store``."""
+    files = [str(make_file(tmp_path, f"nosocket-{n}", rows=8, columns=8)) for n in range(2)]
+    with scripted_scp() as (port, scp):
+        echo, echo_loaded = _program_imports("echo", "-q", "127.0.0.1", str(port))
+        store, store_loaded = _program_imports("store", "-q", "127.0.0.1", str(port), *files)
+    assert echo.returncode == 0 and store.returncode == 0, (echo.stderr[-500:], store.stderr[-500:])
+    assert len(scp.stored) == 2
+    assert "dcmnet_cli.transport.channel" in echo_loaded and "dcmnet_cli.transport.channel" in store_loaded
+    assert not {"socket", "selectors"} & (echo_loaded | store_loaded)

@@ -24,11 +24,11 @@ Plain sockets only: a TLS socket keeps its own reads (channel.py).
 from __future__ import annotations
 
 import os
-import socket
 import time
 from _thread import allocate_lock  # not threading: its import would be start-up every `dcmnet echo` pays
 
 from ..ul.typenames import TYPE_CHECKING
+from .sockets import MSG_DONTWAIT, Socket
 
 if TYPE_CHECKING:
     from typing import Callable, Mapping
@@ -59,7 +59,6 @@ ENV = "DCMNET_BUSY_POLL"
 MAX_BUDGET_US = 1_000_000
 """The largest budget ``DCMNET_BUSY_POLL`` takes (1 s): past that, polling is a hang in all but name."""
 
-_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0x40)
 
 
 def budget_from(environ: Mapping[str, str], cpus: int) -> float:
@@ -140,7 +139,7 @@ class BusyPoll:
         return 0.0 < budget and self.last_wait <= budget and not self.quiet and self.links.open == 1 \
             and not self.links.siblings and (wait is None or wait > budget)
 
-    def read(self, sock: socket.socket, into: memoryview, wait: float | None) -> int:
+    def read(self, sock: Socket, into: memoryview, wait: float | None) -> int:
         """``sock.recv_into(into)``, polling first when :meth:`polls`; the socket's own timeout bounds the
         sleep that follows (so a read may wait up to one budget longer than ``wait``). Exceptions are the
         socket's."""
@@ -150,7 +149,7 @@ class BusyPoll:
             until, before = start + self.budget, start
             while True:
                 try:
-                    count = sock.recv_into(into, 0, _DONTWAIT)
+                    count = sock.recv_into(into, 0, MSG_DONTWAIT)
                 except BlockingIOError:
                     now = clock()
                     if now - before > PREEMPTED:  # the CPU was wanted elsewhere: stop taking it

@@ -13,7 +13,6 @@ SCU and SCP runs there without a socket.
 
 from __future__ import annotations
 
-import socket
 import struct
 import time
 
@@ -23,6 +22,8 @@ from ..errors import AssociationAborted, InputError, TimeoutExpired
 from ..ul.association import Association
 from .ssl_loaded import ssl_classes
 from .busy_poll import BUDGET, LINKS, BusyPoll
+from .sockets import (IPPROTO_TCP, MSG_DONTWAIT, SHUT_RDWR, SO_RCVTIMEO, SO_SNDTIMEO, SOL_SOCKET, TCP_NODELAY,
+                      TCP_QUICKACK, Socket, is_plain)
 from .writes import can_sendfile, gathers, is_tls, send_all
 
 RECV_SIZE = 1 << 20
@@ -46,7 +47,7 @@ HOLD_ANSWERS_MAX = 16
 """Most answers :meth:`Driver.send_answer` ever holds, whatever window the peer was granted."""
 
 
-_QUICKACK = getattr(socket, "TCP_QUICKACK", 0)
+_QUICKACK = TCP_QUICKACK
 """Linux's TCP_QUICKACK, set before every blocking read of a socket link: the kernel then acknowledges what
 arrives at once instead of up to ~40 ms later. A peer that keeps Nagle's algorithm on (DCMTK's default
 since 3.6.2: storescu, storescp, findscu, dcmqrscp... without ``TCP_NODELAY=1``) writes a message in two
@@ -322,15 +323,15 @@ class Channel(Driver):
 
     carries = True
 
-    def __init__(self, sock: socket.socket, conn: DIMSEConnection, *, artim_timeout: float = 30.0,
+    def __init__(self, sock: Socket, conn: DIMSEConnection, *, artim_timeout: float = 30.0,
                  network_timeout: float | None = None) -> None:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1)
         super().__init__(conn, peer=peer_name(sock), artim_timeout=artim_timeout, network_timeout=network_timeout)
         self.sock = sock
         self._timeout: float | None = -1.0  # unknown: the first wait always sets it
         self._sendfile = can_sendfile(sock)
         self._tls = is_tls(sock)
-        self._kernel = type(sock) is socket.socket
+        self._kernel = is_plain(sock)
         """A plain socket: kept blocking, its deadlines given to the kernel (SO_RCVTIMEO, SO_SNDTIMEO), see
         :meth:`_read_plain`. Any other (TLS) keeps Python's socket timeout."""
         self._send_timeout: float | None = -1.0
@@ -360,9 +361,9 @@ class Channel(Driver):
         early = self._set_timeout(wait)
         try:
             if _QUICKACK:
-                self.sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+                self.sock.setsockopt(IPPROTO_TCP, _QUICKACK, 1)
             return self.sock.recv_into(self._into)
-        except (socket.timeout, TimeoutError, BlockingIOError):
+        except (TimeoutError, BlockingIOError):
             if early > 0:  # the kept timeout was a little shorter than this wait: wait out the rest
                 return self._read(early)
             # A wait of 0.0 (a deadline already due) puts the socket in non-blocking mode, where "no data
@@ -381,7 +382,7 @@ class Channel(Driver):
         self._set_timeout(self.network_timeout)
         try:
             return send_all(self.sock, buffers, use_sendfile=self._sendfile)
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             raise LinkTimeout() from None
 
     def _send_regions(self, buffers: list[Piece]) -> int:
@@ -410,11 +411,11 @@ class Channel(Driver):
         try:
             if wait is not None and wait <= 0:
                 return sock.recv_into(self._into, 0, _DONTWAIT)
-            early = self._kernel_timeout(wait, socket.SO_RCVTIMEO)
+            early = self._kernel_timeout(wait, SO_RCVTIMEO)
             if _QUICKACK:
-                sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+                sock.setsockopt(IPPROTO_TCP, _QUICKACK, 1)
             return self._poll.read(sock, self._into, wait)  # polls a moment first, then sleeps (busy_poll.py)
-        except (BlockingIOError, socket.timeout, TimeoutError):
+        except (BlockingIOError, TimeoutError):
             if wait is not None and wait > 0 and early > 0:
                 return self._read_plain(early)
             raise LinkTimeout() from None
@@ -430,7 +431,7 @@ class Channel(Driver):
             return 0.0
         if seconds is not None and current is not None and current > 0 and abs(seconds - current) <= _slack(seconds):
             return max(0.0, seconds - current)
-        self.sock.setsockopt(socket.SOL_SOCKET, option, _timeval(seconds))
+        self.sock.setsockopt(SOL_SOCKET, option, _timeval(seconds))
         self._timeout = seconds
         return 0.0
 
@@ -440,7 +441,7 @@ class Channel(Driver):
         :func:`~.writes.send_all`; a batch with file regions by :meth:`_send_regions`."""
         sock, timeout = self.sock, self.network_timeout
         if timeout != self._send_timeout:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(timeout))
+            sock.setsockopt(SOL_SOCKET, SO_SNDTIMEO, _timeval(timeout))
             self._send_timeout = timeout
         try:
             plain = len(buffers) <= _IOV_MAX
@@ -457,7 +458,7 @@ class Channel(Driver):
                     return sent
                 return sent + send_all(sock, _after(buffers, sent), use_sendfile=False)  # type: ignore[arg-type]
             return send_all(sock, buffers, use_sendfile=False)
-        except (BlockingIOError, socket.timeout, TimeoutError):
+        except (BlockingIOError, TimeoutError):
             raise LinkTimeout() from None
 
     def _link_error(self, error: OSError) -> None:
@@ -478,7 +479,7 @@ class Channel(Driver):
         try:
             # The plain socket's shutdown even for TLS: SSLSocket.shutdown also drops its SSL object,
             # which the owner thread may be using at this very moment.
-            socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
+            Socket.shutdown(self.sock, SHUT_RDWR)
         except OSError:
             pass
 
@@ -487,7 +488,7 @@ class Channel(Driver):
         return f" over {version()} {self.sock.cipher()[0]}" if callable(version) else ""  # type: ignore[attr-defined]
 
 
-_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0x40)
+_DONTWAIT = MSG_DONTWAIT
 _IOV_MAX = 512
 _NO_TIMEOUT = struct.pack("@ll", 0, 0)  # a struct timeval of zero: no limit
 
@@ -525,7 +526,7 @@ def _tls_would_block(error: OSError) -> bool:
     return isinstance(error, ssl_classes("SSLWantReadError", "SSLWantWriteError"))
 
 
-def peer_name(sock: socket.socket) -> str:
+def peer_name(sock: Socket) -> str:
     try:
         host, port = sock.getpeername()[:2]
         return f"{host}:{port}"

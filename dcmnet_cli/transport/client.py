@@ -7,7 +7,6 @@ AssociationAborted or TimeoutExpired (6) afterwards. No thread is started; the c
 
 from __future__ import annotations
 
-import socket
 import time
 
 from ..errors import AssociationAborted, AssociationRejected, ConnectError, TimeoutExpired
@@ -18,11 +17,12 @@ from ..ul.pdu import AssociateRQ
 from ..ul.records import NamedTuple
 from ..ul.statemachine import Role
 from .channel import Channel, Driver
+from .sockets import Socket, connect as tcp_connect, gaierror
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up)
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Any, TypeVar
+    from typing import TypeVar
 
     from .tls import ClientTLS
 
@@ -38,17 +38,16 @@ class Timeouts(NamedTuple):
     network: float | None = None
 
 
-def connect_socket(host: str, port: int, timeout: float | None) -> socket.socket:
+def connect_socket(host: str, port: int, timeout: float | None) -> Socket:
     """TCP connect with a deadline; every failure becomes ConnectError with the cause in words."""
     try:
-        # An ASCII host goes as bytes: a str host makes the socket module load the idna codec (~2 ms).
-        address: Any = (host.encode("ascii") if host.isascii() else host, port)
-        return socket.create_connection(address, timeout=timeout)
-    except socket.gaierror as error:
+        # An ASCII host goes as bytes: a str host makes getaddrinfo load the idna codec (~2 ms).
+        return tcp_connect(host.encode("ascii") if host.isascii() else host, port, timeout)
+    except gaierror as error:
         raise ConnectError(f"cannot resolve host {host!r}: {error.strerror}") from None
     except ConnectionRefusedError:
         raise ConnectError(f"connection refused by {host}:{port}: is the peer listening on that port?") from None
-    except (socket.timeout, TimeoutError):
+    except TimeoutError:
         raise ConnectError(f"connection to {host}:{port} timed out after {timeout:g} s") from None
     except OSError as error:
         raise ConnectError(f"cannot connect to {host}:{port}: {error.strerror or error}") from None

@@ -21,6 +21,7 @@ import socket
 from typing import Any, NamedTuple
 
 from ..errors import ConnectError
+from .sockets import Socket
 
 
 class TLSConfigError(ValueError):
@@ -151,7 +152,7 @@ def server_context(settings: ServerSettings) -> Any:
 # ------------------------------------------------------------------ handshakes
 
 
-def wrap_client(sock: socket.socket, tls: ClientTLS, host: str, port: int) -> socket.socket:
+def wrap_client(sock: Socket, tls: ClientTLS, host: str, port: int) -> socket.socket:
     """TLS handshake as client on a connected socket (bounded by its timeout); ConnectError on failure.
 
     The name checked is ``tls.server_name`` or ``host``; for an IP address Python checks the

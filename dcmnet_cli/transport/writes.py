@@ -17,12 +17,12 @@ from __future__ import annotations
 import errno
 import os
 import select
-import socket
 from collections import deque
 from itertools import islice
 
 from ..dimse.fragment import FileRegion, Piece
 from ..errors import InputError
+from .sockets import AF_INET, AF_INET6, AF_UNIX, MSG_MORE, Socket, is_plain
 from .ssl_loaded import ssl_classes
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up)
@@ -34,7 +34,7 @@ BATCH_BYTES = 1 << 20
 """Join up to this many bytes per TLS write."""
 
 
-def send_all(sock: socket.socket, buffers: Sequence[Piece], *, use_sendfile: bool | None = None,
+def send_all(sock: Socket, buffers: Sequence[Piece], *, use_sendfile: bool | None = None,
              write_timeout: float | None | bool = True) -> int:
     """Write every buffer, many per syscall, coping with partial writes; returns bytes written.
 
@@ -120,7 +120,7 @@ def _gathered(buffers: Sequence[Piece]) -> list[bytes | bytearray | memoryview]:
     return out
 
 
-_MSG_MORE = getattr(socket, "MSG_MORE", 0)
+_MSG_MORE = MSG_MORE
 def gathers(regions: Sequence[FileRegion]) -> bool:
     """Whether a batch with these file regions is read and gathered into ``sendmsg`` rather than sent
     with ``sendfile`` (regions averaging at most :data:`GATHER_REGION_MAX` bytes)."""
@@ -140,12 +140,12 @@ _CONNECTION_ERRNOS = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, e
                                 errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETDOWN})
 
 
-def is_tls(sock: socket.socket) -> bool:
+def is_tls(sock: Socket) -> bool:
     """An ``ssl.SSLSocket``, told without importing ``ssl`` (see :mod:`.ssl_loaded`)."""
-    return type(sock) is not socket.socket and isinstance(sock, ssl_classes("SSLSocket"))
+    return not is_plain(sock) and isinstance(sock, ssl_classes("SSLSocket"))
 
 
-def _send_tls(sock: socket.socket, buffers: Sequence[Piece]) -> int:
+def _send_tls(sock: Socket, buffers: Sequence[Piece]) -> int:
     """TLS sockets have no ``sendmsg``/``sendfile``: join up to BATCH_BYTES at a time and ``sendall``."""
     total = 0
     batch: list[bytes | bytearray | memoryview] = []
@@ -169,12 +169,12 @@ def _send_tls(sock: socket.socket, buffers: Sequence[Piece]) -> int:
     return total
 
 
-def can_sendfile(sock: socket.socket) -> bool:
+def can_sendfile(sock: Socket) -> bool:
     """``sendfile`` writes the descriptor directly: only for a plain socket (never a TLS wrapper)."""
-    return hasattr(os, "sendfile") and type(sock) is socket.socket and sock.family in (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX)
+    return hasattr(os, "sendfile") and is_plain(sock) and sock.family in (AF_INET, AF_INET6, AF_UNIX)
 
 
-def _sendmsg_all(sock: socket.socket, buffers: Sequence[bytes | bytearray | memoryview], flags: int) -> int:
+def _sendmsg_all(sock: Socket, buffers: Sequence[bytes | bytearray | memoryview], flags: int) -> int:
     """Write every buffer; the usual case is one ``sendmsg`` that takes them all (no per-buffer views)."""
     if len(buffers) <= IOV_MAX:
         size = 0
@@ -189,7 +189,7 @@ def _sendmsg_all(sock: socket.socket, buffers: Sequence[bytes | bytearray | memo
     return _sendmsg_rest(sock, buffers, flags, 0)
 
 
-def _sendmsg_rest(sock: socket.socket, buffers: Sequence[bytes | bytearray | memoryview], flags: int, skip: int) -> int:
+def _sendmsg_rest(sock: Socket, buffers: Sequence[bytes | bytearray | memoryview], flags: int, skip: int) -> int:
     """Write the buffers' bytes after the first ``skip`` (already written), IOV_MAX buffers per call at most."""
     views = deque(memoryview(b).cast("B") for b in buffers if len(b))
     while skip:
@@ -213,7 +213,7 @@ def _sendmsg_rest(sock: socket.socket, buffers: Sequence[bytes | bytearray | mem
     return total
 
 
-def _sendfile_all(sock: socket.socket, fd: int, offset: int, length: int, name: str,
+def _sendfile_all(sock: Socket, fd: int, offset: int, length: int, name: str,
                   timeout: float | None) -> int:
     """``length`` bytes of ``fd`` from ``offset`` to the socket; partial writes and EAGAIN handled.
 
