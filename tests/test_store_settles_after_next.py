@@ -70,7 +70,7 @@ def test_a_response_received_before_the_run_stops_is_reported_with_its_status(tm
 
     def stop_after_b(settings, name):  # type: ignore[no-untyped-def]
         if name == "b.dcm":
-            settings.pool._stop.set()  # the flag only: the association is not interrupted
+            settings.pool._halt()  # the flag only: the association is not interrupted
 
     events, result = _run(tmp_path, monkeypatch, ["a", "b", "c"], after_send=stop_after_b)
     assert events == [("sent", "a.dcm"), ("sent", "b.dcm"), ("settled", "a.dcm"), ("settled", "b.dcm"),

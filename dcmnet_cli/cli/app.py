@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import os
 import sys
-from contextlib import contextmanager
-from collections.abc import Iterator
 from ..ul.typenames import IO, Any, Protocol
 
 from ..transport.threads import Lock
@@ -83,18 +81,10 @@ class App:
     def err_is_terminal(self) -> bool:
         return self.err.isatty()
 
-    @contextmanager
-    def showing(self, display: LiveDisplay | None) -> Iterator[None]:
-        """Draw ``display`` (None: nothing) for the length of the block; stderr lines go above it."""
-        if display is None:
-            yield
-            return
-        with display:
-            self._live = display
-            try:
-                yield
-            finally:
-                self._live = None
+    def showing(self, display: LiveDisplay | None) -> _Showing:
+        """``with app.showing(display):`` draws ``display`` (None: nothing) for the length of the block;
+        stderr lines go above it."""
+        return _Showing(self, display)
 
     def capture_warnings(self) -> None:
         """Send Python warnings (pydicom's, about values a peer sent) to the -v log as one escaped line each,
@@ -193,3 +183,25 @@ class App:
 def escape(text: str) -> str:
     """Peer-supplied text made safe for one log line (scenario C.22)."""
     return text.encode("unicode_escape").decode("ascii").replace('"', '\\"')
+
+
+class _Showing:
+    """:meth:`App.showing`'s block (a class, not ``contextlib.contextmanager``: ``contextlib`` is start-up
+    every ``dcmnet store`` would pay). The display is entered first and left last, as a ``with`` around
+    the block; what it returns on leaving (suppressing an exception or not) is the block's answer."""
+
+    __slots__ = ("app", "display")
+
+    def __init__(self, app: App, display: LiveDisplay | None) -> None:
+        self.app, self.display = app, display
+
+    def __enter__(self) -> None:
+        if self.display is not None:
+            self.display.__enter__()
+            self.app._live = self.display
+
+    def __exit__(self, *exc: Any) -> bool | None:
+        if self.display is None:
+            return None
+        self.app._live = None
+        return self.display.__exit__(*exc)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from ..ul.typenames import Any
 
 from .argspec import SPEC
@@ -332,7 +333,6 @@ def run_fast(argv: list[str]) -> int | None:
     if runner is None:
         return None
     module, _, function = runner.rpartition(".")
-    import importlib
-
-    result: int | None = getattr(importlib.import_module(module), function)(parsed)
+    __import__(module)  # not importlib.import_module: importing importlib (and warnings) is start-up too
+    result: int | None = getattr(sys.modules[module], function)(parsed)
     return result

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 import time
+from _thread import allocate_lock  # threading.Lock itself, without importing threading (start-up)
 
 
 class TokenBucket:
@@ -12,7 +12,7 @@ class TokenBucket:
     def __init__(self, rate: float, burst: float | None = None) -> None:
         self.rate = rate
         self.burst = burst if burst is not None else max(rate / 10, 64 * 1024)
-        self._lock = threading.Lock()
+        self._lock = allocate_lock()
         self._next = time.monotonic()
 
     def take(self, count: int) -> None:

@@ -6,7 +6,8 @@ locks from here so that decision lives in one layer, and another driver can swap
 
 from __future__ import annotations
 
-import threading
+from _thread import allocate_lock
 
-Lock = threading.Lock
-"""A mutual-exclusion lock for state shared between the associations of one process."""
+Lock = allocate_lock
+"""A mutual-exclusion lock for state shared between the associations of one process: ``threading.Lock``
+itself, taken from ``_thread`` (``threading`` is start-up a one-association ``dcmnet store`` need not pay)."""
