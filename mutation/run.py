@@ -60,6 +60,7 @@ TARGETS: dict[str, list[str]] = {
     "dcmnet_cli/cli/retrieve.py": ["tests/test_retrieve_exit_units.py", "tests/test_retrieve_report_units.py",
                                    "tests/test_move_get_hostile.py", "tests/test_retrieve_tolerant.py"],
     "dcmnet_cli/transport/busy_poll.py": ["tests/test_busy_poll.py"],
+    "dcmnet_cli/transport/sockets.py": ["tests/test_sockets.py"],
 }
 
 

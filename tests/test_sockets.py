@@ -46,19 +46,25 @@ def test_connect_gives_a_plain_c_socket_with_the_timeout(listener: socket.socket
         sock.close()
 
 
-def _addresses(*ports: int):
-    return lambda host, port, family=0, kind=0, proto=0, flags=0: [
-        (_socket.AF_INET, _socket.SOCK_STREAM, 6, "", (LOOPBACK, p)) for p in ports]
+def _addresses(*ports: int, asked: list | None = None):
+    """A getaddrinfo that resolves any name to 127.0.0.1 at ``ports``, noting what it was asked."""
+    def getaddrinfo(host, port, family=0, kind=0, proto=0, flags=0):
+        if asked is not None:
+            asked.append((host, port, family, kind))
+        return [(_socket.AF_INET, _socket.SOCK_STREAM, 6, "", (LOOPBACK, p)) for p in ports]
+    return getaddrinfo
 
 
 def test_connect_tries_each_address_in_turn(listener: socket.socket, monkeypatch: pytest.MonkeyPatch) -> None:
     port = listener.getsockname()[1]
-    monkeypatch.setattr(sockets._socket, "getaddrinfo", _addresses(closed_port(), port))
-    sock = sockets.connect("pacs.example", 104, 2.0)
+    asked: list = []
+    monkeypatch.setattr(sockets._socket, "getaddrinfo", _addresses(closed_port(), port, asked=asked))
+    sock = sockets.connect(b"pacs.example", 104, 2.0)
     try:
         assert sock.getpeername() == (LOOPBACK, port)
     finally:
         sock.close()
+    assert asked == [(b"pacs.example", 104, 0, _socket.SOCK_STREAM)]
 
 
 def test_connect_raises_the_first_addresss_error_and_closes_every_socket(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -84,7 +90,7 @@ def test_connect_raises_the_first_addresss_error_and_closes_every_socket(monkeyp
         sockets.connect("pacs.example", 104, 2.0)
     assert len(made) == 2 and all(sock.closed for sock in made)
     monkeypatch.setattr(sockets._socket, "getaddrinfo", _addresses())
-    with pytest.raises(OSError, match="no address"):
+    with pytest.raises(OSError, match="^getaddrinfo returned no address$"):
         sockets.connect("pacs.example", 104, 2.0)
 
 
