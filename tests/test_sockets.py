@@ -137,3 +137,22 @@ def test_a_client_link_is_kept_blocking_with_kernel_deadlines(listener: socket.s
         assert sock.gettimeout() is None
     finally:
         channel.close()
+
+
+@pytest.mark.parametrize("host", ["é" + "a" * 70 + ".example", "a..é"])
+def test_a_host_name_idna_cannot_encode_is_a_connect_error(host: str) -> None:
+    with pytest.raises(ConnectError, match=r"cannot resolve host .*: not a valid host name \(label empty or too long\)"):
+        connect_socket(host, 104, 2.0)
+
+
+def test_the_program_reports_an_unencodable_host_in_one_line_with_exit_4() -> None:
+    import subprocess
+    import sys
+
+    from helpers.procs import base_env
+
+    done = subprocess.run([sys.executable, "-m", "dcmnet_cli", "echo", "é" + "a" * 70 + ".example", "104"],
+                          capture_output=True, text=True, timeout=60, env=base_env())
+    assert done.returncode == 4, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "not a valid host name" in lines[0] and "Traceback" not in done.stderr

@@ -45,6 +45,8 @@ def connect_socket(host: str, port: int, timeout: float | None) -> Socket:
         return tcp_connect(host.encode("ascii") if host.isascii() else host, port, timeout)
     except gaierror as error:
         raise ConnectError(f"cannot resolve host {host!r}: {error.strerror}") from None
+    except UnicodeError as error:  # a non-ASCII name IDNA cannot encode (a label empty or over 63 characters)
+        raise ConnectError(f"cannot resolve host {host!r}: not a valid host name ({error.__cause__ or error})") from None
     except ConnectionRefusedError:
         raise ConnectError(f"connection refused by {host}:{port}: is the peer listening on that port?") from None
     except TimeoutError:
