@@ -162,7 +162,7 @@ def wrap_words(words: Sequence[str], width: int) -> list[str]:
 def terminal_width(out: IO[str]) -> int:
     """COLUMNS when set, else the terminal's width, else 80."""
     columns = os.environ.get("COLUMNS", "")
-    if columns.isdigit() and int(columns) > 0:
+    if columns.isascii() and columns.isdigit() and int(columns) > 0:
         return int(columns)
     try:
         width = os.get_terminal_size(out.fileno()).columns

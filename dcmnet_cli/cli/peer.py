@@ -97,7 +97,7 @@ def _node(name: str) -> tuple[str, int, str | None, dict[str, Any]]:
 
 
 def _port(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
         raise UsageProblem(f"{text!r} is not a port number (1-65535)")
     return int(text)
 

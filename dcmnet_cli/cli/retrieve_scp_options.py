@@ -20,7 +20,8 @@ def _parse(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
         aet, sep, address = value.partition("=")
         host, colon, port_text = address.rpartition(":")
         host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-        if not sep or not colon or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        if not sep or not colon or not host or not (port_text.isascii() and port_text.isdigit())\
+                or not 0 < int(port_text) < 65536:
             raise click.BadParameter(f"{value!r} is not AET=HOST:PORT (e.g. STORESCP=127.0.0.1:11112)")
         parsed.append((ae_title(ctx, param, aet.strip()) or "", host, int(port_text)))
     return tuple(parsed)

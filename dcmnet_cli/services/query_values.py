@@ -293,7 +293,7 @@ def _key(vr: str, point: str) -> str:
 def _point_problem(vr: str, text: str) -> str | None:
     """Reason one DA, TM or DT value (not a range) is refused ("" = not in the form), or None."""
     if vr == "DA":
-        if len(text) != 8 or not text.isdigit():
+        if len(text) != 8 or not (text.isascii() and text.isdigit()):
             return ""
         year, month, day = int(text[:4]), int(text[4:6]), int(text[6:])
         return _date_problem(year, month, day)

@@ -83,7 +83,7 @@ def check_name(name: str) -> str | None:
 
 def parse_hash(text: str) -> PasswordHash | None:
     parts = text.split("$")
-    if len(parts) != 6 or parts[0] != "scrypt" or not all(p.isdigit() for p in parts[1:4]):
+    if len(parts) != 6 or parts[0] != "scrypt" or not all(p.isascii() and p.isdigit() for p in parts[1:4]):
         return None
     n, r, p = (int(v) for v in parts[1:4])
     if n < 2 or n & (n - 1) or n > 1 << 20 or not 0 < r <= 32 or not 0 < p <= 16:
