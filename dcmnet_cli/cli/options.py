@@ -99,6 +99,11 @@ def seconds_or_unlimited(ctx: click.Context, param: click.Parameter, value: floa
     return _checked(values.seconds_or_unlimited, value)
 
 
+def finite_number(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """Not ``nan`` nor infinite (:func:`.values.finite_number`)."""
+    return _checked(values.finite_number, value)
+
+
 network_options = stack(
     click.option("-aet", "--calling-aet", default="DCMNET", show_default=True, callback=ae_title,
                  envvar="DCMNET_CALLING_AET", help="Our AE title."),

@@ -29,8 +29,13 @@ def ae_title(value: str | None) -> str | None:
     return value
 
 
+_INF = float("inf")
+
+
 def positive_seconds(value: float | None) -> float | None:
-    if value is not None and value <= 0:
+    """A positive, finite number of seconds (``nan``, ``inf`` and ``1e999`` are floats too: refused here,
+    not found by ``time.sleep`` or a socket timeout in the middle of a run)."""
+    if value is not None and not 0 < value < _INF:
         raise ValueError("must be a positive number of seconds")
     return value
 
@@ -39,8 +44,16 @@ def seconds_or_unlimited(value: float | None) -> float | None:
     """Timeouts a CI run must be able to rely on: finite by default, 0 lifts the limit."""
     if value is None or value == 0:
         return None
-    if value < 0:
+    if not 0 < value < _INF:
         raise ValueError("must be a number of seconds (0 = no limit)")
+    return value
+
+
+def finite_number(value: float | None) -> float | None:
+    """Any other float option (an interval, a delay, a rate: their ranges are click's): not ``nan`` nor
+    infinite."""
+    if value is not None and not -_INF < value < _INF:
+        raise ValueError(f"{value} is not a finite number")
     return value
 
 
@@ -64,6 +77,7 @@ CHECKS: dict[str, Any] = {
     "dcmnet_cli.cli.options.ae_title": ae_title,
     "dcmnet_cli.cli.options.positive_seconds": positive_seconds,
     "dcmnet_cli.cli.options.seconds_or_unlimited": seconds_or_unlimited,
+    "dcmnet_cli.cli.options.finite_number": finite_number,
 }
 """The click callbacks (by the name :mod:`.argspec` records) the fast path can apply itself: each is a
 one-line wrapper of the check here. A parameter with any other callback makes the fast path decline."""

@@ -11,7 +11,8 @@ from typing import Any
 import click
 
 from ..app import App
-from ..options import SectionedCommand, as_click_error, network_options, output_options, parse_peer, tls_options
+from ..options import (SectionedCommand, as_click_error, finite_number, network_options, output_options, parse_peer,
+                       tls_options)
 from ..peer import UsageProblem
 from ..store_body import split_args, store_body
 from ..values import jobs_value
@@ -49,9 +50,9 @@ class Jobs(click.ParamType):
                    "then one at a time). Saves a round trip per file: helps most for many small files.")
 @click.option("--retries", type=click.IntRange(min=0), default=0, show_default=True, envvar="DCMNET_RETRIES",
               help="Retry transient rejections and dropped connections; only unanswered files are re-sent.")
-@click.option("--retry-delay", type=click.FloatRange(min=0), default=1.0, show_default=True,
+@click.option("--retry-delay", type=click.FloatRange(min=0), default=1.0, show_default=True, callback=finite_number,
               help="Seconds before the first retry; doubled each time.")
-@click.option("--max-rate", type=click.FloatRange(min=0.001), default=None, metavar="MB/S",
+@click.option("--max-rate", type=click.FloatRange(min=0.001), default=None, metavar="MB/S", callback=finite_number,
               envvar="DCMNET_MAX_RATE", help="Cap the send rate over all associations (1 MB = 10^6 bytes).")
 @click.option("--no-progress", is_flag=True, help="No progress bar (only drawn when stderr is a terminal).")
 @click.option("--report", type=click.Path(dir_okay=False, writable=True), default=None, metavar="FILE",
