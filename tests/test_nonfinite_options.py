@@ -1,5 +1,6 @@
-"""Float options given ``nan``, ``inf`` or ``1e999`` (all floats to Python): a usage error (exit 2) naming the
-option, never an internal error from ``time.sleep`` or a socket timeout, nor an endless wait."""
+"""Float options given ``nan``, ``inf``, ``1e999`` (all floats to Python) or a finite value too large for a
+timeout (``1e20`` overflows ``settimeout``, ``time.sleep``, ``Event.wait``): a usage error (exit 2) naming the
+option, never an internal error (70), nor an endless wait."""
 
 from __future__ import annotations
 
@@ -13,28 +14,32 @@ from helpers.procs import base_env
 
 PEER = ["127.0.0.1", "1"]  # nothing listens there: a command that got past its options fails with exit 4
 
+POSITIVE = "must be a positive number of seconds, at most 1000000"
+UNLIMITED = "must be a number of seconds up to 1000000 (0 = no limit)"
+FROM_ZERO = "must be a number of seconds from 0 to 1000000"
 CASES = [
-    ("echo", "--connect-timeout", "must be a positive number of seconds"),
-    ("echo", "--acse-timeout", "must be a positive number of seconds"),
-    ("echo", "--dimse-timeout", "must be a number of seconds (0 = no limit)"),
-    ("echo", "--network-timeout", "must be a number of seconds (0 = no limit)"),
-    ("echo", "--interval", "is not a finite number"),
-    ("store", "--retry-delay", "is not a finite number"),
-    ("store", "--max-rate", "is not a finite number"),
-    ("find", "--deadline", "must be a positive number of seconds"),
-    ("listen", "--shutdown-grace", "is not a finite number"),
-    ("listen", "--artim-timeout", "must be a positive number of seconds"),
-    ("listen", "--idle-timeout", "must be a number of seconds (0 = no limit)"),
+    ("echo", "--connect-timeout", POSITIVE),
+    ("echo", "--acse-timeout", POSITIVE),
+    ("echo", "--dimse-timeout", UNLIMITED),
+    ("echo", "--network-timeout", UNLIMITED),
+    ("echo", "--interval", FROM_ZERO),
+    ("store", "--retry-delay", FROM_ZERO),
+    ("find", "--deadline", POSITIVE),
+    ("get", "--deadline", POSITIVE),
+    ("listen", "--shutdown-grace", FROM_ZERO),
+    ("listen", "--artim-timeout", POSITIVE),
+    ("listen", "--exec-timeout", POSITIVE),
+    ("listen", "--idle-timeout", UNLIMITED),
 ]
 
 
 def argv(command: str, option: str, value: str, tmp: str) -> list[str]:
     rest = {"echo": ["-c", "2", *PEER], "store": [*PEER, tmp], "find": [*PEER, "-k", "PatientID=X"],
-            "listen": ["-od", tmp, "127.0.0.1", "0"]}[command]
+            "get": [*PEER, "-k", "StudyInstanceUID=1.2"], "listen": ["-od", tmp, "127.0.0.1", "0"]}[command]
     return [sys.executable, "-m", "dcmnet_cli", command, f"{option}={value}", *rest]
 
 
-@pytest.mark.parametrize("value", ["nan", "inf", "1e999"])
+@pytest.mark.parametrize("value", ["nan", "inf", "1e999", "1e20", "1000000.5", "-1"])
 @pytest.mark.parametrize("command,option,message", CASES)
 def test_a_non_finite_value_is_a_usage_error(command: str, option: str, message: str, value: str, tmp_path) -> None:
     done = subprocess.run(argv(command, option, value, str(tmp_path)), capture_output=True, text=True, timeout=30,
@@ -44,11 +49,37 @@ def test_a_non_finite_value_is_a_usage_error(command: str, option: str, message:
     assert "internal error" not in done.stderr and "Traceback" not in done.stderr
 
 
-def test_finite_values_still_pass_the_checks() -> None:
-    assert values.positive_seconds(0.5) == 0.5 and values.positive_seconds(None) is None
-    assert values.seconds_or_unlimited(0) is None and values.seconds_or_unlimited(1e9) == 1e9
-    assert values.finite_number(0.0) == 0.0 and values.finite_number(-2.5) == -2.5 and values.finite_number(None) is None
-    for check in (values.positive_seconds, values.seconds_or_unlimited, values.finite_number):
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_a_rate_must_be_finite(value: str, tmp_path) -> None:
+    done = subprocess.run([sys.executable, "-m", "dcmnet_cli", "store", f"--max-rate={value}", *PEER, str(tmp_path)],
+                          capture_output=True, text=True, timeout=30, env=base_env())
+    assert done.returncode == 2 and f"{value} is not a finite number" in done.stderr, done.stderr
+
+
+def test_the_bounds_themselves_pass() -> None:
+    assert values.positive_seconds(1_000_000) == 1_000_000 and values.positive_seconds(0.001) == 0.001
+    assert values.positive_seconds(None) is None
+    assert values.seconds_or_unlimited(0) is None and values.seconds_or_unlimited(1_000_000) == 1_000_000
+    assert values.seconds_from_zero(0) == 0 and values.seconds_from_zero(1_000_000) == 1_000_000
+    assert values.finite_number(-2.5) == -2.5 and values.finite_number(None) is None
+    for check in (values.positive_seconds, values.seconds_or_unlimited, values.seconds_from_zero, values.finite_number):
         for bad in (float("nan"), float("inf"), float("-inf")):
             with pytest.raises(ValueError):
                 check(bad)
+
+
+def test_the_longest_wait_a_timeout_takes_is_one_every_waiting_call_takes() -> None:
+    """MAX_SECONDS fits a socket timeout, a kernel SO_RCVTIMEO and ``Event.wait``: a run never fails on it."""
+    import socket
+    import threading
+
+    from dcmnet_cli.transport.channel import _timeval
+
+    assert values.MAX_SECONDS < threading.TIMEOUT_MAX
+    a, b = socket.socketpair()
+    try:
+        a.settimeout(values.MAX_SECONDS)
+        b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(values.MAX_SECONDS))
+    finally:
+        a.close()
+        b.close()

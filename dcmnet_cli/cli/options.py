@@ -99,6 +99,11 @@ def seconds_or_unlimited(ctx: click.Context, param: click.Parameter, value: floa
     return _checked(values.seconds_or_unlimited, value)
 
 
+def seconds_from_zero(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """0 to :data:`.values.MAX_SECONDS` (:func:`.values.seconds_from_zero`)."""
+    return _checked(values.seconds_from_zero, value)
+
+
 def finite_number(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
     """Not ``nan`` nor infinite (:func:`.values.finite_number`)."""
     return _checked(values.finite_number, value)

@@ -30,13 +30,15 @@ def ae_title(value: str | None) -> str | None:
 
 
 _INF = float("inf")
+MAX_SECONDS = 1_000_000
+"""The longest wait an option takes (11.6 days): ``nan``, ``inf`` and ``1e999`` are floats to Python, and a
+finite 1e20 overflows ``settimeout``, ``time.sleep`` and ``Event.wait``; each is refused here, not found
+by one of them in the middle of a run."""
 
 
 def positive_seconds(value: float | None) -> float | None:
-    """A positive, finite number of seconds (``nan``, ``inf`` and ``1e999`` are floats too: refused here,
-    not found by ``time.sleep`` or a socket timeout in the middle of a run)."""
-    if value is not None and not 0 < value < _INF:
-        raise ValueError("must be a positive number of seconds")
+    if value is not None and not 0 < value <= MAX_SECONDS:
+        raise ValueError(f"must be a positive number of seconds, at most {MAX_SECONDS}")
     return value
 
 
@@ -44,14 +46,20 @@ def seconds_or_unlimited(value: float | None) -> float | None:
     """Timeouts a CI run must be able to rely on: finite by default, 0 lifts the limit."""
     if value is None or value == 0:
         return None
-    if not 0 < value < _INF:
-        raise ValueError("must be a number of seconds (0 = no limit)")
+    if not 0 < value <= MAX_SECONDS:
+        raise ValueError(f"must be a number of seconds up to {MAX_SECONDS} (0 = no limit)")
+    return value
+
+
+def seconds_from_zero(value: float | None) -> float | None:
+    """An interval or a grace period: 0 to :data:`MAX_SECONDS` seconds."""
+    if value is not None and not 0 <= value <= MAX_SECONDS:
+        raise ValueError(f"must be a number of seconds from 0 to {MAX_SECONDS}")
     return value
 
 
 def finite_number(value: float | None) -> float | None:
-    """Any other float option (an interval, a delay, a rate: their ranges are click's): not ``nan`` nor
-    infinite."""
+    """Any other float option (a rate: its range is click's): not ``nan`` nor infinite."""
     if value is not None and not -_INF < value < _INF:
         raise ValueError(f"{value} is not a finite number")
     return value
@@ -78,6 +86,7 @@ CHECKS: dict[str, Any] = {
     "dcmnet_cli.cli.options.positive_seconds": positive_seconds,
     "dcmnet_cli.cli.options.seconds_or_unlimited": seconds_or_unlimited,
     "dcmnet_cli.cli.options.finite_number": finite_number,
+    "dcmnet_cli.cli.options.seconds_from_zero": seconds_from_zero,
 }
 """The click callbacks (by the name :mod:`.argspec` records) the fast path can apply itself: each is a
 one-line wrapper of the check here. A parameter with any other callback makes the fast path decline."""

@@ -8,7 +8,7 @@ import click
 
 from ..app import App
 from ..echo_body import echo_body
-from ..options import SectionedCommand, finite_number, network_options, output_options, parse_peer, tls_options
+from ..options import SectionedCommand, network_options, output_options, parse_peer, seconds_from_zero, tls_options
 
 
 @click.command("echo", cls=SectionedCommand)
@@ -16,7 +16,7 @@ from ..options import SectionedCommand, finite_number, network_options, output_o
 @network_options
 @tls_options
 @click.option("-c", "--count", type=click.IntRange(min=1), default=1, show_default=True, help="Echoes to send over one association.")
-@click.option("-i", "--interval", type=click.FloatRange(min=0), default=0.0, callback=finite_number,
+@click.option("-i", "--interval", type=float, default=0.0, callback=seconds_from_zero,
               help="Seconds between echoes with --count.")
 @click.option("--abort", "abort", is_flag=True, help="End with A-ABORT instead of a release.")
 @output_options(json_help="One JSON object with statuses and timings.")

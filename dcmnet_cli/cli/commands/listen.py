@@ -18,11 +18,11 @@ from ..exitcodes import ExitCode
 from ..options import (
     SectionedCommand,
     ae_title,
-    finite_number,
     listen_identity_from,
     listen_identity_options,
     output_options,
     positive_seconds,
+    seconds_from_zero,
     seconds_or_unlimited,
     server_tls_from,
     server_tls_options,
@@ -106,7 +106,7 @@ class EventLog:
 @click.option("--async-window", type=click.IntRange(min=1, max=0xFFFF), default=16, show_default=True,
               help="C-STORE requests a client may keep outstanding when it proposes an asynchronous operations "
                    "window (PS3.7 D.3.3.3, e.g. dcmnet store --async); answered in order; 1 = never grant.")
-@click.option("--shutdown-grace", type=click.FloatRange(min=0), default=10.0, show_default=True, callback=finite_number,
+@click.option("--shutdown-grace", type=float, default=10.0, show_default=True, callback=seconds_from_zero,
               help="On SIGINT/SIGTERM, seconds to let in-flight associations finish.")
 @click.option("--no-progress", is_flag=True, help="No live dashboard on a terminal (log lines only).")
 @click.option("-od", "--output-directory", type=click.Path(file_okay=False), default=None,

@@ -12,7 +12,7 @@ import click
 
 from ..app import App
 from ..options import (SectionedCommand, as_click_error, finite_number, network_options, output_options, parse_peer,
-                       tls_options)
+                       seconds_from_zero, tls_options)
 from ..peer import UsageProblem
 from ..store_body import split_args, store_body
 from ..values import jobs_value
@@ -50,7 +50,7 @@ class Jobs(click.ParamType):
                    "then one at a time). Saves a round trip per file: helps most for many small files.")
 @click.option("--retries", type=click.IntRange(min=0), default=0, show_default=True, envvar="DCMNET_RETRIES",
               help="Retry transient rejections and dropped connections; only unanswered files are re-sent.")
-@click.option("--retry-delay", type=click.FloatRange(min=0), default=1.0, show_default=True, callback=finite_number,
+@click.option("--retry-delay", type=float, default=1.0, show_default=True, callback=seconds_from_zero,
               help="Seconds before the first retry; doubled each time.")
 @click.option("--max-rate", type=click.FloatRange(min=0.001), default=None, metavar="MB/S", callback=finite_number,
               envvar="DCMNET_MAX_RATE", help="Cap the send rate over all associations (1 MB = 10^6 bytes).")
