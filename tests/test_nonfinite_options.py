@@ -83,3 +83,23 @@ def test_the_longest_wait_a_timeout_takes_is_one_every_waiting_call_takes() -> N
     finally:
         a.close()
         b.close()
+
+
+def test_every_float_option_of_every_command_is_checked() -> None:
+    """A float option added without one of the checks above would take nan, inf or 1e20 again."""
+    import click
+
+    from dcmnet_cli.cli import options
+    from dcmnet_cli.cli.main import cli
+
+    checks = {options.positive_seconds, options.seconds_or_unlimited, options.seconds_from_zero, options.finite_number}
+    ctx = click.Context(cli)
+    unchecked, seen = [], 0
+    commands = [(name, cli.get_command(ctx, name)) for name in cli.list_commands(ctx)] + [("dcmnet", cli)]
+    for name, command in commands:
+        for param in command.params:
+            if isinstance(param.type, (click.types.FloatParamType, click.FloatRange)):
+                seen += 1
+                if param.callback not in checks:
+                    unchecked.append(f"{name} {param.opts[-1]}")
+    assert seen >= 12 and unchecked == []
