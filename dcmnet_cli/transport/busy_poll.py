@@ -60,7 +60,6 @@ MAX_BUDGET_US = 1_000_000
 """The largest budget ``DCMNET_BUSY_POLL`` takes (1 s): past that, polling is a hang in all but name."""
 
 
-
 def budget_from(environ: Mapping[str, str], cpus: int) -> float:
     """The polling budget in seconds from ``DCMNET_BUSY_POLL`` (whole microseconds, 0: off), 0.0 on a
     one-CPU machine. ValueError, with the text for the user, for anything but a whole number from 0 to
