@@ -16,6 +16,7 @@ import sys
 from ..ul.typenames import IO, Any, Protocol
 
 from ..transport.threads import Lock
+from .text import one_line
 
 LEVELS = ("error", "warning", "info", "detail")
 """Levels of :meth:`App.say`: error (always shown), warning and info (unless -q), detail (-v only)."""
@@ -140,6 +141,7 @@ class App:
         (red on a terminal); "warning" (prefixed, yellow) and "info" unless -q; "detail" only with -v."""
         if level != "error" and (self.quiet or level == "detail" and not self.verbose):
             return
+        text = one_line(text)  # a path or name with a line break in it must not make two lines
         prefix = {"error": f"{self.command}: error: ", "warning": f"{self.command}: warning: "}.get(level, "")
         style = _STYLES.get(level) if self.color else None
         live = self._live

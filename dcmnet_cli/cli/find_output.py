@@ -18,6 +18,7 @@ from typing import IO, Any, Sequence
 
 from .. import counted
 from ..part10.uidnames import described, uid_name
+from .text import one_line
 
 ELLIPSIS = "…"
 _UID_TEXT = re.compile(r"^[0-9]+(\.[0-9]+)+$")
@@ -89,11 +90,8 @@ def _dump_value(element: Any) -> str:
 
 # ---------------------------------------------------------------------------------------- cells
 
-def escape_cell(text: str) -> str:
-    """Tabs, line breaks and other control characters (peer text) shown as escapes, on one line."""
-    if text.isprintable() or not any(ord(c) < 32 or c == "\x7f" for c in text):  # isprintable: C speed
-        return text
-    return "".join(c if ord(c) >= 32 and c != "\x7f" else c.encode("unicode_escape").decode("ascii") for c in text)
+escape_cell = one_line
+"""A cell of peer text on one line (:func:`.text.one_line`)."""
 
 
 def width_of(text: str) -> int:

@@ -17,7 +17,7 @@ is the hot path of ``dcmnet store``.
 from __future__ import annotations
 
 import os
-from stat import S_ISDIR as _S_ISDIR
+from stat import S_ISDIR as _S_ISDIR, S_ISREG as _S_ISREG
 from collections.abc import Iterator
 
 from ..errors import InputError
@@ -32,6 +32,9 @@ INLINE_MAX = 64 * 1024
 MAX_RAW_WALK = 16 << 20
 """Bytes of a file without meta walked (most of them skipped, not read) looking for (0008,0018)."""
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_OPEN_FLAGS = os.O_RDONLY | _O_CLOEXEC | getattr(os, "O_NONBLOCK", 0)
+"""O_NONBLOCK: opening a FIFO given as a file (or met in a folder) must not wait for a writer for ever; a
+regular file ignores the flag, and anything else is refused once open (:func:`_not_regular`)."""
 
 
 class DicomFile:
@@ -112,7 +115,7 @@ def read_meta(path: str | os.PathLike[str], keep_content: bool = False) -> Dicom
     """
     name = os.fspath(path)
     try:
-        fd = os.open(name, os.O_RDONLY | _O_CLOEXEC)
+        fd = os.open(name, _OPEN_FLAGS)
     except FileNotFoundError:
         raise InputError(f"{name}: no such file") from None
     except IsADirectoryError:
@@ -125,6 +128,8 @@ def read_meta(path: str | os.PathLike[str], keep_content: bool = False) -> Dicom
         st = os.fstat(fd)
         if _S_ISDIR(st.st_mode):
             raise InputError(f"{name}: is a folder")
+        if not _S_ISREG(st.st_mode):
+            raise _not_regular(name)
         size = st.st_size
         head = os.read(fd, size if size <= INLINE_MAX else HEAD_SIZE)
         meta = _parse(name, fd, size, head)
@@ -237,15 +242,23 @@ def open_dataset(file: DicomFile) -> int:
     The caller closes it. Raises :class:`InputError` (nothing sent yet) if it cannot be opened or shrank.
     """
     try:
-        fd = os.open(file.path, os.O_RDONLY | _O_CLOEXEC)
+        fd = os.open(file.path, _OPEN_FLAGS)
     except OSError as error:
         raise InputError(f"{file.path}: cannot read: {error.strerror or error}") from None
     try:
-        size = os.fstat(fd).st_size
+        st = os.fstat(fd)
     except OSError as error:
         os.close(fd)
         raise InputError(f"{file.path}: cannot read: {error.strerror or error}") from None
+    if not _S_ISREG(st.st_mode):  # replaced since its meta was read
+        os.close(fd)
+        raise _not_regular(file.path)
+    size = st.st_size
     if size < file.size:
         os.close(fd)
         raise InputError(f"{file.path}: the file shrank before it was sent ({file.size - size} bytes missing)")
     return fd
+
+
+def _not_regular(name: str) -> InputError:
+    return InputError(f"{name}: not a regular file (a FIFO, device or socket): only files are sent")
