@@ -214,6 +214,21 @@ def test_echoscu_tls_to_listen_requiring_client_certificates(certs: Certs, dcmtk
         assert server.alive()
 
 
+def test_tls_files_through_process_substitution(certs: Certs) -> None:
+    """``--tls-ca <(...) --tls-cert <(...) --tls-key <(...)``, as a shell user passes secrets kept out of
+    files: pipes, which OpenSSL cannot open by name after we read them; the handshake still verifies both ways."""
+    import shlex
+
+    with tls_listen(certs, "--tls-ca", certs.ca, "--tls-require-client-cert") as server:
+        argv = dcmnet_argv("-v", "echo", "--tls", LOOPBACK, str(server.port))
+        piped = " ".join(f"{option} <(cat {shlex.quote(path)})" for option, path in
+                         (("--tls-ca", certs.ca), ("--tls-cert", certs.client), ("--tls-key", certs.client_key)))
+        done = subprocess.run(["bash", "-c", f"{shlex.join(argv)} {piped}"], capture_output=True, text=True,
+                              timeout=20, env=base_env(), stdin=subprocess.DEVNULL)
+        assert done.returncode == 0, done.stderr
+        assert server.wait_for_stderr("client certificate commonName=dcmnet test client")
+
+
 def test_plain_storescp_refuses_tls_echo_quickly(certs: Certs, dcmtk, start_server) -> None:
     port = free_port()
     start_server([dcmtk["storescp"], "--ignore", str(port)], port, dcmtk=True)

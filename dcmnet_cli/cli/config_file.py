@@ -11,6 +11,8 @@ from ..ul.typenames import Any
 
 from .values import UsageProblem
 
+MAX_CONFIG_BYTES = 1 << 20
+
 NODE_KEYS = ("host", "port", "aet", "calling_aet", "tls", "tls_ca", "tls_cert", "tls_key", "tls_key_password_env",
              "tls_server_name", "tls_no_verify", "user", "password_env")
 """Keys of a ``[nodes.NAME]`` table: where the node is, its AE title, our AE title towards it, its TLS, and
@@ -44,10 +46,15 @@ def read(cache: dict[str, Any] | None = None) -> dict[str, Any] | None:
         return None
     import tomllib
 
+    from ..inputfiles import read_limited
+
     try:
-        with open(path, "rb") as handle:
-            config = tomllib.load(handle)
-    except (OSError, tomllib.TOMLDecodeError) as error:
+        config = tomllib.loads(read_limited(path, MAX_CONFIG_BYTES).decode("utf-8"))
+    except OSError as error:
+        raise UsageProblem(f"cannot read {path}: {error.strerror or error}", bad=False) from None
+    except UnicodeDecodeError:
+        raise UsageProblem(f"cannot read {path}: not UTF-8 text", bad=False) from None
+    except tomllib.TOMLDecodeError as error:
         raise UsageProblem(f"cannot read {path}: {error}", bad=False) from None
     for key, value in config.items():
         if key not in SECTIONS:

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from ..inputfiles import read_limited
 from ..services.scu.identity import Identity, IdentityError
 from ..ul.items import UserIdentityType
 
@@ -32,8 +33,7 @@ def _env_secret(var: str, what: str) -> bytes:
 
 def _file_secret(path: str, what: str) -> bytes:
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(0x10000)
+        data = read_limited(path, 0xFFFF)  # the field's length is two bytes
     except OSError as error:
         raise click.UsageError(f"{what}: cannot read {path}: {error.strerror or error}") from None
     if not data:

@@ -54,8 +54,36 @@ def build_requests(options: dict[str, Any], from_json: Any) -> tuple[Any, list[A
     if not MODELS[name].move:
         raise click.UsageError("the modality worklist model (-W) supports find only")
     level = options.get("level") or None  # any case: requests_from_ndjson reads it in upper case
-    requests, problems = requests_from_ndjson(from_json.read().splitlines(), name, level)
+    requests, problems = requests_from_ndjson(read_lines(from_json), name, level)
     return MODELS[name], requests, problems
+
+
+MAX_FROM_JSON = 1 << 30
+"""--from-json holds one line per match, ~1 KB each: a million matches is far below this."""
+
+
+def read_lines(source: Any) -> list[str]:
+    """The lines of --from-json: ``-`` is stdin (read to its end: `dcmnet find --json | dcmnet move`), a
+    path is read without blocking on a FIFO or running on from a device (:mod:`..inputfiles`); a stream
+    (tests) is read as it is. Unreadable or non-UTF-8 input is a usage error, never a traceback."""
+    import sys
+
+    from ..inputfiles import read_limited
+
+    data = b""
+    try:
+        if source == "-":
+            data = sys.stdin.buffer.read() if sys.stdin is not None else b""
+        elif isinstance(source, str):
+            data = read_limited(source, MAX_FROM_JSON)
+        else:
+            return str(source.read()).splitlines()
+        return data.decode("utf-8").splitlines()
+    except OSError as error:
+        raise click.UsageError(f"--from-json: cannot read {source}: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise click.UsageError(f"--from-json: {source} is not UTF-8 text (line {line})") from None
 
 
 def require_keys(spec: Any) -> None:

@@ -42,6 +42,8 @@ from ..errors import DIMSEError, InputError, LocalDIMSEError, QueryKeyError, Rem
 from ..part10.syntaxes import IMPLICIT_LE
 from .query_values import normalize, tag_of, to_int, value_problem, vr_of
 
+MAX_QUERY_FILE = 64 << 20  # a query identifier is a few KB; this only stops /dev/zero-like inputs
+
 __all__ = ["MODELS", "QuerySpec", "build_identifier", "decode_identifier", "encode_identifier", "load_query_file",
            "value_problem"]
 
@@ -475,9 +477,11 @@ def load_query_file(path: "str | Path") -> "Dataset":
 
     from pydicom import Dataset, dcmread
 
+    from ..inputfiles import read_limited
+
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        raw = read_limited(path, MAX_QUERY_FILE)
     except OSError as error:
         raise InputError(f"cannot read query file {path}: {error.strerror or error}") from None
     text = raw.lstrip()[:1]

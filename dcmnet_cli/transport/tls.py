@@ -21,7 +21,11 @@ import socket
 from typing import Any, NamedTuple
 
 from ..errors import ConnectError
+from ..inputfiles import regular_or_copy
 from .sockets import Socket
+
+MAX_PEM_BYTES = 16 << 20
+"""A CA bundle of a few thousand certificates is ~1 MB; more is not a PEM file."""
 
 
 class TLSConfigError(ValueError):
@@ -86,8 +90,10 @@ def _load_chain(context: Any, cert: str, key: str | None, password_env: str | No
     import ssl
 
     password = _password(password_env, key or cert)
+    copies: list[int] = []
     try:
-        context.load_cert_chain(cert, key, password=password)
+        cert_path = _openable(cert, copies)
+        context.load_cert_chain(cert_path, _openable(key, copies) if key else None, password=password)
     except TLSConfigError:
         raise
     except OSError as error:  # ssl.SSLError is an OSError too
@@ -95,14 +101,30 @@ def _load_chain(context: Any, cert: str, key: str | None, password_env: str | No
         if isinstance(error, ssl.SSLError) and reason in ("KEY_VALUES_MISMATCH",):
             reason = "the key does not belong to the certificate"
         raise TLSConfigError(f"cannot load certificate {cert} and key {key or cert}: {_words(reason)}") from None
+    finally:
+        for fd in copies:
+            os.close(fd)
+
+
+def _openable(path: str, copies: list[int]) -> str:
+    """``path`` for OpenSSL to open: a pipe (``<(...)``) is copied to a memory file first, a FIFO without a
+    writer or a device is refused, so loading never blocks (see :mod:`..inputfiles`)."""
+    usable, fd = regular_or_copy(path, MAX_PEM_BYTES)
+    if fd is not None:
+        copies.append(fd)
+    return usable
 
 
 def _load_ca(context: Any, ca: str) -> None:
+    copies: list[int] = []
     try:
-        context.load_verify_locations(cafile=ca)
+        context.load_verify_locations(cafile=_openable(ca, copies))
     except OSError as error:
         reason = getattr(error, "reason", None) or error.strerror or str(error)
         raise TLSConfigError(f"cannot load CA certificates from {ca}: {_words(reason)}") from None
+    finally:
+        for fd in copies:
+            os.close(fd)
 
 
 def client_tls(settings: ClientSettings) -> ClientTLS:

@@ -19,7 +19,7 @@ from ..storage_options import storage_options
 @network_options
 @tls_options
 @retrieve_query_options
-@click.option("--from-json", "from_json", type=click.File("r", encoding="utf-8"), default=None, metavar="FILE|-",
+@click.option("--from-json", "from_json", type=click.Path(dir_okay=False, allow_dash=True), default=None, metavar="FILE|-",
               help="Get each match `dcmnet find --json` printed (one DICOM JSON object per line) at its level.")
 @click.option("--storage-class", "storage_classes", multiple=True, metavar="UID_OR_KEYWORD",
               help="Storage SOP class to accept (repeatable, e.g. CTImageStorage) [default: 119 common ones].")

@@ -24,7 +24,7 @@ from ..storage_options import storage_options
 @retrieve_query_options
 @click.option("--dest", "-aem", "--move-destination", "destination", default=None, callback=ae_title, metavar="AET",
               help="AE title to move to (the peer must know it) [default: our -aet when --store-port is given].")
-@click.option("--from-json", "from_json", type=click.File("r", encoding="utf-8"), default=None, metavar="FILE|-",
+@click.option("--from-json", "from_json", type=click.Path(dir_okay=False, allow_dash=True), default=None, metavar="FILE|-",
               help="Move each match `dcmnet find --json` printed (one DICOM JSON object per line) at its level.")
 @click.option("--store-port", type=click.IntRange(1, 65535), default=None, metavar="PORT",
               help="Receive the moved objects in this process: a Storage SCP on PORT while the move runs.")

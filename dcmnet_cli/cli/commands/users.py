@@ -12,6 +12,7 @@ import tempfile
 
 import click
 
+from ...inputfiles import read_limited
 from ..app import App
 from ..exitcodes import ExitCode
 from ..options import SectionedCommand
@@ -47,8 +48,7 @@ def _existing_lines(path: str, name: str) -> tuple[list[str], bool]:
     if not os.path.exists(path):
         return [], False
     try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
+        text = read_limited(path, 16 << 20).decode("utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise click.UsageError(f"cannot read {path}: {getattr(error, 'strerror', None) or error}") from None
     parse_users(text, path)

@@ -30,6 +30,7 @@ import os
 from typing import NamedTuple
 
 from ...errors import InputError
+from ...inputfiles import read_limited
 from ...ul.items import UserIdentityRQ, UserIdentityType
 from ...ul.negotiation import AcceptorPolicy, IdentityVerdict
 from .jwt import JWTVerifier, load_jwt_key
@@ -111,8 +112,7 @@ def parse_users(text: str, path: str) -> dict[str, PasswordHash]:
 
 def read_users(path: str) -> dict[str, PasswordHash]:
     try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read(16 << 20)
+        text = read_limited(path, 16 << 20).decode("utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise UsersFileError(f"cannot read the users file {path}: {getattr(error, 'strerror', None) or error}") from None
     return parse_users(text, path)

@@ -23,6 +23,7 @@ import time
 from typing import Any, NamedTuple
 
 from ...errors import InputError
+from ...inputfiles import read_limited
 from ...ul.negotiation import IdentityVerdict
 
 LEEWAY_S = 60
@@ -153,8 +154,7 @@ class JWTVerifier(NamedTuple):
 def load_jwt_key(path: str) -> JWTVerifier:
     """The verifier for ``--jwt-key FILE``: a PEM RSA public key, or else the file's bytes as an HMAC secret."""
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(1 << 20)
+        data = read_limited(path, 1 << 20)
     except OSError as error:
         raise JWTKeyError(f"cannot read the JWT key {path}: {error.strerror or error}") from None
     if data.lstrip().startswith(b"-----BEGIN"):
