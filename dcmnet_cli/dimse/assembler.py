@@ -104,6 +104,25 @@ class Assembler:
         """True between messages (nothing half-received)."""
         return self._state == _State.IDLE
 
+    def streamable(self, context_id: int, count: int) -> int:
+        """How many of ``count`` data-set bytes on ``context_id`` may bypass :meth:`receive_pdv` (the driver
+        moves them to the handler's file itself, see :meth:`skipped`): those of a streamed data set (not
+        collected, not discarded), within the quota; 0 otherwise."""
+        if self._state != _State.DATASET or self._collected is not None or context_id != self._ctx:
+            return 0
+        if self._max_dataset is not None:
+            count = min(count, max(0, self._max_dataset - self._ds_len))
+        return count
+
+    @property
+    def streaming(self) -> bool:
+        """A data set is being streamed as fragments (not collected, not discarded)."""
+        return self._state == _State.DATASET and self._collected is None
+
+    def skipped(self, count: int) -> None:
+        """``count`` bytes :meth:`streamable` allowed went past: counted as if received."""
+        self._ds_len += count
+
     def receive_pdv(self, context_id: int, control: int, data: memoryview) -> list[Event]:
         """Feed one PDV (bits 2–7 of ``control`` are reserved and not tested, PS3.8 E.2)."""
         # The context check inline, not a method: it runs for every PDV received.

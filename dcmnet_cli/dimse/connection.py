@@ -241,6 +241,31 @@ class DIMSEConnection:
         """The driver feeds :meth:`tail`'s bytes again, at the start of its next chunk."""
         self.association.drop_tail()
 
+    def bulk(self) -> int:
+        """Bytes of the streamed data set in progress the driver may move straight to its handler's file,
+        bypassing framing and events (none of them fed yet, an even count, never the data set's last
+        bytes: those still end it as a fragment with the "last" bit); 0 when there are none. Only once no
+        event is waiting: a handler sees its fragments and the bulk bytes in stream order."""
+        if self._refused or self.events_waiting:
+            return 0
+        found = self.association.bulk()
+        if found is None:
+            return 0
+        return self._assembler.streamable(found[0], found[1]) & ~1
+
+    def bulk_read_size(self) -> int:
+        """While a streamed data set comes in large (streamed) PDUs and nothing is waiting: the size of a read
+        that ends just after the next PDU's headers, so a driver whose handler takes bulk bytes can then
+        move that PDU's data (:meth:`bulk`); 0 otherwise."""
+        if self._refused or not self._assembler.streaming or self.events_waiting:
+            return 0
+        return self.association.bulk_read_size()
+
+    def skip_bulk(self, count: int) -> None:
+        """The driver moved ``count`` bytes :meth:`bulk` offered."""
+        self.association.skip_bulk(count)
+        self._assembler.skipped(count)
+
     def data_to_send(self) -> list[Piece]:
         """The next batch of buffers to write, in order; empty when nothing is waiting."""
         assoc = self.association

@@ -98,6 +98,19 @@ class ReceivedDataset:
             return data
         return self._strip(data)
 
+    @property
+    def skippable(self) -> int:
+        """Bytes coming next that the walk passes over and :meth:`feed` would return unchanged, so a caller may
+        write them without feeding them (then :meth:`skip`): 0 for a deflated data set (walked inflated) and
+        while File Meta elements at the start may still be cut out."""
+        if self._inflater is not None or self.dropped is None:
+            return 0
+        return self.walker.skippable
+
+    def skip(self, count: int) -> None:
+        """``count`` bytes (at most :attr:`skippable`) went to the file without being fed."""
+        self.walker.skip(count)
+
     def finish(self) -> None:
         """The data set ended: raises :class:`Part10Error` unless it is whole (see the module docstring)."""
         if self._inflater is not None:

@@ -87,6 +87,14 @@ class MessageHandler:
     def abandon(self) -> None:
         """The association ended mid-message: undo partial work (temporary files)."""
 
+    def bulk_target(self, count: int) -> tuple[int, int] | None:
+        """(file descriptor, bytes) where the driver may move up to ``count`` of the next data-set bytes
+        without handing them to :meth:`fragment` (bytes the handler writes unread): see transport/bulk.py."""
+        return None
+
+    def bulk_moved(self, count: int, error: OSError | None) -> None:
+        """The driver moved ``count`` bytes :meth:`bulk_target` allowed; ``error``: writing them failed."""
+
     def refuse(self, session: "Session", event: RequestRefused) -> None:
         """The DIMSE layer refused this request (its SOP class does not fit the context): answer it."""
         session.answer(event.context_id, event.message, event.status, event.reason)
@@ -287,6 +295,7 @@ class Session:
         association stored, so whoever waited for the release sees it)."""
         driver, released, serving = self.driver, False, self._serving
         driver.hold_answers_for(driver.assoc.granted_window)  # a peer allowed one request at a time: none held
+        driver.bulk_sink = self
         try:
             while True:
                 event = driver.next_event(idle_timeout)
@@ -306,6 +315,7 @@ class Session:
                 self._serve_event(event)
         finally:
             driver.hold_answers = 1
+            driver.bulk_sink = None
             self._abandon()
 
     def _serve_event(self, event: Event) -> None:
@@ -355,6 +365,16 @@ class Session:
         self.report.bytes += len(event.data)
         if self._handler is not None:
             self._handler.fragment(event.data, event.last)
+
+    def bulk_target(self, count: int) -> tuple[int, int] | None:
+        """The driver's :class:`~..transport.bulk.BulkSink`: the current handler's file, if it takes bulk bytes."""
+        handler = self._handler
+        return None if handler is None else handler.bulk_target(count)
+
+    def bulk_moved(self, count: int, error: OSError | None) -> None:
+        self.report.bytes += count
+        if self._handler is not None:
+            self._handler.bulk_moved(count, error)
 
     def _refuse(self, event: RequestRefused) -> None:
         factory = None if self.handlers is None else self.handlers.get(event.message.command_field)

@@ -22,6 +22,7 @@ from ..errors import AssociationAborted, InputError, TimeoutExpired
 from ..ul.association import Association
 from .ssl_loaded import ssl_classes
 from .busy_poll import BUDGET, LINKS, BusyPoll
+from .bulk import AVAILABLE as _SPLICE, LOST, SPLICE_MIN, TIMED_OUT, BulkSink, Splicer
 from .sockets import (IPPROTO_TCP, MSG_DONTWAIT, SHUT_RDWR, SO_RCVTIMEO, SO_SNDTIMEO, SOL_SOCKET, TCP_NODELAY,
                       TCP_QUICKACK, Socket, is_plain)
 from .writes import can_sendfile, gathers, is_tls, send_all
@@ -95,6 +96,8 @@ class Driver:
         """Answers (:meth:`send_answer`) among the held PDUs."""
         self.hold_answers = 1
         """Answers :meth:`send_answer` may hold (1: none; see :meth:`hold_answers_for`)."""
+        self.bulk_sink: BulkSink | None = None
+        """Where a large data set's bulk may go without passing through events (:mod:`.bulk`); set by a serving session."""
 
     @property
     def assoc(self) -> Association:
@@ -246,23 +249,44 @@ class Driver:
                 return event
 
     def _receive(self, deadline: float | None) -> None:
+        headers = 0
+        if self.bulk_sink is not None and not self._carried:
+            if self._bulk(deadline):
+                return
+            headers = self._bulk_headers_next()
         start = self._carried or self._carry()
+        if headers:  # up to the next PDU's and PDV's headers, then its data by _bulk
+            self._into = self._view[:headers]
+            self.conn.carry_tails(0)
         wait, artim = self._wait_time(deadline)
         try:
-            count = self._read(wait)
-        except LinkTimeout:  # a carried tail stays where it is, for the next read
-            if artim:
-                self.conn.artim_expired()  # AA-2: the association asks to close; flush() does it
-                self.flush()
+            try:
+                count = self._read(wait)
+            except LinkTimeout:  # a carried tail stays where it is, for the next read
+                if artim:
+                    self.conn.artim_expired()  # AA-2: the association asks to close; flush() does it
+                    self.flush()
+                    return
+                raise TimeoutExpired("timed out waiting for the peer") from None
+            self._carried = 0
+            if count == 0:
+                self._lost()
                 return
-            raise TimeoutExpired("timed out waiting for the peer") from None
-        self._carried = 0
-        if count == 0:
-            self._lost()
-            return
-        self.bytes_received += count
-        self._fed = total = start + count
-        self.conn.receive_data(self._view[:total])
+            self.bytes_received += count
+            self._fed = total = start + count
+            self.conn.receive_data(self._view[:total])
+        finally:
+            if headers:
+                self.conn.carry_tails(CARRY_MAX)
+
+    def _bulk_headers_next(self) -> int:
+        """The size of a read that stops after the next PDU's headers, so :meth:`_bulk` can move its data; 0: a usual read."""
+        return 0
+
+    def _bulk(self, deadline: float | None) -> bool:
+        """Move bulk data-set bytes straight to the handler's file (:mod:`.bulk`) instead of reading them;
+        True when that is what happened (bytes moved, or the link ended meanwhile). Links that cannot: False."""
+        return False
 
     def _carry(self) -> int:
         """Move the last read's unframed tail (see :data:`CARRY_MAX`) to the buffer's start and point the next
@@ -336,6 +360,7 @@ class Channel(Driver):
         :meth:`_read_plain`. Any other (TLS) keeps Python's socket timeout."""
         self._send_timeout: float | None = -1.0
         self._poll = BusyPoll(BUDGET)
+        self._splicer = Splicer() if self._kernel and _SPLICE else None
         if self._kernel:
             sock.settimeout(None)
             LINKS.opened()
@@ -422,6 +447,44 @@ class Channel(Driver):
         except OSError:
             return 0
 
+    def _bulk_headers_next(self) -> int:
+        sink = self.bulk_sink
+        if self._splicer is None or sink is None:
+            return 0
+        size = self.conn.bulk_read_size()
+        if not size or size > RECV_SIZE:
+            return 0
+        target = sink.bulk_target(_ANY)
+        return size if target is not None and target[1] >= SPLICE_MIN else 0
+
+    def _bulk(self, deadline: float | None) -> bool:
+        splicer, sink = self._splicer, self.bulk_sink
+        if splicer is None or sink is None:
+            return False
+        count = self.conn.bulk()
+        if count < SPLICE_MIN:
+            return False
+        target = sink.bulk_target(count)
+        if target is None or target[1] < SPLICE_MIN:
+            return False
+        wait, artim = self._wait_time(deadline)
+        if artim or (wait is not None and wait <= 0):
+            return False  # the usual read handles a due deadline
+        early = self._kernel_timeout(wait, SO_RCVTIMEO)
+        moved, error, end = splicer.move(self.sock.fileno(), target[0], target[1])
+        if moved:
+            self.bytes_received += moved
+            self.conn.skip_bulk(moved)
+            sink.bulk_moved(moved, error)
+        if end == LOST:
+            self._lost()
+            return True
+        if end == TIMED_OUT and not moved:
+            if early > 0:
+                return False  # the kept timeout was a little short: the usual read waits out the rest
+            raise TimeoutExpired("timed out waiting for the peer")
+        return True
+
     def _kernel_timeout(self, seconds: float | None, option: int) -> float:
         """Set SO_RCVTIMEO to ``seconds`` unless the one set is within :func:`_slack` of it (a setsockopt
         per read otherwise: every deadline's wait is a new float). Returns how much earlier than
@@ -470,6 +533,8 @@ class Channel(Driver):
     def _close_link(self) -> None:
         if self._kernel:
             LINKS.closed()
+        if self._splicer is not None:
+            self._splicer.close()
         try:
             self.sock.close()
         except OSError:
@@ -489,6 +554,7 @@ class Channel(Driver):
 
 
 _DONTWAIT = MSG_DONTWAIT
+_ANY = 1 << 62
 _IOV_MAX = 512
 _NO_TIMEOUT = struct.pack("@ll", 0, 0)  # a struct timeval of zero: no limit
 

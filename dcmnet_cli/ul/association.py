@@ -227,6 +227,23 @@ class Association:
         """The driver feeds :meth:`tail`'s bytes again, at the start of its next chunk."""
         self._reader.drop_tail()
 
+    def bulk(self) -> tuple[int, int] | None:
+        """(context ID, bytes) of a data-set PDV the driver may read past the framing (:meth:`.framing.PDUReader.bulk`),
+        only while P-DATA is indicated to the user (Sta6); else None."""
+        if self.state is not _STA6 or not self._deliver_pieces or self._desynchronised:
+            return None
+        return self._reader.bulk()
+
+    def bulk_read_size(self) -> int:
+        """In Sta6: :meth:`.framing.PDUReader.bulk_read_size`; else 0."""
+        if self.state is not _STA6 or self._desynchronised:
+            return 0
+        return self._reader.bulk_read_size()
+
+    def skip_bulk(self, count: int) -> None:
+        """The driver read ``count`` bytes that :meth:`bulk` offered."""
+        self._reader.skip(count)
+
     def _pdata_start(self, length: int) -> None:
         """A streamed P-DATA-TF begins: Evt10 now; its PDVs go up as pieces only if the table indicates
         P-DATA in this state (DT-2 in Sta6, AR-6 in Sta7), else they are checked and dropped."""

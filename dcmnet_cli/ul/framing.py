@@ -69,7 +69,7 @@ class PDUReader:
 
     __slots__ = ("_buf", "_view", "_pos", "max_pdata", "stream_above", "_pdu_left", "_pdv_left",
                  "_pdv_ctx", "_pdv_ctl", "_pdv_head", "_odd", "_pdu_len", "_asm", "_asm_fill", "_asm_need",
-                 "carry_max")
+                 "carry_max", "streamed_last")
 
     def __init__(self, max_pdata: int = 0, *, stream_above: int | None = None) -> None:
         self._buf = bytearray()
@@ -90,6 +90,8 @@ class PDUReader:
         self._asm_need = 0  # its total size (0: none)
         self.carry_max = 0
         """Leave a partial PDU of at most this many bytes in the chunk (0: never), see :meth:`tail`."""
+        self.streamed_last = 0
+        """The length of the last straddling P-DATA-TF if it was streamed, 0 if it was assembled (see :meth:`bulk`)."""
 
     def tail(self) -> int:
         """Bytes at the end of the chunk last fed that no PDU has taken (a PDU's first bytes, left in place
@@ -191,6 +193,7 @@ class PDUReader:
     def _start_assembly(self, need: int) -> None:
         """Assemble a straddling P-DATA-TF of ``need`` bytes in a buffer of its own, moving in what ``_buf``
         holds of it (its header's first bytes, if it was split)."""
+        self.streamed_last = 0
         asm = self._asm = memoryview(bytearray(need))
         held = self._buf
         fill = len(held)
@@ -229,7 +232,7 @@ class PDUReader:
     def _start_stream(self, length: int) -> Framed:
         if length == 0:
             raise PDUDecodeError("P-DATA-TF without any PDV")
-        self._pdu_left = self._pdu_len = length
+        self._pdu_left = self._pdu_len = self.streamed_last = length
         self._pdv_left = 0
         self._pdv_head.clear()
         self._odd = None
@@ -308,6 +311,36 @@ class PDUReader:
 
     def _consume(self, count: int) -> None:
         self._pos += count
+        self._pdv_left -= count
+        self._pdu_left -= count
+
+    # ------------------------------------------------------------------ bulk: bytes the driver moves itself
+
+    def bulk(self) -> tuple[int, int] | None:
+        """(context ID, byte count) when the streamed P-DATA-TF is inside a data-set PDV none of whose remaining
+        data was fed yet: the driver may move up to that many of its next bytes past us (``splice`` into a
+        file) and call :meth:`skip`. The count is even and leaves at least two bytes, so the PDV still ends
+        through :meth:`next_pdu`, with its "last" bit. None otherwise (a command PDV, bytes of the chunk
+        still unread, a header or odd byte held)."""
+        left = self._pdv_left
+        if left <= 2 or self._pdv_ctl & 0x01 or self._pos < len(self._view) or self._odd is not None \
+                or self._pdv_head or self._buf:
+            return None
+        return self._pdv_ctx, (left - 2) & ~1
+
+    def bulk_read_size(self) -> int:
+        """For a peer sending large (streamed) P-DATA-TF, with every byte fed taken: how many bytes to read so
+        the read ends just after the next PDU's and PDV's headers (the rest of this PDU, and 12), after which
+        :meth:`bulk` offers that PDU's data. 0 otherwise."""
+        if not self.streamed_last or self._asm_need or self._buf or self._pos < len(self._view):
+            return 0
+        return self._pdu_left + 12
+
+    def skip(self, count: int) -> None:
+        """``count`` bytes of the current PDV (at most what :meth:`bulk` offered) were read by the driver. An
+        odd count is fine (a wait ran out after an odd byte): the pieces after it are kept even as always."""
+        if count < 0 or count > self._pdv_left - 2:
+            raise ValueError(f"cannot skip {count} of {self._pdv_left} PDV bytes")
         self._pdv_left -= count
         self._pdu_left -= count
 

@@ -100,6 +100,24 @@ class StoreHandler(MessageHandler):
         except OSError as error:
             self._fail(os_failure(error, "write failed"))
 
+    def bulk_target(self, count: int) -> tuple[int, int] | None:
+        """Our temporary file, for the bytes the walk passes over unread (inside Pixel Data), once the header
+        is written; never for a deflated data set or while File Meta elements may still be cut out."""
+        if self.fd < 0 or self.header is not None or self.check is None:
+            return None
+        blind = self.check.skippable
+        return (self.fd, min(count, blind)) if blind else None
+
+    def bulk_moved(self, count: int, error: OSError | None) -> None:
+        self.received += count
+        if self.fd < 0 or self.check is None:
+            return
+        self.check.skip(count)
+        if error is not None:
+            self._fail(os_failure(error, "write failed"))
+            return
+        self.size += count
+
     def complete(self, dataset: bytes | None = None) -> None:
         message = self.message
         path, duplicate = None, None
