@@ -144,7 +144,7 @@ complete -c dcmnet -n '__fish_seen_subcommand_from listen' -l allow-calling-aet 
 complete -c dcmnet -n '__fish_seen_subcommand_from listen' -l max-associations -r -d 'Simultaneous associations; beyond it requests are rejected (transient, local limit).'
 complete -c dcmnet -n '__fish_seen_subcommand_from listen' -l artim-timeout -r -d 'Seconds a connection may take to send its whole A-ASSOCIATE-RQ, and to close after release/abort.'
 complete -c dcmnet -n '__fish_seen_subcommand_from listen' -l network-timeout -l idle-timeout -r -d 'Seconds an association may stay idle, or a peer may stop reading what we send, before the association is aborted (bounds what a stalled or hostile peer can hold); 0 = no limit.'
-complete -c dcmnet -n '__fish_seen_subcommand_from listen' -o pdu -l max-pdu -r -d 'Largest P-DATA-TF we accept (0 = no limit).'
+complete -c dcmnet -n '__fish_seen_subcommand_from listen' -o pdu -l max-pdu -r -d 'Largest P-DATA-TF we accept (0 = no limit). Large by default: a sender of big objects then sends few PDU headers, and their pixel data is moved to the file by splice (one copy).'
 complete -c dcmnet -n '__fish_seen_subcommand_from listen' -l async-window -r -d 'C-STORE requests a client may keep outstanding when it proposes an asynchronous operations window (PS3.7 D.3.3.3, e.g. dcmnet store --async); answered in order; 1 = never grant.'
 complete -c dcmnet -n '__fish_seen_subcommand_from listen' -l shutdown-grace -r -d 'On SIGINT/SIGTERM, seconds to let in-flight associations finish.'
 complete -c dcmnet -n '__fish_seen_subcommand_from listen' -l no-progress -d 'No live dashboard on a terminal (log lines only).'

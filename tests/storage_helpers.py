@@ -158,12 +158,18 @@ def store(channel, dataset: bytes, sop_instance: str, sop_class: str = SC_IMAGE,
     return wait_response(channel).status
 
 
+def partial_pdu(channel) -> int:
+    """PDUs of at most 128 KiB, whatever listen accepts (4 MiB by default): "the first N PDUs" is then part of
+    a data set of a few hundred KB, as these tests mean."""
+    return min(channel.assoc.peer_max_pdu or 131056, 131056)
+
+
 def send_partial(channel, dataset: bytes, sop_instance: str, pdus: int, sop_class: str = SC_IMAGE) -> None:
     """Send the command and only the first ``pdus`` P-DATA-TF PDUs of the data set (then stall)."""
     cid = context_for(channel, sop_class)
     channel.partial_message_id = channel.next_message_id()  # for send_rest
     message = c_store_rq(channel.partial_message_id, sop_class, sop_instance)
-    for pdu in islice(fragment_message(cid, message.encode(), dataset, channel.assoc.peer_max_pdu), pdus):
+    for pdu in islice(fragment_message(cid, message.encode(), dataset, partial_pdu(channel)), pdus):
         channel.assoc.send_pdata(pdu)
         channel.flush()
 
@@ -172,7 +178,7 @@ def send_rest(channel, dataset: bytes, sop_instance: str, pdus: int, sop_class: 
     """The remaining PDUs after :func:`send_partial` (same message ID rule: re-derive the fragments)."""
     cid = context_for(channel, sop_class)
     message = c_store_rq(channel.partial_message_id, sop_class, sop_instance)
-    for pdu in islice(fragment_message(cid, message.encode(), dataset, channel.assoc.peer_max_pdu), pdus, None):
+    for pdu in islice(fragment_message(cid, message.encode(), dataset, partial_pdu(channel)), pdus, None):
         channel.assoc.send_pdata(pdu)
         channel.flush()
 

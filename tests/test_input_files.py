@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from dcmnet_cli.inputfiles import read_limited, regular_or_copy
+from dcmnet_cli.transport.inputfiles import read_limited, regular_or_copy
 from helpers.procs import LOOPBACK, base_env, dcmnet_argv, free_port
 
 QUICK = 15.0

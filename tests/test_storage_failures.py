@@ -322,11 +322,11 @@ def _send_pdus(channel, data: bytes, uid: str, start: int, stop: int | None) -> 
 
     from dcmnet_cli.dimse.commandset import c_store_rq
     from dcmnet_cli.dimse.fragment import fragment_message
-    from storage_helpers import context_for
+    from storage_helpers import partial_pdu, context_for
 
     cid = context_for(channel)
     message = c_store_rq(channel.partial_message_id, SC_IMAGE, uid)
-    for pdu in islice(fragment_message(cid, message.encode(), data, channel.assoc.peer_max_pdu), start, stop):
+    for pdu in islice(fragment_message(cid, message.encode(), data, partial_pdu(channel)), start, stop):
         channel.assoc.send_pdata(pdu)
         channel.flush()
 

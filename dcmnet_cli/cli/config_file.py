@@ -46,7 +46,7 @@ def read(cache: dict[str, Any] | None = None) -> dict[str, Any] | None:
         return None
     import tomllib
 
-    from ..inputfiles import read_limited
+    from ..transport.inputfiles import read_limited
 
     try:
         config = tomllib.loads(read_limited(path, MAX_CONFIG_BYTES).decode("utf-8"))

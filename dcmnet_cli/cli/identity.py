@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from ..inputfiles import read_limited
+from ..transport.inputfiles import read_limited
 from ..services.scu.identity import Identity, IdentityError
 from ..ul.items import UserIdentityType
 

@@ -64,11 +64,11 @@ MAX_FROM_JSON = 1 << 30
 
 def read_lines(source: Any) -> list[str]:
     """The lines of --from-json: ``-`` is stdin (read to its end: `dcmnet find --json | dcmnet move`), a
-    path is read without blocking on a FIFO or running on from a device (:mod:`..inputfiles`); a stream
+    path is read without blocking on a FIFO or running on from a device (:mod:`..transport.inputfiles`); a stream
     (tests) is read as it is. Unreadable or non-UTF-8 input is a usage error, never a traceback."""
     import sys
 
-    from ..inputfiles import read_limited
+    from ..transport.inputfiles import read_limited
 
     data = b""
     try:

@@ -477,7 +477,7 @@ def load_query_file(path: "str | Path") -> "Dataset":
 
     from pydicom import Dataset, dcmread
 
-    from ..inputfiles import read_limited
+    from ..transport.inputfiles import read_limited
 
     path = Path(path)
     try:

@@ -17,7 +17,7 @@ TCP sockets on Linux only (a TLS record must be decrypted in user space).
 from __future__ import annotations
 
 import os
-from typing import Protocol
+from ..ul.typenames import Protocol
 
 SPLICE_MIN = 256 << 10
 """Fewer bytes than this go the usual way: below, the syscalls per byte cost more than the copy saved."""

@@ -21,7 +21,7 @@ import socket
 from typing import Any, NamedTuple
 
 from ..errors import ConnectError
-from ..inputfiles import regular_or_copy
+from .inputfiles import regular_or_copy
 from .sockets import Socket
 
 MAX_PEM_BYTES = 16 << 20
@@ -108,7 +108,7 @@ def _load_chain(context: Any, cert: str, key: str | None, password_env: str | No
 
 def _openable(path: str, copies: list[int]) -> str:
     """``path`` for OpenSSL to open: a pipe (``<(...)``) is copied to a memory file first, a FIFO without a
-    writer or a device is refused, so loading never blocks (see :mod:`..inputfiles`)."""
+    writer or a device is refused, so loading never blocks (see :mod:`.inputfiles`)."""
     usable, fd = regular_or_copy(path, MAX_PEM_BYTES)
     if fd is not None:
         copies.append(fd)

@@ -33,6 +33,10 @@ from ..retrieve_scp_options import move_destination_option, retrieve_handlers_fo
 from ..worklist_options import add_worklist_handlers, with_worklist, worklist_option
 from ..storage_options import NOTABLE_EVENTS, bind_hint, build_storage, human_size, log_line
 
+LISTEN_MAX_PDU = 4 << 20
+"""What listen advertises by default (dcmnet's SCUs keep 131056). 2 x 100 MB, store -> listen -od on tmpfs: the
+association took ~88 ms against ~106 with 128 KiB PDUs (issue 13; transport/bulk.py). Memory is unchanged: a P-DATA-TF over 256 KiB is streamed, never held whole (ul/framing.py)."""
+
 STORAGE_ONLY = ("filepath", "accept_syntaxes", "promiscuous", "exec_on_receive", "exec_on_association_end")
 """Options that mean nothing with --verify-only."""
 QUERY_ONLY = {"move_destinations": "--move-destination", "worklist_dir": "--worklist", "index_path": "--index",
@@ -101,8 +105,9 @@ class EventLog:
               callback=seconds_or_unlimited,
               help="Seconds an association may stay idle, or a peer may stop reading what we send, before the "
                    "association is aborted (bounds what a stalled or hostile peer can hold); 0 = no limit.")
-@click.option("-pdu", "--max-pdu", type=click.IntRange(min=0, max=0xFFFFFFFF), default=131056, show_default=True,
-              help="Largest P-DATA-TF we accept (0 = no limit).")
+@click.option("-pdu", "--max-pdu", type=click.IntRange(min=0, max=0xFFFFFFFF), default=LISTEN_MAX_PDU, show_default=True,
+              help="Largest P-DATA-TF we accept (0 = no limit). Large by default: a sender of big objects then "
+                   "sends few PDU headers, and their pixel data is moved to the file by splice (one copy).")
 @click.option("--async-window", type=click.IntRange(min=1, max=0xFFFF), default=16, show_default=True,
               help="C-STORE requests a client may keep outstanding when it proposes an asynchronous operations "
                    "window (PS3.7 D.3.3.3, e.g. dcmnet store --async); answered in order; 1 = never grant.")

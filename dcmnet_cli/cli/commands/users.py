@@ -12,7 +12,7 @@ import tempfile
 
 import click
 
-from ...inputfiles import read_limited
+from ...transport.inputfiles import read_limited
 from ..app import App
 from ..exitcodes import ExitCode
 from ..options import SectionedCommand

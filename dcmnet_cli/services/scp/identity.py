@@ -30,7 +30,7 @@ import os
 from typing import NamedTuple
 
 from ...errors import InputError
-from ...inputfiles import read_limited
+from ...transport.inputfiles import read_limited
 from ...ul.items import UserIdentityRQ, UserIdentityType
 from ...ul.negotiation import AcceptorPolicy, IdentityVerdict
 from .jwt import JWTVerifier, load_jwt_key

@@ -23,7 +23,7 @@ import time
 from typing import Any, NamedTuple
 
 from ...errors import InputError
-from ...inputfiles import read_limited
+from ...transport.inputfiles import read_limited
 from ...ul.negotiation import IdentityVerdict
 
 LEEWAY_S = 60
