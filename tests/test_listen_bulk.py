@@ -62,15 +62,16 @@ class Counting(bulk.Splicer):
 
 
 @contextmanager
-def storage_node(out: Path, monkeypatch) -> Iterator[int]:  # type: ignore[no-untyped-def]
-    """The Storage SCP of ``listen -od OUT`` in this process (4 MiB PDUs), its splices counted."""
+def storage_node(out: Path, monkeypatch, idle: float = 10.0) -> Iterator[int]:  # type: ignore[no-untyped-def]
+    """The Storage SCP of ``listen -od OUT`` in this process (4 MiB PDUs, ``idle`` seconds of silence allowed),
+    its splices counted."""
     monkeypatch.setattr("dcmnet_cli.transport.channel.Splicer", Counting)
     Counting.moved = 0
     scp = StorageSCP(StorageConfig(str(out), fsync=False))
     scp.prepare()
     policy = AcceptorPolicy(ae_title="BULK", contexts=lambda uid: ALL_UNCOMPRESSED, max_pdu=BIG_PDU)
-    server = Server(ApplicationEntity(policy, handlers=storage_handlers(scp)), host=LOOPBACK, port=0,
-                    artim_timeout=5.0, network_timeout=5.0, max_receive=BIG_PDU)
+    server = Server(ApplicationEntity(policy, handlers=storage_handlers(scp), idle_timeout=idle), host=LOOPBACK,
+                    port=0, artim_timeout=5.0, network_timeout=idle, max_receive=BIG_PDU)
     port = server.bind()
     thread = threading.Thread(target=server.serve_forever, name="bulk-node", daemon=True)
     thread.start()
@@ -169,6 +170,31 @@ def test_a_sender_gone_mid_object_leaves_no_file_and_the_node_serves_on(sources,
     assert list(files(out)) == [read_meta(sources["small"]).sop_instance_uid]
     assert [p for p in out.iterdir() if not p.name.startswith(".dcmnet-index")] == [
         files(out)[read_meta(sources["small"]).sop_instance_uid]]  # no temporary left either
+
+
+def test_a_sender_that_stalls_mid_splice_is_aborted_after_the_idle_timeout(sources, tmp_path: Path, monkeypatch) -> None:
+    """The splice waits on the same deadline as a read: a peer that stops inside the Pixel Data is aborted
+    once the idle timeout passes (not held for ever), and nothing is kept."""
+    out = tmp_path / "out"
+    with storage_node(out, monkeypatch, idle=1.0) as port:
+        sock = raw_association(port)
+        data = message(sources["big"], 1, [BIG_PDU - 12])
+        sock.sendall(data[: len(data) // 2])
+        deadline = time.monotonic() + 10
+        while Counting.moved == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert Counting.moved > 0, "the bulk path was not taken"
+        started = time.monotonic()
+        sock.settimeout(10)
+        try:
+            while sock.recv(65536):  # an A-ABORT, then the close
+                pass
+        except ConnectionResetError:
+            pass
+        waited = time.monotonic() - started
+        sock.close()
+        assert waited < 8, waited  # the 1 s idle timeout, with room for a loaded machine; never the 10 s read
+    assert files(out) == {} and [p for p in out.iterdir() if not p.name.startswith(".dcmnet-index")] == []
 
 
 def test_a_spliced_write_that_fails_once_fails_that_object_only(sources, tmp_path: Path, monkeypatch) -> None:
