@@ -12,7 +12,7 @@ the baseline with the reason it cannot change a status, an exit code or what is 
     python mutation/run.py --tests=tests/a.py,tests/b.py MODULE  # other tests (e.g. a score before)
     DCMNET_MUTATE_JOBS=1 python mutation/run.py ...  # forked test workers (default 2: the machine is shared)
 
-Cost here (2 cores, 2 workers): storage.py ~2 min, placement.py ~2.5 min, store_handler.py ~7 min,
+Cost here (2 cores, 2 workers): storage.py ~2 min, bulk.py and inputfiles.py ~1 min each, placement.py ~2.5 min, store_handler.py ~7 min,
 cli/retrieve.py (move/get's summary, JSON, exit code and option wiring) ~6 min.
 
 Why mutmut 3 and not cosmic-ray or mutmut 2: both of those write each mutant into the source file in
@@ -61,6 +61,8 @@ TARGETS: dict[str, list[str]] = {
                                    "tests/test_move_get_hostile.py", "tests/test_retrieve_tolerant.py"],
     "dcmnet_cli/transport/busy_poll.py": ["tests/test_busy_poll.py"],
     "dcmnet_cli/transport/sockets.py": ["tests/test_sockets.py"],
+    "dcmnet_cli/transport/bulk.py": ["tests/test_listen_bulk.py"],
+    "dcmnet_cli/transport/inputfiles.py": ["tests/test_input_files.py"],
 }
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
+import time
 from pathlib import Path
 
 import subprocess
@@ -68,6 +69,29 @@ def test_more_than_the_limit_is_refused(tmp_path: Path) -> None:
     with pytest.raises(OSError) as caught:
         read_limited(path, 100)
     assert caught.value.errno == errno.EFBIG and caught.value.strerror == "larger than 100 bytes"
+    assert caught.value.filename == str(path)  # the callers' messages name the file
+
+
+def test_a_pipe_that_gives_more_than_the_limit_in_pieces_is_refused_not_cut() -> None:
+    """A short read that reaches the limit exactly is not the end: the rest must be looked for, or a config
+    (or key) longer than the limit would be taken cut short."""
+    read_end, write_end = os.pipe()
+
+    def writer() -> None:
+        os.write(write_end, b"a" * 100)
+        time.sleep(0.3)  # the first read returns these 100 alone
+        os.write(write_end, b"b" * 50)
+        os.close(write_end)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        with pytest.raises(OSError) as caught:
+            bounded(read_limited, f"/proc/self/fd/{read_end}", 100)
+        assert caught.value.errno == errno.EFBIG
+    finally:
+        thread.join()
+        os.close(read_end)
 
 
 def test_a_fifo_without_a_writer_reads_as_empty_at_once(fifo: Path) -> None:
@@ -90,13 +114,14 @@ def test_a_pipe_is_read_to_its_end() -> None:
 def test_a_device_is_refused(device: str) -> None:
     with pytest.raises(OSError) as caught:
         bounded(read_limited, device, 1 << 30)
-    assert caught.value.strerror == "not a file or pipe (a device or socket)"
+    assert (caught.value.errno, caught.value.strerror, caught.value.filename) == (
+        errno.EINVAL, "not a file or pipe (a device or socket)", device)
 
 
 def test_a_folder_is_refused(tmp_path: Path) -> None:
     with pytest.raises(OSError) as caught:
         read_limited(tmp_path, 10)
-    assert caught.value.errno == errno.EISDIR
+    assert (caught.value.errno, caught.value.strerror, caught.value.filename) == (errno.EISDIR, "is a folder", str(tmp_path))
 
 
 def test_a_regular_file_is_handed_on_by_name_and_a_pipe_as_a_memory_copy(tmp_path: Path) -> None:
@@ -116,6 +141,26 @@ def test_a_regular_file_is_handed_on_by_name_and_a_pipe_as_a_memory_copy(tmp_pat
         assert Path(usable).read_bytes() == b"from a pipe"
     finally:
         os.close(fd)
+
+
+def test_a_memory_copy_that_cannot_be_written_is_an_os_error(monkeypatch) -> None:
+    """Out of memory while copying a pipe: the OSError the TLS loader turns into its one-line message."""
+    import dcmnet_cli.transport.inputfiles as inputfiles
+
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"pem")
+    os.close(write_end)
+
+    def full(fd: int, data: bytes) -> int:
+        raise OSError(errno.ENOMEM, "Cannot allocate memory")
+
+    monkeypatch.setattr(inputfiles.os, "write", full)
+    try:
+        with pytest.raises(OSError) as caught:
+            regular_or_copy(f"/proc/self/fd/{read_end}", 100)
+        assert caught.value.errno == errno.ENOMEM
+    finally:
+        os.close(read_end)
 
 
 # --------------------------------------------------------------------------- through the commands

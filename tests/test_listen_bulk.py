@@ -321,3 +321,37 @@ def test_splicer_moves_what_arrives_and_reports_a_failed_write_without_losing_st
         splicer.close()
         left.close()
         right.close()
+
+
+def test_a_file_that_takes_no_bytes_is_a_write_error_not_a_busy_loop(tmp_path: Path, monkeypatch) -> None:
+    """splice into the file returning 0 (it never should) ends the move with EIO instead of spinning."""
+    left, right = tcp_pair()
+    splicer = bulk.Splicer()
+    real = os.splice
+    monkeypatch.setattr(bulk.os, "splice", lambda src, dst, count, *a: 0 if src == splicer_read_end() else
+                        real(src, dst, count, *a))
+
+    def splicer_read_end() -> int:
+        return splicer._pipe[0] if splicer._pipe else -1
+
+    try:
+        fd = os.open(tmp_path / "file", os.O_WRONLY | os.O_CREAT, 0o600)
+        left.sendall(b"x" * 1000)
+        moved, error, end = bounded_call(splicer.move, right.fileno(), fd, 1000)
+        os.close(fd)
+        assert (moved, end) == (1000, bulk.MOVED)
+        assert isinstance(error, OSError) and (error.errno, error.strerror) == (5, "the file took no bytes")
+    finally:
+        splicer.close()
+        left.close()
+        right.close()
+
+
+def bounded_call(call, *args):  # type: ignore[no-untyped-def]
+    """``call(*args)`` in a thread; fails the test instead of hanging it."""
+    result: list = []
+    thread = threading.Thread(target=lambda: result.append(call(*args)), daemon=True)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive(), "it spun"
+    return result[0]
