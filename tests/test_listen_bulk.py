@@ -27,10 +27,9 @@ from dcmnet_cli.services.scp.entity import ALL_UNCOMPRESSED, ApplicationEntity
 from dcmnet_cli.services.scp.storage import StorageConfig, StorageSCP
 from dcmnet_cli.services.scp.store_handler import storage_handlers
 from dcmnet_cli.transport import bulk
-from dcmnet_cli.transport.server import Server
 from dcmnet_cli.ul.items import PresentationContextRQ
 from dcmnet_cli.ul.negotiation import AcceptorPolicy
-from helpers.procs import LOOPBACK, dcmnet_argv, base_env, listen_server, run_dcmnet
+from helpers.procs import LOOPBACK, base_env, dcmnet_argv, listen_server, run_dcmnet, serving
 from helpers.rawdicom import associate, make_rq, read_command, release, send_chunked
 from store_helpers import assert_same, make_file, received
 
@@ -70,18 +69,12 @@ def storage_node(out: Path, monkeypatch, idle: float = 10.0) -> Iterator[int]:  
     scp = StorageSCP(StorageConfig(str(out), fsync=False))
     scp.prepare()
     policy = AcceptorPolicy(ae_title="BULK", contexts=lambda uid: ALL_UNCOMPRESSED, max_pdu=BIG_PDU)
-    server = Server(ApplicationEntity(policy, handlers=storage_handlers(scp), idle_timeout=idle), host=LOOPBACK,
-                    port=0, artim_timeout=5.0, network_timeout=idle, max_receive=BIG_PDU)
-    port = server.bind()
-    thread = threading.Thread(target=server.serve_forever, name="bulk-node", daemon=True)
-    thread.start()
+    entity = ApplicationEntity(policy, handlers=storage_handlers(scp), idle_timeout=idle)
     try:
-        yield port
+        with serving(entity, "bulk-node", network_timeout=idle, max_receive=BIG_PDU) as port:
+            yield port
     finally:
-        server.stop(grace=2.0)
-        thread.join(5.0)
         scp.close(1.0)
-        assert not thread.is_alive()
 
 
 def message(path: Path, message_id: int, sizes: list[int]) -> bytes:

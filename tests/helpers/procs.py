@@ -215,13 +215,14 @@ def _default_sigint() -> None:
 
 
 @contextmanager
-def serving(handler: object, name: str = "test-scp") -> Iterator[int]:
-    """Our own ``Server`` for ``handler`` on a free 127.0.0.1 port, in a thread; always stopped and joined."""
+def serving(handler: object, name: str = "test-scp", **options: object) -> Iterator[int]:
+    """Our own ``Server`` for ``handler`` on a free 127.0.0.1 port, in a thread; always stopped and joined.
+    ``options``: more :class:`Server` fields (``max_receive``, ``network_timeout``...)."""
     import threading
 
     from dcmnet_cli.transport.server import Server
 
-    server = Server(handler, host=LOOPBACK, port=0, artim_timeout=5.0)  # type: ignore[arg-type]
+    server = Server(handler, host=LOOPBACK, port=0, artim_timeout=5.0, **options)  # type: ignore[arg-type]
     port = server.bind()
     thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
     thread.start()
