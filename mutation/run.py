@@ -52,7 +52,7 @@ TARGETS: dict[str, list[str]] = {
     "dcmnet_cli/services/scp/store_handler.py": ["tests/test_store_handler_units.py", "tests/test_storage_units.py",
                                                  "tests/test_services_memory.py", "tests/test_placement_units.py",
                                                  "tests/test_placement_tmpfile.py", "tests/test_storage_spares.py",
-                                                 "tests/test_index_written_by_stores.py"],
+                                                 "tests/test_index_written_by_stores.py", "tests/test_listen_bulk.py"],
     "dcmnet_cli/services/scp/storage.py": ["tests/test_storage_units.py", "tests/test_store_handler_units.py",
                                            "tests/test_services_memory.py", "tests/test_placement_units.py",
                                            "tests/test_index_batch.py", "tests/test_placement_tmpfile.py",

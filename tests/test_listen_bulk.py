@@ -51,6 +51,11 @@ def sources(tmp_path_factory) -> dict[str, Path]:
     }
 
 
+OUTCOMES: list = []
+"""The in-process node's per-object events (what ``listen --json`` prints): their byte counts must hold the
+spliced bytes too."""
+
+
 class Counting(bulk.Splicer):
     moved = 0
 
@@ -66,7 +71,9 @@ def storage_node(out: Path, monkeypatch, idle: float = 10.0) -> Iterator[int]:  
     its splices counted."""
     monkeypatch.setattr("dcmnet_cli.transport.channel.Splicer", Counting)
     Counting.moved = 0
-    scp = StorageSCP(StorageConfig(str(out), fsync=False))
+    OUTCOMES.clear()
+    scp = StorageSCP(StorageConfig(str(out), fsync=False),
+                     on_event=lambda event: OUTCOMES.append(event) if type(event).__name__ == "ObjectOutcome" else None)
     scp.prepare()
     policy = AcceptorPolicy(ae_title="BULK", contexts=lambda uid: ALL_UNCOMPRESSED, max_pdu=BIG_PDU)
     entity = ApplicationEntity(policy, handlers=storage_handlers(scp), idle_timeout=idle)
@@ -131,6 +138,7 @@ def test_objects_in_large_pdus_arrive_byte_for_byte(sources, tmp_path: Path, mon
     got = files(out)
     for name in ("big", "small", "odd"):
         assert_same(sources[name], got[read_meta(sources[name]).sop_instance_uid])
+    assert [(o.event, o.bytes) for o in OUTCOMES] == [("stored", Path(o.path).stat().st_size) for o in OUTCOMES]
     assert Counting.moved > 2 * (3 << 20) * spliced  # a share of both big objects' pixels went by splice (how much depends on how the reads fell)
 
 
@@ -209,6 +217,8 @@ def test_a_spliced_write_that_fails_once_fails_that_object_only(sources, tmp_pat
         send_chunked(sock, message(sources["big"], 1, [1 << 20]))
         answer = read_command(sock)
         assert (answer.status, answer.error_comment) == (OUT_OF_RESOURCES, "write failed: No space left on device")
+        meta = read_meta(sources["big"])
+        assert (OUTCOMES[0].event, OUTCOMES[0].bytes) == ("store-failed", meta.size - meta.offset)  # all it received
         assert store_raw(sock, sources["small"], 2, [1 << 20]) == SUCCESS
         assert store_raw(sock, sources["big"], 3, [1 << 20]) == SUCCESS
         release(sock)
