@@ -229,6 +229,22 @@ def test_tls_files_through_process_substitution(certs: Certs) -> None:
         assert server.wait_for_stderr("client certificate commonName=dcmnet test client")
 
 
+def peer_max_pdu(err: str) -> int:
+    return int(err.split("peer max PDU ", 1)[1].split(",", 1)[0])
+
+
+def test_listen_advertises_large_pdus_on_plain_tcp_and_128_kib_over_tls(certs: Certs) -> None:
+    """4 MiB lets big objects take the splice path (transport/bulk.py); over TLS nothing is spliced and large
+    PDUs only cost, so 131056 there, unless --max-pdu says otherwise."""
+    with listen_server("--ignore") as server:
+        code, _, err = run_dcmnet("--debug", "echo", LOOPBACK, str(server.port))
+        assert code == 0 and peer_max_pdu(err) == 4194304, err
+    for extra, expected in (((), 131056), (("--max-pdu", "4194304"), 4194304)):
+        with tls_listen(certs, "--ignore", *extra) as server:
+            code, _, err = run_dcmnet("--debug", "echo", "--tls", "--tls-ca", certs.ca, LOOPBACK, str(server.port))
+            assert code == 0 and peer_max_pdu(err) == expected, err
+
+
 def test_plain_storescp_refuses_tls_echo_quickly(certs: Certs, dcmtk, start_server) -> None:
     port = free_port()
     start_server([dcmtk["storescp"], "--ignore", str(port)], port, dcmtk=True)
