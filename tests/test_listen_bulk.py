@@ -142,6 +142,48 @@ def test_objects_in_large_pdus_arrive_byte_for_byte(sources, tmp_path: Path, mon
     assert Counting.moved > 2 * (3 << 20) * spliced  # a share of both big objects' pixels went by splice (how much depends on how the reads fell)
 
 
+@pytest.mark.parametrize("size", [1 << 20, BIG_PDU - 12])  # the padding in a small last PDU, or in the spliced one
+def test_elements_after_the_pixel_data_are_walked_and_kept(sources, tmp_path: Path, monkeypatch, size) -> None:
+    """The splice stops where the walk's skippable run ends (the end of Pixel Data's value): what follows (here
+    Data Set Trailing Padding) is read and checked the usual way, and the file is whole."""
+    import pydicom
+
+    ds = pydicom.dcmread(sources["big"])
+    ds.add_new(0xFFFCFFFC, "OB", b"\0" * 3000)
+    padded = tmp_path / "padded.dcm"
+    ds.save_as(padded, enforce_file_format=True)
+    out = tmp_path / "out"
+    with storage_node(out, monkeypatch) as port:
+        sock = raw_association(port)
+        assert store_raw(sock, padded, 1, [size]) == SUCCESS
+        release(sock)
+    assert Counting.moved > 0
+    stored = files(out)[read_meta(padded).sop_instance_uid]
+    assert stored.read_bytes()[-3000:] == b"\0" * 3000 and pydicom.dcmread(stored)[0xFFFCFFFC].value == b"\0" * 3000
+    assert_same(padded, stored)
+
+
+def test_a_pixel_data_shorter_than_it_claims_is_c000_and_nothing_is_kept(sources, tmp_path: Path, monkeypatch) -> None:
+    """A sender that ends the data set (the PDV's "last" bit) 64 KB into a Pixel Data that claims 3 MiB: the
+    bytes spliced so far do not make it whole; 0xC000 with the walk's reason, no file, the association goes on."""
+    meta = read_meta(sources["big"])
+    data = sources["big"].read_bytes()[meta.offset:-65_536]
+    command = c_store_rq(1, meta.sop_class_uid, meta.sop_instance_uid).encode()
+    pdus = [pdu(0x03, command)] + [pdu(0x00, data[at:at + (1 << 20)]) for at in range(0, len(data) - (1 << 20), 1 << 20)]
+    last_at = (len(pdus) - 1) * (1 << 20)
+    pdus.append(pdu(0x02, data[last_at:]))
+    out = tmp_path / "out"
+    with storage_node(out, monkeypatch) as port:
+        sock = raw_association(port)
+        send_chunked(sock, b"".join(pdus))
+        answer = read_command(sock)
+        assert answer.status == 0xC000 and answer.error_comment, answer
+        assert store_raw(sock, sources["small"], 2, [1 << 20]) == SUCCESS
+        release(sock)
+    assert Counting.moved > 0
+    assert list(files(out)) == [read_meta(sources["small"]).sop_instance_uid]
+
+
 def test_small_pdus_never_take_the_bulk_path(sources, tmp_path: Path, monkeypatch) -> None:
     """PDUs up to 256 KiB are read as before (a header every 128 KiB makes splice slower than a copy)."""
     out = tmp_path / "out"
