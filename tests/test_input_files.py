@@ -15,11 +15,8 @@ import subprocess
 import pytest
 
 from dcmnet_cli.transport.inputfiles import read_limited, regular_or_copy
+from helpers.bounded import QUICK, bounded
 from helpers.procs import LOOPBACK, base_env, dcmnet_argv, free_port
-
-QUICK = 15.0
-"""A generous bound: the commands below end at once; without the fixes they wait for ever."""
-
 
 def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
     done = subprocess.run(dcmnet_argv(*args), capture_output=True, text=True, timeout=QUICK,
@@ -33,25 +30,6 @@ def fifo(tmp_path: Path) -> Path:
     path = tmp_path / "nobody-writes.fifo"
     os.mkfifo(path)
     return path
-
-
-def bounded(call, *args):
-    """``call(*args)`` in a thread, failing the test instead of hanging it when the call blocks."""
-    result: dict = {}
-
-    def target() -> None:
-        try:
-            result["value"] = call(*args)
-        except BaseException as error:  # noqa: BLE001 - handed to the test
-            result["error"] = error
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(QUICK)
-    assert not thread.is_alive(), f"{call.__name__}{args} blocked"
-    if "error" in result:
-        raise result["error"]
-    return result["value"]
 
 
 # --------------------------------------------------------------------------- read_limited

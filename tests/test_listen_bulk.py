@@ -29,7 +29,10 @@ from dcmnet_cli.services.scp.store_handler import storage_handlers
 from dcmnet_cli.transport import bulk
 from dcmnet_cli.ul.items import PresentationContextRQ
 from dcmnet_cli.ul.negotiation import AcceptorPolicy
-from helpers.procs import LOOPBACK, base_env, dcmnet_argv, listen_server, run_dcmnet, serving
+from helpers.bounded import bounded
+from helpers.procs import (LOOPBACK, base_env, dcmnet_argv, free_port, listen_server, run_dcmnet, serving, stop_process,
+                           wait_port)
+from helpers.socket_checks import connected_pair
 from helpers.rawdicom import associate, make_rq, read_command, release, send_chunked
 from store_helpers import assert_same, make_file, received
 
@@ -280,20 +283,11 @@ def test_a_write_failing_mid_splice_fails_that_object_only(sources, tmp_path: Pa
     def limited() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    from helpers.procs import free_port
-
     port = free_port()
     server = subprocess.Popen([*argv, str(port)], env=base_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, preexec_fn=limited)
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                socket.create_connection((LOOPBACK, port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline and server.poll() is None, "listen did not start"
-                time.sleep(0.05)
+        wait_port(port, server)
         sock, _ = associate(port, make_rq(contexts=(PresentationContextRQ(1, CT, (EXPLICIT_LE,)),), max_pdu=BIG_PDU))
         send_chunked(sock, message(sources["big"], 1, [1 << 20]))
         answer = read_command(sock)
@@ -301,9 +295,9 @@ def test_a_write_failing_mid_splice_fails_that_object_only(sources, tmp_path: Pa
         assert store_raw(sock, sources["small"], 2, [1 << 20]) == SUCCESS
         release(sock)
     finally:
-        server.terminate()
-        _, err = server.communicate(timeout=10)
-    assert "Traceback" not in err.decode(), err
+        stop_process(server)
+    err = server.stderr.read().decode() if server.stderr else ""
+    assert "Traceback" not in err, err
     assert list(received(out)) == [read_meta(sources["small"]).sop_instance_uid]
 
 
@@ -321,18 +315,9 @@ def test_dcmnet_store_into_listen_with_large_pdus(sources, tmp_path: Path) -> No
 # --------------------------------------------------------------------------- the splicer alone
 
 
-def tcp_pair() -> tuple[socket.socket, socket.socket]:
-    """A connected TCP pair on loopback (what the channel splices from: TCP honours SO_RCVTIMEO there)."""
-    with socket.create_server((LOOPBACK, 0)) as server:
-        left = socket.create_connection(server.getsockname())
-        right, _ = server.accept()
-    return left, right
-
-
 def test_splicer_moves_what_arrives_and_reports_a_failed_write_without_losing_step(tmp_path: Path) -> None:
-    left, right = tcp_pair()
     splicer = bulk.Splicer()
-    try:
+    with connected_pair() as (left, right):
         target = tmp_path / "file"
         fd = os.open(target, os.O_WRONLY | os.O_CREAT, 0o600)
         sender = threading.Thread(target=left.sendall, args=(b"a" * 3_000_000,))
@@ -362,15 +347,11 @@ def test_splicer_moves_what_arrives_and_reports_a_failed_write_without_losing_st
         left.close()
         assert splicer.move(right.fileno(), fd, 10) == (0, None, bulk.LOST)
         os.close(fd)
-    finally:
-        splicer.close()
-        left.close()
-        right.close()
+    splicer.close()
 
 
 def test_a_file_that_takes_no_bytes_is_a_write_error_not_a_busy_loop(tmp_path: Path, monkeypatch) -> None:
     """splice into the file returning 0 (it never should) ends the move with EIO instead of spinning."""
-    left, right = tcp_pair()
     splicer = bulk.Splicer()
     real = os.splice
     monkeypatch.setattr(bulk.os, "splice", lambda src, dst, count, *a: 0 if src == splicer_read_end() else
@@ -379,24 +360,11 @@ def test_a_file_that_takes_no_bytes_is_a_write_error_not_a_busy_loop(tmp_path: P
     def splicer_read_end() -> int:
         return splicer._pipe[0] if splicer._pipe else -1
 
-    try:
+    with connected_pair() as (left, right):
         fd = os.open(tmp_path / "file", os.O_WRONLY | os.O_CREAT, 0o600)
         left.sendall(b"x" * 1000)
-        moved, error, end = bounded_call(splicer.move, right.fileno(), fd, 1000)
+        moved, error, end = bounded(splicer.move, right.fileno(), fd, 1000)
         os.close(fd)
         assert (moved, end) == (1000, bulk.MOVED)
         assert isinstance(error, OSError) and (error.errno, error.strerror) == (5, "the file took no bytes")
-    finally:
-        splicer.close()
-        left.close()
-        right.close()
-
-
-def bounded_call(call, *args):  # type: ignore[no-untyped-def]
-    """``call(*args)`` in a thread; fails the test instead of hanging it."""
-    result: list = []
-    thread = threading.Thread(target=lambda: result.append(call(*args)), daemon=True)
-    thread.start()
-    thread.join(10)
-    assert not thread.is_alive(), "it spun"
-    return result[0]
+    splicer.close()

@@ -271,26 +271,33 @@ def options(**kwargs):
     return {"retrieve_all": False, "keys": (), "query_file": None, "model": None, "level": None, **kwargs}
 
 
+def ndjson(tmp_path, text: str = "") -> str:
+    """--from-json FILE as the command gets it: a path."""
+    path = tmp_path / "matches.ndjson"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
 @pytest.mark.parametrize(("given", "message"), [
     (options(retrieve_all=True), "--all is for -k/-f retrieves: --from-json names what to retrieve"),
     (options(keys=("PatientID=1",)), "--from-json takes the keys from its lines: drop -k/-f"),
     (options(query_file="q.dcm"), "--from-json takes the keys from its lines: drop -k/-f"),
     (options(model="worklist"), "the modality worklist model (-W) supports find only"),
 ])
-def test_from_json_usage_errors(given, message):
+def test_from_json_usage_errors(given, message, tmp_path):
     with pytest.raises(click.UsageError) as caught:
-        build_requests(given, io.StringIO(""))
+        build_requests(given, ndjson(tmp_path))
     assert caught.value.message == message
 
 
-def test_from_json_takes_one_request_per_line_and_the_study_model_by_default():
-    lines = io.StringIO('{"00080052": {"vr": "CS", "Value": ["STUDY"]}, "0020000D": {"vr": "UI", "Value": ["1.2.3"]}}\n'
-                        '{"0020000D": {"vr": "UI", "Value": ["1.2.4"]}}\n\n')
+def test_from_json_takes_one_request_per_line_and_the_study_model_by_default(tmp_path):
+    lines = ndjson(tmp_path, '{"00080052": {"vr": "CS", "Value": ["STUDY"]}, "0020000D": {"vr": "UI", "Value": ["1.2.3"]}}\n'
+                             '{"0020000D": {"vr": "UI", "Value": ["1.2.4"]}}\n\n')
     model, requests, problems = build_requests(options(), lines)
     assert model is MODELS["study"] and problems == [] and len(requests) == 2
-    model, _requests, _problems = build_requests(options(model=True), io.StringIO(""))
+    model, _requests, _problems = build_requests(options(model=True), ndjson(tmp_path))
     assert model is MODELS["study"]
-    model, _requests, _problems = build_requests(options(model="patient"), io.StringIO(""))
+    model, _requests, _problems = build_requests(options(model="patient"), ndjson(tmp_path))
     assert model is MODELS["patient"]
 
 
@@ -465,12 +472,12 @@ def test_make_storage_defaults_to_the_current_folder(monkeypatch, tmp_path):
     assert built["args"][1] == str(tmp_path.resolve())
 
 
-def test_from_json_lines_without_a_level_take_the_level_option_in_any_case():
-    line = '{"0020000D": {"vr": "UI", "Value": ["1.2"]}, "0020000E": {"vr": "UI", "Value": ["1.3"]}}\n'
-    _model, deepest, _problems = build_requests(options(), io.StringIO(line))
-    _model, study, problems = build_requests(options(level="study"), io.StringIO(line))
+def test_from_json_lines_without_a_level_take_the_level_option_in_any_case(tmp_path):
+    line = ndjson(tmp_path, '{"0020000D": {"vr": "UI", "Value": ["1.2"]}, "0020000E": {"vr": "UI", "Value": ["1.3"]}}\n')
+    _model, deepest, _problems = build_requests(options(), line)
+    _model, study, problems = build_requests(options(level="study"), line)
     assert problems == [] and deepest[0].level == "SERIES" and study[0].level == "STUDY"
-    _model, study, problems = build_requests(options(level="STUDY"), io.StringIO(line))
+    _model, study, problems = build_requests(options(level="STUDY"), line)
     assert problems == [] and study[0].level == "STUDY"
 
 

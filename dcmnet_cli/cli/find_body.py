@@ -15,7 +15,8 @@ from ..part10.uidnames import WHAT_FOR, described
 from ..services.peer import Peer
 from .app import App
 from .exitcodes import ExitCode, for_error
-from .find_output import dump, escape_cell, name_uids, registry_name, table_lines, terminal_width
+from .find_output import dump, name_uids, registry_name, table_lines, terminal_width
+from .text import one_line
 from .peer import timeouts_from
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -190,7 +191,7 @@ def render(ds: "DataSet", path: tuple[int, ...]) -> str:
     return "" if element is None else element.text()
 
 
-tsv_cell = escape_cell
+tsv_cell = one_line
 """Tabs and line breaks would break the TSV grid: shown as escapes; other control characters too."""
 
 

@@ -80,7 +80,7 @@ def _dump_value(element: Any) -> str:
     if isinstance(value, (bytes, bytearray)):
         return f"({len(value)} bytes)"
     text = element.text()
-    shown = f"[{escape_cell(text)}]"
+    shown = f"[{one_line(text)}]"
     if element.VR == "UI" and element.VM == 1:
         name = registry_name(text)
         if name:
@@ -89,10 +89,6 @@ def _dump_value(element: Any) -> str:
 
 
 # ---------------------------------------------------------------------------------------- cells
-
-escape_cell = one_line
-"""A cell of peer text on one line (:func:`.text.one_line`)."""
-
 
 def width_of(text: str) -> int:
     """Terminal cells ``text`` takes: East Asian wide/full-width characters 2, combining marks 0."""
@@ -192,7 +188,7 @@ def table_lines(labels: Sequence[str], rows: Sequence[Sequence[str]], total_widt
     because they did not fit. Columns empty in every row are left out silently."""
     keep = [i for i in range(len(labels)) if any(row[i] for row in rows)] or list(range(len(labels)))
     words = {i: header_words(labels[i]) for i in keep}
-    cells = [[escape_cell(row[i]) for i in keep] for row in rows]
+    cells = [[one_line(row[i]) for i in keep] for row in rows]
     natural = [max([width_of(" ".join(words[i])), *(width_of(r[n]) for r in cells)]) for n, i in enumerate(keep)]
     minimum = [max([max(width_of(w) for w in words[i]), min(natural[n], _CELL_MIN)]) for n, i in enumerate(keep)]
     dropped: list[str] = []

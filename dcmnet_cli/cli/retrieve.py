@@ -34,7 +34,7 @@ retrieve_options = stack(
 ``no_progress``, ``warnings_ok`` and ``as_json`` (pass them on in ``options``); -q/-v/--debug/--no-color go to the App."""
 
 
-def build_requests(options: dict[str, Any], from_json: Any) -> tuple[Any, list[Any], list[str]]:
+def build_requests(options: dict[str, Any], from_json: str | None) -> tuple[Any, list[Any], list[str]]:
     """The model and the requests (from -k/-f, or from --from-json lines), plus unusable-line messages."""
     from ..services.query import MODELS
     from ..services.scu.retrieve_requests import request_for_dataset, requests_from_ndjson
@@ -62,10 +62,10 @@ MAX_FROM_JSON = 1 << 30
 """--from-json holds one line per match, ~1 KB each: a million matches is far below this."""
 
 
-def read_lines(source: Any) -> list[str]:
+def read_lines(source: str) -> list[str]:
     """The lines of --from-json: ``-`` is stdin (read to its end: `dcmnet find --json | dcmnet move`), a
-    path is read without blocking on a FIFO or running on from a device (:mod:`..transport.inputfiles`); a stream
-    (tests) is read as it is. Unreadable or non-UTF-8 input is a usage error, never a traceback."""
+    path is read without blocking on a FIFO or running on from a device (:mod:`..transport.inputfiles`).
+    Unreadable or non-UTF-8 input is a usage error, never a traceback."""
     import sys
 
     from ..transport.inputfiles import read_limited
@@ -74,10 +74,8 @@ def read_lines(source: Any) -> list[str]:
     try:
         if source == "-":
             data = sys.stdin.buffer.read() if sys.stdin is not None else b""
-        elif isinstance(source, str):
-            data = read_limited(source, MAX_FROM_JSON)
         else:
-            return str(source.read()).splitlines()
+            data = read_limited(source, MAX_FROM_JSON)
         return data.decode("utf-8").splitlines()
     except OSError as error:
         raise click.UsageError(f"--from-json: cannot read {source}: {error.strerror or error}") from None

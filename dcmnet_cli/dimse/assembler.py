@@ -108,7 +108,7 @@ class Assembler:
         """How many of ``count`` data-set bytes on ``context_id`` may bypass :meth:`receive_pdv` (the driver
         moves them to the handler's file itself, see :meth:`skipped`): those of a streamed data set (not
         collected, not discarded), within the quota; 0 otherwise."""
-        if self._state != _State.DATASET or self._collected is not None or context_id != self._ctx:
+        if not self.streaming or context_id != self._ctx:
             return 0
         if self._max_dataset is not None:
             count = min(count, max(0, self._max_dataset - self._ds_len))

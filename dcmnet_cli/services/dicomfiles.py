@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from ..errors import InputError
 from ..part10 import filehead
 from ..part10.walker import Part10Error, Truncated, Walker
+from ..transport.inputfiles import OPEN_FLAGS
 
 CHUNK_SIZE = 1 << 20
 HEAD_SIZE = 8192
@@ -31,10 +32,6 @@ INLINE_MAX = 64 * 1024
 """Files up to this size are read whole in that one read (and may be kept for sending)."""
 MAX_RAW_WALK = 16 << 20
 """Bytes of a file without meta walked (most of them skipped, not read) looking for (0008,0018)."""
-_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_OPEN_FLAGS = os.O_RDONLY | _O_CLOEXEC | getattr(os, "O_NONBLOCK", 0)
-"""O_NONBLOCK: opening a FIFO given as a file (or met in a folder) must not wait for a writer for ever; a
-regular file ignores the flag, and anything else is refused once open (:func:`_not_regular`)."""
 
 
 class DicomFile:
@@ -115,7 +112,7 @@ def read_meta(path: str | os.PathLike[str], keep_content: bool = False) -> Dicom
     """
     name = os.fspath(path)
     try:
-        fd = os.open(name, _OPEN_FLAGS)
+        fd = os.open(name, OPEN_FLAGS)  # a FIFO must not make it wait: refused once open
     except FileNotFoundError:
         raise InputError(f"{name}: no such file") from None
     except IsADirectoryError:
@@ -242,7 +239,7 @@ def open_dataset(file: DicomFile) -> int:
     The caller closes it. Raises :class:`InputError` (nothing sent yet) if it cannot be opened or shrank.
     """
     try:
-        fd = os.open(file.path, _OPEN_FLAGS)
+        fd = os.open(file.path, OPEN_FLAGS)
     except OSError as error:
         raise InputError(f"{file.path}: cannot read: {error.strerror or error}") from None
     try:

@@ -16,7 +16,8 @@ import errno
 import os
 import stat
 
-_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+"""An open for reading that never waits for a FIFO's writer (a regular file ignores O_NONBLOCK)."""
 
 
 def _refuse(code: int, text: str, path: str) -> OSError:
@@ -26,7 +27,7 @@ def _refuse(code: int, text: str, path: str) -> OSError:
 def read_limited(path: str | os.PathLike[str], limit: int) -> bytes:
     """The whole content of ``path``, a regular file or a pipe, at most ``limit`` bytes."""
     name = os.fspath(path)
-    fd = os.open(name, _FLAGS)
+    fd = os.open(name, OPEN_FLAGS)
     try:
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):

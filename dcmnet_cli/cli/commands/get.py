@@ -29,7 +29,7 @@ from ..storage_options import storage_options
 @storage_options
 @retrieve_options
 @click.pass_obj
-def command(app: App, peer: tuple[str, ...], from_json: Any, storage_classes: tuple[str, ...],
+def command(app: App, peer: tuple[str, ...], from_json: str | None, storage_classes: tuple[str, ...],
             accept_syntaxes: tuple[str, ...], output_directory: str | None, filepath: str | None, on_duplicate: str, no_fsync: bool,
             **options: Any) -> int:
     """Retrieve objects from a Q/R SCP over one association (C-GET; another if the peer ends it early).

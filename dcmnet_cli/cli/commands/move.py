@@ -35,7 +35,7 @@ from ..storage_options import storage_options
 @storage_options
 @retrieve_options
 @click.pass_obj
-def command(app: App, peer: tuple[str, ...], destination: str | None, from_json: Any, store_port: int | None,
+def command(app: App, peer: tuple[str, ...], destination: str | None, from_json: str | None, store_port: int | None,
             bind: str, store_tls: bool, output_directory: str | None, filepath: str | None, on_duplicate: str, no_fsync: bool,
             **options: Any) -> int:
     """Move objects from a Q/R SCP to an AE (C-MOVE).
