@@ -5,8 +5,8 @@ The deadlines must stay exactly what they were with Python's socket timeouts:
 - a read waits for its deadline and then times out (LinkTimeout), never sooner, never forever;
 - a due deadline (a wait of 0) is a non-blocking read: data already there is returned, else a timeout;
 - a kept SO_RCVTIMEO a little shorter than the wait is waited out, and steady waits do not reset it;
-- a write to a peer that stopped reading times out, in memory or from a file (``sendfile``), and the
-  socket reads with its deadlines again afterwards;
+- a write to a peer that stopped reading times out, in memory or from a file (copied to a peer on this
+  machine, ``sendfile`` to another), and the socket reads with its deadlines again afterwards;
 - a batch the kernel takes only in part (more than a socket buffer, more buffers than IOV_MAX) arrives
   whole and in order; ``interrupt`` still wakes a blocked read.
 """
@@ -114,8 +114,23 @@ def test_a_write_to_a_peer_that_stopped_reading_times_out(pair) -> None:
     assert time.monotonic() - started < 10.0
 
 
-def test_a_file_region_to_a_stalled_peer_times_out_and_the_socket_blocks_again(pair, tmp_path) -> None:
-    chan, server = pair
+@pytest.fixture(params=[False, True], ids=["same host: copied", "another host: sendfile"])
+def either_pair(request, monkeypatch):
+    """:func:`pair`, its peer on this machine (large file regions copied) or taken for one on another
+    (``sendfile``): tests reach only 127.0.0.1."""
+    if request.param:
+        monkeypatch.setattr(channel_module, "same_host", lambda sock: False)
+    with connected_pair() as (client, server):
+        chan = Channel(client, DIMSEConnection(Role.REQUESTOR))
+        try:
+            assert chan._sendfile is request.param
+            yield chan, server
+        finally:
+            chan.close()
+
+
+def test_a_file_region_to_a_stalled_peer_times_out_and_the_socket_blocks_again(either_pair, tmp_path) -> None:
+    chan, server = either_pair
     path = tmp_path / "big"
     path.write_bytes(bytes(32 << 20))
     fd = os.open(path, os.O_RDONLY)

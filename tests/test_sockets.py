@@ -156,3 +156,50 @@ def test_the_program_reports_an_unencodable_host_in_one_line_with_exit_4() -> No
     assert done.returncode == 4, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "not a valid host name" in lines[0] and "Traceback" not in done.stderr
+
+
+class _Addressed:
+    """A connected socket's addresses, for the peers tests cannot reach (only 127.0.0.1 is used here)."""
+
+    def __init__(self, family: int, peer: str, local: str) -> None:
+        self.family, self._peer, self._local = family, peer, local
+
+    def getpeername(self) -> tuple:
+        return (self._peer, 104)
+
+    def getsockname(self) -> tuple:
+        return (self._local, 50000)
+
+
+@pytest.mark.parametrize("family, peer, local, same", [
+    (socket.AF_INET, "127.0.0.1", "127.0.0.1", True),
+    (socket.AF_INET, "127.3.2.1", "127.0.0.1", True),
+    (socket.AF_INET, "10.1.2.3", "10.1.2.3", True),   # this machine's own address
+    (socket.AF_INET, "10.1.2.4", "10.1.2.3", False),
+    (socket.AF_INET, "128.0.0.1", "10.1.2.3", False),
+    (socket.AF_INET, "12.7.0.1", "10.1.2.3", False),
+    (socket.AF_INET6, "::1", "::1", True),
+    (socket.AF_INET6, "::ffff:127.0.0.1", "::ffff:127.0.0.1", True),
+    (socket.AF_INET6, "::ffff:127.0.0.1", "::1", True),
+    (socket.AF_INET6, "::ffff:10.1.2.3", "::ffff:10.1.2.3", True),
+    (socket.AF_INET6, "::ffff:10.1.2.3", "::ffff:10.1.2.4", False),
+    (socket.AF_INET6, "fd00::7", "fd00::7", True),
+    (socket.AF_INET6, "fd00::7", "fd00::8", False),
+    (socket.AF_INET6, "::10", "fd00::8", False),
+])
+def test_same_host_by_address(family: int, peer: str, local: str, same: bool) -> None:
+    """What decides whether large file regions are copied (a peer on this machine) or sent with sendfile."""
+    assert sockets.same_host(_Addressed(family, peer, local)) is same  # type: ignore[arg-type]
+
+
+def test_same_host_of_real_sockets(listener: socket.socket) -> None:
+    client = sockets.connect(LOOPBACK, listener.getsockname()[1], 2.0)
+    peer, _ = listener.accept()
+    a, b = socket.socketpair()
+    unconnected = socket.socket()
+    try:
+        assert sockets.same_host(client) and sockets.same_host(peer) and sockets.same_host(a)
+        assert not sockets.same_host(unconnected)  # no peer to read: taken for a remote one
+    finally:
+        for sock in (client, peer, a, b, unconnected):
+            sock.close()

@@ -1,6 +1,7 @@
 """``store``'s file regions read and gathered (issue 13): a batch of PDUs whose data set slices average at
 most ``GATHER_REGION_MAX`` bytes goes out as one ``pread`` per run through the file and one ``sendmsg``;
-larger slices (a peer taking big PDUs) still go by ``sendfile``.
+larger slices (a peer taking big PDUs) go by ``sendfile``, or, to a peer on this machine, are copied
+through one buffer a piece at a time.
 
 Checked end to end: the data set arrives byte-identical at storescp (+B) and at ``dcmnet listen`` through
 either path and in PDUs from tiny to large; the syscalls per batch (one ``pread``, no ``sendfile``) in
@@ -26,7 +27,7 @@ from dcmnet_cli.services.dicomfiles import read_meta
 from dcmnet_cli.services.peer import Peer
 from dcmnet_cli.services.scu.store import store
 from dcmnet_cli.services.scu.store_inputs import collect
-from dcmnet_cli.transport import writes
+from dcmnet_cli.transport import channel as channel_module, writes
 
 from helpers.procs import LOOPBACK, listen_server, run_dcmnet
 from store_helpers import assert_same, make_file, received, scripted_scp
@@ -39,11 +40,11 @@ def _ct_files(folder: Path, count: int = 3) -> list[Path]:
 
 
 class _Counts:
-    """Counts of the file syscalls the transport makes in this process (os.pread / os.sendfile)."""
+    """Counts of the file syscalls the transport makes in this process (os.pread / os.preadv / os.sendfile)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.pread = self.sendfile = 0
-        real_pread, real_sendfile = os.pread, os.sendfile
+        self.pread = self.preadv = self.sendfile = 0
+        real_pread, real_preadv, real_sendfile = os.pread, os.preadv, os.sendfile
         lock = threading.Lock()
 
         def pread(fd: int, n: int, offset: int) -> bytes:
@@ -51,12 +52,18 @@ class _Counts:
                 self.pread += 1
             return real_pread(fd, n, offset)
 
+        def preadv(fd: int, views: list, offset: int) -> int:
+            with lock:
+                self.preadv += 1
+            return real_preadv(fd, views, offset)
+
         def sendfile(out: int, fd: int, offset: int, count: int) -> int:
             with lock:
                 self.sendfile += 1
             return real_sendfile(out, fd, offset, count)
 
         monkeypatch.setattr(os, "pread", pread)
+        monkeypatch.setattr(os, "preadv", preadv)
         monkeypatch.setattr(os, "sendfile", sendfile)
 
 
@@ -72,13 +79,17 @@ def test_ct_objects_arrive_byte_identical_at_storescp(storescp, tmp_path: Path, 
         assert_same(path, by_uid[read_meta(path).sop_instance_uid])
 
 
-@pytest.mark.parametrize("pdu, gathered", [("1024", True), ("131072", True), ("1048576", False)])
-def test_both_paths_arrive_byte_identical_at_listen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pdu: str,
-                                                    gathered: bool) -> None:
+@pytest.mark.parametrize("pdu, way", [("1024", "gathered"), ("131072", "gathered"), ("1048576", "copied"),
+                                     ("1048576", "sendfile")])
+def test_every_path_arrives_byte_identical_at_listen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pdu: str,
+                                                     way: str) -> None:
     """A tiny max PDU (1 KiB: ~500 PDUs per object, several batches), the default, and 1 MiB PDUs (slices
-    above GATHER_REGION_MAX: sendfile); the store runs in this process so the syscalls can be counted. No
-    read ahead (which would send all but the first from memory): every file goes as a region."""
+    above GATHER_REGION_MAX: copied through one buffer to a peer on this machine, ``sendfile`` to one taken
+    for another); the store runs in this process so the syscalls can be counted. No read ahead (which
+    would send all but the first from memory): every file goes as a region."""
     monkeypatch.setattr(store_module, "READ_AHEAD_MAX", 0)
+    if way == "sendfile":
+        monkeypatch.setattr(channel_module, "same_host", lambda sock: False)
     files = _ct_files(tmp_path / "src")
     found, problems = collect([str(f) for f in files])
     assert not problems and all(f.content is None for f in found)
@@ -89,10 +100,12 @@ def test_both_paths_arrive_byte_identical_at_listen(tmp_path: Path, monkeypatch:
     by_uid = received(tmp_path / "out")
     for path in files:
         assert_same(path, by_uid[read_meta(path).sop_instance_uid])
-    if gathered:
-        assert counts.sendfile == 0 and counts.pread >= len(files)
+    if way == "gathered":
+        assert counts.pread >= len(files) and counts.sendfile == counts.preadv == 0
+    elif way == "copied":  # 0.5 MB each: one piece per file
+        assert counts.preadv == len(files) and counts.sendfile == counts.pread == 0
     else:
-        assert counts.sendfile >= len(files) and counts.pread == 0
+        assert counts.sendfile >= len(files) and counts.pread == counts.preadv == 0
 
 
 def test_small_pdus_of_one_file_go_in_one_pread_and_one_sendmsg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

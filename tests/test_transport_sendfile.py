@@ -2,8 +2,9 @@
 
 Every case goes over a real TCP connection on 127.0.0.1 with a reader thread, and compares the bytes the
 reader got with the same buffers joined in memory: partial writes (a tiny send buffer and a slow reader,
-with and without a socket timeout), merged contiguous regions, the ``pread`` fallback, a file that ends
-early (InputError) and a reader that never reads (timeout).
+with and without a socket timeout), merged contiguous regions, the ``pread`` fallback, the copy through a
+scratch buffer (what a peer on the same machine gets), a file that ends early (InputError) and a reader
+that never reads (timeout).
 """
 
 from __future__ import annotations
@@ -84,17 +85,89 @@ def big_file(tmp_path: Path) -> Iterator[tuple[int, bytes]]:
         os.close(fd)
 
 
-@pytest.mark.parametrize("use_sendfile", [True, False])
-def test_regions_and_headers_arrive_in_order(big_file: tuple[int, bytes], use_sendfile: bool) -> None:
+SCRATCH = {"sendfile": None, "pread": None, "copy": 65536, "copy-uneven": 4099}
+"""Each way of sending file regions: the scratch size for the copy (an uneven one cuts regions oddly)."""
+
+
+@pytest.mark.parametrize("way", list(SCRATCH))
+def test_regions_and_headers_arrive_in_order(big_file: tuple[int, bytes], way: str,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     fd, data = big_file
     region = FileRegion(fd, 0, len(data), "region.bin")
     buffers = [b"head", region[10:100_000], region[100_000:2_000_000], b"", b"mid", memoryview(b"dle"),
                region[3_000_000:], b"tail"]
     expected = b"head" + data[10:2_000_000] + b"middle" + data[3_000_000:] + b"tail"
+    size = SCRATCH[way]
+    scratch = bytearray(size) if size else None
+    reads: list[int] = []
+    real = os.preadv
+
+    def counting(fd: int, views: list, offset: int) -> int:
+        reads.append(sum(len(v) for v in views))
+        return real(fd, views, offset)
+
+    monkeypatch.setattr(os, "preadv", counting)
     with connection() as (sender, got, done):
-        assert send_all(sender, buffers, use_sendfile=use_sendfile) == len(expected)
+        assert send_all(sender, buffers, use_sendfile=way == "sendfile", scratch=scratch) == len(expected)
         finish(sender, done)
     assert bytes(got) == expected
+    if size:  # a piece at a time, never more than the scratch holds
+        regions = (2_000_000 - 10, len(data) - 3_000_000)
+        assert len(reads) == sum(-(-n // size) for n in regions) and max(reads) == size
+    else:
+        assert not reads
+
+
+def test_copied_pieces_go_out_as_read_and_headers_with_the_first(big_file: tuple[int, bytes]) -> None:
+    """The headers before a region leave in the same ``sendmsg`` as its first piece (no tiny segment of
+    their own), and each piece is written before the next is read (one scratch buffer, reused). The
+    region is larger than GATHER_REGION_MAX (smaller ones are read whole and gathered)."""
+    fd, data = big_file
+    events: list[tuple] = []
+
+    class Recording(socket.socket):
+        def sendmsg(self, buffers, *args):  # type: ignore[no-untyped-def,override]
+            events.append(("send", [bytes(b) for b in buffers]))
+            return super().sendmsg(buffers, *args)
+
+    real = os.preadv
+
+    def reading(fd: int, views: list, offset: int) -> int:
+        events.append(("read", offset))
+        return real(fd, views, offset)
+
+    with socket.socket() as listener:
+        listener.bind((LOOPBACK, 0))
+        listener.listen(1)
+        sender = Recording()
+        sender.connect(listener.getsockname())
+        peer, _ = listener.accept()
+        got = bytearray()
+        reader = threading.Thread(target=lambda: got.extend(_read_to_eof(peer)), daemon=True)
+        reader.start()
+        try:
+            os_preadv, os.preadv = os.preadv, reading
+            try:
+                send_all(sender, [b"P", b"V", FileRegion(fd, 0, 400_000)], use_sendfile=False,
+                         scratch=bytearray(150_000))
+            finally:
+                os.preadv = os_preadv
+            sender.shutdown(socket.SHUT_WR)
+            reader.join(20)
+        finally:
+            sender.close()
+            peer.close()
+    assert bytes(got) == b"PV" + data[:400_000]
+    assert [e[0] for e in events] == ["read", "send", "read", "send", "read", "send"]
+    assert events[1][1] == [b"P", b"V", data[:150_000]]
+    assert events[3][1] == [data[150_000:300_000]] and events[5][1] == [data[300_000:400_000]]
+
+
+def _read_to_eof(sock: socket.socket) -> bytes:
+    out = bytearray()
+    while data := sock.recv(65536):
+        out += data
+    return bytes(out)
 
 
 @pytest.mark.parametrize("timeout", [None, 5.0])
@@ -141,15 +214,33 @@ def test_fragmented_message_from_a_file_matches_the_bytes_path(big_file: tuple[i
     assert bytes(got) == from_memory
 
 
-@pytest.mark.parametrize("use_sendfile", [True, False])
-def test_a_file_shorter_than_its_region_raises_input_error(tmp_path: Path, use_sendfile: bool) -> None:
+@pytest.mark.parametrize("way", list(SCRATCH))
+def test_a_file_shorter_than_its_region_raises_input_error(tmp_path: Path, way: str) -> None:
     path = tmp_path / "short.bin"
     path.write_bytes(payload(100_000))
     fd = os.open(path, os.O_RDONLY)
+    scratch = bytearray(SCRATCH[way]) if SCRATCH[way] else None
     try:
         with connection() as (sender, _got, _done):
-            with pytest.raises(InputError, match="shrank"):
-                send_all(sender, [b"hdr", FileRegion(fd, 0, 200_000, str(path))], use_sendfile=use_sendfile)
+            with pytest.raises(InputError, match=r"short\.bin: the file shrank while it was being sent \(100000 bytes missing\)"):
+                send_all(sender, [b"hdr", FileRegion(fd, 0, 200_000, str(path))], use_sendfile=way == "sendfile",
+                         scratch=scratch)
+    finally:
+        os.close(fd)
+
+
+def test_a_region_that_cannot_be_read_raises_input_error(tmp_path: Path) -> None:
+    """A descriptor open for writing only: the copy's read fails with the file named, nothing is sent."""
+    path = tmp_path / "write-only.bin"
+    path.write_bytes(payload(300_000))
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        with connection() as (sender, got, done):
+            with pytest.raises(InputError, match=r"write-only\.bin: cannot read: Bad file descriptor"):
+                send_all(sender, [b"hdr", FileRegion(fd, 0, 300_000, str(path))], use_sendfile=False,
+                         scratch=bytearray(65536))
+            finish(sender, done)
+        assert bytes(got) == b""
     finally:
         os.close(fd)
 

@@ -24,8 +24,8 @@ from .ssl_loaded import ssl_classes
 from .busy_poll import BUDGET, LINKS, BusyPoll
 from .bulk import AVAILABLE as _SPLICE, LOST, SPLICE_MIN, TIMED_OUT, BulkSink, Splicer
 from .sockets import (IPPROTO_TCP, MSG_DONTWAIT, SHUT_RDWR, SO_RCVTIMEO, SO_SNDTIMEO, SOL_SOCKET, TCP_NODELAY,
-                      TCP_QUICKACK, Socket, is_plain)
-from .writes import can_sendfile, gathers, is_tls, send_all
+                      TCP_QUICKACK, Socket, is_plain, same_host)
+from .writes import COPY_PIECE, can_sendfile, gathers, is_tls, send_all
 
 RECV_SIZE = 1 << 20
 """One receive buffer per association. 1 MiB (not 256 KiB): most 128 KiB PDUs then arrive whole inside one
@@ -353,7 +353,10 @@ class Channel(Driver):
         super().__init__(conn, peer=peer_name(sock), artim_timeout=artim_timeout, network_timeout=network_timeout)
         self.sock = sock
         self._timeout: float | None = -1.0  # unknown: the first wait always sets it
-        self._sendfile = can_sendfile(sock)
+        self._sendfile = can_sendfile(sock) and not same_host(sock)
+        """``sendfile`` for large file regions; to a peer on this machine they are copied instead, through
+        :attr:`_scratch` (see :func:`~.writes._copy_all`)."""
+        self._scratch: bytearray | None = None
         self._tls = is_tls(sock)
         self._kernel = is_plain(sock)
         """A plain socket: kept blocking, its deadlines given to the kernel (SO_RCVTIMEO, SO_SNDTIMEO), see
@@ -413,11 +416,16 @@ class Channel(Driver):
     def _send_regions(self, buffers: list[Piece]) -> int:
         """A batch with file regions on the blocking socket. Small regions (a file of a few KB, or a batch
         of 16 KiB PDUs) are read and gathered into ``sendmsg`` (:func:`~.writes.send_all` with
-        ``use_sendfile=False``), bounded by SO_SNDTIMEO like any write. Large ones go by ``sendfile``, whose
-        wait for a full socket buffer is a ``poll`` on the socket's Python timeout: set for that batch only."""
+        ``use_sendfile=False``), bounded by SO_SNDTIMEO like any write; so are large ones to a peer on this
+        machine, copied through :attr:`_scratch`. Other large ones go by ``sendfile``, whose wait for a full
+        socket buffer is a ``poll`` on the socket's Python timeout: set for that batch only."""
         sock = self.sock
-        if not self._sendfile or gathers([piece for piece in buffers if type(piece) is FileRegion]):
+        if gathers([piece for piece in buffers if type(piece) is FileRegion]):
             return send_all(sock, buffers, use_sendfile=False)
+        if not self._sendfile:
+            if self._scratch is None:
+                self._scratch = bytearray(COPY_PIECE)
+            return send_all(sock, buffers, use_sendfile=False, scratch=self._scratch)
         sock.settimeout(self.network_timeout)
         try:
             return send_all(sock, buffers, use_sendfile=True)

@@ -37,7 +37,7 @@ TCP_QUICKACK: int = getattr(_socket, "TCP_QUICKACK", 0)
 
 __all__ = ["AF_INET", "AF_INET6", "AF_UNIX", "IPPROTO_TCP", "MSG_DONTWAIT", "MSG_MORE", "SHUT_RDWR", "SOCK_STREAM",
            "SOL_SOCKET", "SO_RCVTIMEO", "SO_SNDTIMEO", "Socket", "TCP_NODELAY", "TCP_QUICKACK", "connect",
-           "gaierror", "is_plain"]
+           "gaierror", "is_plain", "same_host"]
 
 
 def is_plain(sock: object) -> bool:
@@ -48,6 +48,21 @@ def is_plain(sock: object) -> bool:
         return True
     module = sys.modules.get("socket")  # loaded whenever a socket.socket can exist
     return module is not None and kind is module.socket
+
+
+def same_host(sock: Socket) -> bool:
+    """Whether both ends of a connected socket are on this machine: a Unix socket, a loopback peer
+    (127.0.0.0/8, ::1, or either mapped into IPv6), or a peer at the socket's own address. False when
+    the addresses cannot be read."""
+    try:
+        if sock.family not in (AF_INET, AF_INET6):
+            return sock.family == AF_UNIX
+        peer, local = sock.getpeername()[0], sock.getsockname()[0]
+    except OSError:
+        return False
+    if peer.startswith("::ffff:"):
+        peer = peer[7:]
+    return peer.startswith("127.") or peer == "::1" or peer == local or local == f"::ffff:{peer}"
 
 
 def connect(host: str | bytes, port: int, timeout: float | None) -> Socket:

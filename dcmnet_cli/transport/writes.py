@@ -35,7 +35,7 @@ BATCH_BYTES = 1 << 20
 
 
 def send_all(sock: Socket, buffers: Sequence[Piece], *, use_sendfile: bool | None = None,
-             write_timeout: float | None | bool = True) -> int:
+             write_timeout: float | None | bool = True, scratch: bytearray | None = None) -> int:
     """Write every buffer, many per syscall, coping with partial writes; returns bytes written.
 
     :class:`FileRegion` entries are sent from their file with ``os.sendfile`` (contiguous regions of one
@@ -44,6 +44,8 @@ def send_all(sock: Socket, buffers: Sequence[Piece], *, use_sendfile: bool | Non
     run of regions through one file) and written with the rest in one gathered ``sendmsg``. A region
     whose file ends early raises :class:`InputError` (when read, before anything of the batch is written;
     with ``sendfile``, possibly after part of it): the connection must then be dropped, not used.
+    Given a ``scratch`` buffer and no ``sendfile``, large regions are copied through it instead, a piece
+    at a time (:func:`_copy_all`: what a peer on the same machine takes fastest).
 
     ``write_timeout`` bounds each wait of ``sendfile`` for room in the socket (True: the socket's own
     timeout; a blocking socket with a kernel SO_SNDTIMEO passes its value here). Waiting too long raises
@@ -56,7 +58,7 @@ def send_all(sock: Socket, buffers: Sequence[Piece], *, use_sendfile: bool | Non
         return _sendmsg_all(sock, buffers, 0)  # type: ignore[arg-type]
     if use_sendfile is None:
         use_sendfile = can_sendfile(sock)
-    if not use_sendfile or gathers(regions):
+    if (not use_sendfile and scratch is None) or gathers(regions):
         return _sendmsg_all(sock, _gathered(buffers), 0)
     total = 0
     memory: list[bytes | bytearray | memoryview] = []
@@ -83,8 +85,38 @@ def send_all(sock: Socket, buffers: Sequence[Piece], *, use_sendfile: bool | Non
             total += _sendfile_all(sock, fd, offset, length, region.name,
                                    sock.gettimeout() if write_timeout is True else write_timeout)  # type: ignore[arg-type]
         else:
-            memory.append(_pread_all(fd, offset, length, region.name))
+            total += _copy_all(sock, memory, fd, offset, length, region.name, scratch)  # type: ignore[arg-type]
+            memory = []
     return total + _sendmsg_all(sock, memory, 0)
+
+
+def _copy_all(sock: Socket, head: list[bytes | bytearray | memoryview], fd: int, offset: int, length: int,
+              name: str, scratch: bytearray) -> int:
+    """The buffers ``head``, then ``length`` bytes of ``fd`` from ``offset``, read into ``scratch`` and
+    written a piece at a time (the first piece with ``head``, in one ``sendmsg``).
+
+    Why not ``sendfile`` to a peer on this machine: its segments point at the file's page cache, so the
+    receiving process's one copy reads every byte from memory on its own core, while the sender's core
+    idles. Copied here, the sender's core reads the file and the receiver copies bytes still in the
+    shared cache. Measured on loopback (issue 13, 2 cores, 1 GB into a splicing receiver): ~3 200 MB/s
+    against ~2 600 with ``sendfile``; into a receiver that only reads, ~2 900 against ~2 100. Reusing one
+    buffer matters too (~3 040 MB/s with a new one per piece)."""
+    view = memoryview(scratch)
+    total = done = 0
+    while done < length:
+        want = min(len(scratch), length - done)
+        try:
+            got = os.preadv(fd, [view[:want]], offset + done)
+        except OSError as error:
+            raise InputError(f"{name or f'fd {fd}'}: cannot read: {error.strerror or error}") from None
+        if not got:
+            raise InputError(f"{name or f'fd {fd}'}: the file shrank while it was being sent "
+                             f"({length - done} bytes missing)")
+        head.append(view[:got])
+        total += _sendmsg_all(sock, head, 0)
+        head = []
+        done += got
+    return total
 
 
 def _gathered(buffers: Sequence[Piece]) -> list[bytes | bytearray | memoryview]:
@@ -134,6 +166,8 @@ rather than sent with a ``sendmsg`` + ``sendfile`` pair each. Measured on loopba
 PDUs, the server's lower too (``sendfile`` costs more system time per call than the copy it saves at
 that size); a 30 MB object in 128 KiB PDUs costs the same either way. A batch is at most about 1 MiB (:data:`...dimse.connection.BATCH_BYTES`),
 so memory stays bounded by it whatever the object's size."""
+COPY_PIECE = 1 << 20
+"""Bytes of a file read and written per step by :func:`_copy_all` (the size of its ``scratch``)."""
 SENDFILE_MAX = 1 << 30
 """Bytes asked of one ``sendfile`` call (Linux moves at most 0x7ffff000 per call anyway)."""
 _CONNECTION_ERRNOS = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.ECONNABORTED, errno.ESHUTDOWN,
