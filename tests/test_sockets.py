@@ -180,7 +180,6 @@ class _Addressed:
     (socket.AF_INET, "12.7.0.1", "10.1.2.3", False),
     (socket.AF_INET6, "::1", "::1", True),
     (socket.AF_INET6, "::ffff:127.0.0.1", "::ffff:127.0.0.1", True),
-    (socket.AF_INET6, "::ffff:127.0.0.1", "::1", True),
     (socket.AF_INET6, "::ffff:10.1.2.3", "::ffff:10.1.2.3", True),
     (socket.AF_INET6, "::ffff:10.1.2.3", "::ffff:10.1.2.4", False),
     (socket.AF_INET6, "fd00::7", "fd00::7", True),

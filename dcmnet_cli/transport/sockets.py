@@ -51,9 +51,9 @@ def is_plain(sock: object) -> bool:
 
 
 def same_host(sock: Socket) -> bool:
-    """Whether both ends of a connected socket are on this machine: a Unix socket, a loopback peer
-    (127.0.0.0/8, ::1, or either mapped into IPv6), or a peer at the socket's own address. False when
-    the addresses cannot be read."""
+    """Whether both ends of a connected socket are on this machine: a Unix socket, a peer at the socket's
+    own address (::1 included), or anywhere in 127.0.0.0/8 (mapped into IPv6 or not). False when the
+    addresses cannot be read."""
     try:
         if sock.family not in (AF_INET, AF_INET6):
             return sock.family == AF_UNIX
@@ -62,7 +62,7 @@ def same_host(sock: Socket) -> bool:
         return False
     if peer.startswith("::ffff:"):
         peer = peer[7:]
-    return peer.startswith("127.") or peer == "::1" or peer == local or local == f"::ffff:{peer}"
+    return peer.startswith("127.") or peer == local or local == f"::ffff:{peer}"
 
 
 def connect(host: str | bytes, port: int, timeout: float | None) -> Socket:
