@@ -108,10 +108,9 @@ def _copy_all(sock: Socket, head: list[bytes | bytearray | memoryview], fd: int,
         try:
             got = os.preadv(fd, [view[:want]], offset + done)
         except OSError as error:
-            raise InputError(f"{name or f'fd {fd}'}: cannot read: {error.strerror or error}") from None
+            raise _unreadable(name, fd, error) from None
         if not got:
-            raise InputError(f"{name or f'fd {fd}'}: the file shrank while it was being sent "
-                             f"({length - done} bytes missing)")
+            raise _shrank(name, fd, length - done)
         head.append(view[:got])
         total += _sendmsg_all(sock, head, 0)
         head = []
@@ -267,10 +266,9 @@ def _sendfile_all(sock: Socket, fd: int, offset: int, length: int, name: str,
         except OSError as error:
             if error.errno in _CONNECTION_ERRNOS or error.errno == errno.EAGAIN:
                 raise
-            raise InputError(f"{name or f'fd {fd}'}: cannot read: {error.strerror or error}") from None
+            raise _unreadable(name, fd, error) from None
         if sent == 0:
-            raise InputError(f"{name or f'fd {fd}'}: the file shrank while it was being sent "
-                             f"({length - done} bytes missing)")
+            raise _shrank(name, fd, length - done)
         done += sent
     return done
 
@@ -289,9 +287,16 @@ def _pread_all(fd: int, offset: int, length: int, name: str) -> bytes:
         while len(data) < length:  # pread is short only at the end of the file (or for huge reads)
             more = os.pread(fd, length - len(data), offset + len(data))
             if not more:
-                raise InputError(f"{name or f'fd {fd}'}: the file shrank while it was being sent "
-                                 f"({length - len(data)} bytes missing)")
+                raise _shrank(name, fd, length - len(data))
             data += more
     except OSError as error:
-        raise InputError(f"{name or f'fd {fd}'}: cannot read: {error.strerror or error}") from None
+        raise _unreadable(name, fd, error) from None
     return data
+
+
+def _unreadable(name: str, fd: int, error: OSError) -> InputError:
+    return InputError(f"{name or f'fd {fd}'}: cannot read: {error.strerror or error}")
+
+
+def _shrank(name: str, fd: int, missing: int) -> InputError:
+    return InputError(f"{name or f'fd {fd}'}: the file shrank while it was being sent ({missing} bytes missing)")
