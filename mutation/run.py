@@ -63,7 +63,6 @@ TARGETS: dict[str, list[str]] = {
     "dcmnet_cli/transport/sockets.py": ["tests/test_sockets.py"],
     "dcmnet_cli/transport/bulk.py": ["tests/test_listen_bulk.py"],
     "dcmnet_cli/transport/inputfiles.py": ["tests/test_input_files.py"],
-    "dcmnet_cli/transport/writes.py": ["tests/test_transport_sendfile.py", "tests/test_channel_kernel_timeouts.py"],
 }
 
 
