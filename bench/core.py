@@ -30,6 +30,8 @@ import subprocess
 import sys
 import time
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -223,37 +225,44 @@ def _tcp_receiver(port: int, size: int) -> None:
     sock.close()
 
 
-def tcp_limit(size: int) -> float:
-    """Seconds to push ``size`` bytes through 127.0.0.1 between two processes (sender waits for an ack)."""
+@contextmanager
+def _child_peer(flag: str, *rest: str) -> Iterator[socket.socket]:
+    """The connection from a child process running this script with ``flag PORT rest...``; stopped (and
+    checked to have exited 0) when the block ends, even on failure."""
     listener = socket.socket()
     try:
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
         port = listener.getsockname()[1]
-        child = subprocess.Popen([sys.executable, __file__, "--tcp-receiver", str(port), "--size", str(size)])
+        child = subprocess.Popen([sys.executable, __file__, flag, str(port), *rest])
         try:
             conn, _ = listener.accept()
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            data = memoryview(bytes(SOCK_CHUNK))
-            full, rest = divmod(size, SOCK_CHUNK)
-            t0 = time.perf_counter()
-            for _ in range(full):
-                conn.sendall(data)
-            if rest:
-                conn.sendall(data[:rest])
-            if conn.recv(1) != b"k":
-                raise RuntimeError("no ack from the receiver")
-            elapsed = time.perf_counter() - t0
-            conn.close()
+            with conn:
+                yield conn
             if child.wait(timeout=30) != 0:
-                raise RuntimeError("TCP receiver failed")
-            return elapsed
+                raise RuntimeError(f"the {flag} child failed")
         finally:
             if child.poll() is None:
                 child.kill()
                 child.wait()
     finally:
         listener.close()
+
+
+def tcp_limit(size: int) -> float:
+    """Seconds to push ``size`` bytes through 127.0.0.1 between two processes (sender waits for an ack)."""
+    with _child_peer("--tcp-receiver", "--size", str(size)) as conn:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        data = memoryview(bytes(SOCK_CHUNK))
+        full, rest = divmod(size, SOCK_CHUNK)
+        t0 = time.perf_counter()
+        for _ in range(full):
+            conn.sendall(data)
+        if rest:
+            conn.sendall(data[:rest])
+        if conn.recv(1) != b"k":
+            raise RuntimeError("no ack from the receiver")
+        return time.perf_counter() - t0
 
 
 def _file_sender(port: int, paths: list[str]) -> None:
@@ -286,17 +295,11 @@ def file_limit(paths: list[Path], out_dir: Path) -> float:
     and goes to memory."""
     import fcntl
     sizes = [p.stat().st_size for p in paths]
-    listener = socket.socket()
     read_end, write_end = os.pipe()
-    fcntl.fcntl(write_end, getattr(fcntl, "F_SETPIPE_SZ", 1031), MiB)
     made: list[Path] = []
     try:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(1)
-        port = listener.getsockname()[1]
-        child = subprocess.Popen([sys.executable, __file__, "--file-sender", str(port), *map(str, paths)])
-        try:
-            conn, _ = listener.accept()
+        fcntl.fcntl(write_end, getattr(fcntl, "F_SETPIPE_SZ", 1031), MiB)
+        with _child_peer("--file-sender", *map(str, paths)) as conn:
             t0 = time.perf_counter()
             for n, size in enumerate(sizes):
                 target = out_dir / f"bare-file-limit-{os.getpid()}-{n}"
@@ -315,16 +318,8 @@ def file_limit(paths: list[Path], out_dir: Path) -> float:
                     os.close(out)
             elapsed = time.perf_counter() - t0
             conn.sendall(b"k")
-            conn.close()
-            if child.wait(timeout=30) != 0:
-                raise RuntimeError("file sender failed")
             return elapsed
-        finally:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
     finally:
-        listener.close()
         os.close(read_end)
         os.close(write_end)
         for target in made:
