@@ -181,6 +181,42 @@ def test_file_shrinking_after_its_check_fails_alone(tmp_path: Path, monkeypatch:
     assert len(result.associations) == 2
 
 
+@pytest.mark.parametrize("way", ["copied", "sendfile"])
+def test_file_shrinking_mid_send_to_listen_leaves_nothing_of_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                way: str) -> None:
+    """The same race against the real ``listen`` taking 1 MiB PDUs, so the file goes as large regions
+    (copied to this machine's peer, or by ``sendfile`` to one taken for remote) and half of it is already
+    on the wire when the read comes up short: the link is dropped mid-object. listen keeps nothing of it
+    (no file, no temporary one), the others arrive byte-identical, and store says which file and why."""
+    monkeypatch.setattr(store_module, "READ_AHEAD_MAX", 0)
+    if way == "sendfile":
+        monkeypatch.setattr(channel_module, "same_host", lambda sock: False)
+    files = _ct_files(tmp_path / "src", 4)
+    found, problems = collect([str(f) for f in files])
+    assert not problems
+    real_open = store_module.open_dataset
+
+    def open_then_cut(file):  # type: ignore[no-untyped-def]
+        fd = real_open(file)
+        if file.path == str(files[1]):
+            os.truncate(file.path, file.size // 2)
+        return fd
+
+    monkeypatch.setattr(store_module, "open_dataset", open_then_cut)
+    out = tmp_path / "out"
+    with listen_server("-od", str(out), "--no-fsync", "-pdu", "1048576") as server:
+        result = store(Peer(LOOPBACK, server.port, "ANY-SCP"), found)
+    assert [o.status for o in result.files] == [0, None, 0, 0]
+    assert "shrank" in str(result.files[1].error) and for_error(result.files[1].error) == 3
+    by_uid = received(out)
+    assert sorted(by_uid) == sorted(f.sop_instance_uid for n, f in enumerate(found) if n != 1)
+    for n, path in enumerate(files):
+        if n != 1:
+            assert_same(path, by_uid[found[n].sop_instance_uid])
+    assert sorted(p.name for p in out.rglob("*") if p.is_file() and not p.name.startswith(".dcmnet-index")) == \
+        sorted(p.name for p in by_uid.values())
+
+
 
 def test_gathered_runs_break_at_another_file_or_a_jump(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Small regions of two files, one of them skipping ahead: each run through one file is one read,
