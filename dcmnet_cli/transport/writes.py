@@ -111,8 +111,7 @@ def _copy_all(sock: Socket, head: list[bytes | bytearray | memoryview], fd: int,
             raise _unreadable(name, fd, error) from None
         if not got:
             raise _shrank(name, fd, length - done)
-        head.append(view[:got])
-        total += _sendmsg_all(sock, head, 0)
+        total += _sendmsg_all(sock, [*head, view[:got]], 0)
         head = []
         done += got
     return total
