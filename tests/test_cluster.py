@@ -131,13 +131,24 @@ backend nodes
 
     def start_haproxy(self) -> None:
         cfg = self.tmp / "haproxy.cfg"
-        cfg.write_text(self.config())
-        err = open(self.tmp / "haproxy.err", "wb")
-        self.stack.callback(err.close)
-        proc = subprocess.Popen([self.haproxy, "-db", "-f", str(cfg)], stdout=err, stderr=err,
-                                stdin=subprocess.DEVNULL)
-        self.stack.callback(stop_process, proc)
-        wait_port(self.front, proc)
+        for attempt in range(3):
+            # free_port() only picks a port: another process may take it before HAProxy binds it (seen
+            # once in CI). Then pick HAProxy's ports again; any other failure is the test's.
+            cfg.write_text(self.config())
+            log = self.tmp / "haproxy.err"
+            err = open(log, "wb")
+            self.stack.callback(err.close)
+            proc = subprocess.Popen([self.haproxy, "-db", "-f", str(cfg)], stdout=err, stderr=err,
+                                    stdin=subprocess.DEVNULL)
+            self.stack.callback(stop_process, proc)
+            try:
+                wait_port(self.front, proc)
+                break
+            except RuntimeError:
+                if attempt == 2 or b"Address already in use" not in log.read_bytes():
+                    raise
+                self.front = free_port()
+                self.direct = {name: free_port() for name in self.ports}
         deadline = time.monotonic() + 5
         while not (self.tmp / "admin.sock").exists() and time.monotonic() < deadline:
             time.sleep(0.02)
