@@ -229,3 +229,21 @@ def storescp_argv(port: int, out: Path, *flags: str) -> list[str]:
     """DCMTK storescp writing bit-preserving into ``out`` (+B), without host lookups."""
     return ["storescp", "-dhl", "+B", "-od", str(out), *flags, str(port)]
 
+
+
+def cut_after_open(monkeypatch, path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A writer racing ``store``: ``path`` is cut to half its size right after store's ``open_dataset``
+    has checked it (the other files are left alone)."""
+    import os
+
+    import dcmnet_cli.services.scu.store as store_module
+
+    real_open = store_module.open_dataset
+
+    def open_then_cut(file):  # type: ignore[no-untyped-def]
+        fd = real_open(file)
+        if file.path == str(path):
+            os.truncate(file.path, file.size // 2)
+        return fd
+
+    monkeypatch.setattr(store_module, "open_dataset", open_then_cut)

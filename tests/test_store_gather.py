@@ -30,7 +30,7 @@ from dcmnet_cli.services.scu.store_inputs import collect
 from dcmnet_cli.transport import channel as channel_module, writes
 
 from helpers.procs import LOOPBACK, listen_server, run_dcmnet
-from store_helpers import assert_same, make_file, received, scripted_scp
+from store_helpers import assert_same, cut_after_open, make_file, received, scripted_scp
 
 
 def _ct_files(folder: Path, count: int = 3) -> list[Path]:
@@ -163,15 +163,7 @@ def test_file_shrinking_after_its_check_fails_alone(tmp_path: Path, monkeypatch:
     files = _ct_files(tmp_path, 4)
     found, problems = collect([str(f) for f in files])
     assert not problems
-    real_open = store_module.open_dataset
-
-    def open_then_cut(file):  # type: ignore[no-untyped-def]
-        fd = real_open(file)
-        if file.path == str(files[1]):
-            os.truncate(file.path, file.size // 2)
-        return fd
-
-    monkeypatch.setattr(store_module, "open_dataset", open_then_cut)
+    cut_after_open(monkeypatch, files[1])
     with scripted_scp() as (port, scp):
         result = store(Peer(LOOPBACK, port, "ANY-SCP"), found)
         stored = [uid for uid, _, _ in scp.stored]
@@ -194,15 +186,7 @@ def test_file_shrinking_mid_send_to_listen_leaves_nothing_of_it(tmp_path: Path, 
     files = _ct_files(tmp_path / "src", 4)
     found, problems = collect([str(f) for f in files])
     assert not problems
-    real_open = store_module.open_dataset
-
-    def open_then_cut(file):  # type: ignore[no-untyped-def]
-        fd = real_open(file)
-        if file.path == str(files[1]):
-            os.truncate(file.path, file.size // 2)
-        return fd
-
-    monkeypatch.setattr(store_module, "open_dataset", open_then_cut)
+    cut_after_open(monkeypatch, files[1])
     out = tmp_path / "out"
     with listen_server("-od", str(out), "--no-fsync", "-pdu", "1048576") as server:
         result = store(Peer(LOOPBACK, server.port, "ANY-SCP"), found)

@@ -5,7 +5,6 @@ read ahead is read again at its turn, which reports why it cannot be sent."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -82,21 +81,13 @@ def test_a_file_cut_while_read_ahead_fails_before_its_command(tmp_path: Path, mo
     file's turn reads it again and fails it with "shrank" before anything of it is sent, so the
     association carries on (one association, where a cut in the middle of a streamed file drops it)."""
     from dcmnet_cli.cli.exitcodes import for_error
-    from store_helpers import scripted_scp
+    from store_helpers import cut_after_open, scripted_scp
 
     monkeypatch.setattr(store_inputs, "CONTENT_BUDGET", 0)
     sources = [make_file(tmp_path / "in", f"race-{n}", rows=256, columns=256) for n in range(4)]
     found, problems = collect([str(p) for p in sources])
     assert not problems
-    real_open = store_module.open_dataset
-
-    def open_then_cut(file):  # type: ignore[no-untyped-def]
-        fd = real_open(file)
-        if file.path == str(sources[1]):
-            os.truncate(file.path, file.size // 2)
-        return fd
-
-    monkeypatch.setattr(store_module, "open_dataset", open_then_cut)
+    cut_after_open(monkeypatch, sources[1])
     with scripted_scp() as (port, scp):
         result = store(Peer(HOST, port, "ANY-SCP"), found)
         stored = [uid for uid, _, _ in scp.stored]
